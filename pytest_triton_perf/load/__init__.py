@@ -1,0 +1,1 @@
+"""Load generation: request payloads, protocol clients, closed and open loop. No pytest import."""

@@ -1,0 +1,1 @@
+"""Measurement: windows, percentiles, stability, server statistics, memory. No pytest import."""

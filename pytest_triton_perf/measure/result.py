@@ -1,0 +1,205 @@
+"""The one result type of a measurement, and the pieces it is made of.
+
+Every figure here is final and plain (floats, ints, tuples) so that results can be pickled
+across processes, written to JSON and compared, except the pooled raw latencies, kept as a
+numpy array for interval estimates and never compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from pytest_triton_perf.measure.stats import nearest_rank
+
+Protocol = Literal["grpc", "http"]
+Arrival = Literal["closed", "constant", "poisson"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What load was offered: the part of a measurement that identifies it."""
+
+    model: str
+    version: str | None = None
+    protocol: Protocol = "grpc"
+    batch_size: int = 1
+    concurrency: int | None = 1
+    request_rate: float | None = None
+    arrival: Arrival = "closed"
+    inputs: str = "random"
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def describe(self) -> str:
+        """Short human text, e.g. ``conc=8 batch=1 grpc`` or ``rate=100/s poisson http``."""
+        if self.arrival == "closed":
+            load = f"conc={self.concurrency}"
+        else:
+            load = f"rate={self.request_rate:g}/s {self.arrival}"
+        return f"{load} batch={self.batch_size} {self.protocol}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        d = dataclasses.asdict(self)
+        d["shapes"] = {name: list(shape) for name, shape in self.shapes}
+        return d
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency summary in milliseconds; percentiles by nearest rank."""
+
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    avg: float
+    min: float
+    max: float
+    count: int
+
+    @classmethod
+    def from_samples(cls, samples_ms: np.ndarray) -> LatencyStats | None:
+        """Summarise raw latencies (ms); None when there are none."""
+        if len(samples_ms) == 0:
+            return None
+        s = np.sort(np.asarray(samples_ms, dtype=np.float64))
+        return cls(
+            p50=nearest_rank(s, 50),
+            p90=nearest_rank(s, 90),
+            p95=nearest_rank(s, 95),
+            p99=nearest_rank(s, 99),
+            avg=float(s.mean()),
+            min=float(s[0]),
+            max=float(s[-1]),
+            count=len(s),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """One measurement window. A request belongs to the window in which it completed."""
+
+    index: int
+    duration_s: float
+    requests: int
+    errors: int
+    inferences: int
+    throughput: float
+    latency_ms: LatencyStats | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        d = dataclasses.asdict(self)
+        d["latency_ms"] = self.latency_ms.to_dict() if self.latency_ms else None
+        return d
+
+
+@dataclass(frozen=True)
+class ServerBreakdown:
+    """Server-side figures from Triton's statistics, as deltas over the measured windows.
+
+    Times are averages per request in milliseconds, as perf_analyzer reports them.
+    """
+
+    requests: int
+    failures: int
+    inferences: int
+    executions: int
+    queue_ms: float
+    compute_input_ms: float
+    compute_infer_ms: float
+    compute_output_ms: float
+    batch_executions: tuple[tuple[int, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        d = dataclasses.asdict(self)
+        d["batch_executions"] = {str(k): v for k, v in self.batch_executions}
+        return d
+
+
+@dataclass(frozen=True)
+class PerfResult:
+    """The result of one ``triton_perf.measure`` call at one load level."""
+
+    model: str
+    version: str | None
+    workload: Workload
+    throughput: float
+    latency_ms: LatencyStats | None
+    requests: int
+    errors: int
+    windows: tuple[WindowResult, ...]
+    duration_s: float
+    stable: bool
+    server: ServerBreakdown | None = None
+    gpu_memory_mb: float | None = None
+    cpu_memory_mb: float | None = None
+    unavailable: tuple[tuple[str, str], ...] = ()
+    first_error: str | None = None
+    client_bound: bool = False
+    seed: int | None = None
+    latencies_ms: np.ndarray = field(
+        default_factory=lambda: np.empty(0), compare=False, repr=False
+    )
+
+    @property
+    def error_rate(self) -> float:
+        """Failed requests over all completed requests (0 when nothing completed)."""
+        return self.errors / self.requests if self.requests else 0.0
+
+    def unavailable_reason(self, metric: str) -> str | None:
+        """Why ``metric`` (e.g. ``gpu_memory_mb``) has no value, or None if it has one."""
+        return dict(self.unavailable).get(metric)
+
+    def summary(self) -> Mapping[str, float | None]:
+        """The headline figures under the names users write in the ``sla`` marker."""
+        lat = self.latency_ms
+        return {
+            "p50_ms": lat.p50 if lat else None,
+            "p90_ms": lat.p90 if lat else None,
+            "p95_ms": lat.p95 if lat else None,
+            "p99_ms": lat.p99 if lat else None,
+            "avg_ms": lat.avg if lat else None,
+            "throughput": self.throughput,
+            "gpu_memory_mb": self.gpu_memory_mb,
+            "cpu_memory_mb": self.cpu_memory_mb,
+            "error_rate": self.error_rate,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping of every figure (raw latencies left out)."""
+
+        def clean(v: float | None) -> float | None:
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+        return {
+            "model": self.model,
+            "version": self.version,
+            "workload": self.workload.to_dict(),
+            "throughput": self.throughput,
+            "latency_ms": self.latency_ms.to_dict() if self.latency_ms else None,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "windows": [w.to_dict() for w in self.windows],
+            "duration_s": self.duration_s,
+            "stable": self.stable,
+            "server": self.server.to_dict() if self.server else None,
+            "gpu_memory_mb": clean(self.gpu_memory_mb),
+            "cpu_memory_mb": clean(self.cpu_memory_mb),
+            "unavailable": dict(self.unavailable),
+            "first_error": self.first_error,
+            "client_bound": self.client_bound,
+            "seed": self.seed,
+        }

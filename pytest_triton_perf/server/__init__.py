@@ -1,0 +1,1 @@
+"""Server launchers: local binary, remote URL. No pytest import."""
