@@ -1,0 +1,236 @@
+"""The one server handle every launcher returns, and the readiness logic they share."""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
+from pytest_triton_perf.server.http import ProbeError, error_text, get_json, post_json
+
+LOG_TAIL_LINES = 30
+ERROR_LINES = 10
+# glog error lines (E1121 19:38:26...) and plain-text failures such as an unknown flag.
+_ERROR_LINE = re.compile(r"^E\d{4} |unrecognized option|error|failed", re.IGNORECASE)
+
+
+class TritonServer(abc.ABC):
+    """A handle on a running Triton server, whichever way it was started.
+
+    Usable as a context manager outside pytest::
+
+        with LocalTritonServer(["models"]) as server:
+            print(server.http_url, server.version, server.models)
+
+    Attributes are filled by :meth:`start`: ``http_url`` and ``grpc_url`` are ``host:port``
+    as tritonclient takes them, ``metrics_url`` is a full URL or None.
+    """
+
+    kind: str = "abstract"
+
+    def __init__(self, *, models: Sequence[str] | None = None, startup_timeout_s: float = 120.0):
+        self.requested_models: tuple[str, ...] | None = (
+            tuple(models) if models is not None else None
+        )
+        self.startup_timeout_s = startup_timeout_s
+        self.http_url = ""
+        self.grpc_url = ""
+        self.metrics_url: str | None = None
+        self.version = ""
+        self.server_id = ""
+        self.models: tuple[str, ...] = ()
+        self.failed_models: dict[str, str] = {}
+        self.log_path: Path | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def start(self) -> TritonServer:
+        """Start (or connect to) the server and wait until it and its models are ready."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop what :meth:`start` started. Safe to call twice and after a failed start."""
+
+    @abc.abstractmethod
+    def check_alive(self) -> None:
+        """Raise :class:`ServerDiedError` if the server is gone; cheap enough to poll."""
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        """One line for the pytest header and failure messages."""
+        return f"Triton {self.version or '?'} ({self.kind}) at {self.http_url}"
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the HTTP endpoint."""
+        return f"http://{self.http_url}"
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of the server log, or an empty string when there is none."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def repository_index(self) -> list[dict[str, Any]]:
+        """Triton's model repository index: name, version, state and reason of each model."""
+        status, payload = post_json(f"{self.base_url}/v2/repository/index", {}, timeout=10.0)
+        if status != 200 or not isinstance(payload, list):
+            raise ServerStartError(
+                f"{self.describe()}: repository index failed (HTTP {status}): {error_text(payload)}"
+            )
+        return payload
+
+    def model_ready(self, model: str, version: str | None = None) -> bool:
+        """True when ``model`` (``version``, or Triton's default policy) is ready."""
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/ready"
+        try:
+            status, _ = get_json(self.base_url + path, timeout=5.0)
+        except ProbeError:
+            return False
+        return status == 200
+
+    def require_model(self, model: str, version: str | None = None) -> None:
+        """Raise :class:`ModelNotReadyError` naming the reason when ``model`` cannot be used."""
+        if self.model_ready(model, version):
+            return
+        self.check_alive()
+        what = f"model '{model}'" + (f" version {version}" if version else "")
+        if model in self.failed_models:
+            raise ModelNotReadyError(
+                f"{what} failed to load on {self.describe()}: {self.failed_models[model]}"
+                + self._log_excerpt()
+            )
+        available = ", ".join(sorted(self.models)) or "(none)"
+        raise ModelNotReadyError(
+            f"{what} is not ready on {self.describe()}. Ready models: {available}."
+        )
+
+    # -- shared readiness ------------------------------------------------------------------
+
+    def _wait_until_ready(self, *, alive: Callable[[], None], expected_id: str | None) -> None:
+        """Poll identity, liveness and model states until ready or ``startup_timeout_s``.
+
+        ``alive`` raises when the process we started has exited, so a dead server fails at
+        once with its exit status instead of after the timeout.
+        """
+        deadline = time.monotonic() + self.startup_timeout_s
+        last_problem = "no answer yet"
+        while True:
+            alive()
+            try:
+                status, meta = get_json(f"{self.base_url}/v2", timeout=2.0)
+                if status == 200 and isinstance(meta, dict):
+                    self._check_identity(meta, expected_id)
+                    live, _ = get_json(f"{self.base_url}/v2/health/live", timeout=2.0)
+                    if live == 200:
+                        break
+                    last_problem = f"GET /v2/health/live answered HTTP {live}"
+                else:
+                    last_problem = f"GET /v2 answered HTTP {status}"
+            except ProbeError as e:
+                last_problem = str(e)
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"Triton did not become live within {self.startup_timeout_s:g} s "
+                    f"(probed {self.base_url}/v2 and /v2/health/live every 0.2 s; "
+                    f"last: {last_problem}). Raise the timeout with "
+                    f"--triton-startup-timeout if model loading is slow." + self._log_excerpt()
+                )
+            time.sleep(0.2)
+        self._collect_models(deadline, alive)
+
+    def _check_identity(self, meta: dict[str, Any], expected_id: str | None) -> None:
+        self.version = str(meta.get("version", ""))
+        if expected_id is not None and meta.get("name") != expected_id:
+            raise ServerStartError(
+                f"another server answers at {self.base_url}: its id is {meta.get('name')!r}, "
+                f"the one started here has id {expected_id!r}. A stale Triton holds the port; "
+                f"stop it, or let the plugin pick free ports."
+            )
+
+    def _model_states(self) -> dict[str, tuple[str, str]]:
+        """name -> (state, reason) from the repository index; a READY version wins."""
+        states: dict[str, tuple[str, str]] = {}
+        for entry in self.repository_index():
+            name = str(entry.get("name"))
+            if states.get(name, ("",))[0] != "READY":
+                states[name] = (str(entry.get("state", "")), str(entry.get("reason", "")))
+        return states
+
+    def _collect_models(self, deadline: float, alive: Callable[[], None]) -> None:
+        """Fill ``models`` and ``failed_models``, waiting for models still loading."""
+        while True:
+            alive()
+            states = self._model_states()
+            wanted = self.requested_models if self.requested_models is not None else states
+            still_loading = any(states.get(m, ("",))[0] == "LOADING" for m in wanted)
+            if not still_loading or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.models = tuple(sorted(m for m, (s, _) in states.items() if s == "READY"))
+        # Models in the repository that were never asked for are "UNAVAILABLE: unloaded".
+        self.failed_models = {
+            m: r or s for m, (s, r) in states.items() if s not in ("READY", "") and r != "unloaded"
+        }
+        for model in self.requested_models or ():
+            state, reason = states.get(model, ("", ""))
+            if state == "READY":
+                continue
+            if model not in states:
+                available = ", ".join(sorted(states)) or "(none)"
+                raise ModelNotReadyError(
+                    f"model '{model}' is not in the model repository of {self.describe()}. "
+                    f"Models there: {available}."
+                )
+            if state == "LOADING":
+                raise ModelNotReadyError(
+                    f"model '{model}' was still loading after {self.startup_timeout_s:g} s "
+                    f"on {self.describe()}; raise --triton-startup-timeout." + self._log_excerpt()
+                )
+            raise ModelNotReadyError(
+                f"model '{model}' failed to load on {self.describe()} (state {state}): "
+                f"{reason or 'no reason given'}" + self._log_excerpt()
+            )
+
+    def _log_excerpt(self) -> str:
+        """Error lines from anywhere in the log, then its tail.
+
+        Triton prints its whole usage text after an unknown flag, and a long model-load
+        trace after a failure: the line that matters is often far above the tail.
+        """
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        tail = lines[-LOG_TAIL_LINES:]
+        earlier = lines[: len(lines) - len(tail)]
+        errors = [ln for ln in earlier if _ERROR_LINE.search(ln)][-ERROR_LINES:]
+        where = f" ({self.log_path})"
+        text = ""
+        if errors:
+            text += f"\n--- errors in the server log{where} ---\n" + "\n".join(errors)
+        if tail:
+            text += f"\n--- server log tail{where} ---\n" + "\n".join(tail)
+        return text
+
+    def _died(self, returncode: int) -> ServerDiedError:
+        how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
+        return ServerDiedError(f"Triton {how} ({self.describe()})." + self._log_excerpt())

@@ -1,0 +1,306 @@
+"""The local launcher: a ``tritonserver`` process on this machine (the embedded default).
+
+The binary is found in this order: an explicit path, ``tritonserver`` on PATH (as inside an
+NGC container), the binary shipped by the ``nvidia-pytriton`` wheel. For the shipped binary
+the launcher prepares a private backend directory holding the Python backend and the stub
+that matches the running interpreter, sets the library path, and gives the server an
+environment whose PATH leads to this interpreter, so that model code imports the packages
+of the current environment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_triton_perf.errors import ServerStartError
+from pytest_triton_perf.server.base import TritonServer
+
+# Triton's own exit timeout: it waits this long for in-flight requests on SIGTERM.
+EXIT_TIMEOUT_S = 5
+STOP_GRACE_S = EXIT_TIMEOUT_S + 10
+PORT_ATTEMPTS = 3
+WORKDIR_PREFIX = "triton-perf-server-"
+
+_running: weakref.WeakSet[LocalTritonServer] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """Where a ``tritonserver`` binary is and what it needs to run."""
+
+    binary: Path
+    origin: str  # "option", "PATH" or "nvidia-pytriton"
+    library_dirs: tuple[Path, ...] = ()
+    backend_dir: Path | None = None  # the wheel's backends (python backend inside)
+    stub: Path | None = None  # the Python backend stub for this interpreter
+
+
+def find_tritonserver(server_path: str | os.PathLike[str] | None = None) -> TritonInstall:
+    """Locate ``tritonserver``: ``server_path``, then PATH, then the nvidia-pytriton wheel."""
+    if server_path:
+        path = Path(server_path).expanduser()
+        if path.is_dir():
+            path = path / "bin" / "tritonserver"
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ServerStartError(
+                f"--triton-server-path={server_path!s}: no executable tritonserver there. "
+                f"Give the path of the tritonserver binary or of a directory holding "
+                f"bin/tritonserver."
+            )
+        return TritonInstall(binary=path, origin="option")
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return TritonInstall(binary=Path(on_path), origin="PATH")
+    try:
+        import pytriton  # type: ignore[import-not-found]
+    except ImportError:
+        raise ServerStartError(
+            "no tritonserver found: not given by --triton-server-path, not on PATH, and the "
+            "nvidia-pytriton package (which ships one) is not installed. Install it with "
+            "`pip install 'pytest-triton-perf[local]'`, or use --triton-url for a running "
+            "server, or --triton-image for a container."
+        ) from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    binary = root / "bin" / "tritonserver"
+    libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not binary.exists():
+        raise ServerStartError(f"nvidia-pytriton is installed but {binary} is missing.")
+    if not stub.exists():
+        have = sorted(p.name for p in (root / "python_backend_stubs").iterdir() if p.is_dir())
+        raise ServerStartError(
+            f"nvidia-pytriton ships no Python backend stub for Python {version} "
+            f"(it has: {', '.join(have)}). Run pytest with one of those Python versions."
+        )
+    return TritonInstall(
+        binary=binary,
+        origin="nvidia-pytriton",
+        library_dirs=(libs,) if libs.is_dir() else (),
+        backend_dir=root / "backends",
+        stub=stub,
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the server may still lose a race for it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGKILL the server when the process that started it dies.
+
+    This is the watchdog for a SIGKILLed pytest: no cleanup code runs then, but the kernel
+    still delivers the parent-death signal.
+    """
+    os.setsid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class LocalTritonServer(TritonServer):
+    """A ``tritonserver`` process started here, on free loopback ports.
+
+    ``models=None`` loads every model of the repositories; models that fail to load are then
+    recorded in ``failed_models`` (a test measuring one fails with the reason) while the
+    others serve. An explicit ``models`` list must load completely or :meth:`start` raises.
+    """
+
+    kind = "local"
+
+    def __init__(
+        self,
+        model_repositories: Sequence[str | os.PathLike[str]],
+        *,
+        models: Sequence[str] | None = None,
+        server_path: str | os.PathLike[str] | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        startup_timeout_s: float = 120.0,
+        host: str = "127.0.0.1",
+    ):
+        super().__init__(models=models, startup_timeout_s=startup_timeout_s)
+        if not model_repositories:
+            raise ServerStartError("no model repository given; pass at least one directory.")
+        self.model_repositories = tuple(Path(p).resolve() for p in model_repositories)
+        for repo in self.model_repositories:
+            if not repo.is_dir():
+                raise ServerStartError(
+                    f"model repository {repo} does not exist or is not a directory. Set "
+                    f"--triton-model-repository (or ini triton_model_repository) to the "
+                    f"directory holding <model>/config.pbtxt."
+                )
+        self.server_path = server_path
+        self.extra_args = tuple(extra_args)
+        self.extra_env = dict(env or {})
+        self.host = host
+        self._log_dir = Path(log_dir) if log_dir else None
+        self._workdir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.install: TritonInstall | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc else None
+
+    # -- start -----------------------------------------------------------------------------
+
+    def start(self) -> LocalTritonServer:
+        """Start the server; on any failure it is stopped again before the error propagates."""
+        self.install = find_tritonserver(self.server_path)
+        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        try:
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                try:
+                    self._launch()
+                    self._wait_until_ready(alive=self._alive_or_raise, expected_id=self.server_id)
+                    return self
+                except ServerStartError as e:
+                    log = self.log_tail(200)
+                    self._terminate()
+                    if "ddress already in use" not in log or attempt == PORT_ATTEMPTS:
+                        raise e from None
+        except BaseException:
+            self.stop()
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _launch(self) -> None:
+        assert self.install is not None and self._workdir is not None
+        self.server_id = f"triton-perf-{uuid.uuid4().hex[:12]}"
+        http, grpc, metrics = free_port(self.host), free_port(self.host), free_port(self.host)
+        self.http_url = f"{self.host}:{http}"
+        self.grpc_url = f"{self.host}:{grpc}"
+        self.metrics_url = f"http://{self.host}:{metrics}/metrics"
+        log_dir = self._log_dir or self._workdir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{self.server_id}.log"
+        cmd = [str(self.install.binary)]
+        cmd += [f"--model-repository={repo}" for repo in self.model_repositories]
+        cmd += [
+            f"--id={self.server_id}",
+            f"--http-address={self.host}",
+            f"--grpc-address={self.host}",
+            f"--metrics-address={self.host}",
+            f"--http-port={http}",
+            f"--grpc-port={grpc}",
+            f"--metrics-port={metrics}",
+            "--model-control-mode=explicit",
+            # Keep serving when one model fails: its tests fail with the reason, the rest run.
+            "--exit-on-error=false",
+            "--strict-readiness=false",
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
+        ]
+        if self.requested_models is None:
+            cmd.append("--load-model=*")
+        else:
+            cmd += [f"--load-model={m}" for m in self.requested_models]
+        backend_dir = self._prepare_backends()
+        if backend_dir is not None:
+            cmd.append(f"--backend-directory={backend_dir}")
+        cmd += list(self.extra_args)
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._environment(),
+                cwd=self._workdir,
+                preexec_fn=_die_with_parent,
+            )
+        _running.add(self)
+
+    def _prepare_backends(self) -> Path | None:
+        """A private backend directory with the stub for this interpreter (wheel only)."""
+        inst = self.install
+        if inst is None or inst.backend_dir is None or inst.stub is None:
+            return None
+        assert self._workdir is not None
+        target = self._workdir / "backends"
+        if not target.exists():
+            shutil.copytree(inst.backend_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy2(inst.stub, target / "python" / inst.stub.name)
+        return target
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        # The Python backend stub imports model dependencies from the python found on PATH:
+        # lead it to this interpreter's environment.
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
+        if sys.prefix != sys.base_prefix:
+            env["VIRTUAL_ENV"] = sys.prefix
+        if self.install and self.install.library_dirs:
+            libs = [str(p) for p in self.install.library_dirs]
+            env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")])
+        env.update(self.extra_env)
+        return env
+
+    # -- health ----------------------------------------------------------------------------
+
+    def _alive_or_raise(self) -> None:
+        if self._proc is None:
+            raise ServerStartError("the server was not started")
+        code = self._proc.poll()
+        if code is not None:
+            raise self._died(code)
+
+    def check_alive(self) -> None:
+        """Raise :class:`ServerDiedError` with exit status and log tail if the process ended."""
+        self._alive_or_raise()
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        _running.discard(self)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=STOP_GRACE_S)
+        # The group may hold backend stubs that outlived the server: kill what is left.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL after a grace period, clean up.
+
+        The log survives only when it was written to a caller's ``log_dir``.
+        """
+        self._terminate()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+
+@atexit.register
+def _stop_all() -> None:
+    """Last line of defence when the interpreter exits without the fixtures' teardown."""
+    for server in list(_running):
+        with contextlib.suppress(Exception):
+            server.stop()

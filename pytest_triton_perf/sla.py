@@ -1,0 +1,201 @@
+"""The ``sla`` marker: parsing, validation and evaluation. Pure: no pytest import.
+
+Bounds are absolute: the measured point estimate decides. Latency keys are upper bounds in
+milliseconds, ``min_throughput`` a lower bound in inferences per second, memory keys upper
+bounds in MB (10^6 bytes, as Model Analyzer counts), ``max_error_rate`` an upper bound on
+failed / completed requests (default 0: any failed request fails the test).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.measure.result import PerfResult
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One SLA key: which figure it bounds, in which direction, in which unit."""
+
+    key: str
+    metric: str
+    upper: bool
+    unit: str
+
+
+BOUNDS: dict[str, Bound] = {
+    b.key: b
+    for b in (
+        Bound("p50_ms", "p50_ms", True, "ms"),
+        Bound("p90_ms", "p90_ms", True, "ms"),
+        Bound("p95_ms", "p95_ms", True, "ms"),
+        Bound("p99_ms", "p99_ms", True, "ms"),
+        Bound("avg_ms", "avg_ms", True, "ms"),
+        Bound("min_throughput", "throughput", False, "infer/s"),
+        Bound("max_gpu_memory_mb", "gpu_memory_mb", True, "MB"),
+        Bound("max_cpu_memory_mb", "cpu_memory_mb", True, "MB"),
+        Bound("max_error_rate", "error_rate", True, ""),
+    )
+}
+DEFAULT_MAX_ERROR_RATE = 0.0
+
+
+@dataclass(frozen=True)
+class SlaSpec:
+    """The merged bounds that apply to one test (closest marker wins per key)."""
+
+    bounds: tuple[tuple[str, float], ...]
+
+    @property
+    def as_dict(self) -> dict[str, float]:
+        """key -> bound."""
+        return dict(self.bounds)
+
+    def with_defaults(self) -> dict[str, float]:
+        """The bounds to evaluate: the given ones plus ``max_error_rate=0`` unless set."""
+        d = {"max_error_rate": DEFAULT_MAX_ERROR_RATE}
+        d.update(self.bounds)
+        return d
+
+
+def _check_value(test: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(
+            f"{test}: sla({key}={value!r}): the bound must be a number, "
+            f"e.g. sla({key}={_example(key)})."
+        )
+    if key == "max_error_rate":
+        if not 0 <= value <= 1:
+            raise ConfigError(
+                f"{test}: sla(max_error_rate={value!r}): a rate between 0 and 1 is accepted "
+                f"(0.01 allows 1% failed requests)."
+            )
+    elif value <= 0 or math.isinf(value):
+        raise ConfigError(
+            f"{test}: sla({key}={value!r}): the bound must be a positive finite number "
+            f"({BOUNDS[key].unit}), e.g. sla({key}={_example(key)})."
+        )
+    return float(value)
+
+
+def _example(key: str) -> str:
+    return {"min_throughput": "100", "max_error_rate": "0.01"}.get(
+        key, "5000" if key.endswith("_mb") else "30"
+    )
+
+
+def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, float]:
+    """Validate one ``sla(...)`` marker's arguments; errors name the test, key and value."""
+    if args:
+        raise ConfigError(
+            f"{test}: sla() takes keyword arguments only, got positional {list(args)!r}; "
+            f"write e.g. sla(p99_ms=30, min_throughput=50)."
+        )
+    bounds: dict[str, float] = {}
+    for key, value in kwargs.items():
+        if key not in BOUNDS:
+            close = difflib.get_close_matches(key, list(BOUNDS), n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{test}: unknown sla key {key!r}.{hint} Valid keys: {', '.join(BOUNDS)}."
+            )
+        bounds[key] = _check_value(test, key, value)
+    return bounds
+
+
+def merge_markers(
+    test: str, markers: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+) -> SlaSpec | None:
+    """Merge markers given closest first (function, class, module): closest wins per key."""
+    merged: dict[str, float] = {}
+    seen = False
+    for args, kwargs in markers:
+        seen = True
+        for key, value in parse_marker(test, args, kwargs).items():
+            merged.setdefault(key, value)
+    if not seen:
+        return None
+    return SlaSpec(bounds=tuple(sorted(merged.items())))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One bound checked against one measurement."""
+
+    measurement: str
+    key: str
+    bound: float
+    value: float | None
+    passed: bool
+    note: str = ""
+
+    @property
+    def metric(self) -> str:
+        """The figure's name as results and reports call it."""
+        return BOUNDS[self.key].metric
+
+
+def label(result: PerfResult) -> str:
+    """How a measurement is named in tables: ``model[:version] workload``."""
+    version = f":{result.version}" if result.version else ""
+    return f"{result.model}{version} {result.workload.describe()}"
+
+
+def evaluate(spec: SlaSpec | None, results: Sequence[PerfResult]) -> list[Check]:
+    """Check every result against every bound (and the default error-rate bound)."""
+    bounds = spec.with_defaults() if spec else {"max_error_rate": DEFAULT_MAX_ERROR_RATE}
+    checks: list[Check] = []
+    for result in results:
+        figures = result.summary()
+        for key, bound in bounds.items():
+            meta = BOUNDS[key]
+            value = figures[meta.metric]
+            if value is None:
+                reason = result.unavailable_reason(meta.metric)
+                if reason is None and meta.metric.endswith("_ms"):
+                    reason = "no request succeeded, so there is no latency"
+                note = f"unavailable: {reason or 'no source measured it'}"
+                checks.append(Check(label(result), key, bound, None, False, note))
+                continue
+            passed = value <= bound if meta.upper else value >= bound
+            note = ""
+            if key == "max_error_rate" and result.errors:
+                note = f"{result.errors} of {result.requests} requests failed"
+                if result.first_error:
+                    note += f"; first error: {result.first_error}"
+            checks.append(Check(label(result), key, bound, value, passed, note))
+    return checks
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def failure_text(test: str, checks: Sequence[Check]) -> str:
+    """The one screen shown when a test breaches its SLA."""
+    failed = [c for c in checks if not c.passed]
+    lines = [f"SLA breached in {test}: {len(failed)} of {len(checks)} checks failed"]
+    width = max([len(c.measurement) for c in checks] + [len("measurement")])
+    lines.append(
+        f"  {'measurement':<{width}}  {'metric':<17} {'bound':>12} {'measured':>10}  verdict"
+    )
+    for c in checks:
+        meta = BOUNDS[c.key]
+        op = "<=" if meta.upper else ">="
+        bound = f"{op} {_fmt(c.bound)}"
+        verdict = "ok" if c.passed else "FAIL"
+        lines.append(
+            f"  {c.measurement:<{width}}  {c.key:<17} {bound:>12} {_fmt(c.value):>10}  {verdict}"
+        )
+        if c.note and not c.passed:
+            lines.append(f"  {'':<{width}}    -> {c.note}")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""The local launcher against the real embedded tritonserver."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
+from pytest_triton_perf.server.http import get_json
+from pytest_triton_perf.server.local import LocalTritonServer, find_tritonserver
+from tests.conftest import BROKEN_MODELS, EXAMPLE_MODELS
+
+
+def test_server_answers_with_its_unique_id_on_loopback(server: LocalTritonServer) -> None:
+    status, meta = get_json(f"{server.base_url}/v2")
+    assert status == 200
+    assert meta["name"] == server.server_id
+    assert server.server_id.startswith("triton-perf-")
+    assert server.version == meta["version"]
+    for url in (server.http_url, server.grpc_url, server.metrics_url or ""):
+        assert "127.0.0.1:" in url
+    assert {"simple", "sleepy", "mlp", "flaky"} <= set(server.models)
+    assert server.log_path is not None and "Started HTTPService" in server.log_path.read_text()
+
+
+def test_stop_ends_the_process_group_and_is_idempotent(tmp_path: Path) -> None:
+    srv = LocalTritonServer([EXAMPLE_MODELS], models=["simple"], log_dir=tmp_path)
+    with srv:
+        pid = srv.pid
+        assert pid is not None and psutil.pid_exists(pid)
+        assert srv.models == ("simple",)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    srv.stop()  # a second stop is harmless
+    assert (tmp_path / f"{srv.server_id}.log").exists(), "the log survives in the caller's dir"
+
+
+def test_model_that_fails_to_load_fails_fast_with_name_reason_and_log() -> None:
+    srv = LocalTritonServer([BROKEN_MODELS], models=["init_error"])
+    started = time.monotonic()
+    with pytest.raises(ModelNotReadyError) as info:
+        srv.start()
+    assert time.monotonic() - started < 30
+    text = str(info.value)
+    assert "model 'init_error' failed to load" in text
+    assert "deliberate init failure" in text
+    assert "--- server log tail" in text
+    assert srv.pid is None
+
+
+def test_loading_all_models_keeps_serving_and_records_failures(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(
+        EXAMPLE_MODELS / "simple", repo / "simple", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(BROKEN_MODELS / "init_error", repo / "init_error")
+    with LocalTritonServer([repo]) as srv:
+        assert srv.models == ("simple",)
+        assert "deliberate init failure" in srv.failed_models["init_error"]
+        srv.require_model("simple")
+        with pytest.raises(ModelNotReadyError, match="model 'init_error' failed to load"):
+            srv.require_model("init_error")
+        with pytest.raises(
+            ModelNotReadyError, match=r"model 'nope' is not ready .* Ready models: simple"
+        ):
+            srv.require_model("nope")
+
+
+def test_requested_model_missing_from_repository_lists_what_is_there() -> None:
+    with pytest.raises(ModelNotReadyError) as info:
+        LocalTritonServer([EXAMPLE_MODELS], models=["simple", "no_such_model"]).start()
+    assert "model 'no_such_model'" in str(info.value)
+
+
+def test_server_that_exits_at_start_fails_fast_with_exit_status() -> None:
+    srv = LocalTritonServer([EXAMPLE_MODELS], extra_args=["--no-such-flag"])
+    started = time.monotonic()
+    with pytest.raises(ServerDiedError, match=r"Triton exited \d+") as info:
+        srv.start()
+    assert time.monotonic() - started < 10
+    assert "no-such-flag" in str(info.value)
+
+
+def test_slow_model_load_times_out_saying_what_was_probed() -> None:
+    srv = LocalTritonServer([BROKEN_MODELS], models=["slow_load"], startup_timeout_s=2)
+    with pytest.raises(ServerStartError, match=r"did not become live within 2 s .*probed") as info:
+        srv.start()
+    assert "--triton-startup-timeout" in str(info.value)
+    assert srv.pid is None
+
+
+def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ServerStartError, match="does not exist"):
+        LocalTritonServer([tmp_path / "nope"])
+
+
+def test_explicit_server_path_must_be_a_binary(tmp_path: Path) -> None:
+    with pytest.raises(ServerStartError, match="no executable tritonserver there"):
+        find_tritonserver(tmp_path)
+
+
+def test_shipped_binary_is_found_with_the_stub_of_this_python() -> None:
+    install = find_tritonserver()
+    if install.origin == "PATH":
+        pytest.skip("a tritonserver on PATH takes precedence here")
+    assert install.origin == "nvidia-pytriton"
+    assert install.stub is not None and install.stub.exists()
+    import sys
+
+    assert install.stub.parent.name == f"{sys.version_info.major}.{sys.version_info.minor}"
