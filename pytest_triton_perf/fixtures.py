@@ -66,7 +66,11 @@ def triton_server(
         server = make_server(settings, log_dir=str(tmp_path_factory.mktemp("triton-logs")))
         server.start()
     except TritonPerfError as e:
-        pytest.fail(f"Triton server could not start: {e}", pytrace=False)
+        problem = str(e)
+    else:
+        problem = ""
+    if problem:  # failed outside the except block: no chained traceback in the report
+        pytest.fail(f"Triton server could not start: {problem}", pytrace=False)
     try:
         yield server
     finally:
@@ -152,7 +156,11 @@ class TritonPerf:
                 self._record(result)
                 results.append(result)
         except TritonPerfError as e:
-            pytest.fail(str(e), pytrace=False)
+            problem = str(e)
+        else:
+            problem = ""
+        if problem:
+            pytest.fail(problem, pytrace=False)
         return results if isinstance(concurrency, (list, tuple)) else results[0]
 
     def _record(self, result: PerfResult) -> None:
@@ -172,5 +180,9 @@ def triton_perf(
     try:
         triton_server.check_alive()
     except TritonPerfError as e:
-        pytest.fail(f"the session's Triton server is gone: {e}", pytrace=False)
+        problem = str(e)
+    else:
+        problem = ""
+    if problem:
+        pytest.fail(f"the session's Triton server is gone: {problem}", pytrace=False)
     return TritonPerf(triton_server, pytestconfig.stash[SETTINGS_KEY], request.node)

@@ -55,6 +55,14 @@ def _text(flag: str, text: str) -> str:
     return text.strip()
 
 
+def _address(flag: str, text: str) -> str:
+    # Validated here so that a bad address is a usage error, not a failure of every test.
+    from pytest_triton_perf.server.remote import parse_url
+
+    parse_url(text, option=flag)
+    return text.strip()
+
+
 def _name_list(flag: str, text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.replace(",", " ").split() if n.strip())
     if not names:
@@ -84,7 +92,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--triton-url",
         "url",
-        _text,
+        _address,
         None,
         "HOST:PORT",
         "HTTP address of a running Triton server to measure instead of starting one "
@@ -93,7 +101,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--triton-grpc-url",
         "grpc_url",
-        _text,
+        _address,
         None,
         "HOST:PORT",
         "gRPC address of that server. Default: the --triton-url host at its port + 1.",
@@ -182,6 +190,8 @@ class Settings:
 
         values = {"warmup_s": self.warmup_s, "windows": self.windows, "window_s": self.window_s}
         values.update({k: v for k, v in overrides.items() if v is not None})
+        # Stability may extend a measurement; never below the windows asked for.
+        values.setdefault("max_windows", max(MeasureSettings.max_windows, values["windows"]))
         return MeasureSettings(**values)
 
 

@@ -238,9 +238,28 @@ class LocalTritonServer(TritonServer):
         assert self._workdir is not None
         target = self._workdir / "backends"
         if not target.exists():
+            self._check_stub_libraries(inst.stub)
             shutil.copytree(inst.backend_dir, target, ignore=shutil.ignore_patterns("__pycache__"))
             shutil.copy2(inst.stub, target / "python" / inst.stub.name)
         return target
+
+    def _check_stub_libraries(self, stub: Path) -> None:
+        """Fail before the start when the stub cannot load a library (usually libpython),
+        instead of a model load error deep in the server log."""
+        ldd = shutil.which("ldd")
+        if ldd is None:
+            return
+        out = subprocess.run(
+            [ldd, str(stub)], env=self._environment(), capture_output=True, text=True
+        ).stdout
+        missing = [line.split()[0] for line in out.splitlines() if "not found" in line]
+        if missing:
+            version = f"{sys.version_info.major}.{sys.version_info.minor}"
+            raise ServerStartError(
+                f"the Python backend stub {stub} cannot load {', '.join(missing)}. "
+                f"Install the shared Python library (Debian: apt-get install "
+                f"libpython{version}), or run scripts/bootstrap."
+            )
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -1,0 +1,51 @@
+"""Performance gate of the example models: each test states its SLA with the `sla` marker.
+
+`triton_perf.measure` drives load against the model on the session's Triton server (the
+embedded one here, a container with --triton-image, or --triton-url's); after the test body
+every measurement is checked against the marker, and a breach fails the test.
+"""
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.sla(p99_ms=200, min_throughput=20)
+def test_sleepy_meets_its_sla(triton_perf):
+    """`sleepy` sleeps 20 ms per execution (config parameter service_time_ms)."""
+    result = triton_perf.measure("sleepy", concurrency=1)
+    # A test may also assert on the figures directly.
+    assert result.latency_ms.p50 >= 20
+
+
+@pytest.mark.sla(p99_ms=50, min_throughput=200, max_error_rate=0)
+def test_simple_at_concurrency_4_over_http(triton_perf):
+    triton_perf.measure("simple", concurrency=4, protocol="http")
+
+
+@pytest.mark.sla(p99_ms=100)
+class TestMlp:
+    """A class-level marker applies to every test; a closer marker wins per key."""
+
+    def test_mlp_batch_8(self, triton_perf):
+        triton_perf.measure("mlp", batch_size=8, concurrency=2)
+
+    @pytest.mark.sla(p99_ms=50, min_throughput=100)
+    def test_mlp_with_fixed_inputs(self, triton_perf):
+        inputs = {"INPUT0": np.ones((1, 64), dtype=np.float32)}
+        triton_perf.measure("mlp", inputs=inputs, concurrency=1)
+
+
+@pytest.mark.sla(p99_ms=200)
+def test_sleepy_concurrency_sweep(triton_perf):
+    """A list of concurrency levels measures each; every level is checked against the SLA."""
+    results = triton_perf.measure("sleepy", concurrency=[1, 2])
+    assert results[1].throughput > results[0].throughput * 0.8
+
+
+@pytest.mark.xfail(
+    reason="demonstration of a failing gate: sleepy takes 20 ms per request, the SLA allows 5",
+    strict=True,
+)
+@pytest.mark.sla(p99_ms=5)
+def test_demo_failing_gate(triton_perf):
+    triton_perf.measure("sleepy", concurrency=1)
