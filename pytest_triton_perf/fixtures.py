@@ -135,7 +135,10 @@ class TritonPerf:
         settings = self.settings.measure_settings(
             warmup_s=warmup_s, windows=windows, window_s=window_s
         )
-        levels = list(concurrency) if isinstance(concurrency, (list, tuple)) else [concurrency]
+        # Validated by the engine, which names the model and the bad value.
+        levels: list[Any] = (
+            list(concurrency) if isinstance(concurrency, (list, tuple)) else [concurrency]
+        )
         results = []
         try:
             self.server.check_alive()

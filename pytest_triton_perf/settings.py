@@ -188,7 +188,11 @@ class Settings:
         # parsing (and `pytest --help`) should not pay for.
         from pytest_triton_perf.measure.engine import MeasureSettings
 
-        values = {"warmup_s": self.warmup_s, "windows": self.windows, "window_s": self.window_s}
+        values: dict[str, Any] = {
+            "warmup_s": self.warmup_s,
+            "windows": self.windows,
+            "window_s": self.window_s,
+        }
         values.update({k: v for k, v in overrides.items() if v is not None})
         # Stability may extend a measurement; never below the windows asked for.
         values.setdefault("max_windows", max(MeasureSettings.max_windows, values["windows"]))

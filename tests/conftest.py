@@ -3,6 +3,8 @@ that the suite leaves no server process or temporary directory behind."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,23 +49,30 @@ def server_processes() -> list[psutil.Process]:
     return found
 
 
-def _triton_tempdirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")}
+_TEMP_ROOT = pytest.StashKey[Path]()
 
 
-_TEMPDIRS = pytest.StashKey[set[str]]()
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_TEMPDIRS] = _triton_tempdirs()
+def pytest_configure(config: pytest.Config) -> None:
+    """Give this run (and every process it starts) a private temporary directory, so the
+    leak check sees only what this run left, not other runs on the machine."""
+    if hasattr(config, "workerinput"):
+        return  # xdist workers inherit the controller's TMPDIR
+    # pytest's own tmp_path directories stay where they always are.
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    root = Path(tempfile.mkdtemp(prefix="triton-perf-suite-"))
+    os.environ["TMPDIR"] = str(root)
+    tempfile.tempdir = None  # forget the cached value: re-read TMPDIR
+    config.stash[_TEMP_ROOT] = root
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a server process or a temporary directory outlived the tests."""
     leaks = [f"{p.name()} (pid {p.pid})" for p in server_processes()]
-    before = session.config.stash.get(_TEMPDIRS, set())
-    leaks += [f"temporary directory {d}" for d in sorted(_triton_tempdirs() - before)]
+    root = session.config.stash.get(_TEMP_ROOT, None)
+    if root is not None:
+        leaks += [f"temporary directory {d.name}" for d in root.glob(f"{WORKDIR_PREFIX}*")]
+        shutil.rmtree(root, ignore_errors=True)
     if leaks:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -147,6 +147,20 @@ def test_failed_requests_within_bound(triton_perf):
 """
 
 
+MODULE_MARKER_TESTS = """
+import pytest
+
+pytestmark = pytest.mark.sla(p99_ms=5)
+
+@pytest.mark.sla(p99_ms=200)
+def test_closer_marker_wins(triton_perf):
+    triton_perf.measure("sleepy")
+
+def test_module_marker_applies(triton_perf):
+    triton_perf.measure("sleepy")
+"""
+
+
 @pytest.fixture(scope="module")
 def sla_run(
     server: LocalTritonServer, tmp_path_factory: pytest.TempPathFactory
@@ -154,6 +168,7 @@ def sla_run(
     """One inner run over the SLA cases above (module-scoped: the cases share it)."""
     path = tmp_path_factory.mktemp("sla_run")
     (path / "test_sla_cases.py").write_text(SLA_TESTS)
+    (path / "test_sla_module.py").write_text(MODULE_MARKER_TESTS)
     junit = path / "junit.xml"
     import subprocess
     import sys
@@ -182,7 +197,7 @@ def sla_run(
 
 def test_sla_pass_and_breach(sla_run: tuple[pytest.RunResult, Path]) -> None:
     result, _ = sla_run
-    result.assert_outcomes(passed=2, failed=5)
+    result.assert_outcomes(passed=3, failed=6)
     result.stdout.fnmatch_lines(
         [
             "*SLA breached in test_sla_cases.py::test_fail: 1 of 3 checks failed",
@@ -192,6 +207,14 @@ def test_sla_pass_and_breach(sla_run: tuple[pytest.RunResult, Path]) -> None:
             "*sleepy conc=1 batch=1 http*p99_ms*<= 5.00*FAIL",
         ]
     )
+
+
+def test_module_marker_applies_and_closest_marker_wins(
+    sla_run: tuple[pytest.RunResult, Path],
+) -> None:
+    result, _ = sla_run
+    result.stdout.fnmatch_lines(["PASSED test_sla_module.py::test_closer_marker_wins"])
+    result.stdout.fnmatch_lines(["FAILED test_sla_module.py::test_module_marker_applies*"])
 
 
 def test_breach_shows_the_measured_p99(sla_run: tuple[pytest.RunResult, Path]) -> None:

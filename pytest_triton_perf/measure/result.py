@@ -149,9 +149,23 @@ class PerfResult:
     first_error: str | None = None
     client_bound: bool = False
     seed: int | None = None
-    latencies_ms: np.ndarray = field(
-        default_factory=lambda: np.empty(0), compare=False, repr=False
-    )
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
+    # Requests answered after the last window closed: sent during it, not counted in it.
+    drained: int = 0
+    # Share of one CPU core used by the load generator's event loop over the windows.
+    client_cpu: float | None = None
+    # Warnings about the measurement itself (cancelled requests, late sends, ...).
+    notes: tuple[str, ...] = ()
+    # CPU seconds (all threads, all worker processes) the load generator spent in the windows.
+    client_cpu_s: float | None = None
+    # Open loop: share of requests sent more than 1 ms after their scheduled time.
+    late_share: float | None = None
+    # Requests completed per second over the windows, errors included (the achieved rate).
+    request_rate_achieved: float | None = None
+    # Load generator processes.
+    workers: int = 1
+    # Peak GPU memory minus its value when the measurement started (MB), when known.
+    gpu_memory_delta_mb: float | None = None
 
     @property
     def error_rate(self) -> float:
@@ -202,4 +216,12 @@ class PerfResult:
             "first_error": self.first_error,
             "client_bound": self.client_bound,
             "seed": self.seed,
+            "drained": self.drained,
+            "client_cpu": self.client_cpu,
+            "notes": list(self.notes),
+            "client_cpu_s": self.client_cpu_s,
+            "late_share": self.late_share,
+            "request_rate_achieved": self.request_rate_achieved,
+            "workers": self.workers,
+            "gpu_memory_delta_mb": clean(self.gpu_memory_delta_mb),
         }

@@ -46,6 +46,8 @@ class TritonServer(abc.ABC):
         self.models: tuple[str, ...] = ()
         self.failed_models: dict[str, str] = {}
         self.log_path: Path | None = None
+        # GPUs the server was given, as NVML indices or UUIDs; None: every GPU of the host.
+        self.gpu_devices: tuple[str, ...] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -85,6 +87,7 @@ class TritonServer(abc.ABC):
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of the server log, or an empty string when there is none."""
+        self._sync_log()
         if self.log_path is None or not self.log_path.exists():
             return ""
         text = self.log_path.read_text(errors="replace").splitlines()
@@ -217,6 +220,7 @@ class TritonServer(abc.ABC):
         Triton prints its whole usage text after an unknown flag, and a long model-load
         trace after a failure: the line that matters is often far above the tail.
         """
+        self._sync_log()
         if self.log_path is None or not self.log_path.exists():
             return ""
         lines = self.log_path.read_text(errors="replace").splitlines()
@@ -231,6 +235,14 @@ class TritonServer(abc.ABC):
             text += f"\n--- server log tail{where} ---\n" + "\n".join(tail)
         return text
 
-    def _died(self, returncode: int) -> ServerDiedError:
+    def _sync_log(self) -> None:
+        """Bring ``log_path`` up to date before it is read.
+
+        A process writes its log file itself (nothing to do); a container's log lives in the
+        engine and is copied here.
+        """
+        return
+
+    def _died(self, returncode: int, detail: str = "") -> ServerDiedError:
         how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited {returncode}"
-        return ServerDiedError(f"Triton {how} ({self.describe()})." + self._log_excerpt())
+        return ServerDiedError(f"Triton {how}{detail} ({self.describe()})." + self._log_excerpt())

@@ -16,11 +16,9 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,9 +26,16 @@ from pathlib import Path
 
 from pytest_triton_perf.errors import ServerStartError
 from pytest_triton_perf.server.base import TritonServer
+from pytest_triton_perf.server.command import (
+    EXIT_TIMEOUT_S,
+    Ports,
+    free_port,
+    new_server_id,
+    triton_args,
+)
 
-# Triton's own exit timeout: it waits this long for in-flight requests on SIGTERM.
-EXIT_TIMEOUT_S = 5
+__all__ = ["EXIT_TIMEOUT_S", "LocalTritonServer", "TritonInstall", "find_tritonserver", "free_port"]
+
 STOP_GRACE_S = EXIT_TIMEOUT_S + 10
 PORT_ATTEMPTS = 3
 WORKDIR_PREFIX = "triton-perf-server-"
@@ -66,7 +71,7 @@ def find_tritonserver(server_path: str | os.PathLike[str] | None = None) -> Trit
     if on_path:
         return TritonInstall(binary=Path(on_path), origin="PATH")
     try:
-        import pytriton  # type: ignore[import-not-found]
+        import pytriton
     except ImportError:
         raise ServerStartError(
             "no tritonserver found: not given by --triton-server-path, not on PATH, and the "
@@ -94,13 +99,6 @@ def find_tritonserver(server_path: str | os.PathLike[str] | None = None) -> Trit
         backend_dir=root / "backends",
         stub=stub,
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the server may still lose a race for it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -186,38 +184,27 @@ class LocalTritonServer(TritonServer):
 
     def _launch(self) -> None:
         assert self.install is not None and self._workdir is not None
-        self.server_id = f"triton-perf-{uuid.uuid4().hex[:12]}"
-        http, grpc, metrics = free_port(self.host), free_port(self.host), free_port(self.host)
-        self.http_url = f"{self.host}:{http}"
-        self.grpc_url = f"{self.host}:{grpc}"
-        self.metrics_url = f"http://{self.host}:{metrics}/metrics"
+        self.server_id = new_server_id()
+        ports = Ports.free(self.host)
+        self.http_url = f"{self.host}:{ports.http}"
+        self.grpc_url = f"{self.host}:{ports.grpc}"
+        self.metrics_url = f"http://{self.host}:{ports.metrics}/metrics"
         log_dir = self._log_dir or self._workdir
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{self.server_id}.log"
-        cmd = [str(self.install.binary)]
-        cmd += [f"--model-repository={repo}" for repo in self.model_repositories]
-        cmd += [
-            f"--id={self.server_id}",
-            f"--http-address={self.host}",
-            f"--grpc-address={self.host}",
-            f"--metrics-address={self.host}",
-            f"--http-port={http}",
-            f"--grpc-port={grpc}",
-            f"--metrics-port={metrics}",
-            "--model-control-mode=explicit",
-            # Keep serving when one model fails: its tests fail with the reason, the rest run.
-            "--exit-on-error=false",
-            "--strict-readiness=false",
-            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
-        ]
-        if self.requested_models is None:
-            cmd.append("--load-model=*")
-        else:
-            cmd += [f"--load-model={m}" for m in self.requested_models]
         backend_dir = self._prepare_backends()
-        if backend_dir is not None:
-            cmd.append(f"--backend-directory={backend_dir}")
-        cmd += list(self.extra_args)
+        extra = [f"--backend-directory={backend_dir}"] if backend_dir is not None else []
+        cmd = [
+            str(self.install.binary),
+            *triton_args(
+                model_repositories=[str(repo) for repo in self.model_repositories],
+                server_id=self.server_id,
+                address=self.host,
+                ports=ports,
+                models=self.requested_models,
+                extra_args=[*extra, *self.extra_args],
+            ),
+        ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 cmd,

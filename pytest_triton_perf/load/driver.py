@@ -1,0 +1,214 @@
+"""A load driver: the protocol clients plus a closed or open loop, in one event loop.
+
+The engine talks to drivers only (start a phase, look at the records, stop and drain), so the
+same measurement runs in this process (:class:`LocalDriver`) or spread over several worker
+processes (:mod:`workers`), whose records are merged exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pytest_triton_perf.load import grpc_client, http_client
+from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor
+from pytest_triton_perf.load.model_info import split_url
+from pytest_triton_perf.load.open_loop import OpenLoop
+from pytest_triton_perf.load.recorder import Recorder, Records
+from pytest_triton_perf.load.schedule import offsets_ns
+from pytest_triton_perf.load.transport import InferClient
+
+#: gRPC channels (one TCP connection each) opened per process; clients share them.
+MAX_GRPC_CHANNELS = 16
+#: Open loop: connections opened before the clock starts (more are opened on demand).
+OPEN_LOOP_PRECONNECT = 8
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """Everything one process needs to generate its share of the load (picklable)."""
+
+    protocol: str  # "grpc" or "http"
+    http_url: str
+    grpc_url: str
+    payloads: tuple[bytes, ...]  # pre-encoded requests, rotated
+    concurrency: int | None = 1  # closed loop: slots of this process
+    request_rate: float | None = None  # open loop: total rate of all workers
+    arrival: str = "constant"
+    seed: int = 0
+    max_in_flight: int = 1024  # open loop: bound of this process
+    worker: int = 0
+    workers: int = 1
+
+    @property
+    def open_loop(self) -> bool:
+        """True when requests follow a schedule rather than the answers."""
+        return self.request_rate is not None
+
+
+@dataclass
+class PhaseStats:
+    """What a driver knows about its own cost over one phase."""
+
+    wall_s: float = 0.0
+    loop_cpu_s: float = 0.0  # event loop thread only
+    process_cpu_s: float = 0.0  # all threads (grpc's own threads included)
+    pool_exhausted: int = 0  # open loop: sends that waited for a free connection
+    per_worker_loop_share: list[float] = field(default_factory=list)
+
+    @property
+    def loop_share(self) -> float:
+        """Highest share of one core used by any worker's event loop."""
+        if self.per_worker_loop_share:
+            return max(self.per_worker_loop_share)
+        return self.loop_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class Driver(Protocol):
+    """What the engine asks of a load driver."""
+
+    async def open(self) -> None:
+        """Create clients and connect, before any clock starts."""
+        ...
+
+    async def start(self, t0_ns: int) -> None:
+        """Start a phase; open-loop schedules count from ``t0_ns``."""
+        ...
+
+    async def snapshot(self) -> Records:
+        """Records of the current phase so far."""
+        ...
+
+    async def stop(self, timeout: float) -> tuple[int, Records, PhaseStats]:
+        """Stop sending, drain (bounded), return cancelled count, records, and costs."""
+        ...
+
+    async def close(self) -> None:
+        """Cancel whatever runs and release every connection."""
+        ...
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+class LocalDriver:
+    """Runs the load in the current event loop."""
+
+    def __init__(self, load: LoadSpec, supervisor: Supervisor) -> None:
+        self._load = load
+        self._supervisor = supervisor
+        self._channels: list[Any] = []
+        self._clients: list[InferClient] = []
+        self._recorder = Recorder()
+        self._closed: ClosedLoop | None = None
+        self._open: OpenLoop | None = None
+        self._marks = (0.0, 0.0, 0.0)
+
+    def _new_client(self) -> InferClient:
+        load = self._load
+        if load.protocol == "http":
+            host, port = split_url(load.http_url)
+            return http_client.HttpInferClient(host, port, load.payloads)
+        channel = self._channels[len(self._clients) % len(self._channels)]
+        return grpc_client.GrpcInferClient(channel, load.payloads)
+
+    def _tracked_client(self) -> InferClient:
+        client = self._new_client()
+        self._clients.append(client)
+        return client
+
+    async def open(self) -> None:
+        """Create the clients; HTTP connections are opened now, not on the clock."""
+        load = self._load
+        n = load.concurrency or 1
+        if load.open_loop:
+            n = min(load.max_in_flight, OPEN_LOOP_PRECONNECT)
+        if load.protocol == "grpc":
+            url = load.grpc_url.split("://", 1)[-1]
+            count = max(1, min(n if not load.open_loop else 4, MAX_GRPC_CHANNELS))
+            self._channels = [grpc_client.open_channel(url) for _ in range(count)]
+        for _ in range(n):
+            self._tracked_client()
+        try:
+            await asyncio.gather(
+                *(c.connect() for c in self._clients if isinstance(c, http_client.HttpInferClient))
+            )
+        except Exception:
+            await self._supervisor.check_alive()
+            raise
+
+    async def start(self, t0_ns: int) -> None:
+        """Start a phase with a fresh recorder."""
+        load = self._load
+        self._recorder = Recorder()
+        self._marks = (time.perf_counter(), time.thread_time(), _cpu())
+        if load.open_loop:
+            assert load.request_rate is not None
+            rate, arrival, seed = load.request_rate, load.arrival, load.seed
+
+            def schedule() -> Any:
+                return offsets_ns(
+                    rate,
+                    arrival,
+                    seed=seed,
+                    worker=load.worker,
+                    workers=load.workers,
+                )
+
+            if self._open is None:
+                self._open = OpenLoop(
+                    self._tracked_client,
+                    list(self._clients),
+                    len(load.payloads),
+                    self._recorder,
+                    self._supervisor,
+                    schedule,
+                    load.max_in_flight,
+                )
+            self._open.reset(self._recorder)
+            self._open.start(t0_ns)
+        else:
+            self._closed = ClosedLoop(
+                self._clients, len(load.payloads), self._recorder, self._supervisor
+            )
+            self._closed.start()
+
+    async def snapshot(self) -> Records:
+        """Records of the current phase so far."""
+        return self._recorder.snapshot()
+
+    async def stop(self, timeout: float) -> tuple[int, Records, PhaseStats]:
+        """Stop sending and drain; costs are measured up to the stop, not the drain."""
+        wall0, loop0, cpu0 = self._marks
+        stats = PhaseStats(
+            wall_s=time.perf_counter() - wall0,
+            loop_cpu_s=time.thread_time() - loop0,
+            process_cpu_s=_cpu() - cpu0,
+        )
+        cancelled = 0
+        if self._open is not None:
+            cancelled = await self._open.stop(timeout)
+            stats.pool_exhausted = self._open.pool_exhausted
+        elif self._closed is not None:
+            cancelled = await self._closed.stop(timeout)
+            self._closed = None
+        return cancelled, self._recorder.snapshot(), stats
+
+    async def close(self) -> None:
+        """Cancel and release everything."""
+        if self._open is not None:
+            await self._open.cancel()
+        if self._closed is not None:
+            await self._closed.cancel()
+        for c in self._clients:
+            with contextlib.suppress(Exception):
+                await c.close()
+        for ch in self._channels:
+            with contextlib.suppress(Exception):
+                await ch.close()

@@ -1,0 +1,92 @@
+"""gRPC inference client: a ModelInferRequest serialised once, sent as raw bytes.
+
+tritonclient's gRPC client builds and serialises the protobuf message on every call; here the
+message is serialised once before the clock starts and the call is registered without a
+serializer, so grpc sends the bytes as they are and hands the response back unparsed (a
+non-OK status is the only error Triton reports over gRPC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_triton_perf.load.inputs import InputTensor
+from pytest_triton_perf.load.transport import TransportError
+
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+# No message size cap: large tensors must not fail on grpc's 4 MB default.
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+    # One TCP connection per channel even when several channels target one address.
+    ("grpc.use_local_subchannel_pool", 1),
+    # ModelInfer is not idempotent for a measurement: a retried request would be counted once
+    # by us and twice by the server. Retries also cost CPU per call.
+    ("grpc.enable_retries", 0),
+)
+
+
+def encode_request(
+    model: str,
+    version: str | None,
+    inputs: Sequence[InputTensor],
+    outputs: Sequence[str],
+) -> bytes:
+    """Serialised ``ModelInferRequest`` carrying the inputs as raw_input_contents."""
+    from tritonclient.grpc import service_pb2
+
+    req = service_pb2.ModelInferRequest(model_name=model, model_version=version or "")
+    for t in inputs:
+        tensor = req.inputs.add()
+        tensor.name = t.name
+        tensor.datatype = t.datatype
+        tensor.shape.extend(t.shape)
+        req.raw_input_contents.append(t.data)
+    for o in outputs:
+        req.outputs.add().name = o
+    return bytes(req.SerializeToString())
+
+
+def _is_transport_failure(code: Any) -> bool:
+    import grpc
+
+    return code in (grpc.StatusCode.UNAVAILABLE,)
+
+
+class GrpcInferClient:
+    """Sends pre-encoded ModelInfer requests on a grpc.aio channel (shared or private)."""
+
+    def __init__(self, channel: Any, requests: Sequence[bytes]) -> None:
+        self._requests = list(requests)
+        # Identity (de)serialisation: bytes in, bytes out.
+        try:
+            # A registered method skips per-call method lookups (grpcio >= 1.63).
+            self._call = channel.unary_unary(MODEL_INFER, _registered_method=True)
+        except TypeError:  # pragma: no cover - older grpcio
+            self._call = channel.unary_unary(MODEL_INFER)
+
+    async def infer(self, i: int) -> str | None:
+        """Send request ``i``; None on OK, ``"<STATUS>: <details>"`` otherwise."""
+        import grpc
+
+        try:
+            await self._call(self._requests[i])
+        except grpc.aio.AioRpcError as e:
+            code = e.code()
+            text = f"{code.name}: {e.details()}"
+            if _is_transport_failure(code):
+                raise TransportError(text) from e
+            return text
+        return None
+
+    async def close(self) -> None:
+        """Nothing to release: channels are owned by whoever opened them."""
+
+
+def open_channel(url: str) -> Any:
+    """A grpc.aio channel to ``host:port`` (must be called inside the running loop)."""
+    import grpc
+
+    return grpc.aio.insecure_channel(url, options=list(CHANNEL_OPTIONS))

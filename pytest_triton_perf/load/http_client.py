@@ -1,0 +1,189 @@
+"""A minimal HTTP/1.1 inference client: pre-encoded requests over one keep-alive connection.
+
+tritonclient's clients serialise numpy arrays and parse JSON on every call; here a request is
+encoded once (JSON header + binary tensor data, Triton's binary tensor extension) and the hot
+path only writes bytes and lets httptools parse the response. Responses are parsed by
+httptools, never by hand: Triton's ``Inference-Header-Content-Length`` header contains the
+text ``Content-Length``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import cast
+from urllib.parse import quote
+
+import httptools
+
+from pytest_triton_perf.load.inputs import InputTensor
+from pytest_triton_perf.load.transport import TransportError
+
+
+def infer_path(model: str, version: str | None) -> str:
+    """The URL path of Triton's infer endpoint for ``model`` (and ``version``)."""
+    path = f"/v2/models/{quote(model, safe='')}"
+    if version:
+        path += f"/versions/{quote(version, safe='')}"
+    return path + "/infer"
+
+
+def encode_request(
+    host: str,
+    model: str,
+    version: str | None,
+    inputs: Sequence[InputTensor],
+    outputs: Sequence[str],
+) -> bytes:
+    """The complete HTTP request bytes of one inference with binary inputs and outputs."""
+    header = {
+        "inputs": [
+            {
+                "name": t.name,
+                "shape": list(t.shape),
+                "datatype": t.datatype,
+                "parameters": {"binary_data_size": len(t.data)},
+            }
+            for t in inputs
+        ],
+        "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
+    }
+    json_bytes = json.dumps(header, separators=(",", ":")).encode()
+    body = json_bytes + b"".join(t.data for t in inputs)
+    head = (
+        f"POST {infer_path(model, version)} HTTP/1.1\r\n"
+        f"Host: {host}\r\n"
+        "Content-Type: application/octet-stream\r\n"
+        f"Inference-Header-Content-Length: {len(json_bytes)}\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    ).encode("latin-1")
+    return head + body
+
+
+def _error_text(status: int, body: bytes) -> str:
+    try:
+        doc = json.loads(body.decode("utf-8", "replace"))
+        if isinstance(doc, dict) and "error" in doc:
+            return f"HTTP {status}: {doc['error']}"
+    except ValueError:
+        pass
+    text = body[:300].decode("utf-8", "replace")
+    return f"HTTP {status}: {text}" if text else f"HTTP {status}"
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP connection; at most one request outstanding (HTTP/1.1 without pipelining)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[str | None] | None = None
+        self.closed = False
+        self.keep_alive = True
+        self._parser = httptools.HttpResponseParser(self)
+        self._status = 0
+        self._error_body: list[bytes] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(TransportError(f"malformed HTTP response: {e}"))
+            if self.transport is not None:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        reason = f": {exc}" if exc else ""
+        self._fail(TransportError(f"connection closed by the server{reason}"))
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._status = 0
+        self._error_body = None
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        self.keep_alive = self._parser.should_keep_alive()
+        if self._status != 200:
+            self._error_body = []
+
+    def on_body(self, body: bytes) -> None:
+        if self._error_body is not None:
+            self._error_body.append(body)
+        elif body.startswith(b'{"error"'):
+            # A 200 carrying an error document: Triton does not send one, but a proxy might.
+            self._error_body = [body]
+
+    def on_message_complete(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is None or waiter.done():
+            return
+        if self._error_body is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_result(_error_text(self._status, b"".join(self._error_body)))
+
+    def _fail(self, exc: Exception) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+
+class HttpInferClient:
+    """Sends pre-encoded HTTP inference requests over one keep-alive connection.
+
+    Reconnects lazily when the server closed the connection; a request cancelled mid-flight
+    closes the connection, since its late response would otherwise answer the next request.
+    """
+
+    def __init__(self, host: str, port: int, requests: Sequence[bytes]) -> None:
+        self._host = host
+        self._port = port
+        self._requests = list(requests)
+        self._conn: _Conn | None = None
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(_Conn, self._host, self._port)
+        except OSError as e:
+            raise TransportError(f"cannot connect to {self._host}:{self._port}: {e}") from e
+        return conn
+
+    async def connect(self) -> None:
+        """Open the connection now, so that the first timed request does not pay for it."""
+        if self._conn is None or self._conn.closed:
+            self._conn = await self._connect()
+
+    async def infer(self, i: int) -> str | None:
+        """Send request ``i``; None on HTTP 200, the error text otherwise."""
+        conn = self._conn
+        if conn is None or conn.closed or not conn.keep_alive:
+            if conn is not None and conn.transport is not None:
+                conn.transport.close()
+            conn = self._conn = await self._connect()
+        assert conn.transport is not None
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        conn.waiter = waiter
+        conn.transport.write(self._requests[i])
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            conn.transport.close()
+            conn.closed = True
+            raise
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None and self._conn.transport is not None:
+            self._conn.transport.close()
+        self._conn = None

@@ -1,0 +1,250 @@
+"""Memory figures sampled during a measurement: GPU through NVML or Triton's metrics, CPU
+through Triton's metrics. A figure without a source is None with the reason, never 0.
+
+MB are 10^6 bytes, as Model Analyzer reports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+GPU_METRIC = "nv_gpu_memory_used_bytes"
+CPU_METRIC = "nv_cpu_memory_used_bytes"
+MB = 1e6
+
+
+def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples of a Prometheus text exposition: name -> [(labels, value), ...].
+
+    Handles what Triton emits (``name{a="b",c="d"} value`` with optional timestamp); comment
+    lines are skipped and malformed lines ignored.
+    """
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        labels: dict[str, str] = {}
+        if "{" in line:
+            name, _, rest = line.partition("{")
+            label_text, sep, tail = rest.rpartition("}")
+            if not sep:
+                continue
+            labels = _parse_labels(label_text)
+        else:
+            name, _, tail = line.partition(" ")
+        fields = tail.split()
+        if not fields:
+            continue
+        try:
+            value = float(fields[0])
+        except ValueError:
+            continue
+        out.setdefault(name.strip(), []).append((labels, value))
+    return out
+
+
+def _parse_labels(text: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        eq = text.find("=", i)
+        if eq < 0:
+            break
+        key = text[i:eq].strip().lstrip(",").strip()
+        j = eq + 1
+        if j >= n or text[j] != '"':
+            break
+        j += 1
+        value = []
+        while j < n and text[j] != '"':
+            if text[j] == "\\" and j + 1 < n:
+                j += 1
+                value.append({"n": "\n"}.get(text[j], text[j]))
+            else:
+                value.append(text[j])
+            j += 1
+        labels[key] = "".join(value)
+        i = j + 1
+    return labels
+
+
+def metric_sum(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float | None:
+    """Sum of a metric over its label sets (e.g. over GPUs), None when absent."""
+    if name not in samples:
+        return None
+    return sum(v for _, v in samples[name])
+
+
+class NvmlSource:
+    """Device memory in use, summed over all GPUs, through NVML (pynvml, imported lazily)."""
+
+    def __init__(self) -> None:
+        import pynvml
+
+        self._nvml: Any = pynvml
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+        if count == 0:
+            pynvml.nvmlShutdown()
+            raise RuntimeError("no GPU devices")
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+
+    def used_bytes(self) -> float:
+        """Used device memory in bytes, all devices."""
+        return float(sum(self._nvml.nvmlDeviceGetMemoryInfo(h).used for h in self._handles))
+
+    def close(self) -> None:
+        """Shut NVML down."""
+        with contextlib.suppress(Exception):
+            self._nvml.nvmlShutdown()
+
+
+def open_nvml() -> tuple[NvmlSource | None, str | None]:
+    """An NVML source, or None and the reason there is none."""
+    try:
+        return NvmlSource(), None
+    except Exception as e:
+        text = str(e) or type(e).__name__
+        return None, text
+
+
+def fetch_metrics(url: str, timeout: float = 2.0) -> str:
+    """The text of a Prometheus endpoint."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode("utf-8", "replace"))
+
+
+@dataclass
+class MemoryPeaks:
+    """Peaks observed by a sampler, and why a figure has no value."""
+
+    gpu_mb: float | None = None
+    gpu_delta_mb: float | None = None  # peak minus the first sample of the same source
+    cpu_mb: float | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+
+class MemorySampler:
+    """Background thread sampling memory during a measurement; keeps the peaks.
+
+    GPU: NVML when it works, else Triton's ``nv_gpu_memory_used_bytes``. CPU: Triton's
+    ``nv_cpu_memory_used_bytes``. Triton refreshes these gauges every ~2 s, so the sampler also
+    samples once at start and once at stop, whatever the interval.
+    """
+
+    def __init__(
+        self,
+        metrics_url: str | None,
+        *,
+        interval_s: float = 0.5,
+        nvml_factory: Callable[[], tuple[NvmlSource | None, str | None]] = open_nvml,
+    ) -> None:
+        self._metrics_url = metrics_url
+        self._interval = interval_s
+        self._nvml_factory = nvml_factory
+        self._nvml: NvmlSource | None = None
+        self._nvml_error: str | None = None
+        self._gpu_nvml: float | None = None
+        self._gpu_metrics: float | None = None
+        self._gpu_nvml_first: float | None = None
+        self._gpu_metrics_first: float | None = None
+        self._cpu: float | None = None
+        self._metrics_error: str | None = None
+        self._metrics_seen = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Open the sources, take a first sample, and start the thread."""
+        self._nvml, self._nvml_error = self._nvml_factory()
+        self.sample()
+        self._thread = threading.Thread(target=self._run, name="triton-perf-memory", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.sample()
+
+    def sample(self) -> None:
+        """Take one sample of every source now."""
+        nvml_value: float | None = None
+        if self._nvml is not None:
+            try:
+                nvml_value = self._nvml.used_bytes()
+            except Exception as e:
+                self._nvml_error = str(e) or type(e).__name__
+        gpu = cpu = None
+        if self._metrics_url:
+            try:
+                samples = parse_prometheus(fetch_metrics(self._metrics_url))
+                self._metrics_seen = True
+                gpu = metric_sum(samples, GPU_METRIC)
+                cpu = metric_sum(samples, CPU_METRIC)
+            except (OSError, urllib.error.URLError, ValueError) as e:
+                self._metrics_error = str(e) or type(e).__name__
+        with self._lock:
+            if self._gpu_nvml_first is None:
+                self._gpu_nvml_first = nvml_value
+            if self._gpu_metrics_first is None:
+                self._gpu_metrics_first = gpu
+            self._gpu_nvml = _peak(self._gpu_nvml, nvml_value)
+            self._gpu_metrics = _peak(self._gpu_metrics, gpu)
+            self._cpu = _peak(self._cpu, cpu)
+
+    def stop(self) -> MemoryPeaks:
+        """Stop the thread, take a last sample, and return the peaks."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        self.sample()
+        if self._nvml is not None:
+            self._nvml.close()
+        return self.peaks()
+
+    def peaks(self) -> MemoryPeaks:
+        """Peaks so far, in MB, with reasons for missing figures."""
+        with self._lock:
+            gpu_nvml, gpu_metrics, cpu = self._gpu_nvml, self._gpu_metrics, self._cpu
+            nvml_first, metrics_first = self._gpu_nvml_first, self._gpu_metrics_first
+        out = MemoryPeaks()
+        if gpu_nvml is not None:
+            out.gpu_mb = gpu_nvml / MB
+            if nvml_first is not None:
+                out.gpu_delta_mb = (gpu_nvml - nvml_first) / MB
+        elif gpu_metrics is not None:
+            out.gpu_mb = gpu_metrics / MB
+            if metrics_first is not None:
+                out.gpu_delta_mb = (gpu_metrics - metrics_first) / MB
+        else:
+            out.unavailable["gpu_memory_mb"] = (
+                f"NVML: {self._nvml_error or 'no reading'}; Triton metrics: "
+                f"{self._metrics_reason(GPU_METRIC)}"
+            )
+        if cpu is not None:
+            out.cpu_mb = cpu / MB
+        else:
+            out.unavailable["cpu_memory_mb"] = f"Triton metrics: {self._metrics_reason(CPU_METRIC)}"
+        return out
+
+    def _metrics_reason(self, metric: str) -> str:
+        if not self._metrics_url:
+            return "no metrics endpoint (metrics disabled or not exposed)"
+        if not self._metrics_seen:
+            return f"{self._metrics_url} unreadable: {self._metrics_error}"
+        return f"no {metric} at {self._metrics_url}"
+
+
+def _peak(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)

@@ -1,0 +1,129 @@
+"""Windows: assignment of completed requests, per-window and pooled figures, stability.
+
+A request belongs to the window in which it completed (perf_analyzer's rule). Window
+durations are the measured boundary-to-boundary times, not the nominal length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytest_triton_perf.load.recorder import Records
+from pytest_triton_perf.measure.result import LatencyStats, WindowResult
+
+#: Windows looked at by the stability rule (hard-coded in perf_analyzer as well).
+STABILITY_WINDOWS = 3
+
+
+def assign_windows(end_ns: np.ndarray, boundaries_ns: Sequence[int]) -> np.ndarray:
+    """Window index of each completion time; -1 before the first boundary or after the last.
+
+    Window ``k`` is ``[boundaries[k], boundaries[k+1])``.
+    """
+    b = np.asarray(boundaries_ns, dtype=np.int64)
+    idx = np.searchsorted(b, np.asarray(end_ns, dtype=np.int64), side="right") - 1
+    idx[(idx < 0) | (idx >= len(b) - 1)] = -1
+    return idx
+
+
+def latencies_ms(records: Records) -> np.ndarray:
+    """Latencies (ms) of the successful requests; failed requests have no latency figure."""
+    return records.latency_ns[records.ok].astype(np.float64) / 1e6
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """Figures of several windows taken together (raw latencies pooled, never averaged)."""
+
+    requests: int
+    errors: int
+    inferences: int
+    duration_s: float
+    throughput: float
+    latency_ms: LatencyStats | None
+    latencies_ms: np.ndarray
+    first_error: str | None
+
+
+def window_results(
+    records: Records, boundaries_ns: Sequence[int], batch_size: int
+) -> tuple[WindowResult, ...]:
+    """One WindowResult per pair of consecutive boundaries."""
+    idx = assign_windows(records.end_ns, boundaries_ns)
+    out = []
+    for k in range(len(boundaries_ns) - 1):
+        mask = idx == k
+        ok = records.ok[mask]
+        requests = int(mask.sum())
+        successes = int(ok.sum())
+        duration = (boundaries_ns[k + 1] - boundaries_ns[k]) / 1e9
+        inferences = successes * batch_size
+        lat = records.latency_ns[mask][ok].astype(np.float64) / 1e6
+        out.append(
+            WindowResult(
+                index=k,
+                duration_s=duration,
+                requests=requests,
+                errors=requests - successes,
+                inferences=inferences,
+                throughput=inferences / duration if duration > 0 else 0.0,
+                latency_ms=LatencyStats.from_samples(lat),
+            )
+        )
+    return tuple(out)
+
+
+def pool(records: Records, boundaries_ns: Sequence[int], batch_size: int) -> Pooled:
+    """Pooled figures over the whole span ``[boundaries[0], boundaries[-1])``."""
+    span = records.between(boundaries_ns[0], boundaries_ns[-1])
+    requests = len(span)
+    successes = int(span.ok.sum())
+    duration = (boundaries_ns[-1] - boundaries_ns[0]) / 1e9
+    lat = latencies_ms(span)
+    return Pooled(
+        requests=requests,
+        errors=requests - successes,
+        inferences=successes * batch_size,
+        duration_s=duration,
+        throughput=successes * batch_size / duration if duration > 0 else 0.0,
+        latency_ms=LatencyStats.from_samples(lat),
+        latencies_ms=lat,
+        first_error=span.first_error(),
+    )
+
+
+def within_pct(values: Sequence[float], pct: float) -> bool:
+    """True when every value lies within +-``pct`` % of the values' mean."""
+    if not values:
+        return False
+    mean = float(np.mean(values))
+    if mean == 0:
+        return all(v == 0 for v in values)
+    return all(abs(v - mean) <= pct / 100.0 * abs(mean) for v in values)
+
+
+def is_stable(
+    windows: Sequence[WindowResult],
+    stability_pct: float,
+    *,
+    count: int = STABILITY_WINDOWS,
+) -> bool:
+    """perf_analyzer's rule: the last ``count`` windows agree on throughput and p99 latency.
+
+    Both the throughput and the p99 latency of each of those windows must lie within
+    +-``stability_pct`` % of their mean; a window without throughput or without a successful
+    request is never stable. Fewer than ``count`` windows are judged on what there is
+    (at least one).
+    """
+    last = list(windows[-count:])
+    if not last:
+        return False
+    if any(w.throughput <= 0 or w.latency_ms is None for w in last):
+        return False
+    p99 = [w.latency_ms.p99 for w in last if w.latency_ms is not None]
+    return within_pct([w.throughput for w in last], stability_pct) and within_pct(
+        p99, stability_pct
+    )

@@ -1,0 +1,142 @@
+"""Percentiles, window assignment, pooling and the stability rule (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_triton_perf.load.recorder import Records
+from pytest_triton_perf.measure.result import LatencyStats, WindowResult
+from pytest_triton_perf.measure.stats import nearest_rank
+from pytest_triton_perf.measure.windows import (
+    assign_windows,
+    is_stable,
+    pool,
+    window_results,
+    within_pct,
+)
+
+MS = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [(50, 50.0), (90, 90.0), (99, 99.0), (100, 100.0), (0.5, 1.0), (1, 1.0)],
+)
+def test_nearest_rank_of_1_to_100(p: float, expected: float) -> None:
+    assert nearest_rank(np.arange(1, 101, dtype=float), p) == expected
+
+
+@pytest.mark.parametrize(("p", "expected"), [(50, 2.0), (66.7, 3.0), (99, 3.0)])
+def test_nearest_rank_returns_an_observed_value(p: float, expected: float) -> None:
+    assert nearest_rank([1.0, 2.0, 3.0], p) == expected
+
+
+@given(st.lists(st.floats(0, 1e6), min_size=1, max_size=200), st.floats(0.01, 100))
+def test_nearest_rank_is_an_element_with_enough_values_at_or_below(
+    values: list[float], p: float
+) -> None:
+    s = np.sort(np.array(values))
+    v = nearest_rank(s, p)
+    assert v in s
+    assert (s <= v).sum() >= p / 100 * len(s) - 1e-9
+
+
+def test_assign_windows_is_by_completion_time_half_open() -> None:
+    boundaries = [100, 200, 300, 400]
+    ends = np.array([99, 100, 199, 200, 350, 399, 400, 1000])
+    assert list(assign_windows(ends, boundaries)) == [-1, 0, 0, 1, 2, 2, -1, -1]
+
+
+def records(ends_ms: list[float], lat_ms: list[float], ok: list[bool] | None = None) -> Records:
+    n = len(ends_ms)
+    return Records(
+        end_ns=np.array([int(e * MS) for e in ends_ms], dtype=np.int64),
+        latency_ns=np.array([int(v * MS) for v in lat_ms], dtype=np.int64),
+        ok=np.array(ok if ok is not None else [True] * n),
+    )
+
+
+def test_window_results_count_throughput_with_batch_size_and_errors() -> None:
+    # Two windows of 100 ms; the third request failed; one request completes after the end.
+    r = records([10, 50, 90, 150, 250], [1, 2, 50, 3, 4], [True, True, False, True, True])
+    wins = window_results(r, [0, 100 * MS, 200 * MS], batch_size=4)
+    w0, w1 = wins
+    assert (w0.requests, w0.errors, w0.inferences) == (3, 1, 8)
+    assert w0.throughput == pytest.approx(80.0)  # 8 inferences / 0.1 s
+    assert w0.latency_ms is not None and w0.latency_ms.max == 2.0  # failed request excluded
+    assert (w1.requests, w1.errors, w1.inferences) == (1, 0, 4)
+    assert w1.duration_s == pytest.approx(0.1)
+
+
+def test_pool_uses_pooled_latencies_not_averaged_percentiles() -> None:
+    # Window 0: 99 fast requests; window 1: 1 slow one. Averaging per-window p99 would give
+    # (1 + 100) / 2; the pooled p99 of 100 values is the 99th smallest, i.e. 1.
+    ends = [i * 0.5 for i in range(1, 100)] + [150]
+    lats = [1.0] * 99 + [100.0]
+    r = records(ends, lats)
+    p = pool(r, [0, 100 * MS, 200 * MS], batch_size=1)
+    assert p.requests == 100 and p.errors == 0
+    assert p.latency_ms is not None and p.latency_ms.p99 == 1.0 and p.latency_ms.max == 100.0
+    assert p.throughput == pytest.approx(500.0)
+    assert len(p.latencies_ms) == 100
+
+
+def test_pool_keeps_the_first_error_of_the_span_only() -> None:
+    r = Records(
+        end_ns=np.array([5, 15]) * MS,
+        latency_ns=np.array([1, 1]) * MS,
+        ok=np.array([False, False]),
+        error_messages=((5 * MS, "warm-up error"), (15 * MS, "window error")),
+    )
+    p = pool(r, [10 * MS, 20 * MS], batch_size=1)
+    assert p.errors == 1 and p.first_error == "window error"
+    assert p.latency_ms is None
+
+
+def win(throughput: float, p99: float) -> WindowResult:
+    lat = LatencyStats(p50=p99, p90=p99, p95=p99, p99=p99, avg=p99, min=p99, max=p99, count=1)
+    return WindowResult(
+        index=0,
+        duration_s=1,
+        requests=1,
+        errors=0,
+        inferences=1,
+        throughput=throughput,
+        latency_ms=lat,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        ([100, 105, 95], 10, True),
+        ([100, 100, 125], 10, False),  # mean 108.3, 125 is 15% above it
+        ([0, 0, 0], 10, True),
+        ([], 10, False),
+    ],
+)
+def test_within_pct(values: list[float], pct: float, expected: bool) -> None:
+    assert within_pct(values, pct) is expected
+
+
+@pytest.mark.parametrize(
+    ("windows", "expected"),
+    [
+        ([win(1000, 5.0), win(1000, 5.0), win(1000, 5.0)], True),
+        ([win(1000, 5.0), win(1080, 5.4), win(950, 4.7)], True),
+        ([win(1000, 5.0), win(1000, 5.0), win(1400, 5.0)], False),  # throughput moved
+        ([win(1000, 5.0), win(1000, 5.0), win(1000, 7.0)], False),  # p99 moved
+        ([win(10, 99.0), win(1000, 5.0), win(1000, 5.0), win(1000, 5.0)], True),  # last 3 only
+        ([win(1000, 5.0), win(0, 5.0), win(1000, 5.0)], False),  # an empty window
+    ],
+)
+def test_stability_over_the_last_three_windows(windows: list[WindowResult], expected: bool) -> None:
+    assert is_stable(windows, 10.0) is expected
+
+
+def test_stability_without_successful_request_is_false() -> None:
+    empty = WindowResult(0, 1.0, 3, 3, 0, 0.0, None)
+    assert is_stable([empty], 10.0) is False
