@@ -3,15 +3,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_triton_perf.baseline.ab import measure_ab
+from pytest_triton_perf.baseline.key import environment_key, git_commit, soft_environment
+from pytest_triton_perf.baseline.reference import ReferenceModels
+from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
+from pytest_triton_perf.gate import GateContext, Measured
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.report.summary import properties_for
 from pytest_triton_perf.server.base import TritonServer
+from pytest_triton_perf.server.http import ProbeError, get_json
 from pytest_triton_perf.settings import Settings
 
 if TYPE_CHECKING:
@@ -19,12 +28,26 @@ if TYPE_CHECKING:
     import tritonclient.grpc
     import tritonclient.http
 
+    from pytest_triton_perf.measure.engine import MeasureSettings
+
 SETTINGS_KEY = pytest.StashKey[Settings]()
-RESULTS_KEY = pytest.StashKey[list[PerfResult]]()
+MEASURED_KEY = pytest.StashKey[list[Measured]]()
+#: A/B mode's reference repository and its description, prepared at configure time.
+REFERENCE_KEY = pytest.StashKey[tuple[Path, str]]()
+PERF_SESSION_KEY = pytest.StashKey["PerfSession"]()
 
 
-def make_server(settings: Settings, *, log_dir: str | None = None) -> TritonServer:
-    """The launcher the settings ask for: remote with ``--triton-url``, else local."""
+def make_server(
+    settings: Settings,
+    *,
+    log_dir: str | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> TritonServer:
+    """The launcher the settings ask for: remote with ``--triton-url`` (it wins: a running
+    server is the most specific target), a container with ``--triton-image``, else local.
+
+    ``notify`` shows a line to the user at once (image pull progress, stale containers).
+    """
     if settings.url:
         from pytest_triton_perf.server.remote import RemoteTritonServer
 
@@ -42,6 +65,24 @@ def make_server(settings: Settings, *, log_dir: str | None = None) -> TritonServ
             "triton_model_repository (relative to the ini file), or measure a running "
             "server with --triton-url=HOST:PORT."
         )
+    if settings.image:
+        from pytest_triton_perf.server.container import ContainerTritonServer, ulimit_value
+
+        return ContainerTritonServer(
+            [settings.model_repository],
+            image=settings.image,
+            models=settings.models,
+            gpus=settings.gpus,
+            pull=settings.pull,
+            network=settings.network,
+            shm_size=settings.shm_size,
+            ulimit_memlock=ulimit_value(settings.ulimit_memlock),
+            ulimit_stack=ulimit_value(settings.ulimit_stack),
+            docker_kwargs=settings.docker_kwargs,
+            log_dir=log_dir,
+            startup_timeout_s=settings.startup_timeout_s,
+            notify=notify,
+        )
     return LocalTritonServer(
         [settings.model_repository],
         models=settings.models,
@@ -51,19 +92,41 @@ def make_server(settings: Settings, *, log_dir: str | None = None) -> TritonServ
     )
 
 
+def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
+    """Write a line to the terminal now, past output capturing (a pull takes minutes)."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capman is None:
+            reporter.write_line(line)
+            return
+        with capman.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(line, yellow=True)
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def triton_server(
     pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonServer]:
     """The Triton server of this session, started once and stopped at the end.
 
-    Local by default (the model repository of ``--triton-model-repository``), or the running
-    server of ``--triton-url``. A start failure fails every test that uses it, with the
-    reason and the server log tail.
+    Local by default (the model repository of ``--triton-model-repository``), a container
+    with ``--triton-image``, or the running server of ``--triton-url``. A start failure
+    fails every test that uses it, with the reason and the server log tail.
     """
     settings = pytestconfig.stash[SETTINGS_KEY]
     try:
-        server = make_server(settings, log_dir=str(tmp_path_factory.mktemp("triton-logs")))
+        server = make_server(
+            settings,
+            log_dir=str(tmp_path_factory.mktemp("triton-logs")),
+            notify=_terminal_line(pytestconfig),
+        )
         server.start()
     except TritonPerfError as e:
         problem = str(e)
@@ -99,15 +162,71 @@ def triton_grpc_client(
     client.close()
 
 
+@dataclass
+class PerfSession:
+    """Session-wide gating state: the environment key, the baseline store, A/B references."""
+
+    context: GateContext
+    references: ReferenceModels | None
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def model_config(self, server: TritonServer, model: str) -> dict[str, Any] | None:
+        """The model's configuration as the server reports it (hashed into revisions)."""
+        if model not in self.configs:
+            try:
+                status, payload = get_json(f"{server.base_url}/v2/models/{model}/config")
+            except ProbeError:
+                return None
+            if status != 200 or not isinstance(payload, dict):
+                return None
+            self.configs[model] = payload
+        return self.configs[model]
+
+
+@pytest.fixture(scope="session")
+def triton_perf_session(
+    triton_server: TritonServer, pytestconfig: pytest.Config
+) -> Iterator[PerfSession]:
+    """Gating state shared by every ``triton_perf`` of the session (internal)."""
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    store = None
+    if settings.compare and settings.baseline_dir is not None:
+        store = BaselineStore(settings.baseline_dir)
+    context = GateContext(
+        key=environment_key(triton_server.version),
+        environment=soft_environment(),
+        store=store,
+        gate=settings.gate_settings(),
+        strict_sla=settings.sla_mode == "strict",
+        revision={"git_commit": git_commit(pytestconfig.rootpath)},
+        root=pytestconfig.rootpath,
+    )
+    reference = pytestconfig.stash.get(REFERENCE_KEY, None)
+    refs = ReferenceModels(triton_server, reference[0], origin=reference[1]) if reference else None
+    session = PerfSession(context, refs)
+    pytestconfig.stash[PERF_SESSION_KEY] = session
+    yield session
+    if refs is not None:
+        refs.unload_all()
+
+
 class TritonPerf:
     """Measures models on the session's server; every result is checked against the test's
-    ``sla`` marker after the test body and listed in the terminal summary."""
+    ``sla`` marker (and its baseline, when comparing) after the test body."""
 
-    def __init__(self, server: TritonServer, settings: Settings, item: pytest.Item):
+    def __init__(
+        self, server: TritonServer, settings: Settings, item: pytest.Item, session: PerfSession
+    ):
         self.server = server
         self.settings = settings
+        self.session = session
         self._item = item
-        self.results: list[PerfResult] = item.stash.setdefault(RESULTS_KEY, [])
+        self.measured: list[Measured] = item.stash.setdefault(MEASURED_KEY, [])
+
+    @property
+    def results(self) -> list[PerfResult]:
+        """Every result this test measured so far."""
+        return [m.result for m in self.measured]
 
     def measure(
         self,
@@ -128,10 +247,14 @@ class TritonPerf:
 
         ``concurrency`` as a list measures each level in turn and returns a list of results.
         ``warmup_s``, ``windows`` and ``window_s`` override the session's
-        ``--triton-perf-*`` defaults for this call.
+        ``--triton-perf-*`` defaults for this call. When comparing or saving, at least
+        ``--triton-perf-compare-windows`` windows are measured (per arm in A/B mode).
         """
-        from pytest_triton_perf.measure.engine import measure as run
+        from pytest_triton_perf.measure.engine import measure as measure_engine
 
+        comparing = self.settings.compare or self.settings.save or self.settings.ab_mode
+        if comparing:
+            windows = max(windows or self.settings.windows, self.settings.compare_windows)
         settings = self.settings.measure_settings(
             warmup_s=warmup_s, windows=windows, window_s=window_s
         )
@@ -144,20 +267,20 @@ class TritonPerf:
             self.server.check_alive()
             self.server.require_model(model, version)
             for level in levels:
-                result = run(
+                run = functools.partial(
+                    measure_engine,
                     self.server,
-                    model,
                     version=version,
                     concurrency=level,
                     batch_size=batch_size,
                     protocol=protocol,
                     inputs=inputs,
                     shapes=shapes,
-                    settings=settings,
                     **engine_options,
                 )
-                self._record(result)
-                results.append(result)
+                measured = self._measure_one(run, model, settings)
+                self._record(measured)
+                results.append(measured.result)
         except TritonPerfError as e:
             problem = str(e)
         else:
@@ -166,19 +289,49 @@ class TritonPerf:
             pytest.fail(problem, pytrace=False)
         return results if isinstance(concurrency, (list, tuple)) else results[0]
 
-    def _record(self, result: PerfResult) -> None:
-        index = len(self.results)
-        self.results.append(result)
-        self._item.user_properties.extend(properties_for(index, result))
+    def _measure_one(
+        self, run: Callable[..., PerfResult], model: str, settings: MeasureSettings
+    ) -> Measured:
+        config = self.session.model_config(self.server, model)
+        refs = self.session.references
+        if refs is None:
+            mode = "history" if self.settings.compare else None
+            result = run(model, settings=settings)
+            return Measured(
+                result, mode=mode, remeasure=lambda: run(model, settings=settings), config=config
+            )
+        reference = refs.ensure(model)
+        if reference is None:
+            note = f"model '{model}' does not exist in the reference ({refs.origin})"
+            return Measured(run(model, settings=settings), "ab", reference_note=note, config=config)
+        ref, cand = measure_ab(
+            run,
+            reference=reference,
+            candidate=model,
+            blocks=settings.windows,
+            warmup_s=settings.warmup_s,
+            window_s=settings.window_s,
+        )
+        note = f"'{reference}' = '{model}' from {refs.origin}"
+        return Measured(cand, "ab", reference=ref, reference_note=note, config=config)
+
+    def _record(self, measured: Measured) -> None:
+        index = len(self.measured)
+        self.measured.append(measured)
+        self._item.user_properties.extend(properties_for(index, measured.result))
 
 
 @pytest.fixture
 def triton_perf(
-    request: pytest.FixtureRequest, triton_server: TritonServer, pytestconfig: pytest.Config
+    request: pytest.FixtureRequest,
+    triton_server: TritonServer,
+    triton_perf_session: PerfSession,
+    pytestconfig: pytest.Config,
 ) -> TritonPerf:
     """Measure models on the session's Triton server: ``triton_perf.measure(model, ...)``.
 
-    Results are evaluated against the test's ``sla`` marker after the test body.
+    Results are evaluated against the test's ``sla`` marker after the test body, and
+    compared with their baseline when ``--triton-perf-compare`` or A/B mode is on.
     """
     try:
         triton_server.check_alive()
@@ -188,4 +341,6 @@ def triton_perf(
         problem = ""
     if problem:
         pytest.fail(f"the session's Triton server is gone: {problem}", pytrace=False)
-    return TritonPerf(triton_server, pytestconfig.stash[SETTINGS_KEY], request.node)
+    return TritonPerf(
+        triton_server, pytestconfig.stash[SETTINGS_KEY], request.node, triton_perf_session
+    )

@@ -6,33 +6,54 @@ Thin on purpose: parsing lives in ``settings`` and ``sla``, the work in the core
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_triton_perf import sla
-from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf import __version__, sla
+from pytest_triton_perf.baseline.reference import export_git_ref, remove_export
+from pytest_triton_perf.baseline.store import BaselineStore
+from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.fixtures import (
-    RESULTS_KEY,
+    MEASURED_KEY,
+    PERF_SESSION_KEY,
+    REFERENCE_KEY,
     SETTINGS_KEY,
     triton_client,
     triton_grpc_client,
     triton_perf,
+    triton_perf_session,
     triton_server,
 )
-from pytest_triton_perf.report.summary import Row, render_table, rows_from_properties, sla_property
-from pytest_triton_perf.settings import OPTIONS, Option, build_settings
+from pytest_triton_perf.gate import baseline_run, evaluate_test
+from pytest_triton_perf.report.records import MeasurementRecord, results_document
+from pytest_triton_perf.report.summary import sla_property
+from pytest_triton_perf.settings import OPTIONS, Option, Settings, build_settings
 
-__all__ = ["triton_client", "triton_grpc_client", "triton_perf", "triton_server"]
+__all__ = [
+    "triton_client",
+    "triton_grpc_client",
+    "triton_perf",
+    "triton_perf_session",
+    "triton_server",
+]
 
 SPEC_KEY = pytest.StashKey["sla.SlaSpec | None"]()
 SUMMARY_KEY = pytest.StashKey["PerfSummary"]()
+RECORDS_KEY = pytest.StashKey[list[MeasurementRecord]]()
+EXPORT_KEY = pytest.StashKey[Path]()
+DEFAULT_BASELINE_DIR = ".triton-perf"
 
 MARKER_HELP = (
     "sla(p50_ms=, p90_ms=, p95_ms=, p99_ms=, avg_ms=, min_throughput=, max_gpu_memory_mb=, "
-    "max_cpu_memory_mb=, max_error_rate=): service-level agreement checked against every "
-    "triton_perf.measure() result of the test (ms, inferences/s, MB = 10^6 bytes, a 0-1 rate)."
+    "max_cpu_memory_mb=, max_error_rate=, regression=): service-level agreement checked "
+    "against every triton_perf.measure() result of the test (ms, inferences/s, MB = 10^6 "
+    "bytes, a 0-1 rate); regression={'p99': '15%'} overrides minimum effects of baseline "
+    "comparisons."
 )
 
 
@@ -51,6 +72,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """Register every option of the table in one group, with its ini twin."""
     group = parser.getgroup("triton-perf", "Triton performance gate (pytest-triton-perf)")
     for opt in OPTIONS:
+        if opt.switch:
+            group.addoption(
+                opt.flag,
+                dest=f"triton_perf_{opt.dest}",
+                action="store_true",
+                default=None,
+                help=opt.help,
+            )
+            continue
         group.addoption(
             opt.flag,
             dest=f"triton_perf_{opt.dest}",
@@ -63,18 +93,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker; parse and validate every setting once."""
+    """Register the marker; parse and validate every setting once; prepare A/B mode."""
     config.addinivalue_line("markers", MARKER_HELP)
     inidir = config.inipath.parent if config.inipath else None
     try:
-        config.stash[SETTINGS_KEY] = build_settings(
+        settings = build_settings(
             lambda dest: config.getoption(f"triton_perf_{dest}"), config.getini, inidir
         )
+        if settings.baseline_dir is None:
+            settings = dataclasses.replace(
+                settings, baseline_dir=config.rootpath / DEFAULT_BASELINE_DIR
+            )
+        config.stash[SETTINGS_KEY] = settings
+        _prepare_reference(config, settings)
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     summary = PerfSummary(config)
     config.stash[SUMMARY_KEY] = summary
     config.pluginmanager.register(summary, "triton-perf-summary")
+
+
+def _prepare_reference(config: pytest.Config, settings: Settings) -> None:
+    """A/B mode: find or export the reference model repository before any server starts,
+    so that a bad revision is a usage error, not a failure of every test."""
+    if settings.baseline_repo is not None:
+        if not settings.baseline_repo.is_dir():
+            raise ConfigError(
+                f"--triton-perf-baseline-repo={settings.baseline_repo}: not a directory; "
+                f"give a model repository (a directory of <model>/config.pbtxt)."
+            )
+        origin = f"directory {settings.baseline_repo}"
+        config.stash[REFERENCE_KEY] = (settings.baseline_repo, origin)
+    elif settings.baseline_ref is not None:
+        if settings.model_repository is None:
+            raise ConfigError(
+                f"--triton-perf-baseline-ref={settings.baseline_ref} needs the model "
+                f"repository's location in git: set --triton-model-repository=DIR."
+            )
+        repo, root = export_git_ref(settings.model_repository, settings.baseline_ref)
+        config.stash[EXPORT_KEY] = root
+        config.stash[REFERENCE_KEY] = (repo, f"git revision {settings.baseline_ref}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -92,11 +150,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """After a passing test body, check its measurements against its SLA."""
+    """After a passing test body, check its measurements against its SLA and baseline."""
     yield
     spec = item.stash.get(SPEC_KEY, None)
-    results = item.stash.get(RESULTS_KEY, [])
-    if not results:
+    measured = item.stash.get(MEASURED_KEY, [])
+    if not measured:
         if spec is not None:
             pytest.fail(
                 f"{item.nodeid} has an sla marker but measured nothing: call "
@@ -104,42 +162,166 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 pytrace=False,
             )
         return
-    checks = sla.evaluate(spec, results)
-    labels = [sla.label(r) for r in results]
-    for index, name in enumerate(labels):
-        mine = [c for c in checks if c.measurement == name]
-        verdict = "pass" if all(c.passed for c in mine) else "FAIL"
-        item.user_properties.append(sla_property(index, verdict if spec else "none"))
-    if not all(c.passed for c in checks):
-        pytest.fail(sla.failure_text(item.nodeid, checks), pytrace=False)
+    session = item.config.stash[PERF_SESSION_KEY]
+    try:
+        verdict = evaluate_test(
+            item.nodeid,
+            spec,
+            measured,
+            session.context,
+            gate_overrides=spec.regression if spec else None,
+        )
+    except TritonPerfError as e:
+        problem = str(e)
+    else:
+        problem = ""
+    if problem:  # a corrupt baseline, a server gone during the confirming re-run
+        pytest.fail(problem, pytrace=False)
+    item.stash[RECORDS_KEY] = verdict.records
+    for record in verdict.records:
+        item.user_properties.append(sla_property(record.index, record.sla_verdict))
+        item.user_properties.append((f"triton_perf.{record.index}.baseline", record.verdict))
+    if verdict.failure:
+        pytest.fail(verdict.failure, pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Carry the test's records on its report: the one channel that reaches the xdist
+    controller, which alone saves baselines and writes reports."""
+    report = yield
+    if call.when == "call":
+        records = item.stash.get(RECORDS_KEY, [])
+        report.triton_perf = [r.to_dict() for r in records]  # type: ignore[attr-defined]
+    return report
 
 
 class PerfSummary:
-    """Collects measurement rows from reports (also from xdist workers, through
-    ``user_properties``) and prints them at the end. Registered per session."""
+    """Collects every test's measurement records (also from xdist workers), saves
+    baselines and writes reports at the end of the session. Registered per session."""
 
     def __init__(self, config: pytest.Config):
         self.config = config
-        self.rows: list[Row] = []
+        self.records: list[MeasurementRecord] = []
+        self.saved: list[Path] = []
+        self.messages: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Keep the rows of each test's call phase."""
-        if report.when == "call":
-            self.rows.extend(rows_from_properties(report.nodeid, report.user_properties))
+        """Keep the records of each test's call phase, with the test's outcome."""
+        if report.when != "call":
+            return
+        for d in getattr(report, "triton_perf", None) or []:
+            record = MeasurementRecord.from_dict(d)
+            self.records.append(dataclasses.replace(record, outcome=report.outcome))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Controller only: save accepted runs, write the report files."""
+        if hasattr(self.config, "workerinput"):
+            return
+        settings = self.config.stash[SETTINGS_KEY]
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        if settings.save:
+            if interrupted:
+                self.messages.append("baselines were NOT updated: the session was interrupted")
+            else:
+                self._save(settings, session)
+        try:
+            self._write_reports(settings)
+        except (TritonPerfError, OSError) as e:
+            self.messages.append(f"ERROR writing reports: {e}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _save(self, settings: Settings, session: pytest.Session) -> None:
+        assert settings.baseline_dir is not None
+        store = BaselineStore(settings.baseline_dir)
+        accepted = [r for r in self.records if r.outcome == "passed"]
+        skipped = len(self.records) - len(accepted)
+        perf = self.config.stash.get(PERF_SESSION_KEY, None)
+        revision = dict(perf.context.revision) if perf else {}
+        revision["plugin_version"] = __version__
+        for record in accepted:
+            key = record.environment.get("key", {})
+            try:
+                path = store.save(
+                    key,
+                    record.test,
+                    record.label,
+                    baseline_run(record, revision),
+                    workload=record.result.get("workload", {}),
+                    environment={k: v for k, v in record.environment.items() if k != "key"},
+                )
+            except TritonPerfError as e:
+                self.messages.append(f"ERROR saving baseline: {e}")
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+                continue
+            self.saved.append(path)
+        self.messages.append(
+            f"saved {len(self.saved)} baseline run(s) to {settings.baseline_dir}"
+            + (f"; {skipped} measurement(s) of failed tests not saved" if skipped else "")
+        )
+
+    def _write_reports(self, settings: Settings) -> None:
+        wanted = settings.json or settings.junit or settings.markdown or settings.plots
+        if not wanted and not (os.environ.get("GITHUB_STEP_SUMMARY") and self.records):
+            return
+        from pytest_triton_perf.report.markdown import (
+            append_step_summary,
+            render_markdown,
+            write_markdown,
+        )
+
+        perf = self.config.stash.get(PERF_SESSION_KEY, None)
+        if settings.json:
+            from pytest_triton_perf.report.json_report import write_json
+
+            environment = {"key": perf.context.key, **perf.context.environment} if perf else {}
+            session_info = {
+                "plugin_version": __version__,
+                "args": list(self.config.invocation_params.args),
+                "saved": [str(p) for p in self.saved],
+            }
+            write_json(
+                settings.json,
+                results_document(self.records, environment=environment, session=session_info),
+            )
+            self.messages.append(f"results: {settings.json}")
+        if settings.junit:
+            from pytest_triton_perf.report.junit import write_junit
+
+            write_junit(settings.junit, self.records, environment=environment)
+            self.messages.append(f"perf JUnit: {settings.junit}")
+        markdown = render_markdown(self.records, environment=environment) if self.records else ""
+        if settings.markdown:
+            write_markdown(settings.markdown, markdown)
+            self.messages.append(f"Markdown summary: {settings.markdown}")
+        if markdown and os.environ.get("GITHUB_STEP_SUMMARY"):
+            append_step_summary(markdown)
+        if settings.plots and self.records:
+            from pytest_triton_perf.report.plots import write_plots
+
+            written = write_plots(settings.plots, self.records)
+            self.messages.append(f"{len(written)} plot(s) in {settings.plots}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """One line per measurement: model, workload, p50/p99, throughput, SLA result."""
-        if not self.rows:
+        """One line per measurement, verdicts, what was saved and written."""
+        if not self.records and not self.messages:
             return
+        from pytest_triton_perf.report.terminal import render_terminal
+
         terminalreporter.section("triton-perf")
-        verbose = self.config.get_verbosity() > 0
-        for line in render_table(self.rows, verbose=verbose):
+        for line in render_terminal(self.records, self.config.get_verbosity()):
             terminalreporter.write_line(line)
+        for line in self.messages:
+            terminalreporter.write_line(line, red=line.startswith(("ERROR", "baselines were NOT")))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Unregister the summary collector."""
+    """Unregister the summary collector; remove A/B mode's exported reference."""
     summary = config.stash.get(SUMMARY_KEY, None)
     if summary is not None:
         del config.stash[SUMMARY_KEY]
         config.pluginmanager.unregister(summary)
+    remove_export(config.stash.get(EXPORT_KEY, None))

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from pytest_triton_perf.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pytest_triton_perf.baseline.compare import GateSettings
     from pytest_triton_perf.measure.engine import MeasureSettings
+    from pytest_triton_perf.server.container import GpuRequest
 
 
 def _positive_float(flag: str, text: str) -> float:
@@ -63,6 +65,51 @@ def _address(flag: str, text: str) -> str:
     return text.strip()
 
 
+def _container(name: str) -> Callable[[str, str], Any]:
+    """A parser of the container launcher's module, imported when an option is given
+    (the module imports docker-py only when a container starts)."""
+
+    def parse(flag: str, text: str) -> Any:
+        from pytest_triton_perf.server import container
+
+        return getattr(container, name)(flag, text)
+
+    parse.__name__ = name
+    return parse
+
+
+def _switch(flag: str, text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _probability(flag: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise ConfigError(f"{flag}={text!r}: a probability between 0 and 1 is accepted, e.g. 0.01.")
+    return value
+
+
+def _effects(flag: str, text: str) -> dict[str, float | None]:
+    from pytest_triton_perf.baseline.compare import parse_metric_map
+
+    return parse_metric_map(text, where=f"{flag}={text!r}")
+
+
+def _floors(flag: str, text: str) -> dict[str, float | None]:
+    from pytest_triton_perf.baseline.compare import parse_metric_map
+
+    return parse_metric_map(text, where=f"{flag}={text!r}", unit="ms")
+
+
+def _sla_mode(flag: str, text: str) -> str:
+    if text.strip() not in ("point", "strict"):
+        raise ConfigError(f"{flag}={text!r}: 'point' or 'strict' is accepted.")
+    return text.strip()
+
+
 def _name_list(flag: str, text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.replace(",", " ").split() if n.strip())
     if not names:
@@ -81,11 +128,13 @@ class Option:
     metavar: str
     help: str
     path: bool = False  # resolved relative to the ini file's directory when from the ini
+    ini_key: str | None = None  # when the flag itself has no triton prefix (--gpus)
+    switch: bool = False  # a command-line switch without value and without ini twin
 
     @property
     def ini(self) -> str:
         """The ini twin: ``--triton-perf-window-s`` -> ``triton_perf_window_s``."""
-        return self.flag.lstrip("-").replace("-", "_")
+        return self.ini_key or self.flag.lstrip("-").replace("-", "_")
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -134,6 +183,79 @@ OPTIONS: tuple[Option, ...] = (
         path=True,
     ),
     Option(
+        "--triton-image",
+        "image",
+        _container("parse_image"),
+        None,
+        "IMAGE",
+        "Run Triton in a Docker container of this image (with a tag or digest, e.g. "
+        "nvcr.io/nvidia/tritonserver:24.08-py3); --triton-url wins over it. Default: none, "
+        "start a local tritonserver.",
+    ),
+    Option(
+        "--gpus",
+        "gpus",
+        _container("parse_gpus"),
+        None,
+        "GPUS",
+        "GPUs for the --triton-image container, as Docker takes them: all, a count, "
+        "device=0,2, GPU UUIDs, none. Default: none.",
+        ini_key="triton_gpus",
+    ),
+    Option(
+        "--triton-pull",
+        "pull",
+        _container("parse_pull"),
+        "missing",
+        "POLICY",
+        "When to pull the --triton-image: missing, always or never. Default: missing.",
+    ),
+    Option(
+        "--triton-network",
+        "network",
+        _container("parse_network"),
+        "host",
+        "MODE",
+        "Container networking: host (Triton binds free 127.0.0.1 ports on the host's "
+        "network) or ports (Triton's ports published on 127.0.0.1). Default: host.",
+    ),
+    Option(
+        "--triton-shm-size",
+        "shm_size",
+        _container("parse_shm_size"),
+        "1g",
+        "SIZE",
+        "/dev/shm of the container (the Python backend needs 64 MB per model instance). "
+        "Default: 1g.",
+    ),
+    Option(
+        "--triton-ulimit-memlock",
+        "ulimit_memlock",
+        _container("parse_ulimit"),
+        -1,
+        "LIMIT",
+        "memlock ulimit of the container: unlimited, bytes (k/m/g allowed) or off (the "
+        "engine's default). Default: unlimited, as NGC recommends.",
+    ),
+    Option(
+        "--triton-ulimit-stack",
+        "ulimit_stack",
+        _container("parse_ulimit"),
+        67108864,
+        "LIMIT",
+        "stack ulimit of the container: unlimited, bytes (k/m/g allowed) or off. "
+        "Default: 67108864 (64 MiB), as NGC recommends.",
+    ),
+    Option(
+        "--triton-docker-kwargs",
+        "docker_kwargs",
+        _container("parse_docker_kwargs"),
+        None,
+        "JSON",
+        "Extra arguments of docker-py's containers.create as a JSON object, e.g. "
+        '\'{"cpuset_cpus": "0-3"}\'. Default: none.',
+    ),
+    Option(
         "--triton-startup-timeout",
         "startup_timeout_s",
         _positive_float,
@@ -165,6 +287,133 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
         "Length of one measurement window. Default: 2.",
     ),
+    Option(
+        "--triton-perf-save",
+        "save",
+        _switch,
+        False,
+        "",
+        "Record this run's measurements (of passing tests) as accepted baseline runs. "
+        "Default: off.",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-compare",
+        "compare",
+        _switch,
+        False,
+        "",
+        "Compare each measurement with its stored baseline (history mode). Default: off.",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-baseline-dir",
+        "baseline_dir",
+        _text,
+        None,
+        "DIR",
+        "Where baselines are stored (commit it). Default: .triton-perf at the rootdir.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-baseline-ref",
+        "baseline_ref",
+        _text,
+        None,
+        "REF",
+        "A/B mode: load each measured model as it is at git revision REF beside the "
+        "candidate and alternate their windows. Default: none.",
+    ),
+    Option(
+        "--triton-perf-baseline-repo",
+        "baseline_repo",
+        _text,
+        None,
+        "DIR",
+        "A/B mode with the reference models taken from a model repository directory. "
+        "Default: none.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-compare-windows",
+        "compare_windows",
+        _positive_int,
+        10,
+        "N",
+        "Windows per arm when comparing or saving (significance needs at least 5). Default: 10.",
+    ),
+    Option(
+        "--triton-perf-alpha",
+        "alpha",
+        _probability,
+        0.01,
+        "ALPHA",
+        "Significance level of the one-sided tests. Default: 0.01.",
+    ),
+    Option(
+        "--triton-perf-min-effect",
+        "min_effect",
+        _effects,
+        None,
+        "SPEC",
+        "Smallest change that counts as a regression, e.g. p50=5%,p99=10%,throughput=5% "
+        "(off disables a metric). Default: p50=5%,p99=10%,throughput=5%,error_rate=0.1%.",
+    ),
+    Option(
+        "--triton-perf-floor",
+        "floor",
+        _floors,
+        None,
+        "SPEC",
+        "Absolute latency change below which nothing regresses, e.g. p50=0.2ms,p99=0.5ms. "
+        "Default: p50=0.2ms,p99=0.5ms.",
+    ),
+    Option(
+        "--triton-perf-sla-mode",
+        "sla_mode",
+        _sla_mode,
+        "point",
+        "point|strict",
+        "point: the measured value decides an SLA bound; strict: a bound inside the 95% "
+        "interval (marginal) fails too. Default: point.",
+    ),
+    Option(
+        "--triton-perf-json",
+        "json",
+        _text,
+        None,
+        "PATH",
+        "Write every measurement with windows, verdicts and environment as JSON. Default: none.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-junit",
+        "junit",
+        _text,
+        None,
+        "PATH",
+        "Write a JUnit XML file of perf checks (one testcase per measurement and metric). "
+        "Default: none.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-markdown",
+        "markdown",
+        _text,
+        None,
+        "PATH",
+        "Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set). Default: none.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-plots",
+        "plots",
+        _text,
+        None,
+        "DIR",
+        "Write PNG plots (needs the 'plots' extra: matplotlib). Default: none.",
+        path=True,
+    ),
 )
 
 
@@ -177,10 +426,53 @@ class Settings:
     model_repository: Path | None = None
     models: tuple[str, ...] | None = None
     server_path: Path | None = None
+    image: str | None = None
+    gpus: GpuRequest | None = None
+    pull: str = "missing"
+    network: str = "host"
+    shm_size: str = "1g"
+    ulimit_memlock: int | str = -1  # bytes, -1 unlimited, or "off"
+    ulimit_stack: int | str = 67108864
+    docker_kwargs: dict[str, Any] | None = None
     startup_timeout_s: float = 120.0
     warmup_s: float = 2.0
     windows: int = 3
     window_s: float = 2.0
+    save: bool = False
+    compare: bool = False
+    baseline_dir: Path | None = None
+    baseline_ref: str | None = None
+    baseline_repo: Path | None = None
+    compare_windows: int = 10
+    alpha: float = 0.01
+    min_effect: dict[str, float | None] | None = None
+    floor: dict[str, float | None] | None = None
+    sla_mode: str = "point"
+    json: Path | None = None
+    junit: Path | None = None
+    markdown: Path | None = None
+    plots: Path | None = None
+
+    @property
+    def ab_mode(self) -> bool:
+        """True when a reference is named: measurements alternate with it (A/B mode)."""
+        return bool(self.baseline_ref or self.baseline_repo)
+
+    def gate_settings(self) -> GateSettings:
+        """The decision rule with this session's alpha, minimum effects and floors."""
+        from pytest_triton_perf.baseline.compare import GateSettings
+
+        base = GateSettings(alpha=self.alpha)
+        effects = dict(base.min_effect)
+        disabled = set()
+        for metric, value in (self.min_effect or {}).items():
+            if value is None:
+                disabled.add(metric)
+            else:
+                effects[metric] = value
+        floors = dict(base.floor)
+        floors.update({k: v or 0.0 for k, v in (self.floor or {}).items()})
+        return GateSettings(self.alpha, effects, floors, frozenset(disabled))
 
     def measure_settings(self, **overrides: Any) -> MeasureSettings:
         """The engine's settings: these defaults with a test's per-call ``overrides``."""
@@ -211,7 +503,7 @@ def build_settings(
     for opt in OPTIONS:
         value = getoption(opt.dest)
         from_ini = False
-        if value is None:
+        if value is None and not opt.switch:
             raw = getini(opt.ini)
             if raw not in (None, "", []):
                 value = opt.parse(f"{opt.ini} (ini)", str(raw))
@@ -228,5 +520,21 @@ def build_settings(
         raise ConfigError(
             "--triton-grpc-url is set without --triton-url: give the HTTP address too "
             "(the remote launcher needs both)."
+        )
+    if values["gpus"] is not None and not values["image"] and not values["url"]:
+        raise ConfigError(
+            f"--gpus={values['gpus'].spec} applies to a container: add --triton-image=IMAGE "
+            f"(e.g. nvcr.io/nvidia/tritonserver:24.08-py3). The local launcher uses the GPUs "
+            f"CUDA_VISIBLE_DEVICES shows it."
+        )
+    if values["compare"] and (values["baseline_ref"] or values["baseline_repo"]):
+        raise ConfigError(
+            "--triton-perf-compare (history mode) and --triton-perf-baseline-ref/-repo "
+            "(A/B mode) exclude each other: choose one comparison per run."
+        )
+    if values["baseline_ref"] and values["baseline_repo"]:
+        raise ConfigError(
+            "--triton-perf-baseline-ref and --triton-perf-baseline-repo both name a "
+            "reference: give one."
         )
     return Settings(**values)

@@ -47,9 +47,14 @@ DEFAULT_MAX_ERROR_RATE = 0.0
 
 @dataclass(frozen=True)
 class SlaSpec:
-    """The merged bounds that apply to one test (closest marker wins per key)."""
+    """The merged bounds that apply to one test (closest marker wins per key).
+
+    ``regression`` holds per-test minimum effects for baseline comparisons
+    (``sla(regression={"p99": "15%"})``; None for a metric switches its comparison off).
+    """
 
     bounds: tuple[tuple[str, float], ...]
+    regression: dict[str, float | None] | None = None
 
     @property
     def as_dict(self) -> dict[str, float]:
@@ -98,14 +103,32 @@ def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> d
         )
     bounds: dict[str, float] = {}
     for key, value in kwargs.items():
+        if key == "regression":
+            continue  # parsed by parse_regression: not a bound
         if key not in BOUNDS:
             close = difflib.get_close_matches(key, list(BOUNDS), n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"{test}: unknown sla key {key!r}.{hint} Valid keys: {', '.join(BOUNDS)}."
+                f"{test}: unknown sla key {key!r}.{hint} Valid keys: {', '.join(BOUNDS)}, "
+                f"regression."
             )
         bounds[key] = _check_value(test, key, value)
     return bounds
+
+
+def parse_regression(test: str, value: Any) -> dict[str, float | None]:
+    """``regression={"p99": "15%", "p50": None}`` or ``regression=False`` (no comparison)."""
+    from pytest_triton_perf.baseline.compare import METRIC_ALIASES, parse_metric_map
+
+    where = f"{test}: sla(regression={value!r})"
+    if value is False:
+        return {m: None for m in set(METRIC_ALIASES.values())}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{where}: a dict of metric -> minimum effect is accepted, e.g. "
+            f'regression={{"p99": "15%"}}, or regression=False to skip the comparison.'
+        )
+    return parse_metric_map(value, where=where)
 
 
 def merge_markers(
@@ -113,14 +136,18 @@ def merge_markers(
 ) -> SlaSpec | None:
     """Merge markers given closest first (function, class, module): closest wins per key."""
     merged: dict[str, float] = {}
+    regression: dict[str, float | None] = {}
     seen = False
     for args, kwargs in markers:
         seen = True
         for key, value in parse_marker(test, args, kwargs).items():
             merged.setdefault(key, value)
+        if "regression" in kwargs:
+            for metric, effect in parse_regression(test, kwargs["regression"]).items():
+                regression.setdefault(metric, effect)
     if not seen:
         return None
-    return SlaSpec(bounds=tuple(sorted(merged.items())))
+    return SlaSpec(bounds=tuple(sorted(merged.items())), regression=regression or None)
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,8 @@ class Check:
     value: float | None
     passed: bool
     note: str = ""
+    interval: tuple[float, float] | None = None
+    marginal: bool = False
 
     @property
     def metric(self) -> str:
@@ -146,8 +175,38 @@ def label(result: PerfResult) -> str:
     return f"{result.model}{version} {result.workload.describe()}"
 
 
-def evaluate(spec: SlaSpec | None, results: Sequence[PerfResult]) -> list[Check]:
-    """Check every result against every bound (and the default error-rate bound)."""
+def interval(result: PerfResult, metric: str) -> tuple[float, float] | None:
+    """95% interval of a latency or throughput figure, from the spread of its windows.
+
+    Windows, not requests, are the unit: requests within a window are correlated, so an
+    interval over pooled requests would be far too narrow. The interval always contains
+    the point estimate (pooled over all requests), which is what decides.
+    """
+    from pytest_triton_perf.baseline.compare import median_ci
+
+    if metric not in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms", "throughput"):
+        return None
+    values = []
+    for w in result.windows:
+        if metric == "throughput":
+            values.append(w.throughput)
+        elif w.latency_ms is not None:
+            values.append(getattr(w.latency_ms, metric.removesuffix("_ms")))
+    ci = median_ci(values) if values else None
+    point = result.summary()[metric]
+    if ci is None or point is None:
+        return None
+    return min(ci[0], point), max(ci[1], point)
+
+
+def evaluate(
+    spec: SlaSpec | None, results: Sequence[PerfResult], *, strict: bool = False
+) -> list[Check]:
+    """Check every result against every bound (and the default error-rate bound).
+
+    The point estimate decides; a bound inside the 95% interval makes the check
+    ``marginal``, which fails in ``strict`` mode.
+    """
     bounds = spec.with_defaults() if spec else {"max_error_rate": DEFAULT_MAX_ERROR_RATE}
     checks: list[Check] = []
     for result in results:
@@ -168,7 +227,19 @@ def evaluate(spec: SlaSpec | None, results: Sequence[PerfResult]) -> list[Check]
                 note = f"{result.errors} of {result.requests} requests failed"
                 if result.first_error:
                     note += f"; first error: {result.first_error}"
-            checks.append(Check(label(result), key, bound, value, passed, note))
+            ci = interval(result, meta.metric)
+            marginal = ci is not None and ci[0] <= bound <= ci[1]
+            if marginal:
+                note = (
+                    f"marginal: the bound lies inside the 95% interval "
+                    f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+                    if ci
+                    else ""
+                )
+                if strict:
+                    passed = False
+                    note += " (--triton-perf-sla-mode=strict fails marginal results)"
+            checks.append(Check(label(result), key, bound, value, passed, note, ci, marginal))
     return checks
 
 
@@ -186,15 +257,18 @@ def failure_text(test: str, checks: Sequence[Check]) -> str:
     lines = [f"SLA breached in {test}: {len(failed)} of {len(checks)} checks failed"]
     width = max([len(c.measurement) for c in checks] + [len("measurement")])
     lines.append(
-        f"  {'measurement':<{width}}  {'metric':<17} {'bound':>12} {'measured':>10}  verdict"
+        f"  {'measurement':<{width}}  {'metric':<17} {'bound':>12} {'measured':>10} "
+        f"{'95% interval':>19}  verdict"
     )
     for c in checks:
         meta = BOUNDS[c.key]
         op = "<=" if meta.upper else ">="
         bound = f"{op} {_fmt(c.bound)}"
-        verdict = "ok" if c.passed else "FAIL"
+        verdict = ("ok" if c.passed else "FAIL") + (" (marginal)" if c.marginal else "")
+        ci = f"[{_fmt(c.interval[0])}, {_fmt(c.interval[1])}]" if c.interval else "-"
         lines.append(
-            f"  {c.measurement:<{width}}  {c.key:<17} {bound:>12} {_fmt(c.value):>10}  {verdict}"
+            f"  {c.measurement:<{width}}  {c.key:<17} {bound:>12} {_fmt(c.value):>10} "
+            f"{ci:>19}  {verdict}"
         )
         if c.note and not c.passed:
             lines.append(f"  {'':<{width}}    -> {c.note}")

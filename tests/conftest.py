@@ -1,17 +1,25 @@
 """Shared fixtures of the suite: one real embedded Triton server per session, and a check
-that the suite leaves no server process or temporary directory behind."""
+that the suite leaves no server process, temporary directory or container behind."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
+from pytest_triton_perf.server.container import (
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PARENT_PID,
+    LABEL_OWNER_PID,
+    LABEL_SESSION,
+)
 from pytest_triton_perf.server.local import WORKDIR_PREFIX, LocalTritonServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,6 +34,10 @@ FAST_OPTIONS = (
     "--triton-perf-window-s=0.3",
 )
 SERVER_PROCESS_NAMES = ("tritonserver", "triton_python_backend_stub")
+CONTAINER_TEMPDIR_PREFIX = "triton-perf-container-"
+# The private engine of docker/start-dockerd.sh (what .ci/run starts): found without
+# DOCKER_HOST, so `.venv/bin/pytest` alone runs the container tests once it is up.
+PRIVATE_DOCKER_SOCKET = Path("/tmp/triton-perf-docker/docker.sock")
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +75,42 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TMPDIR"] = str(root)
     tempfile.tempdir = None  # forget the cached value: re-read TMPDIR
     config.stash[_TEMP_ROOT] = root
+    if not os.environ.get("DOCKER_HOST") and PRIVATE_DOCKER_SOCKET.is_socket():
+        # Inner pytest runs and the launcher (docker-py reads DOCKER_HOST) inherit it.
+        os.environ["DOCKER_HOST"] = f"unix://{PRIVATE_DOCKER_SOCKET}"
+
+
+def docker_engine() -> Any:
+    """A docker-py client on the engine of DOCKER_HOST (or the default socket), or None."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return None
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:
+        return None
+    return client
+
+
+def leftover_containers() -> list[str]:
+    """Containers of this run still on the engine: started by this process or by the inner
+    pytest runs it spawned (their owner's parent is this process)."""
+    client = docker_engine()
+    if client is None:
+        return []
+    me, host = str(os.getpid()), socket.gethostname()
+    try:
+        found = client.containers.list(all=True, filters={"label": LABEL_SESSION})
+        return [
+            f"container {c.name} ({c.status})"
+            for c in found
+            if c.labels.get(LABEL_OWNER_HOST) == host
+            and me in (c.labels.get(LABEL_OWNER_PID), c.labels.get(LABEL_OWNER_PARENT_PID))
+        ]
+    finally:
+        client.close()
 
 
 @pytest.hookimpl(trylast=True)
@@ -72,6 +120,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     root = session.config.stash.get(_TEMP_ROOT, None)
     if root is not None:
         leaks += [f"temporary directory {d.name}" for d in root.glob(f"{WORKDIR_PREFIX}*")]
+        leaks += [
+            f"temporary directory {d.name}" for d in root.glob(f"{CONTAINER_TEMPDIR_PREFIX}*")
+        ]
+    if not hasattr(session.config, "workerinput"):
+        leaks += leftover_containers()
         shutil.rmtree(root, ignore_errors=True)
     if leaks:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -72,6 +72,9 @@ def test_grpc_url_needs_http_url() -> None:
 
 def test_every_option_has_ini_twin_metavar_and_default_in_help() -> None:
     for opt in OPTIONS:
-        assert opt.ini == opt.flag[2:].replace("-", "_")
-        assert opt.metavar
-        assert "Default" in opt.help
+        assert "Default" in opt.help, opt.flag
+        if opt.switch:
+            continue  # a switch takes no value and has no ini twin
+        assert opt.ini == (opt.ini_key or opt.flag[2:].replace("-", "_"))
+        assert opt.ini.startswith("triton_"), opt.flag
+        assert opt.metavar, opt.flag

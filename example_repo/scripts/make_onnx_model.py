@@ -29,9 +29,11 @@ OPSET, IR_VERSION = 17, 8
 def build_model() -> onnx.ModelProto:
     """Build the MLP graph with seeded He-initialised weights."""
     rng = np.random.default_rng(SEED)
-    w1 = (rng.standard_normal((HIDDEN, IN_FEATURES)) * np.sqrt(2.0 / IN_FEATURES)).astype(np.float32)
+    w1 = rng.standard_normal((HIDDEN, IN_FEATURES)) * np.sqrt(2.0 / IN_FEATURES)
+    w1 = w1.astype(np.float32)
     b1 = np.zeros(HIDDEN, dtype=np.float32)
-    w2 = (rng.standard_normal((OUT_FEATURES, HIDDEN)) * np.sqrt(2.0 / HIDDEN)).astype(np.float32)
+    w2 = rng.standard_normal((OUT_FEATURES, HIDDEN)) * np.sqrt(2.0 / HIDDEN)
+    w2 = w2.astype(np.float32)
     b2 = np.zeros(OUT_FEATURES, dtype=np.float32)
 
     nodes = [
@@ -67,11 +69,19 @@ def build_model() -> onnx.ModelProto:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the model, or with ``--check`` compare it with the file on disk."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, metavar="PATH",
-                        help=f"where to write the model (default: {DEFAULT_OUTPUT})")
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if PATH differs from a fresh build")
+    parser = argparse.ArgumentParser(description="Generate (or --check) the mlp example model.")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        metavar="PATH",
+        help=f"where to write the model (default: {DEFAULT_OUTPUT})",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write; exit 1 if PATH differs from a fresh build",
+    )
     args = parser.parse_args(argv)
 
     data = build_model().SerializeToString(deterministic=True)

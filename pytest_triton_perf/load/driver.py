@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_triton_perf.load import grpc_client, http_client
+from pytest_triton_perf.load import grpc_client, h2_client, http_client
 from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor
 from pytest_triton_perf.load.model_info import split_url
 from pytest_triton_perf.load.open_loop import OpenLoop
@@ -24,6 +24,9 @@ from pytest_triton_perf.load.transport import InferClient
 
 #: gRPC channels (one TCP connection each) opened per process; clients share them.
 MAX_GRPC_CHANNELS = 16
+#: HTTP/2 connections of the lean gRPC client per process (streams are multiplexed).
+MAX_H2_CONNECTIONS = 4
+GRPC_CLIENTS = ("lean", "grpcio")
 #: Open loop: connections opened before the clock starts (more are opened on demand).
 OPEN_LOOP_PRECONNECT = 8
 
@@ -43,6 +46,7 @@ class LoadSpec:
     max_in_flight: int = 1024  # open loop: bound of this process
     worker: int = 0
     workers: int = 1
+    grpc_client: str = "lean"  # "lean" (h2_client) or "grpcio" (grpc.aio)
 
     @property
     def open_loop(self) -> bool:
@@ -116,6 +120,8 @@ class LocalDriver:
             host, port = split_url(load.http_url)
             return http_client.HttpInferClient(host, port, load.payloads)
         channel = self._channels[len(self._clients) % len(self._channels)]
+        if load.grpc_client == "lean":
+            return h2_client.H2GrpcInferClient(channel, load.payloads)
         return grpc_client.GrpcInferClient(channel, load.payloads)
 
     def _tracked_client(self) -> InferClient:
@@ -129,7 +135,11 @@ class LocalDriver:
         n = load.concurrency or 1
         if load.open_loop:
             n = min(load.max_in_flight, OPEN_LOOP_PRECONNECT)
-        if load.protocol == "grpc":
+        if load.protocol == "grpc" and load.grpc_client == "lean":
+            host, port = split_url(load.grpc_url)
+            count = max(1, min(n if not load.open_loop else 4, MAX_H2_CONNECTIONS))
+            self._channels = [h2_client.Http2Channel(host, port) for _ in range(count)]
+        elif load.protocol == "grpc":
             url = load.grpc_url.split("://", 1)[-1]
             count = max(1, min(n if not load.open_loop else 4, MAX_GRPC_CHANNELS))
             self._channels = [grpc_client.open_channel(url) for _ in range(count)]
@@ -137,7 +147,11 @@ class LocalDriver:
             self._tracked_client()
         try:
             await asyncio.gather(
-                *(c.connect() for c in self._clients if isinstance(c, http_client.HttpInferClient))
+                *(
+                    c.connect()
+                    for c in self._clients
+                    if isinstance(c, http_client.HttpInferClient | h2_client.H2GrpcInferClient)
+                )
             )
         except Exception:
             await self._supervisor.check_alive()
@@ -211,4 +225,7 @@ class LocalDriver:
                 await c.close()
         for ch in self._channels:
             with contextlib.suppress(Exception):
-                await ch.close()
+                if isinstance(ch, h2_client.Http2Channel):
+                    ch.close()
+                else:
+                    await ch.close()

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -120,6 +121,9 @@ class ProcessDriver:
         self._loads = loads
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
+        # Blocking pipe reads get their own threads: in the loop's default executor they
+        # could hold up the watchdog's liveness checks.
+        self._executor = ThreadPoolExecutor(len(loads), thread_name_prefix="triton-perf-pipe")
 
     @property
     def workers(self) -> int:
@@ -138,7 +142,7 @@ class ProcessDriver:
             return conn.recv()
 
         try:
-            reply = await asyncio.get_running_loop().run_in_executor(None, recv)
+            reply = await asyncio.get_running_loop().run_in_executor(self._executor, recv)
         except (EOFError, OSError) as e:
             raise MeasurementError(f"a load worker process died: {e}") from e
         if reply[0] == "error":
@@ -209,3 +213,4 @@ class ProcessDriver:
         for c in self._conns:
             c.close()
         self._procs, self._conns = [], []
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -33,7 +34,13 @@ import numpy as np
 from pytest_triton_perf.errors import InputSpecError, MeasurementError
 from pytest_triton_perf.load import grpc_client, http_client
 from pytest_triton_perf.load.closed_loop import Supervisor
-from pytest_triton_perf.load.driver import Driver, LoadSpec, LocalDriver, PhaseStats
+from pytest_triton_perf.load.driver import (
+    GRPC_CLIENTS,
+    Driver,
+    LoadSpec,
+    LocalDriver,
+    PhaseStats,
+)
 from pytest_triton_perf.load.input_data import load_input_data
 from pytest_triton_perf.load.inputs import InputTensor, ModelSpec, build_inputs
 from pytest_triton_perf.load.model_info import (
@@ -140,6 +147,7 @@ def measure(
     arrival: str = "constant",
     max_in_flight: int | None = None,
     workers: int | Literal["auto"] = "auto",
+    grpc_client: str = "lean",
 ) -> PerfResult:
     """Measure ``model`` under a closed loop (``concurrency``) or open loop (``request_rate``).
 
@@ -152,13 +160,19 @@ def measure(
     ``"poisson"`` (seeded by ``seed``); latency counts from each request's scheduled send
     time; at most ``max_in_flight`` requests are outstanding (later sends wait, and count as
     late). ``workers``: load generator processes, or ``"auto"`` to add processes when one is
-    saturated.
+    saturated. ``grpc_client``: ``"lean"`` (HTTP/2 written directly, the default: far less
+    client CPU per request) or ``"grpcio"`` (grpc.aio).
 
     Runs its own event loop, so it is called from synchronous code (or from any thread).
     Raises InputSpecError for arguments the model cannot take, ModelNotReadyError for a model
     that is not ready, ServerDiedError when the server goes away during the measurement.
     """
     _check_args(model, concurrency, protocol, request_rate, arrival, max_in_flight, workers)
+    if grpc_client not in GRPC_CLIENTS:
+        raise InputSpecError(
+            f"model '{model}': grpc_client must be one of"
+            f" {', '.join(map(repr, GRPC_CLIENTS))}, got {grpc_client!r}"
+        )
     endpoints.check_alive()
     spec = _fetch_spec(endpoints, model, version)
     sets, label = _input_sets(spec, inputs, shapes)
@@ -189,6 +203,7 @@ def measure(
         arrival=arrival,
         seed=seed,
         max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
+        grpc_client=grpc_client,
     )
     plan = _Plan(
         endpoints=endpoints,
@@ -356,18 +371,36 @@ def run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def _run_here(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     loop = new_event_loop()
+    handled: list[tuple[int, Any]] = []
+    received: list[int] = []
     try:
         asyncio.set_event_loop(loop)
         main = loop.create_task(factory())
+        if threading.current_thread() is threading.main_thread():
+            # An interrupt raised inside a transport callback would be swallowed by the loop
+            # ("fatal error on transport"): route SIGINT, and SIGTERM when someone handles
+            # it, through the loop instead, cancel cleanly, then hand the signal on.
+            def on_signal(signum: int) -> None:
+                received.append(signum)
+                main.cancel()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                if not callable(previous):
+                    continue
+                with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                    loop.add_signal_handler(sig, on_signal, sig)
+                    handled.append((sig, previous))
         try:
             return loop.run_until_complete(main)
         except BaseException:
-            # Interrupt (KeyboardInterrupt lands here) or failure: cancel what still runs so
-            # that connections and worker processes are closed before the loop goes.
+            # Failure or interrupt: cancel what still runs so that connections and worker
+            # processes are closed before the loop goes.
             main.cancel()
             with contextlib.suppress(BaseException):
                 loop.run_until_complete(main)
-            raise
+            if not received:
+                raise
     finally:
         try:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -379,8 +412,16 @@ def _run_here(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_default_executor())
         finally:
+            for signum, previous in handled:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(signum)
+                signal.signal(signum, previous)
             asyncio.set_event_loop(None)
             loop.close()
+    # Interrupted, and everything is closed: deliver the signal as it would have been.
+    first = received[0]
+    dict(handled)[first](first, None)
+    raise KeyboardInterrupt  # the handler returned: still, this measurement is over
 
 
 # --- the measurement ----------------------------------------------------------------------
@@ -465,7 +506,10 @@ async def _measure_async(plan: _Plan) -> PerfResult:
 
         unavailable: dict[str, str] = {}
         s0 = await _try_stats(plan, unavailable)
-        sampler = MemorySampler(endpoints.metrics_url)
+        # A container given some GPUs (--gpus) names them: NVML measures only those.
+        sampler = MemorySampler(
+            endpoints.metrics_url, gpu_devices=getattr(endpoints, "gpu_devices", None)
+        )
         await _in_thread(sampler.start)
 
         t0 = time.perf_counter_ns()

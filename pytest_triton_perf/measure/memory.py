@@ -10,7 +10,7 @@ import contextlib
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,18 +83,28 @@ def metric_sum(samples: dict[str, list[tuple[dict[str, str], float]]], name: str
 
 
 class NvmlSource:
-    """Device memory in use, summed over all GPUs, through NVML (pynvml, imported lazily)."""
+    """Device memory in use, summed over all GPUs, through NVML (pynvml, imported lazily).
 
-    def __init__(self) -> None:
+    ``devices`` limits the sum to those GPUs, named by NVML index or UUID (the ones given to
+    a container with ``--gpus``); None: every GPU of the host.
+    """
+
+    def __init__(self, devices: Sequence[str] | None = None) -> None:
         import pynvml
 
         self._nvml: Any = pynvml
         pynvml.nvmlInit()
-        count = pynvml.nvmlDeviceGetCount()
-        if count == 0:
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+            if count == 0:
+                raise RuntimeError("no GPU devices")
+            if devices is None:
+                self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            else:
+                self._handles = [_device_handle(pynvml, d) for d in devices]
+        except BaseException:
             pynvml.nvmlShutdown()
-            raise RuntimeError("no GPU devices")
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            raise
 
     def used_bytes(self) -> float:
         """Used device memory in bytes, all devices."""
@@ -106,10 +116,17 @@ class NvmlSource:
             self._nvml.nvmlShutdown()
 
 
-def open_nvml() -> tuple[NvmlSource | None, str | None]:
-    """An NVML source, or None and the reason there is none."""
+def _device_handle(pynvml: Any, device: str) -> Any:
+    """The NVML handle of a GPU named by index ("0") or UUID ("GPU-...", "MIG-...")."""
+    if device.isdigit():
+        return pynvml.nvmlDeviceGetHandleByIndex(int(device))
+    return pynvml.nvmlDeviceGetHandleByUUID(device)
+
+
+def open_nvml(devices: Sequence[str] | None = None) -> tuple[NvmlSource | None, str | None]:
+    """An NVML source (over ``devices``, or every GPU), or None and the reason there is none."""
     try:
-        return NvmlSource(), None
+        return NvmlSource(devices), None
     except Exception as e:
         text = str(e) or type(e).__name__
         return None, text
@@ -144,11 +161,13 @@ class MemorySampler:
         metrics_url: str | None,
         *,
         interval_s: float = 0.5,
-        nvml_factory: Callable[[], tuple[NvmlSource | None, str | None]] = open_nvml,
+        nvml_factory: Callable[[], tuple[NvmlSource | None, str | None]] | None = None,
+        gpu_devices: Sequence[str] | None = None,
     ) -> None:
         self._metrics_url = metrics_url
         self._interval = interval_s
-        self._nvml_factory = nvml_factory
+        # gpu_devices: the server's GPUs (NVML index or UUID); None measures every GPU.
+        self._nvml_factory = nvml_factory or (lambda: open_nvml(gpu_devices))
         self._nvml: NvmlSource | None = None
         self._nvml_error: str | None = None
         self._gpu_nvml: float | None = None

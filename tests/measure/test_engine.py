@@ -221,3 +221,26 @@ def test_stability_extends_the_measurement_up_to_max_windows(
     r = measure(server, "simple", settings=settings)
     assert (len(r.windows), r.stable) == (windows, stable)
     check_consistent(r)
+
+
+@pytest.mark.parametrize("model", ["simple", "flaky"])
+def test_grpcio_client_gives_the_same_accounting(server: LocalTritonServer, model: str) -> None:
+    r = measure(server, model, concurrency=2, grpc_client="grpcio", settings=FAST)
+    assert r.requests > 0
+    assert r.server is not None
+    assert r.server.requests + r.server.failures == r.requests + r.drained
+    if model == "flaky":
+        assert r.first_error is not None and r.first_error.startswith("INTERNAL: flaky")
+    else:
+        assert r.errors == 0
+
+
+def test_lean_grpc_client_reports_the_server_error_text(server: LocalTritonServer) -> None:
+    r = measure(server, "flaky", concurrency=2, settings=FAST)
+    assert r.first_error is not None
+    assert r.first_error.startswith("INTERNAL: flaky: deliberate failure of request")
+
+
+def test_unknown_grpc_client_is_refused(server: LocalTritonServer) -> None:
+    with pytest.raises(InputSpecError, match="grpc_client must be one of 'lean', 'grpcio'"):
+        measure(server, "simple", grpc_client="h3", settings=FAST)

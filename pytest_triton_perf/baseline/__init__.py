@@ -1,0 +1,1 @@
+"""Baselines: storage, environment keys, comparison statistics. No pytest import."""

@@ -1,0 +1,336 @@
+"""Regression statistics. Pure: numpy and scipy, no pytest, no files.
+
+The unit of analysis is the measurement window, never the single request: requests inside a
+window are correlated (queueing, batching), so testing them as independent samples would
+flag noise as regressions. A metric regresses only when the change is significant AND at
+least the minimum effect AND above the absolute floor (asv's "stats and factor" rule).
+
+- A/B mode (reference and candidate in one server, windows interleaved): one-sided
+  Mann-Whitney U on the window values of the two arms. Machine drift hits both arms alike.
+- History mode (stored accepted runs): with three or more runs, a one-sided 99% Student-t
+  prediction interval over run-level values (each run's median window), because windows of
+  one run share that run's offset and pooling them across runs is pseudo-replication; with
+  fewer runs, Mann-Whitney against the stored windows. The plugin confirms a history
+  regression with one re-measurement before failing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pytest_triton_perf.report.records import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NO_BASELINE,
+    PASS,
+    REGRESSION,
+    Comparison,
+)
+
+GATED_METRICS = ("p50_ms", "p99_ms", "throughput")
+HIGHER_IS_WORSE = {"p50_ms": True, "p99_ms": True, "throughput": False, "error_rate": True}
+DEFAULT_MIN_EFFECT = {"p50_ms": 0.05, "p99_ms": 0.10, "throughput": 0.05, "error_rate": 0.001}
+DEFAULT_FLOOR = {"p50_ms": 0.2, "p99_ms": 0.5}
+#: Aliases accepted in options and on the marker (``regression={"p99": "15%"}``).
+METRIC_ALIASES = {
+    "p50": "p50_ms",
+    "p50_ms": "p50_ms",
+    "p99": "p99_ms",
+    "p99_ms": "p99_ms",
+    "throughput": "throughput",
+    "error_rate": "error_rate",
+    "errors": "error_rate",
+}
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """Decision rule parameters; per-test overrides replace single entries."""
+
+    alpha: float = 0.01
+    min_effect: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_EFFECT))
+    floor: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FLOOR))
+    disabled: frozenset[str] = frozenset()
+    #: Robust window-to-window variation (MAD / median) above which a metric decides
+    #: nothing: it is reported inconclusive instead of passing on too little evidence.
+    max_noise: float = 0.15
+
+    def with_overrides(self, overrides: Mapping[str, float | None]) -> GateSettings:
+        """A copy with per-metric minimum effects replaced; None switches a metric off."""
+        effects = dict(self.min_effect)
+        disabled = set(self.disabled)
+        for metric, value in overrides.items():
+            if value is None:
+                disabled.add(metric)
+            else:
+                effects[metric] = value
+        return GateSettings(
+            self.alpha, effects, dict(self.floor), frozenset(disabled), self.max_noise
+        )
+
+
+def window_values(result: Mapping[str, Any], metric: str) -> list[float]:
+    """Per-window values of ``metric`` from ``PerfResult.to_dict()``."""
+    values = []
+    for w in result.get("windows", []):
+        if metric == "throughput":
+            values.append(float(w["throughput"]))
+        elif metric in ("p50_ms", "p99_ms"):
+            lat = w.get("latency_ms")
+            if lat:
+                values.append(float(lat[metric[:3]]))
+    return values
+
+
+def median_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float] | None:
+    """95% bootstrap interval of the median (None for fewer than two values)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if len(arr) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    samples = rng.choice(arr, size=(BOOTSTRAP_RESAMPLES, len(arr)), replace=True)
+    medians = np.median(samples, axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
+def noise(values: Sequence[float]) -> float:
+    """Robust relative spread of window values: 1.4826 * MAD / median (0 for < 3 values).
+
+    Robust on purpose: one window hit by a hiccup should not void a comparison that the
+    rank test handles anyway.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if len(arr) < 3:
+        return 0.0
+    med = float(np.median(arr))
+    if med == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(arr - med)) / abs(med))
+
+
+def _mwu_p(worse: Sequence[float], better: Sequence[float]) -> float:
+    """One-sided p-value that ``worse`` tends to be greater than ``better``."""
+    from scipy.stats import mannwhitneyu
+
+    if len(worse) == 0 or len(better) == 0:
+        return 1.0
+    if np.ptp(np.concatenate([worse, better])) == 0:
+        return 1.0  # all values equal: no evidence either way
+    return float(mannwhitneyu(worse, better, alternative="greater").pvalue)
+
+
+def _prediction_p(runs: Sequence[float], current: float, higher_is_worse: bool) -> float | None:
+    """One-sided p-value of ``current`` under a Student-t prediction interval over ``runs``."""
+    from scipy.stats import t as student_t
+
+    r = len(runs)
+    sd = float(np.std(runs, ddof=1))
+    if sd == 0:
+        return None
+    scale = sd * math.sqrt(1 + 1 / r)
+    stat = (current - float(np.mean(runs))) / scale
+    if not higher_is_worse:
+        stat = -stat
+    return float(student_t.sf(stat, r - 1))
+
+
+def compare_runs(
+    metric: str,
+    baseline_windows: Sequence[Sequence[float]],
+    current_windows: Sequence[float],
+    gate: GateSettings,
+    *,
+    mode: str = "history",
+) -> Comparison:
+    """Compare one metric: baseline as runs of window values, current as window values.
+
+    ``mode="ab"`` takes the single reference run measured interleaved with the current one.
+    """
+    runs = [list(r) for r in baseline_windows if len(r) > 0]
+    current = list(current_windows)
+    if not runs:
+        return Comparison(metric, NO_BASELINE, mode, note="the baseline has no windows")
+    if not current:
+        return Comparison(
+            metric, INCONCLUSIVE, mode, note="no window of this measurement has the figure"
+        )
+    worse_up = HIGHER_IS_WORSE[metric]
+    run_levels = [float(np.median(r)) for r in runs]
+    pooled = [v for r in runs for v in r]
+    cur = float(np.median(current))
+    use_runs = mode == "history" and len(runs) >= 3
+    base = float(np.median(run_levels)) if use_runs else float(np.median(pooled))
+    base_ci = median_ci(run_levels if use_runs else pooled)
+    change = (cur - base) / base if base else 0.0
+    diff = abs(cur - base)
+
+    p_worse = p_better = None
+    note = ""
+    if use_runs:
+        p_worse = _prediction_p(run_levels, cur, worse_up)
+        p_better = _prediction_p(run_levels, cur, not worse_up)
+        note = f"prediction interval over {len(runs)} stored runs"
+    if p_worse is None or p_better is None:
+        hi, lo = (current, pooled) if worse_up else (pooled, current)
+        p_worse = _mwu_p(hi, lo)
+        p_better = _mwu_p(lo, hi)
+        note = f"Mann-Whitney U, {len(current)} vs {len(pooled)} windows" + (
+            "" if mode == "ab" else f" of {len(runs)} stored run(s)"
+        )
+    worse_change = change if worse_up else -change
+    effect = gate.min_effect.get(metric, 0.0)
+    floor = gate.floor.get(metric, 0.0)
+    big_enough = diff >= floor
+    spread = max(noise(current), noise(pooled) if mode == "ab" else 0.0)
+    if spread > gate.max_noise:
+        verdict, p = INCONCLUSIVE, min(p_worse, p_better)
+        note = (
+            f"windows too noisy to decide: {spread:.0%} window-to-window variation "
+            f"(limit {gate.max_noise:.0%}); {note}"
+        )
+    elif p_worse < gate.alpha and worse_change >= effect and big_enough:
+        verdict, p = REGRESSION, p_worse
+    elif p_better < gate.alpha and -worse_change >= effect and big_enough:
+        verdict, p = IMPROVEMENT, p_better
+    else:
+        verdict, p = PASS, min(p_worse, p_better)
+    return Comparison(
+        metric=metric,
+        verdict=verdict,
+        mode=mode,
+        baseline=base,
+        baseline_ci=base_ci,
+        current=cur,
+        current_ci=median_ci(current),
+        change_pct=100.0 * change,
+        p_value=p,
+        note=note,
+    )
+
+
+def compare_errors(
+    baseline: tuple[int, int], current: tuple[int, int], gate: GateSettings, *, mode: str
+) -> Comparison:
+    """Error rate: one-sided Fisher exact test on (errors, requests) counts."""
+    from scipy.stats import fisher_exact
+
+    (b_err, b_req), (c_err, c_req) = baseline, current
+    if b_req == 0 or c_req == 0:
+        return Comparison("error_rate", INCONCLUSIVE, mode, note="no requests to compare")
+    b_rate, c_rate = b_err / b_req, c_err / c_req
+    table = [[c_err, c_req - c_err], [b_err, b_req - b_err]]
+    p_worse = float(fisher_exact(table, alternative="greater").pvalue)
+    p_better = float(fisher_exact(table, alternative="less").pvalue)
+    effect = gate.min_effect.get("error_rate", 0.0)
+    if p_worse < gate.alpha and c_rate - b_rate >= effect:
+        verdict, p = REGRESSION, p_worse
+    elif p_better < gate.alpha and b_rate - c_rate >= effect:
+        verdict, p = IMPROVEMENT, p_better
+    else:
+        verdict, p = PASS, min(p_worse, p_better)
+    change = 100.0 * (c_rate - b_rate) / b_rate if b_rate else None
+    return Comparison(
+        "error_rate",
+        verdict,
+        mode,
+        baseline=b_rate,
+        current=c_rate,
+        change_pct=change,
+        p_value=p,
+        note=f"Fisher exact, {c_err}/{c_req} vs {b_err}/{b_req} failed",
+    )
+
+
+def compare_results(
+    baseline_results: Sequence[Mapping[str, Any]],
+    current: Mapping[str, Any],
+    gate: GateSettings,
+    *,
+    mode: str,
+) -> list[Comparison]:
+    """Every gated metric of ``current`` (``PerfResult.to_dict()``) against the baseline
+    runs (each a ``PerfResult.to_dict()``)."""
+    out = []
+    for metric in GATED_METRICS:
+        if metric in gate.disabled:
+            continue
+        runs = [window_values(r, metric) for r in baseline_results]
+        out.append(compare_runs(metric, runs, window_values(current, metric), gate, mode=mode))
+    if "error_rate" not in gate.disabled:
+        b = (
+            sum(int(r.get("errors", 0)) for r in baseline_results),
+            sum(int(r.get("requests", 0)) for r in baseline_results),
+        )
+        out.append(
+            compare_errors(b, (int(current["errors"]), int(current["requests"])), gate, mode=mode)
+        )
+    return out
+
+
+def parse_effect(text: str | float, *, where: str) -> float:
+    """``"15%"``, ``"0.15"`` or ``0.15`` -> 0.15; errors name ``where`` and the value."""
+    from pytest_triton_perf.errors import ConfigError
+
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < 10):
+        raise ConfigError(
+            f"{where}: {text!r} is not a minimum effect; write a percentage like '10%' "
+            f"or a fraction like 0.1."
+        )
+    return value
+
+
+def parse_metric_map(
+    text: str | Mapping[str, Any], *, where: str, unit: str = "%"
+) -> dict[str, float | None]:
+    """``"p50=5%,p99=10%"`` (or a mapping) -> ``{"p50_ms": 0.05, "p99_ms": 0.1}``.
+
+    With ``unit="ms"`` values are milliseconds (``"p50=0.2ms"``). ``off`` switches a metric
+    off (None).
+    """
+    from pytest_triton_perf.errors import ConfigError
+
+    if isinstance(text, Mapping):
+        items = [(str(k), v) for k, v in text.items()]
+    else:
+        items = []
+        for part in str(text).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ConfigError(
+                    f"{where}: {part.strip()!r} is not metric=value; write e.g. "
+                    f"'p50=5%,p99=10%,throughput=5%'."
+                )
+            k, v = part.split("=", 1)
+            items.append((k.strip(), v.strip()))
+    out: dict[str, float | None] = {}
+    for key, value in items:
+        metric = METRIC_ALIASES.get(key)
+        if metric is None:
+            raise ConfigError(
+                f"{where}: unknown metric {key!r}; accepted: p50, p99, throughput, error_rate."
+            )
+        if value is None or value is False or str(value).lower() == "off":
+            out[metric] = None
+        elif unit == "ms":
+            raw = str(value).removesuffix("ms")
+            try:
+                out[metric] = float(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{where}: {value!r} is not a number of milliseconds (e.g. 0.5ms)."
+                ) from None
+        else:
+            out[metric] = parse_effect(value, where=where)
+    return out

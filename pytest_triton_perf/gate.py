@@ -1,0 +1,240 @@
+"""The verdicts of one test: SLA checks and baseline comparisons, turned into report records
+and, when something is wrong, the one screen that fails the test. No pytest import."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_triton_perf import sla
+from pytest_triton_perf.baseline.compare import GateSettings, compare_results
+from pytest_triton_perf.baseline.key import config_hash
+from pytest_triton_perf.baseline.store import BaselineStore
+from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.report.records import (
+    IMPROVEMENT,
+    NO_BASELINE,
+    REGRESSION,
+    Comparison,
+    MeasurementRecord,
+    SlaRecord,
+    latency_histogram,
+)
+
+
+@dataclass
+class Measured:
+    """One measurement of a test, with what its comparison needs."""
+
+    result: PerfResult
+    mode: str | None = None  # "ab", "history" or None (no comparison)
+    reference: PerfResult | None = None  # A/B: the reference arm
+    reference_note: str = ""  # A/B: why there is no reference
+    remeasure: Callable[[], PerfResult] | None = None  # history: the confirming re-run
+    config: dict[str, Any] | None = None  # the model configuration, for its hash
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What the session knows: where baselines are, the key, the rules."""
+
+    key: dict[str, Any]
+    environment: dict[str, Any]
+    store: BaselineStore | None
+    gate: GateSettings = field(default_factory=GateSettings)
+    strict_sla: bool = False
+    revision: dict[str, Any] = field(default_factory=dict)
+    root: Path | None = None  # for baseline paths shown relative to the rootdir
+
+
+@dataclass
+class TestVerdict:
+    """Everything decided about one test."""
+
+    records: list[MeasurementRecord]
+    failure: str | None
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
+
+
+def _with_ci(v: float | None, ci: tuple[float, float] | None) -> str:
+    return _fmt(v) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+
+
+def _history(
+    m: Measured, test: str, label: str, ctx: GateContext
+) -> tuple[list[Comparison], dict[str, Any]]:
+    """Compare with the stored accepted runs; re-measure once to confirm a regression."""
+    assert ctx.store is not None
+    doc = ctx.store.load(ctx.key, test, label)
+    path = ctx.store.path(ctx.key, test, label)
+    if doc is None or not doc["runs"]:
+        elsewhere = ctx.store.other_keys_with(test, label)
+        status = "no baseline for this hardware" if elsewhere else NO_BASELINE
+        note = f"stored for: {', '.join(elsewhere)}" if elsewhere else ""
+        return [], {"mode": "history", "status": status, "file": str(path), "note": note}
+    runs = [r["result"] for r in doc["runs"]]
+    last = doc["runs"][-1]
+    info = {
+        "mode": "history",
+        "status": "compared",
+        "file": str(path),
+        "runs": len(runs),
+        "revision": {k: last.get(k) for k in ("date", "git_commit", "config_hash")},
+        "histogram": last.get("histogram"),
+    }
+    comps = compare_results(runs, m.result.to_dict(), ctx.gate, mode="history")
+    if any(c.verdict == REGRESSION for c in comps) and m.remeasure is not None:
+        again = compare_results(runs, m.remeasure().to_dict(), ctx.gate, mode="history")
+        first = {c.metric: c for c in comps}
+        confirmed = []
+        for c in again:
+            was = first[c.metric]
+            if was.verdict == REGRESSION and c.verdict == REGRESSION:
+                c = replace(c, note=c.note + "; confirmed by a re-measurement")
+            elif was.verdict == REGRESSION:
+                c = replace(
+                    c,
+                    note=c.note + f"; the first measurement regressed ({was.change_pct:+.1f}%, "
+                    f"p={was.p_value:.2g}), the re-measurement did not",
+                )
+            confirmed.append(c)
+        comps = confirmed
+    return comps, info
+
+
+def _ab(m: Measured, gate: GateSettings) -> tuple[list[Comparison], dict[str, Any]]:
+    if m.reference is None:
+        return [], {"mode": "ab", "status": NO_BASELINE, "note": m.reference_note}
+    ref = m.reference
+    comps = compare_results([ref.to_dict()], m.result.to_dict(), gate, mode="ab")
+    info = {
+        "mode": "ab",
+        "status": "compared",
+        "note": m.reference_note,
+        "reference": ref.to_dict(),
+        "histogram": latency_histogram(ref.latencies_ms),
+    }
+    return comps, info
+
+
+def evaluate_test(
+    test: str,
+    spec: sla.SlaSpec | None,
+    measured: Sequence[Measured],
+    ctx: GateContext,
+    *,
+    gate_overrides: dict[str, float | None] | None = None,
+) -> TestVerdict:
+    """SLA checks (on every measurement) and baseline comparisons (where a mode is set)."""
+    gate = ctx.gate.with_overrides(gate_overrides or {})
+    ctx = replace(ctx, gate=gate)
+    results = [m.result for m in measured]
+    checks = sla.evaluate(spec, results, strict=ctx.strict_sla)
+    records: list[MeasurementRecord] = []
+    problems: list[str] = []
+    regression_lines: list[str] = []
+    for index, m in enumerate(measured):
+        label = sla.label(m.result)
+        mine = [c for c in checks if c.measurement == label]
+        comps: list[Comparison] = []
+        info: dict[str, Any] = {}
+        if m.mode == "history" and ctx.store is not None:
+            comps, info = _history(m, test, label, ctx)
+        elif m.mode == "ab":
+            comps, info = _ab(m, gate)
+        if m.config is not None:
+            info["config_hash"] = config_hash(m.config)
+        sla_verdict = (
+            "none"
+            if spec is None and all(c.passed for c in mine)
+            else ("pass" if all(c.passed for c in mine) else "FAIL")
+        )
+        if sla_verdict == "pass" and any(c.marginal for c in mine):
+            sla_verdict = "marginal"
+        record = MeasurementRecord(
+            test=test,
+            index=index,
+            label=label,
+            result=m.result.to_dict(),
+            environment={"key": ctx.key, **ctx.environment},
+            histogram=latency_histogram(m.result.latencies_ms),
+            sla=tuple(
+                SlaRecord(c.key, c.bound, c.value, c.passed, c.marginal, c.interval, c.note)
+                for c in mine
+            ),
+            sla_verdict=sla_verdict,
+            comparisons=tuple(comps),
+            baseline=info,
+        )
+        records.append(record)
+        regressed = [c for c in comps if c.verdict == REGRESSION]
+        if regressed:
+            regression_lines += _regression_screen(label, regressed, info, ctx)
+    if not all(c.passed for c in checks):
+        problems.append(sla.failure_text(test, checks))
+    if regression_lines:
+        problems.append(f"Performance regression in {test}:\n" + "\n".join(regression_lines))
+    return TestVerdict(records, "\n\n".join(problems) or None)
+
+
+def _regression_screen(
+    label: str, regressed: list[Comparison], info: dict[str, Any], ctx: GateContext
+) -> list[str]:
+    lines = [
+        f"  {label} ({'A/B against the reference' if info.get('mode') == 'ab' else 'history'})",
+        f"    {'metric':<12} {'baseline [95% CI]':>26} {'current [95% CI]':>26} "
+        f"{'change':>8} {'p-value':>9}",
+    ]
+    for c in regressed:
+        lines.append(
+            f"    {c.metric:<12} {_with_ci(c.baseline, c.baseline_ci):>26} "
+            f"{_with_ci(c.current, c.current_ci):>26} {c.change_pct or 0:>+7.1f}% "
+            f"{c.p_value or 0:>9.2g}"
+        )
+        if c.note:
+            lines.append(f"    {'':<12} -> {c.note}")
+    if info.get("file"):
+        rev = info.get("revision") or {}
+        file = info["file"]
+        if ctx.root is not None:
+            with contextlib.suppress(ValueError):
+                file = str(Path(file).relative_to(ctx.root))
+        lines.append(
+            f"    baseline: {file} (last of {info.get('runs', '?')} run(s): "
+            f"{rev.get('date') or '?'}, commit {rev.get('git_commit') or '?'}, "
+            f"config {rev.get('config_hash') or '?'})"
+        )
+    elif info.get("mode") == "ab":
+        lines.append(f"    reference: {info.get('note') or 'the reference model'}")
+    return lines
+
+
+def baseline_run(record: MeasurementRecord, revision: dict[str, Any]) -> dict[str, Any]:
+    """What ``--triton-perf-save`` stores for one measurement."""
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **revision,
+        "config_hash": record.baseline.get("config_hash"),
+        "result": record.result,
+        "histogram": record.histogram,
+    }
+
+
+def summarize_improvements(records: Sequence[MeasurementRecord]) -> list[str]:
+    """Lines suggesting to accept improvements as the new baseline."""
+    out = []
+    for r in records:
+        better = [c for c in r.comparisons if c.verdict == IMPROVEMENT]
+        if better:
+            what = ", ".join(f"{c.metric} {c.change_pct:+.1f}%" for c in better)
+            out.append(f"improvement: {r.test} {r.label}: {what}; accept with --triton-perf-save")
+    return out

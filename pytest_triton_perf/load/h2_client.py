@@ -1,0 +1,637 @@
+"""A lean gRPC client for ModelInfer: HTTP/2 framing written directly on an asyncio transport.
+
+Why not grpc.aio: each grpc.aio call costs about 100 us of CPU in the client (call objects,
+the poller thread and its hand-off to the event loop), several times what the server spends
+on a tiny model. On a machine the server shares, that CPU is taken from the server and the
+measurement shows the client's cost. Here a request is a pre-encoded HEADERS block plus the
+serialised message, written with one ``transport.write``; responses are read by a small frame
+parser. grpc.aio remains the fallback (``grpc_client``).
+
+Scope: unary calls over cleartext HTTP/2 (prior knowledge, as grpc uses), many streams per
+connection, flow control both ways. HPACK: requests use only the static table and literal
+strings; responses are decoded with a dynamic table, which this client asks the server to
+keep at size 0. Huffman-coded strings cannot be read here (grpc's own encoder sends plain
+strings); when the status header is unreadable, a response that carried a message and
+ended normally counts as a success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from pytest_triton_perf.load.grpc_client import MODEL_INFER
+from pytest_triton_perf.load.transport import TransportError
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
+WINDOW_UPDATE, CONTINUATION = 8, 9
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
+
+SETTINGS_HEADER_TABLE_SIZE = 0x1
+SETTINGS_ENABLE_PUSH = 0x2
+SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
+SETTINGS_INITIAL_WINDOW_SIZE = 0x4
+SETTINGS_MAX_FRAME_SIZE = 0x5
+
+MAX_WINDOW = 2**31 - 1
+DEFAULT_WINDOW = 65535
+
+# RFC 7541 Appendix A: the static table, index 1..61.
+STATIC_TABLE: tuple[tuple[bytes, bytes], ...] = tuple(
+    (n.encode(), v.encode())
+    for n, v in (
+        (":authority", ""),
+        (":method", "GET"),
+        (":method", "POST"),
+        (":path", "/"),
+        (":path", "/index.html"),
+        (":scheme", "http"),
+        (":scheme", "https"),
+        (":status", "200"),
+        (":status", "204"),
+        (":status", "206"),
+        (":status", "304"),
+        (":status", "400"),
+        (":status", "404"),
+        (":status", "500"),
+        ("accept-charset", ""),
+        ("accept-encoding", "gzip, deflate"),
+        ("accept-language", ""),
+        ("accept-ranges", ""),
+        ("accept", ""),
+        ("access-control-allow-origin", ""),
+        ("age", ""),
+        ("allow", ""),
+        ("authorization", ""),
+        ("cache-control", ""),
+        ("content-disposition", ""),
+        ("content-encoding", ""),
+        ("content-language", ""),
+        ("content-length", ""),
+        ("content-location", ""),
+        ("content-range", ""),
+        ("content-type", ""),
+        ("cookie", ""),
+        ("date", ""),
+        ("etag", ""),
+        ("expect", ""),
+        ("expires", ""),
+        ("from", ""),
+        ("host", ""),
+        ("if-match", ""),
+        ("if-modified-since", ""),
+        ("if-none-match", ""),
+        ("if-range", ""),
+        ("if-unmodified-since", ""),
+        ("last-modified", ""),
+        ("link", ""),
+        ("location", ""),
+        ("max-forwards", ""),
+        ("proxy-authenticate", ""),
+        ("proxy-authorization", ""),
+        ("range", ""),
+        ("referer", ""),
+        ("refresh", ""),
+        ("retry-after", ""),
+        ("server", ""),
+        ("set-cookie", ""),
+        ("strict-transport-security", ""),
+        ("transfer-encoding", ""),
+        ("user-agent", ""),
+        ("vary", ""),
+        ("via", ""),
+        ("www-authenticate", ""),
+    )
+)
+
+HUFFMAN = b"\x00<huffman>"  # stands for a string this decoder cannot read
+
+
+class HpackError(Exception):
+    """A header block that does not decode."""
+
+
+def encode_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    """HPACK integer with a ``prefix_bits`` prefix; ``first`` holds the flag bits."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first | value])
+    out = bytearray([first | limit])
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_str(s: bytes) -> bytes:
+    """HPACK string literal, not Huffman-coded."""
+    return encode_int(len(s), 7) + s
+
+
+def request_header_block(authority: str, path: str = MODEL_INFER) -> bytes:
+    """HPACK block of a gRPC unary request, static table and literals only (no state)."""
+    return b"".join(
+        (
+            b"\x83",  # :method POST (static 3)
+            b"\x86",  # :scheme http (static 6)
+            encode_int(4, 4) + encode_str(path.encode()),  # :path, name static 4
+            encode_int(1, 4) + encode_str(authority.encode()),  # :authority, name static 1
+            encode_int(31, 4) + encode_str(b"application/grpc"),  # content-type, static 31
+            b"\x00" + encode_str(b"te") + encode_str(b"trailers"),
+        )
+    )
+
+
+class HpackDecoder:
+    """HPACK decoder with a dynamic table; Huffman strings come back as ``HUFFMAN``."""
+
+    def __init__(self, max_size: int = 4096) -> None:
+        self.max_size = max_size
+        self.size = 0
+        self.table: deque[tuple[bytes, bytes]] = deque()
+
+    def _int(self, data: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+        limit = (1 << prefix_bits) - 1
+        value = data[i] & limit
+        i += 1
+        if value < limit:
+            return value, i
+        shift = 0
+        while True:
+            if i >= len(data):
+                raise HpackError("truncated integer")
+            b = data[i]
+            i += 1
+            value += (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return value, i
+
+    def _str(self, data: bytes, i: int) -> tuple[bytes, int]:
+        if i >= len(data):
+            raise HpackError("truncated string")
+        huffman = bool(data[i] & 0x80)
+        n, i = self._int(data, i, 7)
+        if i + n > len(data):
+            raise HpackError("truncated string")
+        return (HUFFMAN if huffman else data[i : i + n]), i + n
+
+    def _get(self, index: int) -> tuple[bytes, bytes]:
+        if 1 <= index <= len(STATIC_TABLE):
+            return STATIC_TABLE[index - 1]
+        k = index - len(STATIC_TABLE) - 1
+        if 0 <= k < len(self.table):
+            return self.table[k]
+        raise HpackError(f"header index {index} out of range")
+
+    def _add(self, name: bytes, value: bytes) -> None:
+        entry = len(name) + len(value) + 32
+        self.table.appendleft((name, value))
+        self.size += entry
+        self._evict()
+
+    def _evict(self) -> None:
+        while self.size > self.max_size and self.table:
+            n, v = self.table.pop()
+            self.size -= len(n) + len(v) + 32
+
+    def decode(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        """Headers of one complete header block."""
+        out: list[tuple[bytes, bytes]] = []
+        i = 0
+        while i < len(data):
+            b = data[i]
+            if b & 0x80:  # indexed field
+                index, i = self._int(data, i, 7)
+                out.append(self._get(index))
+                continue
+            if b & 0xE0 == 0x20:  # dynamic table size update
+                self.max_size, i = self._int(data, i, 5)
+                self._evict()
+                continue
+            indexing = bool(b & 0x40)
+            index, i = self._int(data, i, 6 if indexing else 4)
+            if index:
+                name = self._get(index)[0]
+            else:
+                name, i = self._str(data, i)
+            value, i = self._str(data, i)
+            if indexing:
+                self._add(name, value)
+            out.append((name, value))
+        return out
+
+
+@dataclass
+class _Stream:
+    waiter: asyncio.Future[str | None]
+    pending: bytes = b""  # request data not yet sent (flow control)
+    window: int = DEFAULT_WINDOW
+    status: bytes | None = None  # :status
+    grpc_status: bytes | None = None
+    grpc_message: bytes = b""
+    got_data: bool = False
+    unreadable: bool = False
+    headers: list[bytes] = field(default_factory=list)
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">IBI", len(payload) << 8 | kind, flags, stream) + payload
+
+
+def _frame_header(length: int, kind: int, flags: int, stream: int) -> bytes:
+    return struct.pack(">I", length)[1:] + struct.pack(">BBI", kind, flags, stream)
+
+
+class H2Connection(asyncio.Protocol):
+    """One HTTP/2 connection carrying many concurrent unary gRPC calls."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._buf = bytearray()
+        self._streams: dict[int, _Stream] = {}
+        self._next_id = 1
+        self._decoder = HpackDecoder()
+        self._send_window = DEFAULT_WINDOW
+        self._peer_initial_window = DEFAULT_WINDOW
+        self._peer_max_frame = 16384
+        self._peer_max_streams = 2**31
+        self._received = 0
+        self._headers_stream = 0  # stream whose header block continues, 0 when none
+        self._headers_end_stream = False
+        self._header_block = bytearray()
+        self._blocked: deque[int] = deque()  # streams with data waiting for window
+        self._stream_slots: asyncio.Event | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        settings = struct.pack(
+            ">HIHIHI",
+            SETTINGS_ENABLE_PUSH,
+            0,
+            SETTINGS_INITIAL_WINDOW_SIZE,
+            MAX_WINDOW,
+            SETTINGS_HEADER_TABLE_SIZE,
+            0,
+        )
+        self.transport.write(
+            PREFACE
+            + _frame(SETTINGS, 0, 0, settings)
+            + _frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW))
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        reason = f": {exc}" if exc else ""
+        self._fail_all(TransportError(f"HTTP/2 connection closed by the server{reason}"))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        try:
+            while n - pos >= 9:
+                length = buf[pos] << 16 | buf[pos + 1] << 8 | buf[pos + 2]
+                if n - pos < 9 + length:
+                    break
+                kind = buf[pos + 3]
+                flags = buf[pos + 4]
+                stream = (
+                    buf[pos + 5] << 24 | buf[pos + 6] << 16 | buf[pos + 7] << 8 | buf[pos + 8]
+                ) & 0x7FFFFFFF
+                payload = bytes(buf[pos + 9 : pos + 9 + length])
+                pos += 9 + length
+                self._on_frame(kind, flags, stream, payload)
+        except (HpackError, struct.error, IndexError) as e:
+            self._protocol_error(f"malformed HTTP/2 response: {e}")
+            return
+        del buf[:pos]
+
+    # frames
+
+    def _on_frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        if self._headers_stream and kind != CONTINUATION:
+            raise HpackError("header block interrupted")
+        if kind == DATA:
+            self._on_data(flags, stream_id, payload)
+        elif kind == HEADERS:
+            if flags & PADDED:
+                pad = payload[0]
+                payload = payload[1 : len(payload) - pad]
+            if flags & PRIORITY_FLAG:
+                payload = payload[5:]
+            self._header_block = bytearray(payload)
+            self._headers_end_stream = bool(flags & END_STREAM)
+            self._headers_stream = stream_id
+            if flags & END_HEADERS:
+                self._on_header_block()
+        elif kind == CONTINUATION:
+            self._header_block += payload
+            if flags & END_HEADERS:
+                self._on_header_block()
+        elif kind == SETTINGS:
+            if not flags & ACK:
+                self._on_settings(payload)
+        elif kind == PING:
+            if not flags & ACK:
+                self._write(_frame(PING, ACK, 0, payload))
+        elif kind == WINDOW_UPDATE:
+            self._on_window_update(stream_id, struct.unpack(">I", payload)[0] & 0x7FFFFFFF)
+        elif kind == RST_STREAM:
+            code = struct.unpack(">I", payload)[0]
+            self._finish(stream_id, f"HTTP/2 stream reset by the server (error code {code})")
+        elif kind == GOAWAY:
+            last = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF
+            self.closed = True  # no new streams here
+            for sid in [s for s in self._streams if s > last]:
+                self._fail(sid, TransportError("server sent GOAWAY before answering"))
+        # PRIORITY, PUSH_PROMISE (disabled) and unknown frames are ignored.
+
+    def _on_data(self, flags: int, stream_id: int, payload: bytes) -> None:
+        self._received += len(payload)
+        if self._received > MAX_WINDOW // 2:
+            # Keep the connection window open: return what was consumed.
+            self._write(_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._received)))
+            self._received = 0
+        st = self._streams.get(stream_id)
+        if st is None:
+            return
+        if payload:
+            st.got_data = True
+        if flags & END_STREAM:
+            self._complete(stream_id, st)
+
+    def _on_header_block(self) -> None:
+        stream_id, end = self._headers_stream, self._headers_end_stream
+        self._headers_stream = 0
+        headers = self._decoder.decode(bytes(self._header_block))
+        st = self._streams.get(stream_id)
+        if st is None:
+            return
+        for name, value in headers:
+            if name == b":status":
+                st.status = value
+            elif name == b"grpc-status":
+                st.grpc_status = value
+            elif name == b"grpc-message":
+                st.grpc_message = value
+            elif name == HUFFMAN or value == HUFFMAN:
+                st.unreadable = True
+        if end:
+            self._complete(stream_id, st)
+
+    def _on_settings(self, payload: bytes) -> None:
+        for k in range(0, len(payload) - len(payload) % 6, 6):
+            key, value = struct.unpack(">HI", payload[k : k + 6])
+            if key == SETTINGS_INITIAL_WINDOW_SIZE:
+                delta = value - self._peer_initial_window
+                self._peer_initial_window = value
+                for st in self._streams.values():
+                    st.window += delta
+            elif key == SETTINGS_MAX_FRAME_SIZE:
+                self._peer_max_frame = value
+            elif key == SETTINGS_MAX_CONCURRENT_STREAMS:
+                self._peer_max_streams = value
+        self._write(_frame(SETTINGS, ACK, 0))
+        self._flush_blocked()
+
+    def _on_window_update(self, stream_id: int, increment: int) -> None:
+        if stream_id == 0:
+            self._send_window += increment
+        elif stream_id in self._streams:
+            self._streams[stream_id].window += increment
+        self._flush_blocked()
+
+    # completion
+
+    def _complete(self, stream_id: int, st: _Stream) -> None:
+        if st.grpc_status == b"0" and st.status in (b"200", None):
+            self._finish(stream_id, None)
+        elif st.grpc_status is not None:
+            message = _percent_decode(st.grpc_message)
+            self._finish(stream_id, f"{_code_name(st.grpc_status)}: {message}")
+        elif st.unreadable and st.got_data:
+            self._finish(stream_id, None)
+        else:
+            status = st.status.decode() if st.status else "?"
+            self._finish(stream_id, f"response without grpc-status (HTTP status {status})")
+
+    def _finish(self, stream_id: int, result: str | None) -> None:
+        st = self._streams.pop(stream_id, None)
+        if st is not None and not st.waiter.done():
+            st.waiter.set_result(result)
+        if self._stream_slots is not None:
+            self._stream_slots.set()
+
+    def _fail(self, stream_id: int, exc: Exception) -> None:
+        st = self._streams.pop(stream_id, None)
+        if st is not None and not st.waiter.done():
+            st.waiter.set_exception(exc)
+
+    def _fail_all(self, exc: Exception) -> None:
+        for sid in list(self._streams):
+            self._fail(sid, exc)
+
+    def _protocol_error(self, text: str) -> None:
+        self.closed = True
+        self._fail_all(TransportError(text))
+        if self.transport is not None:
+            self.transport.close()
+
+    # sending
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def _send_data(self, stream_id: int, st: _Stream) -> bool:
+        """Send as much of the stream's data as the windows allow; True when all sent."""
+        chunks = []
+        data = st.pending
+        while data:
+            allowed = min(len(data), self._send_window, st.window, self._peer_max_frame)
+            if allowed <= 0:
+                break
+            piece, data = data[:allowed], data[allowed:]
+            flags = 0 if data else END_STREAM
+            chunks.append(_frame_header(allowed, DATA, flags, stream_id) + piece)
+            self._send_window -= allowed
+            st.window -= allowed
+        st.pending = data
+        if chunks:
+            self._write(b"".join(chunks))
+        return not data
+
+    def _flush_blocked(self) -> None:
+        for _ in range(len(self._blocked)):
+            sid = self._blocked.popleft()
+            st = self._streams.get(sid)
+            if st is not None and st.pending and not self._send_data(sid, st):
+                self._blocked.append(sid)
+
+    async def call(self, header_block: bytes, message: bytes) -> str | None:
+        """One unary call: None on grpc-status 0, else ``"<CODE>: <message>"``."""
+        while len(self._streams) >= self._peer_max_streams:
+            if self._stream_slots is None:
+                self._stream_slots = asyncio.Event()
+            self._stream_slots.clear()
+            await self._stream_slots.wait()
+        if self.closed or self.transport is None:
+            raise TransportError("HTTP/2 connection is closed")
+        stream_id = self._next_id
+        self._next_id += 2
+        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        st = _Stream(waiter=waiter, pending=message, window=self._peer_initial_window)
+        self._streams[stream_id] = st
+        head = _frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
+        if len(message) <= min(self._send_window, st.window, self._peer_max_frame):
+            # The common case in one write: HEADERS and the whole message.
+            self._send_window -= len(message)
+            st.window -= len(message)
+            st.pending = b""
+            self.transport.write(
+                head + _frame_header(len(message), DATA, END_STREAM, stream_id) + message
+            )
+        else:
+            self.transport.write(head)
+            if not self._send_data(stream_id, st):
+                self._blocked.append(stream_id)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if stream_id in self._streams:
+                self._streams.pop(stream_id)
+                self._write(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))  # CANCEL
+            raise
+
+    @property
+    def next_stream_id(self) -> int:
+        """The id the next call will use (ids are never reused)."""
+        return self._next_id
+
+
+_CODES = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+]
+
+
+def _code_name(raw: bytes) -> str:
+    try:
+        return _CODES[int(raw)]
+    except (ValueError, IndexError):
+        return f"grpc-status {raw.decode(errors='replace')}"
+
+
+def _percent_decode(raw: bytes) -> str:
+    if raw == HUFFMAN:
+        return "(message not readable)"
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x25 and i + 2 < len(raw):
+            try:
+                out.append(int(raw[i + 1 : i + 3], 16))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        out.append(raw[i])
+        i += 1
+    return out.decode("utf-8", "replace")
+
+
+def grpc_message(serialized: bytes) -> bytes:
+    """A protobuf message framed for gRPC: uncompressed flag + 4-byte length + bytes."""
+    return b"\x00" + struct.pack(">I", len(serialized)) + serialized
+
+
+class Http2Channel:
+    """A lazily (re)connected HTTP/2 connection to one ``host:port``."""
+
+    #: Stream ids are 31-bit and never reused: reconnect well before they run out.
+    MAX_STREAM_ID = 2**31 - 1000
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._conn: H2Connection | None = None
+        self._connecting: asyncio.Future[H2Connection] | None = None
+
+    async def connection(self) -> H2Connection:
+        """The open connection, connecting when there is none."""
+        conn = self._conn
+        if conn is not None and not conn.closed and conn.next_stream_id < self.MAX_STREAM_ID:
+            return conn
+        if self._connecting is not None:
+            return await asyncio.shield(self._connecting)
+        loop = asyncio.get_running_loop()
+        self._connecting = loop.create_future()
+        try:
+            _, conn = await loop.create_connection(H2Connection, self.host, self.port)
+        except OSError as e:
+            err = TransportError(f"cannot connect to {self.host}:{self.port}: {e}")
+            self._connecting.set_exception(err)
+            self._connecting.exception()
+            self._connecting = None
+            raise err from e
+        old, self._conn = self._conn, conn
+        self._connecting.set_result(conn)
+        self._connecting = None
+        if old is not None and old.transport is not None and not old._streams:
+            old.transport.close()
+        return conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None and self._conn.transport is not None:
+            self._conn.transport.close()
+        self._conn = None
+
+
+class H2GrpcInferClient:
+    """Sends pre-encoded ModelInfer requests as gRPC calls on a shared :class:`Http2Channel`."""
+
+    def __init__(self, channel: Http2Channel, requests: Sequence[bytes]) -> None:
+        self._channel = channel
+        self._block = request_header_block(f"{channel.host}:{channel.port}")
+        self._messages = [grpc_message(r) for r in requests]
+
+    async def connect(self) -> None:
+        """Open the channel's connection now, off the clock."""
+        await self._channel.connection()
+
+    async def infer(self, i: int) -> str | None:
+        """Send request ``i``; None on OK, ``"<CODE>: <message>"`` otherwise."""
+        conn = await self._channel.connection()
+        return await conn.call(self._block, self._messages[i])
+
+    async def close(self) -> None:
+        """Nothing to release: the channel is owned by whoever opened it."""

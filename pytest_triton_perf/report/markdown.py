@@ -1,0 +1,264 @@
+"""The Markdown summary (``--triton-perf-markdown``, and ``$GITHUB_STEP_SUMMARY`` when set).
+
+Plain GitHub-flavoured Markdown that also reads well as text: a count line, one table row per
+measurement, then the details a reviewer needs to judge a failure (regressions with baseline
+and current intervals, p-value, baseline file and revision; SLA breaches with the bound and
+the 95% interval), and the measurements that ask for action (improvements, inconclusive).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pytest_triton_perf.report.json_report import atomic_write_text
+from pytest_triton_perf.report.records import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    REGRESSION,
+    MeasurementRecord,
+)
+from pytest_triton_perf.report.text import (
+    counts_text,
+    fmt,
+    fmt_interval,
+    fmt_mb,
+    fmt_p,
+    fmt_pct,
+    model_name,
+    revision_text,
+    summary_figures,
+    verdict_cell,
+    with_unit,
+    workload_text,
+)
+from pytest_triton_perf.sla import BOUNDS
+
+DEFAULT_TITLE = "Triton performance"
+
+
+def _cell(text: object) -> str:
+    """Text safe in a table cell: pipes escaped, newlines flattened (both break the row).
+
+    GitHub's table parser unescapes ``\\|`` inside code spans too, so this also holds there.
+    """
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: object) -> str:
+    """Inline code (test ids, file names), safe in a table cell."""
+    inner = _cell(text).replace("`", "'")
+    return f"`{inner}`"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Table lines; cells must already be made safe with :func:`_cell` or :func:`_code`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _memory(record: MeasurementRecord) -> str:
+    f = summary_figures(record)
+    parts = []
+    if f["gpu_memory_mb"] is not None:
+        parts.append(f"GPU {fmt_mb(f['gpu_memory_mb'])} MB")
+    if f["cpu_memory_mb"] is not None:
+        parts.append(f"CPU {fmt_mb(f['cpu_memory_mb'])} MB")
+    return ", ".join(parts) or "-"
+
+
+def _sla_cell(record: MeasurementRecord) -> str:
+    return f"**{record.sla_verdict}**" if record.sla_verdict == "FAIL" else record.sla_verdict
+
+
+def _verdict_cell(record: MeasurementRecord) -> str:
+    text = verdict_cell(record)
+    return f"**{text}**" if record.verdict == REGRESSION and text != "-" else text
+
+
+def _baseline_source(record: MeasurementRecord) -> str:
+    b = record.baseline
+    if not b:
+        return ""
+    mode = {"ab": "A/B reference in the same server", "history": "stored runs"}.get(
+        str(b.get("mode")), str(b.get("mode") or "")
+    )
+    parts = [f"baseline: {mode}" if mode else "baseline"]
+    if b.get("file"):
+        parts.append(f"file {_code(b['file'])}")
+    if b.get("revision"):
+        parts.append(f"revision {_cell(revision_text(b['revision']))}")
+    if b.get("note"):
+        parts.append(_cell(b["note"]))
+    return ", ".join(parts)
+
+
+def _comparison_details(records: Sequence[MeasurementRecord], verdict: str) -> list[str]:
+    lines: list[str] = []
+    for r in records:
+        rows = [
+            [
+                _cell(c.metric),
+                fmt(c.baseline),
+                fmt_interval(c.baseline_ci),
+                fmt(c.current),
+                fmt_interval(c.current_ci),
+                fmt_pct(c.change_pct),
+                fmt_p(c.p_value),
+                _cell(c.note),
+            ]
+            for c in r.comparisons
+            if c.verdict == verdict
+        ]
+        if not rows:
+            continue
+        lines += ["", f"#### {_code(r.test)}: {_cell(r.label)}", ""]
+        lines += _table(
+            [
+                "metric",
+                "baseline",
+                "baseline 95% interval",
+                "current",
+                "current 95% interval",
+                "change",
+                "p-value",
+                "note",
+            ],
+            rows,
+        )
+        source = _baseline_source(r)
+        if source:
+            lines += ["", source]
+    return lines
+
+
+def _sla_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    rows = []
+    for r in records:
+        for s in r.sla:
+            if s.passed and not s.marginal:
+                continue
+            bound = BOUNDS.get(s.key)
+            op = "<=" if bound is None or bound.upper else ">="
+            metric = bound.metric if bound else s.key
+            rows.append(
+                [
+                    _code(r.test),
+                    _cell(r.label),
+                    s.key,
+                    f"{op} {with_unit(s.bound, metric)}",
+                    with_unit(s.value, metric),
+                    fmt_interval(s.interval),
+                    "**FAIL**" if not s.passed else "marginal",
+                    _cell(s.note),
+                ]
+            )
+    if not rows:
+        return []
+    header = ["test", "measurement", "key", "bound", "measured", "95% interval", "verdict", "note"]
+    return ["", "### SLA breaches and marginal results", "", *_table(header, rows)]
+
+
+def _environment(environment: Mapping[str, Any]) -> list[str]:
+    rows = [
+        [_cell(k), _cell(environment[k])]
+        for k in sorted(environment)
+        if environment[k] not in (None, "")
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        "<details><summary>Environment</summary>",
+        "",
+        *_table(["key", "value"], rows),
+        "",
+        "</details>",
+    ]
+
+
+def render_markdown(
+    records: Sequence[MeasurementRecord],
+    *,
+    title: str = DEFAULT_TITLE,
+    environment: Mapping[str, Any] | None = None,
+) -> str:
+    """The Markdown summary of ``records``; ``environment`` adds a collapsed table."""
+    lines = [f"## {title}", ""]
+    if not records:
+        return "\n".join([*lines, "No measurements.", ""])
+    lines += [f"**{counts_text(records)}**", ""]
+    header = [
+        "test",
+        "model",
+        "workload",
+        "p50 ms",
+        "p99 ms",
+        "infer/s",
+        "memory",
+        "SLA",
+        "baseline",
+    ]
+    rows = []
+    for r in records:
+        f = summary_figures(r)
+        rows.append(
+            [
+                _code(r.test),
+                _cell(model_name(r)),
+                _cell(workload_text(r)),
+                fmt(f["p50_ms"]),
+                fmt(f["p99_ms"]),
+                fmt(f["throughput"], 1),
+                _memory(r),
+                _sla_cell(r),
+                _verdict_cell(r),
+            ]
+        )
+    lines += _table(header, rows)
+
+    regressions = _comparison_details(records, REGRESSION)
+    if regressions:
+        lines += ["", "### Regressions", *regressions]
+    lines += _sla_details(records)
+    improvements = _comparison_details(records, IMPROVEMENT)
+    if improvements:
+        lines += ["", "### Improvements", "", "Accept them with `--triton-perf-save`."]
+        lines += improvements
+    inconclusive = _comparison_details(records, INCONCLUSIVE)
+    if inconclusive:
+        lines += [
+            "",
+            "### Inconclusive",
+            "",
+            "The measurement was unstable; these metrics were not gated.",
+            *inconclusive,
+        ]
+    lines += _environment(environment or {})
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
+    """Write the Markdown summary to ``path`` (atomically)."""
+    return atomic_write_text(path, text)
+
+
+def append_step_summary(text: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Append ``text`` to the file named by ``$GITHUB_STEP_SUMMARY``; None when unset.
+
+    GitHub Actions collects every step's appends into the job summary, so this appends
+    (never replaces) and separates from earlier content with a blank line.
+    """
+    env = os.environ if environ is None else environ
+    target = env.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    path = Path(target)
+    with path.open("a", encoding="utf-8") as f:
+        if path.stat().st_size:
+            f.write("\n")
+        f.write(text if text.endswith("\n") else text + "\n")
+    return path

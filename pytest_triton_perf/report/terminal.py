@@ -1,0 +1,148 @@
+"""The terminal summary: one row per measurement, then the lines that ask for action.
+
+Verbosity (pytest's ``-q`` / ``-v`` count):
+
+- ``-qq`` and quieter: only the count line;
+- ``-q``: only the rows that need attention (SLA breached or marginal, regression,
+  improvement, inconclusive), then the count line. The test column stays: a failing row
+  without its test id would send the reader hunting;
+- default: every row (test, model, workload, p50, p99, throughput, errors, SLA, baseline
+  verdict with the change of its most significant metric), then the hint lines
+  (improvement, inconclusive, no baseline) and the count line;
+- ``-v``: GPU and CPU memory columns, and a detail line per regression and improvement
+  (baseline and current values with intervals, p-value, baseline file and revision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_triton_perf.report.records import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NO_BASELINE,
+    REGRESSION,
+    MeasurementRecord,
+)
+from pytest_triton_perf.report.text import (
+    SHORT_METRIC,
+    comparison_reason,
+    counts_text,
+    fmt,
+    fmt_mb,
+    fmt_pct,
+    headline,
+    model_name,
+    needs_attention,
+    summary_figures,
+    verdict_cell,
+    verdict_of,
+    was_compared,
+    workload_text,
+)
+
+HEADER = ["test", "model", "workload", "p50 ms", "p99 ms", "infer/s", "errors", "SLA", "baseline"]
+MEMORY_HEADER = ["GPU MB", "CPU MB"]
+_NUMERIC = ("ms", "/s", "MB", "errors")
+
+
+def _row(record: MeasurementRecord, verbose: bool) -> list[str]:
+    f = summary_figures(record)
+    errors = record.result.get("errors")
+    cells = [
+        record.test,
+        model_name(record),
+        workload_text(record),
+        fmt(f["p50_ms"]),
+        fmt(f["p99_ms"]),
+        fmt(f["throughput"], 1),
+        str(errors) if errors is not None else "-",
+        record.sla_verdict,
+        verdict_cell(record),
+    ]
+    if verbose:
+        cells[6:6] = [fmt_mb(f["gpu_memory_mb"]), fmt_mb(f["cpu_memory_mb"])]
+    return cells
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    numeric = {i for i, h in enumerate(header) if h.endswith(_NUMERIC)}
+    lines = []
+    for row in table:
+        cells = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _name(record: MeasurementRecord, verbose: bool) -> str:
+    return f"{record.test} {record.label}" if verbose else record.label
+
+
+def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
+    lines = []
+    for r in records:
+        if not was_compared(r):
+            continue
+        c = headline(r)
+        verdict = r.verdict
+        if verdict == REGRESSION and verbose and c is not None:
+            lines.append(f"regression: {_name(r, verbose)}: {comparison_reason(r, c)}")
+        elif verdict == IMPROVEMENT and c is not None:
+            what = (
+                comparison_reason(r, c)
+                if verbose
+                else f"{SHORT_METRIC.get(c.metric, c.metric)} {fmt_pct(c.change_pct)}"
+            )
+            lines.append(
+                f"improvement: {_name(r, verbose)}: {what} — accept it with --triton-perf-save"
+            )
+        elif verdict == INCONCLUSIVE:
+            note = c.note if c is not None and c.note else ""
+            # The statistics' note usually says "measurement unstable (...)" itself.
+            if "unstable" not in note:
+                note = "measurement unstable" + (f" ({note})" if note else "")
+            lines.append(
+                f"inconclusive: {_name(r, verbose)}: {note}; not gated: re-run on a quieter "
+                "machine or with more windows (--triton-perf-windows)"
+            )
+    missing = [r for r in records if was_compared(r) and verdict_of(r) == NO_BASELINE]
+    if missing:
+        n = len(missing)
+        lines.append(
+            f"no baseline: {n} measurement{'s' if n != 1 else ''} "
+            f"(run with --triton-perf-save to record {'them' if n != 1 else 'it'})"
+        )
+        for r in missing:
+            status = str(r.baseline.get("status") or NO_BASELINE)
+            # "no baseline for this hardware" always gets its line: the baselines exist,
+            # for another machine, and the reader must learn which.
+            if verbose or status != NO_BASELINE:
+                why = r.baseline.get("note")
+                lines.append(f"  {_name(r, verbose)}: {status}" + (f" ({why})" if why else ""))
+    return lines
+
+
+def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) -> list[str]:
+    """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1)."""
+    if not records:
+        return []
+    count_line = f"triton-perf: {counts_text(records)}"
+    if verbosity <= -2:
+        return [count_line]
+    verbose = verbosity > 0
+    header = list(HEADER)
+    if verbose:
+        header[6:6] = MEMORY_HEADER
+    if verbosity < 0:
+        shown = [r for r in records if needs_attention(r)]
+        lines = _table([_row(r, False) for r in shown], header) if shown else []
+        return [*lines, count_line]
+    lines = _table([_row(r, verbose) for r in records], header)
+    lines.extend(_hints(records, verbose))
+    lines.append(count_line)
+    return lines

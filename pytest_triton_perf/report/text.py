@@ -1,0 +1,301 @@
+"""Formatting shared by the text reports (terminal, Markdown, JUnit messages, the CLI).
+
+One place decides how a figure, a verdict and a one-line reason read, so the terminal, the
+Markdown summary and the JUnit file never disagree about the same measurement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pytest_triton_perf.report.records import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NO_BASELINE,
+    NOT_COMPARED,
+    REGRESSION,
+    VERDICTS,
+    Comparison,
+    MeasurementRecord,
+    SlaRecord,
+)
+from pytest_triton_perf.sla import BOUNDS
+
+#: Short names of compared metrics, as table cells show them.
+SHORT_METRIC = {
+    "p50_ms": "p50",
+    "p99_ms": "p99",
+    "throughput": "throughput",
+    "error_rate": "errors",
+}
+
+#: Unit of each figure, for one-line reasons.
+UNITS = {
+    "p50_ms": "ms",
+    "p90_ms": "ms",
+    "p95_ms": "ms",
+    "p99_ms": "ms",
+    "avg_ms": "ms",
+    "throughput": "infer/s",
+    "gpu_memory_mb": "MB",
+    "cpu_memory_mb": "MB",
+    "error_rate": "",
+}
+
+
+def num(value: Any) -> float | None:
+    """``value`` as a finite float, or None (missing, NaN, a bool, not a number)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    f = float(value)
+    return f if math.isfinite(f) else None
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    """A figure for a table cell: ``-`` when missing; three significant digits below 1."""
+    v = num(value)
+    if v is None:
+        return "-"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:.0f}"
+    if abs(v) >= 100:
+        return f"{v:.1f}"
+    if abs(v) < 1:
+        return f"{v:.3g}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_mb(value: Any) -> str:
+    """Memory in whole MB, or ``-`` when unknown (never 0 for "not measured")."""
+    v = num(value)
+    return "-" if v is None else f"{v:.0f}"
+
+
+def fmt_pct(value: Any) -> str:
+    """A signed change in percent, e.g. ``+12.3%``."""
+    v = num(value)
+    return "-" if v is None else f"{v:+.1f}%"
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value: four decimals, or ``<0.0001``."""
+    v = num(value)
+    if v is None:
+        return "-"
+    return "<0.0001" if v < 0.0001 else f"{v:.4f}"
+
+
+def fmt_interval(interval: Sequence[float] | None) -> str:
+    """A 95% interval as ``[lo, hi]``, or ``-``."""
+    if not interval or len(interval) != 2:
+        return "-"
+    return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+
+
+def with_unit(value: Any, metric: str) -> str:
+    """A figure followed by its unit, e.g. ``12.30 ms``; error rates in percent."""
+    if metric == "error_rate":
+        v = num(value)
+        return "-" if v is None else f"{100 * v:.3g}%"
+    unit = UNITS.get(metric, "")
+    text = fmt(value)
+    return f"{text} {unit}" if unit and text != "-" else text
+
+
+def summary_figures(record: MeasurementRecord) -> dict[str, float | None]:
+    """The headline figures of a record's result (``PerfResult.summary()`` names)."""
+    result = record.result
+    lat = result.get("latency_ms") or {}
+    return {
+        "p50_ms": num(lat.get("p50")),
+        "p90_ms": num(lat.get("p90")),
+        "p95_ms": num(lat.get("p95")),
+        "p99_ms": num(lat.get("p99")),
+        "avg_ms": num(lat.get("avg")),
+        "throughput": num(result.get("throughput")),
+        "gpu_memory_mb": num(result.get("gpu_memory_mb")),
+        "cpu_memory_mb": num(result.get("cpu_memory_mb")),
+        "error_rate": num(result.get("error_rate")),
+    }
+
+
+def model_name(record: MeasurementRecord) -> str:
+    """``model[:version]`` of the measurement."""
+    result = record.result
+    version = result.get("version")
+    return f"{result.get('model', '?')}" + (f":{version}" if version else "")
+
+
+def workload_text(record: MeasurementRecord) -> str:
+    """The workload as ``Workload.describe()`` writes it, rebuilt from the stored dict."""
+    w = record.result.get("workload") or {}
+    if w.get("arrival", "closed") == "closed":
+        load = f"conc={w.get('concurrency')}"
+    else:
+        rate = num(w.get("request_rate"))
+        load = f"rate={rate:g}/s {w.get('arrival')}" if rate is not None else "rate=?"
+    return f"{load} batch={w.get('batch_size', 1)} {w.get('protocol', '?')}"
+
+
+def was_compared(record: MeasurementRecord) -> bool:
+    """Whether a baseline comparison was asked for this measurement.
+
+    A record with no comparisons and an empty ``baseline`` dict (verdict "not compared") was
+    measured without ``--triton-perf-compare`` / ``--triton-perf-baseline-ref``: reports show
+    ``-`` for it rather than "no baseline", which would nag runs that never asked for gating.
+    """
+    return record.verdict != NOT_COMPARED
+
+
+def headline(record: MeasurementRecord) -> Comparison | None:
+    """The comparison that explains the record's verdict: among the metrics with that
+    verdict, the most significant (smallest p-value), then the largest change."""
+    verdict = record.verdict
+    same = [c for c in record.comparisons if c.verdict == verdict]
+    if not same:
+        return None
+
+    def key(c: Comparison) -> tuple[float, float]:
+        p = num(c.p_value)
+        change = num(c.change_pct)
+        return (1.0 if p is None else p, -abs(change) if change is not None else 0.0)
+
+    return min(same, key=key)
+
+
+def verdict_cell(record: MeasurementRecord) -> str:
+    """Baseline verdict with the change of its headline metric: ``regression p99 +23.4%``."""
+    if not was_compared(record):
+        return "-"
+    verdict = record.verdict
+    c = headline(record)
+    if c is None or num(c.change_pct) is None:
+        return verdict
+    return f"{verdict} {SHORT_METRIC.get(c.metric, c.metric)} {fmt_pct(c.change_pct)}"
+
+
+def revision_text(revision: Any, short: bool = False) -> str:
+    """A baseline's revision for people: ``commit 0123abcd, 2026-11-21T19:00:00Z, config
+    1a2b3c``. The plugin stores a dict (``git_commit``, ``date``, ``config_hash``); a plain
+    string is shown as it is. ``short``: the commit (or date) alone, for legends."""
+    if not revision:
+        return ""
+    if not isinstance(revision, Mapping):
+        return str(revision)[:12] if short else str(revision)
+    commit = revision.get("git_commit")
+    date = revision.get("date")
+    config = revision.get("config_hash")
+    if short:
+        return str(commit)[:10] if commit else str(date or "")
+    parts = []
+    if commit:
+        parts.append(f"commit {str(commit)[:12]}")
+    if date:
+        parts.append(str(date))
+    if config:
+        parts.append(f"config {str(config)[:12]}")
+    return ", ".join(parts)
+
+
+def verdict_of(record: MeasurementRecord) -> str:
+    """The record's verdict as one of ``VERDICTS``, for counting: a status such as
+    "no baseline for this hardware" counts as "no baseline"."""
+    verdict = record.verdict
+    if verdict in VERDICTS:
+        return verdict
+    return NO_BASELINE if verdict.startswith(NO_BASELINE) else INCONCLUSIVE
+
+
+def baseline_where(record: MeasurementRecord) -> str:
+    """Where the baseline came from: ``history: FILE @ REV`` or ``ab: reference``."""
+    b = record.baseline
+    if not b:
+        return ""
+    mode = str(b.get("mode") or "?")
+    parts = [{"ab": "A/B reference", "history": "history"}.get(mode, mode)]
+    if b.get("file"):
+        parts.append(str(b["file"]))
+    if b.get("revision"):
+        parts.append(f"@ {revision_text(b['revision'])}")
+    return " ".join(parts)
+
+
+def comparison_reason(record: MeasurementRecord, c: Comparison, with_note: bool = True) -> str:
+    """One line: ``p99_ms +23.4%: 12.30 ms [..] -> 15.18 ms [..], p=0.0012 (history FILE)``."""
+    text = (
+        f"{c.metric} {fmt_pct(c.change_pct)}: {with_unit(c.baseline, c.metric)} "
+        f"{fmt_interval(c.baseline_ci)} -> {with_unit(c.current, c.metric)} "
+        f"{fmt_interval(c.current_ci)}, p={fmt_p(c.p_value)}"
+    )
+    where = baseline_where(record) or {"ab": "A/B reference"}.get(c.mode, c.mode)
+    text += f" ({where})"
+    if c.note and with_note:
+        text += f"; {c.note}"
+    return text
+
+
+def sla_reason(s: SlaRecord) -> str:
+    """One line: ``p99_ms 21.63 ms > bound 5.00 ms, 95% interval [20.1, 23.4]``."""
+    bound = BOUNDS.get(s.key)
+    metric = bound.metric if bound else s.key
+    if s.value is None:
+        return f"{s.key}: no value ({s.note or 'unavailable'}), bound {with_unit(s.bound, metric)}"
+    upper = bound.upper if bound else True
+    # The operator reads as the verdict: "21.6 ms > bound 5 ms" is the breach itself.
+    op = {(True, True): "<=", (True, False): ">=", (False, True): ">", (False, False): "<"}[
+        (s.passed, upper)
+    ]
+    text = f"{s.key} {with_unit(s.value, metric)} {op} bound {with_unit(s.bound, metric)}"
+    if s.interval:
+        text += f", 95% interval {fmt_interval(s.interval)}"
+    if s.marginal:
+        text += " (marginal: the interval straddles the bound)"
+    if s.note:
+        text += f"; {s.note}"
+    return text
+
+
+def verdict_counts(records: Iterable[MeasurementRecord]) -> Counter[str]:
+    """Records per baseline verdict; records that were not compared are not counted."""
+    return Counter(verdict_of(r) for r in records if was_compared(r))
+
+
+def sla_counts(records: Iterable[MeasurementRecord]) -> tuple[int, int]:
+    """(SLA checks breached, SLA checks marginal) over all records."""
+    breached = marginal = 0
+    for r in records:
+        for s in r.sla:
+            breached += not s.passed
+            marginal += s.marginal
+    return breached, marginal
+
+
+def counts_text(records: Sequence[MeasurementRecord]) -> str:
+    """``12 measurements: 10 pass, 1 regression, ...; SLA: 1 breach, 1 marginal``."""
+    n = len(records)
+    parts = [f"{n} measurement{'s' if n != 1 else ''}"]
+    counts = verdict_counts(records)
+    if counts:
+        parts[0] += ": " + ", ".join(
+            f"{counts.get(v, 0)} {v}" for v in VERDICTS if v != NOT_COMPARED
+        )
+        not_compared = n - sum(counts.values())
+        if not_compared:
+            parts[0] += f", {not_compared} {NOT_COMPARED}"
+    breached, marginal = sla_counts(records)
+    sla = f"SLA: {breached} breach{'es' if breached != 1 else ''}"
+    if marginal:
+        sla += f", {marginal} marginal"
+    return f"{parts[0]}; {sla}"
+
+
+def needs_attention(record: MeasurementRecord) -> bool:
+    """A row worth showing at ``-q``: SLA not clean, or a verdict other than pass/none."""
+    if record.sla_verdict not in ("pass", "none"):
+        return True
+    return was_compared(record) and record.verdict in (REGRESSION, IMPROVEMENT, INCONCLUSIVE)

@@ -1,0 +1,143 @@
+"""The baseline store on a real filesystem: layout, corruption, atomic writes, locking."""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_triton_perf.baseline import store as store_mod
+from pytest_triton_perf.baseline.store import SCHEMA_VERSION, BaselineError, BaselineStore
+
+KEY = {"triton": "2.51.0", "gpu_count": 0, "cpu": "Test CPU", "cpu_count": 2}
+TEST, LABEL = "tests/test_x.py::test_y[a]", "sleepy conc=1 batch=1 grpc"
+
+
+def run(n: int) -> dict[str, object]:
+    return {"date": f"2026-11-21T00:00:{n:02d}Z", "git_commit": "abc", "result": {"n": n}}
+
+
+def save(store: BaselineStore, n: int) -> Path:
+    return store.save(KEY, TEST, LABEL, run(n), workload={"model": "sleepy"}, environment={})
+
+
+def test_save_then_load_round_trip_and_layout(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    path = save(store, 1)
+    save(store, 2)
+    doc = store.load(KEY, TEST, LABEL)
+    assert doc is not None and [r["result"]["n"] for r in doc["runs"]] == [1, 2]
+    assert doc["schema_version"] == SCHEMA_VERSION
+    assert path.parent.name.startswith("cpu-Test_CPU_triton-2.51.0-")
+    assert json.loads((path.parent / "environment.json").read_text())["key"] == KEY
+    assert path.read_text().startswith("{\n  ")  # indented: diff-friendly
+    assert list(store.iter_files()) == [path]
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_runs_are_capped(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    for n in range(5):
+        store.save(KEY, TEST, LABEL, run(n), workload={}, environment={}, max_runs=3)
+    doc = store.load(KEY, TEST, LABEL)
+    assert doc is not None and [r["result"]["n"] for r in doc["runs"]] == [2, 3, 4]
+
+
+def test_other_hardware_is_no_baseline_but_listed(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    save(store, 1)
+    other = dict(KEY, cpu="Other CPU")
+    assert store.load(other, TEST, LABEL) is None
+    assert store.other_keys_with(TEST, LABEL) == [store.path(KEY, TEST, LABEL).parent.name]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b'{"schema_version": 1, "runs": [', "is not valid JSON at line 1 column 32"),
+        (b'{"schema_version": 1,\n "runs": [\xff]}', "is not valid UTF-8 at byte 32"),
+        (b'{"schema_version": 99, "runs": []}', "has schema_version 99"),
+        (b"[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_corrupt_file_is_an_error_and_stays_byte_identical(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    store = BaselineStore(tmp_path)
+    path = store.path(KEY, TEST, LABEL)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(BaselineError) as info:
+        store.load(KEY, TEST, LABEL)
+    assert str(path) in str(info.value) and fragment in str(info.value)
+    with pytest.raises(BaselineError):
+        save(store, 1)  # never overwritten silently
+    assert path.read_bytes() == content
+
+
+def test_disk_full_during_write_keeps_the_old_file_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BaselineStore(tmp_path)
+    path = save(store, 1)
+    before = path.read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod.os, "fsync", full)
+    with pytest.raises(BaselineError, match="No space left on device. The previous file"):
+        save(store, 2)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
+        ["environment.json", path.name]
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_directory(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    path = save(store, 1)
+    path.parent.chmod(0o500)
+    try:
+        with pytest.raises(BaselineError, match="cannot write baseline file"):
+            save(store, 2)
+    finally:
+        path.parent.chmod(0o700)
+
+
+def test_read_only_directory_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root (CI here) permissions do not stop writes: simulate EROFS at the temp file."""
+    store = BaselineStore(tmp_path)
+    path = save(store, 1)
+
+    def readonly(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(store_mod.tempfile, "mkstemp", readonly)
+    with pytest.raises(BaselineError, match=f"cannot write baseline file {path}: Read-only"):
+        save(store, 2)
+
+
+def _saver(root: str, worker: int) -> None:
+    store = BaselineStore(root)
+    for n in range(10):
+        save(store, worker * 100 + n)
+
+
+def test_concurrent_savers_leave_a_valid_file_with_every_run(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_saver, args=(str(tmp_path), w)) for w in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    doc = BaselineStore(tmp_path).load(KEY, TEST, LABEL)
+    assert doc is not None
+    got = sorted(r["result"]["n"] for r in doc["runs"])
+    assert got == sorted([100 + n for n in range(10)] + [200 + n for n in range(10)])

@@ -1,0 +1,262 @@
+"""Measurement records built by hand from real ``PerfResult`` objects, for report tests.
+
+Latencies are drawn from a seeded log-normal distribution, so every figure (percentiles,
+windows, histogram) is computed the way the engine computes it, and is the same every run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pytest_triton_perf.measure.result import (
+    LatencyStats,
+    PerfResult,
+    Protocol,
+    WindowResult,
+    Workload,
+)
+from pytest_triton_perf.report.records import (
+    Comparison,
+    MeasurementRecord,
+    SlaRecord,
+    latency_histogram,
+    results_document,
+)
+from pytest_triton_perf.sla import label
+
+
+def make_result(
+    model: str = "sleepy",
+    *,
+    concurrency: int = 1,
+    protocol: Protocol = "grpc",
+    batch_size: int = 1,
+    median_ms: float = 20.0,
+    spread: float = 0.15,
+    windows: int = 4,
+    per_window: int = 200,
+    errors: int = 0,
+    gpu_memory_mb: float | None = None,
+    cpu_memory_mb: float | None = 512.0,
+    seed: int = 1,
+) -> PerfResult:
+    """A PerfResult of ``windows`` windows of ``per_window`` requests each."""
+    rng = np.random.default_rng(seed)
+    window_s = 2.0
+    lat_windows = [rng.lognormal(np.log(median_ms), spread, per_window) for _ in range(windows)]
+    results = []
+    for i, lat in enumerate(lat_windows):
+        results.append(
+            WindowResult(
+                index=i,
+                duration_s=window_s,
+                requests=per_window,
+                errors=0,
+                inferences=per_window * batch_size,
+                # A closed loop of `concurrency` slots completes concurrency / latency per s.
+                throughput=concurrency * batch_size * 1000.0 / float(lat.mean()),
+                latency_ms=LatencyStats.from_samples(lat),
+            )
+        )
+    pooled = np.concatenate(lat_windows)
+    requests = windows * per_window + errors
+    return PerfResult(
+        model=model,
+        version=None,
+        workload=Workload(
+            model=model,
+            protocol=protocol,
+            batch_size=batch_size,
+            concurrency=concurrency,
+        ),
+        throughput=concurrency * batch_size * 1000.0 / float(pooled.mean()),
+        latency_ms=LatencyStats.from_samples(pooled),
+        requests=requests,
+        errors=errors,
+        windows=tuple(results),
+        duration_s=windows * window_s,
+        stable=True,
+        gpu_memory_mb=gpu_memory_mb,
+        cpu_memory_mb=cpu_memory_mb,
+        unavailable=(("gpu_memory_mb", "no GPU"),) if gpu_memory_mb is None else (),
+        latencies_ms=pooled,
+    )
+
+
+def make_record(
+    result: PerfResult,
+    *,
+    test: str = "tests/test_gate.py::test_pass",
+    index: int = 0,
+    sla: tuple[SlaRecord, ...] = (),
+    comparisons: tuple[Comparison, ...] = (),
+    baseline: dict[str, Any] | None = None,
+    sla_verdict: str | None = None,
+    outcome: str = "passed",
+) -> MeasurementRecord:
+    """A record of ``result`` as the plugin builds it."""
+    if sla_verdict is None:
+        if not sla:
+            sla_verdict = "none"
+        elif not all(s.passed for s in sla):
+            sla_verdict = "FAIL"
+        elif any(s.marginal for s in sla):
+            sla_verdict = "marginal"
+        else:
+            sla_verdict = "pass"
+    return MeasurementRecord(
+        test=test,
+        index=index,
+        label=label(result),
+        result=result.to_dict(),
+        environment={"cpu_model": "Test CPU", "triton_version": "2.51.0"},
+        histogram=latency_histogram(result.latencies_ms),
+        sla=sla,
+        sla_verdict=sla_verdict,
+        comparisons=comparisons,
+        baseline=baseline or {},
+        outcome=outcome,
+    )
+
+
+def p99_sla(result: PerfResult, bound: float) -> SlaRecord:
+    """The p99_ms bound checked against ``result``, with a made-up but plausible interval."""
+    assert result.latency_ms is not None
+    v = result.latency_ms.p99
+    lo, hi = v * 0.95, v * 1.05
+    return SlaRecord(
+        key="p99_ms",
+        bound=bound,
+        value=v,
+        passed=v <= bound,
+        marginal=lo <= bound <= hi,
+        interval=(lo, hi),
+    )
+
+
+def comparison(
+    metric: str, verdict: str, baseline: float, current: float, p: float, note: str = ""
+) -> Comparison:
+    """A history-mode comparison with intervals of +-3%."""
+    return Comparison(
+        metric=metric,
+        verdict=verdict,
+        mode="history",
+        baseline=baseline,
+        baseline_ci=(baseline * 0.97, baseline * 1.03),
+        current=current,
+        current_ci=(current * 0.97, current * 1.03),
+        change_pct=(current - baseline) / baseline * 100,
+        p_value=p,
+        note=note,
+    )
+
+
+BASELINE_FILE = ".triton-perf/cpu-test_triton-2.51.0/test_gate.py__test_pass__sleepy.json"
+
+
+def mixed_records() -> list[MeasurementRecord]:
+    """Five records covering every verdict and an SLA breach.
+
+    0: pass (SLA pass); 1: p99 regression +30% with a breached SLA; 2: improvement -12%;
+    3: inconclusive; 4: no baseline.
+    """
+    base_result = make_result(median_ms=20.0, seed=2)
+    base_hist = latency_histogram(base_result.latencies_ms)
+
+    ok = make_result(seed=3)
+    assert ok.latency_ms is not None
+    r0 = make_record(
+        ok,
+        sla=(p99_sla(ok, 60.0),),
+        comparisons=(
+            comparison("p50_ms", "pass", ok.latency_ms.p50, ok.latency_ms.p50 * 1.01, 0.4),
+            comparison("p99_ms", "pass", ok.latency_ms.p99, ok.latency_ms.p99 * 1.02, 0.3),
+        ),
+        baseline={
+            "mode": "history",
+            "status": "found",
+            "file": BASELINE_FILE,
+            "revision": {
+                "date": "2026-11-20T10:00:00Z",
+                "git_commit": "0123456789abcdef",
+                "config_hash": "c0ffee",
+            },
+            "histogram": base_hist,
+        },
+    )
+
+    slow = make_result(median_ms=26.0, seed=4, protocol="http")
+    assert slow.latency_ms is not None
+    r1 = make_record(
+        slow,
+        test="tests/test_gate.py::test_slow",
+        sla=(p99_sla(slow, 25.0),),
+        comparisons=(
+            comparison("p50_ms", "pass", 24.0, slow.latency_ms.p50, 0.02),
+            comparison("p99_ms", "regression", 26.5, slow.latency_ms.p99, 0.0004),
+            comparison("throughput", "pass", 100.0, slow.throughput, 0.5),
+        ),
+        baseline={
+            "mode": "history",
+            "status": "found",
+            "file": BASELINE_FILE,
+            "revision": {
+                "date": "2026-11-20T11:00:00Z",
+                "git_commit": "fedcba9876543210",
+                "config_hash": "c0ffee",
+            },
+            "histogram": base_hist,
+        },
+        outcome="failed",
+    )
+
+    fast = make_result(median_ms=17.0, seed=5, concurrency=4)
+    assert fast.latency_ms is not None
+    r2 = make_record(
+        fast,
+        test="tests/test_gate.py::test_fast",
+        comparisons=(
+            comparison(
+                "p99_ms", "improvement", fast.latency_ms.p99 / 0.877, fast.latency_ms.p99, 0.001
+            ),
+        ),
+        baseline={"mode": "ab", "status": "found", "reference": base_result.to_dict()},
+    )
+
+    shaky = make_result(seed=6, concurrency=2)
+    assert shaky.latency_ms is not None
+    r3 = make_record(
+        shaky,
+        test="tests/test_gate.py::test_shaky",
+        comparisons=(
+            comparison(
+                "p99_ms",
+                "inconclusive",
+                22.0,
+                shaky.latency_ms.p99,
+                0.04,
+                note="windows vary by 35% (p99)",
+            ),
+        ),
+        baseline={"mode": "history", "status": "found", "file": BASELINE_FILE},
+    )
+
+    new = make_result(model="mlp", seed=7)
+    r4 = make_record(
+        new,
+        test="tests/test_gate.py::test_new",
+        baseline={"mode": "history", "status": "no baseline"},
+    )
+    return [r0, r1, r2, r3, r4]
+
+
+def document(records: list[MeasurementRecord]) -> dict[str, Any]:
+    """The results document of ``records``."""
+    return results_document(
+        records,
+        environment={"cpu_model": "Test CPU", "triton_version": "2.51.0", "gpus": []},
+        session={"started": "2026-11-21T19:00:00Z", "git_commit": "abc123"},
+    )

@@ -1,0 +1,144 @@
+"""The terminal summary at -qq, -q, default and -v."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_triton_perf.report.terminal import render_terminal
+from tests.report.factory import make_record, make_result, mixed_records
+
+COUNT_LINE = (
+    "triton-perf: 5 measurements: 1 pass, 1 regression, 1 improvement, 1 inconclusive, "
+    "1 no baseline; SLA: 1 breach"
+)
+
+
+def _row(lines: list[str], test: str) -> list[str]:
+    return re.split(r"\s{2,}", next(x for x in lines if x.startswith(test)))
+
+
+def test_default_has_every_row_and_the_hints() -> None:
+    lines = render_terminal(mixed_records(), 0)
+    assert re.split(r"\s{2,}", lines[0]) == [
+        "test",
+        "model",
+        "workload",
+        "p50 ms",
+        "p99 ms",
+        "infer/s",
+        "errors",
+        "SLA",
+        "baseline",
+    ]
+    assert len([x for x in lines if x.startswith("tests/")]) == 5
+    slow = _row(lines, "tests/test_gate.py::test_slow")
+    assert slow[1:3] == ["sleepy", "conc=1 batch=1 http"]
+    assert slow[-2:] == ["FAIL", "regression p99 +37.7%"]
+    assert _row(lines, "tests/test_gate.py::test_new")[-1] == "no baseline"
+    assert (
+        "improvement: sleepy conc=4 batch=1 grpc: p99 -12.3% — accept it with --triton-perf-save"
+        in lines
+    )
+    assert any(
+        x.startswith("inconclusive: sleepy conc=2 batch=1 grpc: measurement unstable")
+        for x in lines
+    )
+    assert "no baseline: 1 measurement (run with --triton-perf-save to record it)" in lines
+    assert lines[-1] == COUNT_LINE
+    # The failing test prints its own regression screen; the default summary does not repeat it.
+    assert not any(x.startswith("regression:") for x in lines)
+
+
+def test_verbose_adds_memory_columns_and_regression_details() -> None:
+    lines = render_terminal(mixed_records(), 1)
+    header = re.split(r"\s{2,}", lines[0])
+    assert header[6:8] == ["GPU MB", "CPU MB"]
+    row = _row(lines, "tests/test_gate.py::test_pass")
+    assert row[6:8] == ["-", "512"]  # no GPU: "-", never 0
+    regression = next(x for x in lines if x.startswith("regression:"))
+    assert regression.startswith("regression: tests/test_gate.py::test_slow sleepy conc=1")
+    assert "26.50 ms [25.70, 27.30] -> 36.48 ms [35.39, 37.57], p=0.0004" in regression
+    assert "test_gate.py__test_pass__sleepy.json @ commit fedcba987654" in regression
+    improvement = next(x for x in lines if x.startswith("improvement:"))
+    assert "p=0.0010" in improvement and "A/B reference" in improvement
+    assert "  tests/test_gate.py::test_new mlp conc=1 batch=1 grpc: no baseline" in lines
+
+
+def test_quiet_shows_only_rows_that_need_attention() -> None:
+    lines = render_terminal(mixed_records(), -1)
+    tests = [x.split()[0] for x in lines if x.startswith("tests/")]
+    assert tests == [
+        "tests/test_gate.py::test_slow",
+        "tests/test_gate.py::test_fast",
+        "tests/test_gate.py::test_shaky",
+    ]
+    assert lines[-1] == COUNT_LINE
+    assert not any(x.startswith(("improvement:", "no baseline:")) for x in lines)
+
+
+@pytest.mark.parametrize("verbosity", [-2, -3])
+def test_very_quiet_is_the_count_line_alone(verbosity: int) -> None:
+    assert render_terminal(mixed_records(), verbosity) == [COUNT_LINE]
+
+
+def test_quiet_with_nothing_to_report_is_the_count_line() -> None:
+    records = [make_record(make_result(), sla_verdict="pass")]
+    assert render_terminal(records, -1) == ["triton-perf: 1 measurement; SLA: 0 breaches"]
+
+
+def test_not_compared_runs_do_not_nag_about_baselines() -> None:
+    lines = render_terminal([make_record(make_result())], 0)
+    assert _row(lines, "tests/test_gate.py::test_pass")[-1] == "-"
+    assert not any("no baseline" in x for x in lines)
+
+
+def test_baseline_for_other_hardware_is_named_at_default_verbosity() -> None:
+    record = make_record(
+        make_result(),
+        baseline={
+            "mode": "history",
+            "status": "no baseline for this hardware",
+            "note": "stored for: 1xA100_triton-2.51.0-1234abcd",
+        },
+    )
+    lines = render_terminal([record], 0)
+    assert _row(lines, "tests/test_gate.py::test_pass")[-1] == "no baseline for this hardware"
+    assert "no baseline: 1 measurement (run with --triton-perf-save to record it)" in lines
+    assert (
+        "  sleepy conc=1 batch=1 grpc: no baseline for this hardware "
+        "(stored for: 1xA100_triton-2.51.0-1234abcd)" in lines
+    )
+
+
+def test_nothing_measured_prints_nothing() -> None:
+    assert render_terminal([], 1) == []
+
+
+def test_a_measurement_where_every_request_failed_renders_everywhere(tmp_path: Path) -> None:
+    from pytest_triton_perf.measure.result import PerfResult, WindowResult, Workload
+    from pytest_triton_perf.report.junit import write_junit
+    from pytest_triton_perf.report.markdown import render_markdown
+    from pytest_triton_perf.report.records import MeasurementRecord, SlaRecord
+
+    window = WindowResult(0, 1.0, 10, 10, 0, 0.0, None)
+    result = PerfResult(
+        "broken", None, Workload("broken"), 0.0, None, 10, 10, (window,), 1.0, False
+    )
+    record = MeasurementRecord(
+        test="t.py::test_broken",
+        index=0,
+        label="broken conc=1 batch=1 grpc",
+        result=result.to_dict(),
+        environment={},
+        sla=(SlaRecord("max_error_rate", 0.0, 1.0, False),),
+        sla_verdict="FAIL",
+    )
+    row = _row(render_terminal([record], 1), "t.py::test_broken")
+    assert row[3:5] == ["-", "-"]  # no latency, not 0
+    assert row[-3:] == ["10", "FAIL", "-"]
+    assert "| - | - | 0 |" in render_markdown([record])
+    xml = write_junit(tmp_path / "j.xml", [record]).read_text()
+    assert 'message="SLA breached: max_error_rate 100% &gt; bound 0%"' in xml

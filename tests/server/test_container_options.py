@@ -1,0 +1,204 @@
+"""The container launcher's option parsing, labels and messages that need no Docker engine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pytest_triton_perf.errors import ConfigError, ServerStartError
+from pytest_triton_perf.fixtures import make_server
+from pytest_triton_perf.server.container import (
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_OWNER_START,
+    ContainerTritonServer,
+    GpuRequest,
+    owner_alive,
+    owner_labels,
+    parse_docker_kwargs,
+    parse_gpus,
+    parse_image,
+    parse_shm_size,
+    parse_ulimit,
+    pull_progress,
+    split_reference,
+)
+from pytest_triton_perf.server.remote import RemoteTritonServer
+from pytest_triton_perf.settings import Settings, build_settings
+from tests.conftest import EXAMPLE_MODELS
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "ids"),
+    [
+        ("all", -1, ()),
+        ("ALL", -1, ()),
+        ("2", 2, ()),
+        ("count=3", 3, ()),
+        ("count=all", -1, ()),
+        ("device=0,2", None, ("0", "2")),
+        ('"device=0,2"', None, ("0", "2")),
+        ("device=GPU-3a1b-44", None, ("GPU-3a1b-44",)),
+        ("GPU-aaaa-1,GPU-bbbb-2", None, ("GPU-aaaa-1", "GPU-bbbb-2")),
+        ("MIG-7d2f/1/0", None, ("MIG-7d2f/1/0",)),
+    ],
+)
+def test_gpus_takes_dockers_forms(text: str, count: int | None, ids: tuple[str, ...]) -> None:
+    request = parse_gpus("--gpus", text)
+    assert request is not None
+    assert (request.count, request.device_ids) == (count, ids)
+
+
+def test_gpus_none_is_no_request() -> None:
+    assert parse_gpus("--gpus", "none") is None
+
+
+@pytest.mark.parametrize("text", ["", "some", "device=", "device=0;1", "gpu0", "-1", "count=x"])
+def test_bad_gpus_names_the_value_and_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_gpus("--gpus", text)
+    assert f"--gpus={text!r}" in str(info.value)
+    assert "all, a count (e.g. 2), count=N, device=0,2" in str(info.value)
+
+
+def test_zero_gpus_points_at_none() -> None:
+    with pytest.raises(ConfigError, match="must be >= 1 \\(use 'none' for no GPU\\)"):
+        parse_gpus("--gpus", "0")
+
+
+def test_device_requests_use_count_or_ids_never_both() -> None:
+    by_count = GpuRequest("all", count=-1).device_request()
+    assert (by_count["Count"], by_count.get("DeviceIDs")) == (-1, [])
+    assert by_count["Capabilities"] == [["gpu"]]
+    by_id = GpuRequest("device=1", device_ids=("1",)).device_request()
+    assert (by_id["Count"], by_id["DeviceIDs"]) == (0, ["1"])
+    assert GpuRequest("2", count=2).fallback_devices() == ("0", "1")
+    assert GpuRequest("all", count=-1).fallback_devices() is None
+
+
+def test_image_needs_a_tag_or_digest() -> None:
+    assert parse_image("--triton-image", "nvcr.io/nvidia/tritonserver:24.08-py3")
+    assert parse_image("--triton-image", "localhost:5000/triton@sha256:" + "a" * 64)
+    with pytest.raises(ConfigError) as info:
+        parse_image("--triton-image", "localhost:5000/nvidia/tritonserver")
+    assert "has no tag" in str(info.value) and "NGC does not publish" in str(info.value)
+
+
+def test_split_reference() -> None:
+    assert split_reference("nvcr.io/nvidia/tritonserver:24.08-py3") == (
+        "nvcr.io/nvidia/tritonserver",
+        "24.08-py3",
+    )
+    assert split_reference("h:5000/t@sha256:ab") == ("h:5000/t@sha256:ab", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("unlimited", -1), ("-1", -1), ("off", "off"), ("67108864", 67108864), ("64m", 64 << 20)],
+)
+def test_ulimit_values(text: str, value: int | str) -> None:
+    assert parse_ulimit("--triton-ulimit-stack", text) == value
+
+
+def test_bad_ulimit_and_shm_size_name_the_accepted_forms() -> None:
+    with pytest.raises(ConfigError, match="accepted are unlimited, a number of bytes"):
+        parse_ulimit("--triton-ulimit-memlock", "lots")
+    with pytest.raises(ConfigError, match="a size such as 1g, 512m"):
+        parse_shm_size("--triton-shm-size", "1 GB")
+    assert parse_shm_size("--triton-shm-size", "2G") == "2g"
+
+
+def test_docker_kwargs_are_checked_against_docker_py() -> None:
+    assert parse_docker_kwargs("--triton-docker-kwargs", '{"cpuset_cpus": "0-3"}') == {
+        "cpuset_cpus": "0-3"
+    }
+    with pytest.raises(ConfigError, match="Did you mean 'cpuset_cpus'"):
+        parse_docker_kwargs("--triton-docker-kwargs", '{"cpuset_cpu": "0"}')
+    with pytest.raises(ConfigError, match="'shm_size' is set by the launcher; use --triton-shm"):
+        parse_docker_kwargs("--triton-docker-kwargs", '{"shm_size": "2g"}')
+    with pytest.raises(ConfigError, match="is not JSON"):
+        parse_docker_kwargs("--triton-docker-kwargs", "cpuset_cpus=0")
+
+
+def test_pull_progress_line() -> None:
+    layers = {
+        "a": {"status": "Pull complete"},
+        "b": {"status": "Downloading", "progressDetail": {"current": 5e8, "total": 2e9}},
+        "c": {"status": "Already exists"},
+    }
+    assert pull_progress("img:1", layers) == (
+        "pulling img:1: 2/3 layers complete, downloading 0.50 of 2.00 GB"
+    )
+
+
+def test_owner_of_a_container_alive_or_gone() -> None:
+    mine = owner_labels()
+    assert mine[LABEL_OWNER_PID] == str(os.getpid())
+    assert owner_alive(mine)
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert not owner_alive({**mine, LABEL_OWNER_PID: str(proc.pid)})
+    # Our pid, another start time: the pid was reused, the owner is gone.
+    assert not owner_alive({**mine, LABEL_OWNER_START: "1.00"})
+    # Another host's container cannot be judged here: left alone.
+    assert owner_alive({**mine, LABEL_OWNER_HOST: "elsewhere", LABEL_OWNER_PID: "1"})
+
+
+def test_no_engine_is_one_error_with_the_alternatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    srv = ContainerTritonServer([EXAMPLE_MODELS], image="triton:1")
+    with pytest.raises(ServerStartError) as info:
+        srv.start()
+    text = str(info.value)
+    assert "no Docker engine reachable at DOCKER_HOST=unix:///nonexistent/docker.sock" in text
+    assert "run without --triton-image" in text and "--triton-url" in text
+
+
+def settings(**cli: object) -> Settings:
+    return build_settings(lambda dest: cli.get(dest), lambda name: "", None)
+
+
+def test_image_selects_the_container_launcher_and_url_wins_over_it() -> None:
+    s = settings(image="triton:1", model_repository=str(EXAMPLE_MODELS), shm_size="2g")
+    server = make_server(s)
+    assert isinstance(server, ContainerTritonServer)
+    assert (server.shm_size, server.ulimit_memlock, server.ulimit_stack) == ("2g", -1, 67108864)
+    s = settings(image="triton:1", url="127.0.0.1:8000")
+    assert isinstance(make_server(s), RemoteTritonServer)
+    s = settings(image="triton:1", model_repository=str(EXAMPLE_MODELS), ulimit_memlock="off")
+    assert make_server(s).ulimit_memlock is None  # type: ignore[attr-defined]
+
+
+def test_gpus_without_image_is_a_usage_error() -> None:
+    with pytest.raises(ConfigError, match="--gpus=all applies to a container: add --triton-image"):
+        settings(gpus=GpuRequest("all", count=-1))
+
+
+def test_gpus_ini_twin_is_prefixed() -> None:
+    s = build_settings(
+        lambda dest: None,
+        lambda name: {"triton_gpus": "device=1", "triton_image": "t:1"}.get(name, ""),
+        None,
+    )
+    assert s.gpus == GpuRequest("device=1", device_ids=("1",))
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("--gpus=some", "*--gpus='some' is not a GPU request; accepted: all, a count*"),
+        ("--triton-pull=sometimes", "*--triton-pull='sometimes': accepted are missing, always*"),
+        ("--triton-image=nvcr.io/nvidia/tritonserver", "*has no tag: name one*"),
+        ("--triton-network=bridge", "*--triton-network='bridge': accepted are host*"),
+    ],
+)
+def test_bad_container_option_is_a_usage_error(
+    pytester: pytest.Pytester, option: str, expected: str
+) -> None:
+    pytester.makepyfile("def test_a(triton_perf): pass")
+    result = pytester.runpytest_subprocess(option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])

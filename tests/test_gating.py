@@ -1,0 +1,159 @@
+"""Baselines and regression gating end to end: inner pytest runs over a temporary user
+project with its own copy of the `sleepy` model, on real embedded servers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE_MODELS
+
+GATE_TEST = """
+import pytest
+
+@pytest.mark.sla(p99_ms=500)
+def test_sleepy(triton_perf):
+    triton_perf.measure("sleepy")
+"""
+# Short windows, but enough of them per arm for significance at alpha 0.01.
+GATE_OPTIONS = (
+    "--triton-perf-warmup-s=0.3",
+    "--triton-perf-window-s=0.3",
+    "--triton-perf-compare-windows=8",
+    "-p",
+    "no:cacheprovider",
+)
+
+
+def set_service_time(project: Path, ms: int) -> None:
+    config = project / "models" / "sleepy" / "config.pbtxt"
+    text = config.read_text()
+    start = text.index('string_value: "') + len('string_value: "')
+    end = text.index('"', start)
+    config.write_text(text[:start] + str(ms) + text[end:])
+
+
+def make_project(root: Path) -> Path:
+    project = root / "project"
+    (project / "models").mkdir(parents=True)
+    src = EXAMPLE_MODELS / "sleepy"
+    dst = project / "models" / "sleepy"
+    (dst / "1").mkdir(parents=True)
+    (dst / "config.pbtxt").write_text((src / "config.pbtxt").read_text())
+    (dst / "1" / "model.py").write_text((src / "1" / "model.py").read_text())
+    (project / "pytest.ini").write_text("[pytest]\ntriton_model_repository = models\n")
+    (project / "test_gate.py").write_text(GATE_TEST)
+    return project
+
+
+def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *GATE_OPTIONS, *args],
+        cwd=project, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """save (20 ms) -> compare (20 ms) -> compare after a config change to 26 ms (+30%)."""
+    project = make_project(tmp_path_factory.mktemp("history"))
+    out = project / "out"
+    saved = pytest_in(project, "--triton-perf-save")
+    same = pytest_in(project, "--triton-perf-compare")
+    set_service_time(project, 26)
+    slower = pytest_in(
+        project,
+        "--triton-perf-compare",
+        f"--triton-perf-json={out}/results.json",
+        f"--triton-perf-junit={out}/perf-junit.xml",
+        f"--triton-perf-markdown={out}/summary.md",
+        f"--triton-perf-plots={out}/plots",
+    )
+    return {"project": project, "saved": saved, "same": same, "slower": slower, "out": out}
+
+
+def test_save_writes_a_baseline_file(history: dict[str, object]) -> None:
+    saved = history["saved"]
+    assert isinstance(saved, subprocess.CompletedProcess)
+    assert saved.returncode == 0, saved.stdout[-3000:]
+    assert "saved 1 baseline run(s)" in saved.stdout
+    files = list((history["project"] / ".triton-perf").glob("*/*.json"))  # type: ignore[operator]
+    names = sorted(f.name for f in files)
+    assert names == ["environment.json", "test_gate.py_test_sleepy__sleepy_conc=1_batch=1_grpc.json"]
+    doc = json.loads(next(f for f in files if f.name != "environment.json").read_text())
+    run = doc["runs"][0]
+    assert len(run["result"]["windows"]) >= 8
+    assert run["config_hash"] and "date" in run
+
+
+def test_compare_with_an_unchanged_model_passes(history: dict[str, object]) -> None:
+    same = history["same"]
+    assert isinstance(same, subprocess.CompletedProcess)
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert "regression" not in same.stdout.split("= triton-perf =")[-1].split("\n", 2)[-1][:0]
+
+
+def test_config_change_slowing_the_model_fails_with_the_regression_screen(
+    history: dict[str, object],
+) -> None:
+    slower = history["slower"]
+    assert isinstance(slower, subprocess.CompletedProcess)
+    assert slower.returncode == 1, slower.stdout[-3000:]
+    text = slower.stdout
+    assert "Performance regression in test_gate.py::test_sleepy:" in text
+    assert "sleepy conc=1 batch=1 grpc (history)" in text
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("p50_ms") and "%" in ln)
+    change = float(line.split("%")[0].split()[-1])
+    assert 20 < change < 40, line
+    assert "baseline: .triton-perf/" in text and "commit" in text and "config " in text
+    assert "confirmed by a re-measurement" in text
+
+
+def test_reports_hold_the_figures(history: dict[str, object]) -> None:
+    out = history["out"]
+    assert isinstance(out, Path)
+    doc = json.loads((out / "results.json").read_text())
+    (m,) = doc["measurements"]
+    assert m["verdict"] == "regression" and m["outcome"] == "failed"
+    assert 24 < m["result"]["latency_ms"]["p50"] < 40
+    junit = ET.parse(out / "perf-junit.xml")
+    names = [c.get("name") for c in junit.iter("testcase")]
+    assert any("p50_ms" in (n or "") for n in names)
+    assert junit.getroot().iter("failure") is not None
+    md = (out / "summary.md").read_text()
+    assert "regression" in md and "sleepy" in md
+    pngs = list((out / "plots").glob("*.png"))
+    assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+def test_ab_mode_against_a_git_revision_detects_the_same_change(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "20 ms")
+    set_service_time(project, 26)
+    result = pytest_in(project, "--triton-perf-baseline-ref=HEAD")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "sleepy conc=1 batch=1 grpc (A/B against the reference)" in result.stdout
+    assert "'sleepy__ref' = 'sleepy' from git revision HEAD" in result.stdout
+    # The same revision against itself: A/A passes.
+    git("checkout", "-q", "--", ".")
+    same = pytest_in(project, "--triton-perf-baseline-ref=HEAD")
+    assert same.returncode == 0, same.stdout[-3000:]
+
+
+def test_unknown_revision_is_a_usage_error(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    result = pytest_in(project, "--triton-perf-baseline-ref=no-such-branch")
+    assert result.returncode == 4
+    assert "--triton-perf-baseline-ref=no-such-branch: no such commit" in result.stderr
