@@ -122,3 +122,59 @@ def test_failure_text_is_a_table_with_measured_values() -> None:
     assert "measurement" in lines[1] and "measured" in lines[1]
     p99_line = next(line for line in lines if "p99_ms" in line)
     assert "<= 5.00" in p99_line and "21.50" in p99_line and p99_line.endswith("FAIL")
+
+
+def windowed(p99s: list[float], point: float) -> PerfResult:
+    """A result with windows of the given p99 values and a pooled p99 of ``point``."""
+    from pytest_triton_perf.measure.result import WindowResult
+
+    def lat(p: float) -> LatencyStats | None:
+        return LatencyStats.from_samples(np.array([p / 2] * 98 + [p, p]))
+
+    wins = tuple(WindowResult(i, 1.0, 100, 0, 100, 100.0, lat(p)) for i, p in enumerate(p99s))
+    return result(p99=point, windows=wins)
+
+
+def test_bound_inside_the_interval_is_marginal_and_fails_only_in_strict_mode() -> None:
+    spec = merge_markers("t", [((), {"p99_ms": 24})])
+    r = windowed([20, 26, 22, 25, 21], point=22)
+    lenient = next(c for c in evaluate(spec, [r]) if c.key == "p99_ms")
+    assert lenient.passed and lenient.marginal
+    assert lenient.interval is not None and lenient.interval[0] <= 24 <= lenient.interval[1]
+    strict = next(c for c in evaluate(spec, [r], strict=True) if c.key == "p99_ms")
+    assert strict.marginal and not strict.passed
+    assert "--triton-perf-sla-mode=strict fails marginal results" in strict.note
+    assert "ok (marginal)" in failure_text("t", [lenient])
+
+
+def test_clear_pass_is_not_marginal() -> None:
+    spec = merge_markers("t", [((), {"p99_ms": 100})])
+    r = windowed([20, 21, 22], point=22)
+    check = next(c for c in evaluate(spec, [r]) if c.key == "p99_ms")
+    assert check.passed and not check.marginal
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"p99": "15%"}, {"p99_ms": 0.15}),
+        ({"p50": None, "throughput": 0.1}, {"p50_ms": None, "throughput": 0.1}),
+    ],
+)
+def test_regression_override_on_the_marker(value: object, expected: dict[str, object]) -> None:
+    spec = merge_markers("t", [((), {"p99_ms": 30, "regression": value})])
+    assert spec is not None and spec.regression == expected
+    assert spec.as_dict == {"p99_ms": 30.0}
+
+
+def test_regression_false_switches_every_comparison_off() -> None:
+    spec = merge_markers("t", [((), {"regression": False})])
+    assert spec is not None and spec.regression is not None
+    assert set(spec.regression.values()) == {None}
+
+
+def test_bad_regression_override_names_the_test() -> None:
+    with pytest.raises(ConfigError, match=r"t1: sla\(regression='fast'\): a dict of metric"):
+        merge_markers("t1", [((), {"regression": "fast"})])
+    with pytest.raises(ConfigError, match="unknown metric 'p95'"):
+        merge_markers("t1", [((), {"regression": {"p95": "5%"}})])
