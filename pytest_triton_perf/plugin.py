@@ -6,8 +6,11 @@ Thin on purpose: parsing lives in ``settings`` and ``sla``, the work in the core
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -200,16 +203,45 @@ def pytest_runtest_makereport(
 
 class PerfSummary:
     """Collects every test's measurement records (also from xdist workers), saves
-    baselines and writes reports at the end of the session. Registered per session."""
+    baselines and writes reports at the end of the session. Registered per session.
+
+    It also maps SIGTERM (what a CI cancel sends) to the interrupt path for the session, so
+    a cancelled job stops its load, stops its server and says that no baseline was updated,
+    like Ctrl-C; the previous handler comes back at the end.
+    """
 
     def __init__(self, config: pytest.Config):
         self.config = config
         self.records: list[MeasurementRecord] = []
         self.saved: list[Path] = []
         self.messages: list[str] = []
+        self.crashed: list[str] = []
+        self._previous_sigterm: Any = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Route SIGTERM through KeyboardInterrupt while the session runs (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+        with contextlib.suppress(ValueError, OSError):
+            self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is not None:
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Keep the records of each test's call phase, with the test's outcome."""
+        if report.failed and "crashed while running" in str(report.longrepr):
+            # pytest-xdist's report of a test whose worker died: no records came with it.
+            self.crashed.append(report.nodeid)
+            return
         if report.when != "call":
             return
         for d in getattr(report, "triton_perf", None) or []:
@@ -219,15 +251,26 @@ class PerfSummary:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Controller only: save accepted runs, write the report files."""
+        self._restore_sigterm()
         if hasattr(self.config, "workerinput"):
             return
         settings = self.config.stash[SETTINGS_KEY]
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        if settings.save:
-            if interrupted:
-                self.messages.append("baselines were NOT updated: the session was interrupted")
-            else:
-                self._save(settings, session)
+        if self.crashed:
+            more = ", ..." if len(self.crashed) > 3 else ""
+            self.messages.append(
+                f"{len(self.crashed)} test(s) crashed with their worker "
+                f"({', '.join(self.crashed[:3])}{more}): no measurement of theirs is reported "
+                f"or saved"
+            )
+        used = bool(self.records) or self.config.stash.get(PERF_SESSION_KEY, None) is not None
+        if interrupted and (settings.save or used):
+            self.messages.append(
+                "baselines were NOT updated: the session was interrupted"
+                + (" (--triton-perf-save ignored)" if settings.save else "")
+            )
+        elif settings.save:
+            self._save(settings, session)
         try:
             self._write_reports(settings)
         except (TritonPerfError, OSError) as e:
@@ -322,6 +365,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Unregister the summary collector; remove A/B mode's exported reference."""
     summary = config.stash.get(SUMMARY_KEY, None)
     if summary is not None:
+        summary._restore_sigterm()  # also when the session never finished normally
         del config.stash[SUMMARY_KEY]
         config.pluginmanager.unregister(summary)
     remove_export(config.stash.get(EXPORT_KEY, None))

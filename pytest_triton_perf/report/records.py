@@ -112,7 +112,7 @@ class MeasurementRecord:
         for v in order:
             if v in found:
                 return v
-        if not self.baseline:
+        if not self.baseline.get("mode"):
             return NOT_COMPARED
         status = str(self.baseline.get("status", NO_BASELINE))
         return NO_BASELINE if status == "compared" else status

@@ -17,6 +17,19 @@ LOG_TAIL_LINES = 30
 ERROR_LINES = 10
 # glog error lines (E1121 19:38:26...) and plain-text failures such as an unknown flag.
 _ERROR_LINE = re.compile(r"^E\d{4} |unrecognized option|error|failed", re.IGNORECASE)
+# Triton's model lifecycle lines: a load starts, then ends in success or failure.
+_LOADING = re.compile(r'"loading: (?P<name>.+):(?P<version>\d+)"')
+_LOAD_DONE = re.compile(r"(?:successfully loaded|failed to load) '(?P<name>[^']+)'")
+# A config.pbtxt that does not parse: protobuf logs the parse error on one line, and Triton
+# names the model directory on the next ("Poll failed for model directory 'm': ...").
+_POLL_FAILED = re.compile(r"Poll failed for model directory '(?P<name>[^']+)': (?P<why>[^\"]+)")
+_PARSE_ERROR = re.compile(r"Error parsing text-format .*")
+# The glog prefix (E1121 19:38:26.123 1234 file.cc:12]) and quotes around the message.
+_GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [^\]]+\]\s*")
+
+
+class StaleServerError(ServerStartError):
+    """Another server (not the one started here) answers on the port: never measure it."""
 
 
 class TritonServer(abc.ABC):
@@ -155,7 +168,8 @@ class TritonServer(abc.ABC):
                 raise ServerStartError(
                     f"Triton did not become live within {self.startup_timeout_s:g} s "
                     f"(probed {self.base_url}/v2 and /v2/health/live every 0.2 s; "
-                    f"last: {last_problem}). Raise the timeout with "
+                    f"last: {last_problem}). Triton opens its endpoints only after the "
+                    f"startup models are loaded.{self._loading_text()} Raise the timeout with "
                     f"--triton-startup-timeout if model loading is slow." + self._log_excerpt()
                 )
             time.sleep(0.2)
@@ -164,7 +178,7 @@ class TritonServer(abc.ABC):
     def _check_identity(self, meta: dict[str, Any], expected_id: str | None) -> None:
         self.version = str(meta.get("version", ""))
         if expected_id is not None and meta.get("name") != expected_id:
-            raise ServerStartError(
+            raise StaleServerError(
                 f"another server answers at {self.base_url}: its id is {meta.get('name')!r}, "
                 f"the one started here has id {expected_id!r}. A stale Triton holds the port; "
                 f"stop it, or let the plugin pick free ports."
@@ -194,6 +208,12 @@ class TritonServer(abc.ABC):
         self.failed_models = {
             m: r or s for m, (s, r) in states.items() if s not in ("READY", "") and r != "unloaded"
         }
+        if self.requested_models is None and self.log_path is not None:
+            # An owned server asked to load every model: one listed without any state never
+            # got as far as loading (its config.pbtxt does not parse); the log says why.
+            for m, (s, _) in states.items():
+                if s == "":
+                    self.failed_models[m] = self._stateless_reason(m)
         for model in self.requested_models or ():
             state, reason = states.get(model, ("", ""))
             if state == "READY":
@@ -207,12 +227,74 @@ class TritonServer(abc.ABC):
             if state == "LOADING":
                 raise ModelNotReadyError(
                     f"model '{model}' was still loading after {self.startup_timeout_s:g} s "
-                    f"on {self.describe()}; raise --triton-startup-timeout." + self._log_excerpt()
+                    f"on {self.describe()}.{self._loading_text([model])} Raise "
+                    f"--triton-startup-timeout if it is just slow." + self._log_excerpt()
+                )
+            if state == "":
+                raise ModelNotReadyError(
+                    f"model '{model}' failed to load on {self.describe()}: "
+                    f"{self._stateless_reason(model)}" + self._log_excerpt()
                 )
             raise ModelNotReadyError(
                 f"model '{model}' failed to load on {self.describe()} (state {state}): "
                 f"{reason or 'no reason given'}" + self._log_excerpt()
             )
+
+    # -- what the log says about models ----------------------------------------------------
+
+    def _log_lines(self) -> list[str]:
+        self._sync_log()
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def _stateless_reason(self, model: str) -> str:
+        """Why ``model`` has no state in the index: the log's parse error, if it has one."""
+        lines = self._log_lines()
+        for i, line in enumerate(lines):
+            match = _POLL_FAILED.search(line)
+            if match is None or match["name"] != model:
+                continue
+            why = match["why"].strip()
+            # The parse error itself (with line:column) is logged just before.
+            for earlier in reversed(lines[max(0, i - 3) : i]):
+                parse = _PARSE_ERROR.search(earlier)
+                if parse:
+                    return f"its config.pbtxt does not parse: {parse.group(0).strip()} ({why})"
+            return why
+        return (
+            "the repository index lists it without a state (Triton could not read its "
+            "configuration); see the server log"
+        )
+
+    def loading_models(self) -> dict[str, str | None]:
+        """Models whose load the log shows started but not ended -> the last error line the
+        log has about each (None when there is none), e.g. a Python stub that failed."""
+        loading: dict[str, str | None] = {}
+        for line in self._log_lines():
+            started = _LOADING.search(line)
+            if started:
+                loading[started["name"]] = None
+                continue
+            done = _LOAD_DONE.search(line)
+            if done:
+                loading.pop(done["name"], None)
+                continue
+            if _ERROR_LINE.search(line):
+                for name in loading:
+                    # The stub names the model by its directory (.../<model>/1/model.py).
+                    if f"/{name}/" in line or f"'{name}'" in line:
+                        loading[name] = _GLOG_PREFIX.sub("", line).strip().strip('"').strip()
+        return loading
+
+    def _loading_text(self, only: Sequence[str] | None = None) -> str:
+        """`` Still loading per the server log: m (log: <error>).`` or an empty string."""
+        loading = self.loading_models()
+        names = [m for m in loading if only is None or m in only]
+        if not names:
+            return ""
+        parts = [m + (f" (log: {loading[m]})" if loading[m] else "") for m in names]
+        return f" Still loading per the server log: {'; '.join(parts)}."
 
     def _log_excerpt(self) -> str:
         """Error lines from anywhere in the log, then its tail.

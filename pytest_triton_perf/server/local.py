@@ -14,18 +14,21 @@ import atexit
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_triton_perf.errors import ServerStartError
-from pytest_triton_perf.server.base import TritonServer
+from pytest_triton_perf.errors import ServerDiedError, ServerStartError
+from pytest_triton_perf.server.base import StaleServerError, TritonServer
+from pytest_triton_perf.server.http import ProbeError, get_json
 from pytest_triton_perf.server.command import (
     EXIT_TIMEOUT_S,
     Ports,
@@ -39,6 +42,13 @@ __all__ = ["EXIT_TIMEOUT_S", "LocalTritonServer", "TritonInstall", "find_tritons
 STOP_GRACE_S = EXIT_TIMEOUT_S + 10
 PORT_ATTEMPTS = 3
 WORKDIR_PREFIX = "triton-perf-server-"
+# Triton binds gRPC, HTTP, then metrics, and exits when a bind fails; it logs the metrics
+# failure some 50 ms after HTTP answers. Wait this long for that line before trusting ports.
+ENDPOINT_SETTLE_S = 1.0
+# "failed to start HTTP service: Unavailable - Socket '127.0.0.1:8000' already in use"
+_PORT_IN_USE = re.compile(
+    r"failed to start (?P<service>\w+) service: .*Socket '(?P<address>[^']+)' already in use"
+)
 
 _running: weakref.WeakSet[LocalTritonServer] = weakref.WeakSet()
 
@@ -171,12 +181,26 @@ class LocalTritonServer(TritonServer):
                 try:
                     self._launch()
                     self._wait_until_ready(alive=self._alive_or_raise, expected_id=self.server_id)
+                    self._verify_endpoints()
                     return self
-                except ServerStartError as e:
-                    log = self.log_tail(200)
+                except StaleServerError:
+                    # Never retry past a server that is not ours: the user must know of it.
+                    raise
+                except (ServerStartError, ServerDiedError) as e:
+                    # Another process took a port we picked (free_port cannot reserve it):
+                    # Triton logs "Socket '127.0.0.1:P' already in use" and exits after
+                    # loading its models. Pick new ports; name the port when out of tries.
+                    clash = _PORT_IN_USE.search(self.log_tail(200))
                     self._terminate()
-                    if "ddress already in use" not in log or attempt == PORT_ATTEMPTS:
+                    if clash is None:
                         raise e from None
+                    if attempt == PORT_ATTEMPTS:
+                        raise ServerStartError(
+                            f"Triton could not bind its {clash['service']} port: "
+                            f"{clash['address']} is already in use (the log says "
+                            f"{clash.group(0)!r}). Tried {PORT_ATTEMPTS} sets of free "
+                            f"ports; something on this machine keeps taking them."
+                        ) from None
         except BaseException:
             self.stop()
             raise
@@ -216,6 +240,34 @@ class LocalTritonServer(TritonServer):
                 preexec_fn=_die_with_parent,
             )
         _running.add(self)
+
+    def _verify_endpoints(self) -> None:
+        """After readiness: make sure every port is Triton's, and find out whether metrics
+        answer (``metrics_url`` None when they do not, e.g. ``--allow-metrics=false``).
+
+        HTTP answering does not prove the metrics port was free: Triton binds it last and
+        exits if it cannot. A ``metrics_url`` pointing at a port Triton does not serve would
+        make memory figures come from someone else, or fail as "unreadable".
+        """
+        deadline = time.monotonic() + ENDPOINT_SETTLE_S
+        while time.monotonic() < deadline:
+            text = "\n".join(self._log_lines()[-50:])
+            if "Started Metrics Service" in text or _PORT_IN_USE.search(text):
+                break
+            time.sleep(0.05)
+        time.sleep(0.1)  # the bind failure follows the "Started" line within milliseconds
+        self._alive_or_raise()
+        clash = _PORT_IN_USE.search(self.log_tail(50))
+        if clash:
+            raise ServerStartError(f"Triton logged {clash.group(0)!r}")
+        if self.metrics_url is not None:
+            try:
+                status, _ = get_json(self.metrics_url, timeout=2.0)
+            except ProbeError:
+                status = 0
+            if status != 200:
+                self.metrics_url = None
+            self._alive_or_raise()
 
     def _prepare_backends(self) -> Path | None:
         """A private backend directory with the stub for this interpreter (wheel only)."""

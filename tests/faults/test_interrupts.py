@@ -1,0 +1,174 @@
+"""Faults a CI gate meets, provoked for real: Ctrl-C and SIGTERM during load, pytest itself
+SIGKILLed, the server killed during a measurement, a crashed xdist worker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import EXAMPLE_MODELS
+
+CONFTEST = """
+import json, os, pathlib, threading, time
+import pytest
+
+@pytest.fixture(autouse=True)
+def _announce(triton_server):
+    # Tell the outer test which server runs, then let the measurement start.
+    pathlib.Path("server.json").write_text(json.dumps({"pid": triton_server.pid}))
+    yield
+"""
+
+LONG_MEASUREMENT = """
+def test_long(triton_perf):
+    triton_perf.measure("sleepy", warmup_s=0.2, windows=30, window_s=2)
+"""
+
+
+def project(tmp_path: Path, tests: str, conftest: str = CONFTEST) -> Path:
+    (tmp_path / "pytest.ini").write_text(
+        f"[pytest]\ntriton_model_repository = {EXAMPLE_MODELS}\ntriton_models = sleepy\n"
+    )
+    (tmp_path / "conftest.py").write_text(conftest)
+    (tmp_path / "test_inner.py").write_text(tests)
+    return tmp_path
+
+
+def start(path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_server(path: Path, proc: subprocess.Popen[str], timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    marker = path / "server.json"
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the inner run never started its server"
+        time.sleep(0.1)
+    time.sleep(1.5)  # inside the measurement now
+    return int(json.loads(marker.read_text())["pid"])
+
+
+def gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_during_load_stops_everything(tmp_path: Path, sig: signal.Signals) -> None:
+    path = project(tmp_path, LONG_MEASUREMENT)
+    proc = start(path, "--triton-perf-save")
+    pid = wait_for_server(path, proc)
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    assert took < 30, f"stopping took {took:.1f} s"
+    assert "baselines were NOT updated: the session was interrupted" in out
+    assert gone(pid, 5), "the server outlived the interrupted session"
+    assert not (path / ".triton-perf").exists()
+
+
+def test_sigkilled_pytest_takes_its_server_along(tmp_path: Path) -> None:
+    path = project(tmp_path, LONG_MEASUREMENT)
+    proc = start(path)
+    pid = wait_for_server(path, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert gone(pid, 10), "the server outlived a SIGKILLed pytest"
+
+
+SERVER_KILLED = """
+import os, signal, threading
+
+def test_server_killed_during_measurement(triton_perf, triton_server):
+    threading.Timer(1.0, os.kill, (triton_server.pid, signal.SIGKILL)).start()
+    triton_perf.measure("sleepy", warmup_s=0.2, windows=10, window_s=1)
+
+def test_later_test_fails_fast(triton_perf):
+    triton_perf.measure("sleepy")
+"""
+
+
+def test_server_killed_during_measurement(tmp_path: Path) -> None:
+    path = project(tmp_path, SERVER_KILLED, conftest="")
+    started = time.monotonic()
+    proc = start(path, "--triton-perf-save")
+    out, _ = proc.communicate(timeout=120)
+    assert time.monotonic() - started < 60
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+    assert "Triton was killed by signal 9" in out
+    assert "server log tail" in out
+    assert "the session's Triton server is gone" in out
+    assert "1 failed, 1 error" in out or "2 failed" in out
+    assert not list((path / ".triton-perf").glob("*/*__*.json"))
+
+
+CRASH = """
+import os
+
+def test_ok(triton_perf):
+    triton_perf.measure("sleepy")
+
+def test_crash(triton_perf):
+    triton_perf.measure("sleepy")
+    os._exit(3)
+"""
+
+
+def test_xdist_worker_crash_leaves_the_baseline_untouched(tmp_path: Path) -> None:
+    path = project(tmp_path, CRASH, conftest="")
+    proc = start(
+        path,
+        "-n",
+        "2",
+        "--triton-perf-save",
+        "--triton-perf-warmup-s=0.2",
+        "--triton-perf-window-s=0.2",
+        "--triton-perf-compare-windows=3",
+    )
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+    assert "1 test(s) crashed with their worker (test_inner.py::test_crash)" in out
+    saved = sorted(p.name for p in (path / ".triton-perf").glob("*/*__*.json"))
+    assert saved == ["test_inner.py_test_ok__sleepy_conc=1_batch=1_grpc.json"]
+
+
+def test_previous_signal_handlers_are_restored_after_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    def mine(signum: int, frame: object) -> None:  # pragma: no cover - never delivered
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        pytester.makepyfile(
+            """
+            import signal
+            def test_inside():
+                handler = signal.getsignal(signal.SIGTERM)
+                assert getattr(handler, "__name__", "") == "on_sigterm"
+            """
+        )
+        pytester.runpytest_inprocess().assert_outcomes(passed=1)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
