@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ def make_server(
         )
     return LocalTritonServer(
         [settings.model_repository],
+        notify=notify,
         models=settings.models,
         server_path=settings.server_path,
         log_dir=log_dir,
@@ -98,7 +100,8 @@ def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
     def write(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         capman = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
+        if reporter is None:  # an xdist worker has no terminal: its stderr reaches the log
+            print(line, file=sys.stderr, flush=True)
             return
         if capman is None:
             reporter.write_line(line)

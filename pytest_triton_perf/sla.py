@@ -68,24 +68,37 @@ class SlaSpec:
         return d
 
 
+def shown(value: Any) -> str:
+    """``repr`` for messages, safe for values Python refuses to print (integers of
+    thousands of digits)."""
+    try:
+        return repr(value)
+    except ValueError:
+        return f"<{type(value).__name__} too large to print>"
+
+
 def _check_value(test: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    try:
+        number = float(value) if not isinstance(value, (bool, str)) else math.nan
+    except (TypeError, ValueError, OverflowError):  # not a number, or too big for a float
+        number = math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(number):
         raise ConfigError(
-            f"{test}: sla({key}={value!r}): the bound must be a number, "
+            f"{test}: sla({key}={shown(value)}): the bound must be a number, "
             f"e.g. sla({key}={_example(key)})."
         )
     if key == "max_error_rate":
-        if not 0 <= value <= 1:
+        if not 0 <= number <= 1:
             raise ConfigError(
-                f"{test}: sla(max_error_rate={value!r}): a rate between 0 and 1 is accepted "
+                f"{test}: sla(max_error_rate={shown(value)}): a rate between 0 and 1 is accepted "
                 f"(0.01 allows 1% failed requests)."
             )
-    elif value <= 0 or math.isinf(value):
+    elif number <= 0 or math.isinf(number):
         raise ConfigError(
-            f"{test}: sla({key}={value!r}): the bound must be a positive finite number "
+            f"{test}: sla({key}={shown(value)}): the bound must be a positive finite number "
             f"({BOUNDS[key].unit}), e.g. sla({key}={_example(key)})."
         )
-    return float(value)
+    return number
 
 
 def _example(key: str) -> str:
@@ -120,7 +133,7 @@ def parse_regression(test: str, value: Any) -> dict[str, float | None]:
     """``regression={"p99": "15%", "p50": None}`` or ``regression=False`` (no comparison)."""
     from pytest_triton_perf.baseline.compare import METRIC_ALIASES, parse_metric_map
 
-    where = f"{test}: sla(regression={value!r})"
+    where = f"{test}: sla(regression={shown(value)})"
     if value is False:
         return {m: None for m in set(METRIC_ALIASES.values())}
     if not isinstance(value, dict):

@@ -276,15 +276,16 @@ def compare_results(
 def parse_effect(text: str | float, *, where: str) -> float:
     """``"15%"``, ``"0.15"`` or ``0.15`` -> 0.15; errors name ``where`` and the value."""
     from pytest_triton_perf.errors import ConfigError
+    from pytest_triton_perf.sla import shown
 
-    raw = str(text).strip()
     try:
+        raw = str(text).strip()
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except ValueError:
+    except (ValueError, OverflowError):  # also str() of an integer with thousands of digits
         value = math.nan
     if not (0 <= value < 10):
         raise ConfigError(
-            f"{where}: {text!r} is not a minimum effect; write a percentage like '10%' "
+            f"{where}: {shown(text)} is not a minimum effect; write a percentage like '10%' "
             f"or a fraction like 0.1."
         )
     return value
@@ -299,6 +300,7 @@ def parse_metric_map(
     off (None).
     """
     from pytest_triton_perf.errors import ConfigError
+    from pytest_triton_perf.sla import shown
 
     if isinstance(text, Mapping):
         items = [(str(k), v) for k, v in text.items()]
@@ -321,16 +323,18 @@ def parse_metric_map(
             raise ConfigError(
                 f"{where}: unknown metric {key!r}; accepted: p50, p99, throughput, error_rate."
             )
-        if value is None or value is False or str(value).lower() == "off":
+        if value is None or value is False or (isinstance(value, str) and value.lower() == "off"):
             out[metric] = None
         elif unit == "ms":
-            raw = str(value).removesuffix("ms")
             try:
-                out[metric] = float(raw)
-            except ValueError:
+                ms = float(str(value).strip().removesuffix("ms"))
+            except (ValueError, OverflowError):
+                ms = math.nan
+            if not (0 <= ms < math.inf):
                 raise ConfigError(
-                    f"{where}: {value!r} is not a number of milliseconds (e.g. 0.5ms)."
-                ) from None
+                    f"{where}: {shown(value)} is not a number of milliseconds >= 0 (e.g. 0.5ms)."
+                )
+            out[metric] = ms
         else:
             out[metric] = parse_effect(value, where=where)
     return out

@@ -20,6 +20,10 @@ from pytest_triton_perf.load.recorder import Recorder
 from pytest_triton_perf.load.timer import PreciseTimer
 from pytest_triton_perf.load.transport import InferClient, TransportError
 
+#: While sends are this late, the dispatcher yields to the loop every YIELD_EVERY sends.
+YIELD_BEHIND_NS = 1_000_000
+YIELD_EVERY = 16
+
 
 class OpenLoop:
     """Sends on a schedule through a bounded pool of clients."""
@@ -81,6 +85,7 @@ class OpenLoop:
 
     async def _dispatch(self, t0: int) -> None:
         timer = PreciseTimer()
+        behind = 0
         try:
             for offset in self._schedule():
                 if not self._running:
@@ -92,9 +97,16 @@ class OpenLoop:
                 client = await self._acquire()
                 i = self._next
                 self._next = i + 1 if i + 1 < self._n else 0
-                task = asyncio.create_task(self._one(client, i, ts, perf_counter_ns()))
+                now = perf_counter_ns()
+                task = asyncio.create_task(self._one(client, i, ts, now))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+                behind += 1 if now > ts + YIELD_BEHIND_NS else -behind
+                if behind >= YIELD_EVERY:
+                    # Catching up after a stall: let responses be read between bursts of
+                    # sends, or their latencies would include the whole burst.
+                    behind = 0
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except BaseException as e:

@@ -392,7 +392,10 @@ def _run_here(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
                     loop.add_signal_handler(sig, on_signal, sig)
                     handled.append((sig, previous))
         try:
-            return loop.run_until_complete(main)
+            result = loop.run_until_complete(main)
+            if not received:
+                return result
+            # A signal that came as the measurement ended is still delivered below.
         except BaseException:
             # Failure or interrupt: cancel what still runs so that connections and worker
             # processes are closed before the loop goes.

@@ -1,1 +1,1 @@
-"""Server launchers: local binary, remote URL. No pytest import."""
+"""Server launchers: local binary, Docker container, remote URL. No pytest import."""

@@ -546,8 +546,9 @@ class ContainerTritonServer(TritonServer):
             registry = self.image.split("/", 1)[0] if "/" in self.image else "docker.io"
             hint = f"log in to the registry first (docker login {registry}), and check the name"
         return (
-            f"pulling image {self.image} from {engine_location()} failed: {reason}. "
-            f"{hint[0].upper() + hint[1:]}; or pull it yourself and use --triton-pull=never."
+            f"the Docker engine ({engine_location()}) could not pull image {self.image}: "
+            f"{reason}. {hint[0].upper() + hint[1:]}; or pull or build it yourself and use "
+            f"--triton-pull=never."
         )
 
     def _launch(self, client: docker.DockerClient) -> None:

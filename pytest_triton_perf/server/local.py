@@ -22,13 +22,14 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from pytest_triton_perf.errors import ServerDiedError, ServerStartError
 from pytest_triton_perf.server.base import StaleServerError, TritonServer
-from pytest_triton_perf.server.http import ProbeError, get_json
 from pytest_triton_perf.server.command import (
     EXIT_TIMEOUT_S,
     Ports,
@@ -36,6 +37,7 @@ from pytest_triton_perf.server.command import (
     new_server_id,
     triton_args,
 )
+from pytest_triton_perf.server.http import ProbeError, get_json
 
 __all__ = ["EXIT_TIMEOUT_S", "LocalTritonServer", "TritonInstall", "find_tritonserver", "free_port"]
 
@@ -144,6 +146,7 @@ class LocalTritonServer(TritonServer):
         env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 120.0,
         host: str = "127.0.0.1",
+        notify: Callable[[str], None] | None = None,
     ):
         super().__init__(models=models, startup_timeout_s=startup_timeout_s)
         if not model_repositories:
@@ -160,6 +163,7 @@ class LocalTritonServer(TritonServer):
         self.extra_args = tuple(extra_args)
         self.extra_env = dict(env or {})
         self.host = host
+        self.notify = notify
         self._log_dir = Path(log_dir) if log_dir else None
         self._workdir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -175,7 +179,11 @@ class LocalTritonServer(TritonServer):
     def start(self) -> LocalTritonServer:
         """Start the server; on any failure it is stopped again before the error propagates."""
         self.install = find_tritonserver(self.server_path)
-        self._workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        for line in remove_leftovers():
+            if self.notify is not None:
+                self.notify(line)
+        # The owner's pid in the name lets a later run tell a leftover from a live one.
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
         try:
             for attempt in range(1, PORT_ATTEMPTS + 1):
                 try:
@@ -354,6 +362,35 @@ class LocalTritonServer(TritonServer):
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process that made ``triton-perf-server-<pid>-...`` still runs."""
+    pid = name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+    return not pid.isdecimal() or psutil.pid_exists(int(pid))
+
+
+def remove_leftovers() -> list[str]:
+    """Remove what a killed run left: orphaned servers of ours (reparented to init, which
+    happens only where the parent-death signal could not act) and work directories whose
+    owner is gone. Returns one line per thing removed, to be shown to the user."""
+    said: list[str] = []
+    for proc in psutil.process_iter(["name", "cmdline", "ppid"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+            if proc.info["name"] != "tritonserver" or proc.info["ppid"] != 1:
+                continue
+            if not any(a.startswith("--id=triton-perf-") for a in cmdline):
+                continue
+            os.killpg(proc.pid, signal.SIGKILL)
+            said.append(f"triton-perf: killed a leftover server of an earlier run (pid {proc.pid})")
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        if path.is_dir() and not _owner_alive(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+            said.append(f"triton-perf: removed {path}, left by an earlier run that was killed")
+    return said
 
 
 @atexit.register

@@ -17,8 +17,13 @@ from pytest_triton_perf.server.http import ProbeError, get_json
 def parse_url(value: str, *, option: str) -> tuple[str, int]:
     """``host:port`` or ``http://host:port`` -> (host, port); errors name the option."""
     text = value.strip()
-    parsed = urlsplit(text if "://" in text else f"http://{text}")
     accepted = "host:port or http://host:port, e.g. localhost:8000"
+    try:
+        parsed = urlsplit(text if "://" in text else f"http://{text}")
+    except ValueError as e:  # e.g. an unbalanced IPv6 bracket
+        raise ConfigError(
+            f"{option}={value!r} is not a server address ({e}); use {accepted}."
+        ) from None
     if parsed.scheme not in ("http", "grpc"):
         raise ConfigError(
             f"{option}={value!r}: scheme {parsed.scheme!r} is not supported; use {accepted}."

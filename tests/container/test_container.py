@@ -179,6 +179,19 @@ def test_missing_image_with_pull_never_names_the_reference(docker_client: Any) -
     assert srv.container_name is None
 
 
+def test_failed_pull_names_the_image_and_the_alternative(docker_client: Any) -> None:
+    """``always`` pulls even a local image: here no registry has it (or none is reachable)."""
+    lines: list[str] = []
+    srv = ContainerTritonServer([EXAMPLE_MODELS], image=IMAGE, pull="always", notify=lines.append)
+    with pytest.raises(ServerStartError) as info:
+        srv.start()
+    assert f"could not pull image {IMAGE}: " in str(info.value)
+    assert "use --triton-pull=never" in str(info.value)
+    assert lines[0] == f"pytest-triton-perf: pulling {IMAGE} ..."
+    assert srv.container_name is None
+    docker_client.images.get(IMAGE)  # the local image is untouched
+
+
 def test_gpu_request_without_nvidia_runtime_names_the_toolkit(
     docker_client: Any, memlock: str
 ) -> None:

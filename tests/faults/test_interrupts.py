@@ -7,12 +7,14 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from pytest_triton_perf.server.local import WORKDIR_PREFIX, remove_leftovers
 from tests.conftest import EXAMPLE_MODELS
 
 CONFTEST = """
@@ -94,6 +96,12 @@ def test_sigkilled_pytest_takes_its_server_along(tmp_path: Path) -> None:
     proc.kill()
     proc.communicate(timeout=30)
     assert gone(pid, 10), "the server outlived a SIGKILLed pytest"
+    # Its work directory is the leftover: the next start removes it and says so.
+    leftover = [d for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{proc.pid}-*")]
+    assert len(leftover) == 1
+    said = remove_leftovers()
+    assert f"triton-perf: removed {leftover[0]}, left by an earlier run that was killed" in said
+    assert not leftover[0].exists()
 
 
 SERVER_KILLED = """
@@ -150,6 +158,7 @@ def test_xdist_worker_crash_leaves_the_baseline_untouched(tmp_path: Path) -> Non
     assert "1 test(s) crashed with their worker (test_inner.py::test_crash)" in out
     saved = sorted(p.name for p in (path / ".triton-perf").glob("*/*__*.json"))
     assert saved == ["test_inner.py_test_ok__sleepy_conc=1_batch=1_grpc.json"]
+    assert any("left by an earlier run" in line for line in remove_leftovers())
 
 
 def test_previous_signal_handlers_are_restored_after_the_session(

@@ -103,7 +103,7 @@ def test_bad_config_fails_naming_the_model_and_the_parse_error(launched: list[in
     assert "model 'bad_config' failed to load" in headline
     # The reason is the parser's own line:column, not "no reason given".
     assert (
-        'its config.pbtxt does not parse: Error parsing text-format inference.ModelConfig: 8:1: '
+        "its config.pbtxt does not parse: Error parsing text-format inference.ModelConfig: 8:1: "
         'Expected ",", found "output".' in headline
     )
     assert "bad_config/config.pbtxt" in headline
@@ -116,9 +116,8 @@ def test_bad_config_in_load_all_mode_is_recorded_and_the_rest_serves(
     repo = _repo(tmp_path, (EXAMPLE_MODELS, "simple"), (BROKEN_MODELS, "bad_config"))
     with LocalTritonServer([repo], startup_timeout_s=30) as srv:
         assert srv.models == ("simple",)
-        assert "Error parsing text-format inference.ModelConfig: 8:1" in (
-            srv.failed_models["bad_config"]
-        )
+        reason = srv.failed_models["bad_config"]
+        assert "Error parsing text-format inference.ModelConfig: 8:1" in reason
         srv.require_model("simple")
         with pytest.raises(ModelNotReadyError, match=r"model 'bad_config' failed to load .*8:1"):
             srv.require_model("bad_config")
