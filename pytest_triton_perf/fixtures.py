@@ -196,7 +196,7 @@ def triton_perf_session(
     if settings.compare and settings.baseline_dir is not None:
         store = BaselineStore(settings.baseline_dir)
     context = GateContext(
-        key=environment_key(triton_server.version),
+        key=environment_key(triton_server.version, triton_server.gpu_devices),
         environment=soft_environment(),
         store=store,
         gate=settings.gate_settings(),

@@ -81,7 +81,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 dest=f"triton_perf_{opt.dest}",
                 action="store_true",
                 default=None,
-                help=opt.help,
+                help=opt.help.replace("%", "%%"),  # argparse %-formats help texts
             )
             continue
         group.addoption(
@@ -90,7 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             type=_argparse_type(opt),
             default=None,
             metavar=opt.metavar,
-            help=opt.help,
+            help=opt.help.replace("%", "%%"),  # argparse %-formats help texts
         )
         parser.addini(opt.ini, help=opt.help, default="")
 

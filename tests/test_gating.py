@@ -54,7 +54,10 @@ def make_project(root: Path) -> Path:
 def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", *GATE_OPTIONS, *args],
-        cwd=project, capture_output=True, text=True, timeout=300,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -84,7 +87,10 @@ def test_save_writes_a_baseline_file(history: dict[str, object]) -> None:
     assert "saved 1 baseline run(s)" in saved.stdout
     files = list((history["project"] / ".triton-perf").glob("*/*.json"))  # type: ignore[operator]
     names = sorted(f.name for f in files)
-    assert names == ["environment.json", "test_gate.py_test_sleepy__sleepy_conc=1_batch=1_grpc.json"]
+    assert names == [
+        "environment.json",
+        "test_gate.py_test_sleepy__sleepy_conc=1_batch=1_grpc.json",
+    ]
     doc = json.loads(next(f for f in files if f.name != "environment.json").read_text())
     run = doc["runs"][0]
     assert len(run["result"]["windows"]) >= 8

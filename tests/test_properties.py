@@ -2,20 +2,17 @@
 
 For arbitrary keys, values and text each parser either returns a value that satisfies its
 invariants, or raises :class:`ConfigError` naming the key or flag and the value: never any
-other exception. Inputs that hit a known, reported parser bug are excluded from the
-properties by name (``_KNOWN_BUG_*``) and pinned by the strict ``xfail`` tests at the end,
-which start failing (XPASS) the day the bug is fixed, so the exclusion can go.
+other exception. The examples at the end pin the inputs that once escaped as other
+exceptions (found by these properties).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_triton_perf import sla
@@ -81,30 +78,6 @@ regression_values: st.SearchStrategy[Any] = st.one_of(
         max_size=3,
     ),
 )
-
-
-# -- known parser bugs (reported; see the xfail tests at the end) ----------------------------
-
-
-def _known_bug_gpus_digit(text: str) -> bool:
-    """``--gpus=²``: ``str.isdigit`` accepts superscripts, ``int()`` then raises ValueError."""
-    value = text.strip().strip("'\"").strip().lower().removeprefix("count=")
-    return value.isdigit() and not value.isdecimal()
-
-
-def _known_bug_url_brackets(text: str) -> bool:
-    """``--triton-url=http://[``: ``urlsplit`` raises ValueError, which escapes parse_url."""
-    stripped = text.strip()
-    try:
-        urlsplit(stripped if "://" in stripped else f"http://{stripped}")
-    except ValueError:
-        return True
-    return False
-
-
-KNOWN_BUGS: dict[str, Callable[[str], bool]] = {
-    "--gpus": _known_bug_gpus_digit,
-}
 
 
 # -- invariants of each option's parsed value -----------------------------------------------
@@ -191,8 +164,6 @@ def _names_flag_and_value(message: str, flag: str, text: str) -> bool:
 @example(text="nan")
 @example(text="inf")
 def test_option_parse_returns_a_valid_value_or_a_config_error(opt: Option, text: str) -> None:
-    known = KNOWN_BUGS.get(opt.flag)
-    assume(known is None or not known(text))
     try:
         value = opt.parse(opt.flag, text)
     except ConfigError as e:
@@ -325,12 +296,11 @@ def test_merge_markers_returns_a_spec_or_a_config_error(markers: list[dict[str, 
         assert effect is None or 0 <= effect < 10
 
 
-# -- known bugs, pinned (strict: an XPASS means fixed, drop the exclusion above) -------------
+# -- inputs that once escaped as other exceptions --------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="parse_gpus: '²'.isdigit(), int() fails")
 @pytest.mark.parametrize("text", ["²", "count=²"])
-def test_known_bug_gpus_superscript_digit(text: str) -> None:
+def test_gpus_superscript_digit_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
         _option("--gpus").parse("--gpus", text)
 
@@ -357,14 +327,12 @@ def test_huge_int_regression_effect_is_a_config_error() -> None:
         sla.merge_markers("t", [((), {"regression": {"p99": 10**5000}})])
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="json.loads RecursionError escapes")
-def test_known_bug_deeply_nested_docker_kwargs() -> None:
+def test_deeply_nested_docker_kwargs_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         _option("--triton-docker-kwargs").parse("--triton-docker-kwargs", "[" * 100_000)
 
 
-@pytest.mark.xfail(strict=True, reason="\\d matches non-ASCII digits: '٣g' reaches Docker as is")
-def test_known_bug_shm_size_non_ascii_digits() -> None:
+def test_shm_size_with_non_ascii_digits_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         _option("--triton-shm-size").parse("--triton-shm-size", "٣g")
 

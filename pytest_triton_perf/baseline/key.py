@@ -29,9 +29,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-@lru_cache(maxsize=1)
-def gpu_facts() -> dict[str, Any]:
-    """GPU model, count, MIG mode, driver and CUDA versions through NVML; {} without GPU."""
+@lru_cache(maxsize=8)
+def gpu_facts(devices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """GPU model, count, MIG mode, driver and CUDA versions through NVML; {} without GPU.
+
+    ``devices`` restricts the facts to the GPUs a server was given (``--gpus=device=0``
+    on an 8-GPU runner is a one-GPU baseline).
+    """
     try:
         import pynvml
     except ImportError:
@@ -41,11 +45,17 @@ def gpu_facts() -> dict[str, Any]:
     except Exception:  # NVML raises its own error types; none of them is fatal here
         return {}
     try:
-        count = pynvml.nvmlDeviceGetCount()
+        indices = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))
+            uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+            if devices is None or str(i) in devices or uuid in devices:
+                indices.append(i)
+        count = len(indices)
         if count == 0:
             return {}
         names, mig = [], []
-        for i in range(count):
+        for i in indices:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(handle)
             names.append(name.decode() if isinstance(name, bytes) else str(name))
@@ -67,10 +77,12 @@ def gpu_facts() -> dict[str, Any]:
             pynvml.nvmlShutdown()
 
 
-def environment_key(triton_version: str) -> dict[str, Any]:
+def environment_key(
+    triton_version: str, gpu_devices: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """The key: what must match for two measurements to be comparable."""
     key: dict[str, Any] = {"triton": triton_version}
-    gpu = gpu_facts()
+    gpu = gpu_facts(gpu_devices)
     if gpu:
         key.update(gpu)
     else:

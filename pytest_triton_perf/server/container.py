@@ -71,8 +71,8 @@ NETWORK_MODES = ("host", "ports")
 PULL_POLICIES = ("missing", "always", "never")
 DEFAULT_SHM_SIZE = "1g"
 # NGC's recommendation for Triton: --ulimit memlock=-1 --ulimit stack=67108864.
-DEFAULT_MEMLOCK: int | str = -1
-DEFAULT_STACK: int | str = 67108864
+DEFAULT_MEMLOCK = -1
+DEFAULT_STACK = 67108864
 OFF = "off"
 
 GPUS_ACCEPTED = (
@@ -117,7 +117,7 @@ class GpuRequest:
         return None
 
 
-_DEVICE = re.compile(r"^(\d+|(GPU|MIG)-[0-9A-Za-z/._-]+)$")
+_DEVICE = re.compile(r"^([0-9]+|(GPU|MIG)-[0-9A-Za-z/._-]+)$")
 
 
 def parse_gpus(flag: str, text: str) -> GpuRequest | None:
@@ -132,7 +132,7 @@ def parse_gpus(flag: str, text: str) -> GpuRequest | None:
     if low in ("all", "count=all"):
         return GpuRequest(spec=value, count=-1)
     count_text = low.removeprefix("count=")
-    if count_text.isdigit():
+    if count_text.isascii() and count_text.isdecimal():  # not '²', which isdigit() accepts
         count = int(count_text)
         if count < 1:
             raise ConfigError(
@@ -185,7 +185,7 @@ def parse_network(flag: str, text: str) -> str:
     return value
 
 
-_SIZE = re.compile(r"^(\d+)([bkmg]?)$")
+_SIZE = re.compile(r"^([0-9]+)([bkmg]?)$")  # ASCII digits: \d would pass '٣g' to Docker
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -237,9 +237,9 @@ def parse_docker_kwargs(flag: str, text: str) -> dict[str, Any]:
     """A JSON object of extra ``containers.create`` keyword arguments of docker-py."""
     try:
         value = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         raise ConfigError(
-            f"{flag}={text!r} is not JSON ({e}); accepted: a JSON object of docker-py "
+            f"{flag}={text[:200]!r} is not JSON ({e}); accepted: a JSON object of docker-py "
             f'containers.create arguments, e.g. \'{{"cpuset_cpus": "0-3", '
             f'"environment": {{"TZ": "UTC"}}}}\'.'
         ) from None
@@ -415,8 +415,8 @@ class ContainerTritonServer(TritonServer):
         pull: str = "missing",
         network: str = "host",
         shm_size: str = DEFAULT_SHM_SIZE,
-        ulimit_memlock: int | None = -1,
-        ulimit_stack: int | None = 67108864,
+        ulimit_memlock: int | None = DEFAULT_MEMLOCK,
+        ulimit_stack: int | None = DEFAULT_STACK,
         docker_kwargs: Mapping[str, Any] | None = None,
         extra_args: Sequence[str] = (),
         log_dir: str | os.PathLike[str] | None = None,

@@ -107,7 +107,11 @@ def test_parse_metric_map(text: str, unit: str, expected: dict[str, float | None
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [("p95=5%", "unknown metric 'p95'"), ("p50", "is not metric=value"), ("p50=-3%", "not a minimum effect")],
+    [
+        ("p95=5%", "unknown metric 'p95'"),
+        ("p50", "is not metric=value"),
+        ("p50=-3%", "not a minimum effect"),
+    ],
 )
 def test_parse_metric_map_errors_name_the_value(text: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):

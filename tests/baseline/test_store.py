@@ -90,12 +90,10 @@ def test_disk_full_during_write_keeps_the_old_file_and_no_temp_file(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_mod.os, "fsync", full)
-    with pytest.raises(BaselineError, match="No space left on device. The previous file"):
+    with pytest.raises(BaselineError, match=r"No space left on device\. The previous file"):
         save(store, 2)
     assert path.read_bytes() == before
-    assert sorted(p.name for p in path.parent.iterdir()) == sorted(
-        ["environment.json", path.name]
-    )
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted(["environment.json", path.name])
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
