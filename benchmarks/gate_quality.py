@@ -157,11 +157,13 @@ class Trial:
     index: int
     model: str
     verdicts: dict[str, str]
+    baseline: dict[str, float | None]  # the baseline value each verdict compared with
     change_pct: dict[str, float | None]
     p_value: dict[str, float | None]
     noise: dict[str, float]  # window-to-window spread (MAD/median) per metric, both arms
     measure_s: float  # warm-ups and windows, the measurement time the budget counts
     wall_s: float  # what the trial took on the clock, engine overheads included
+    load_1m: float | None = None  # the machine's 1-minute load average when the trial began
     first_verdicts: dict[str, str] | None = None  # history: before the re-measurement
     confirmed: bool | None = None  # history: a re-measurement ran
     windows: dict[str, dict[str, list[float]]] = field(default_factory=dict)
@@ -187,6 +189,10 @@ class Trial:
         d = dataclasses.asdict(self)
         d.update(alarm=self.alarm, p50_alarm=self.p50_alarm, inconclusive=self.inconclusive)
         return d
+
+
+def _load() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def _spread(arms: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -219,6 +225,7 @@ def ab_trial(
 ) -> Trial:
     """One interleaved A/B measurement against the reference, judged as the plugin does."""
     model = candidate_name(effect, "ab")
+    load = _load()
     t0 = time.perf_counter()
     ref, cand = measure_ab(
         run,
@@ -244,11 +251,13 @@ def ab_trial(
         index=index,
         model=model,
         verdicts={m: c.verdict for m, c in comps.items()},
+        baseline={m: c.baseline for m, c in comps.items()},
         change_pct={m: c.change_pct for m, c in comps.items()},
         p_value={m: c.p_value for m, c in comps.items()},
         noise=_spread(list(arms.values())),
         measure_s=_measure_s([ref, cand], warmups),
         wall_s=wall,
+        load_1m=load,
         windows=_windows(arms),
         notes=[*ref.notes, *cand.notes],
     )
@@ -274,6 +283,7 @@ def history_trial(
     """One measurement compared with the stored runs, confirmed by one re-measurement on a
     regression, through the plugin's own :func:`evaluate_test`."""
     model = candidate_name(effect, "history")
+    load = _load()
     settings = MeasureSettings(
         warmup_s=args.warmup_s,
         windows=args.history_windows,
@@ -307,11 +317,13 @@ def history_trial(
         index=index,
         model=model,
         verdicts={m: c.verdict for m, c in comps.items()},
+        baseline={m: c.baseline for m, c in comps.items()},
         change_pct={m: c.change_pct for m, c in comps.items()},
         p_value={m: c.p_value for m, c in comps.items()},
         noise=_spread(list(arms.values())),
         measure_s=_measure_s(measured, args.warmup_s * len(measured)),
         wall_s=wall,
+        load_1m=load,
         first_verdicts={m: c.verdict for m, c in first_comps.items()},
         confirmed=len(measured) > 1,
         windows=_windows(arms),
@@ -451,7 +463,7 @@ def targets(trials: Sequence[Trial], mode: str) -> str:
             )
         else:
             parts.append(f"detects +{effect}%: {got[0]}/{got[1]} (reported)")
-    budget = [t.measure_s for t in trials if t.mode == mode and not t.confirmed]
+    budget = [t.measure_s for t in trials if t.mode == mode]
     if budget:
         worst = max(budget)
         parts.append(
@@ -612,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(args.seed)
     trials: list[Trial] = []
     interrupted = False
+    stored: dict[str, Any] = {}  # history mode: the stored runs' window values
     started = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
@@ -639,6 +652,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     store = BaselineStore(root / "baselines")
                     log(f"building the history ({args.history_runs} runs of '{BASE}') ...")
                     history = build_history(server, store, args, log)
+                    stored.update(_windows({f"run{i}": d for i, d in enumerate(history)}))
 
                     one = functools.partial(_history_one, server, store, history, args, gate)
 
@@ -685,6 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "max_noise": gate.max_noise,
             },
             "interrupted": interrupted,
+            "history_runs": stored,
             "trials": [t.to_dict() for t in trials],
         }
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
@@ -705,7 +720,8 @@ def _trial_line(t: Trial, total: int) -> str:
     return (
         f"  {t.mode} trial {t.index + 1}/{total} +{t.effect}% ({t.model}): "
         f"{'ALARM' if t.alarm else 'ok   '} {verdicts}; noise p50 {t.noise['p50_ms']:.1%} "
-        f"p99 {t.noise['p99_ms']:.1%}; {t.measure_s:.1f} s measured, {t.wall_s:.1f} s wall{extra}"
+        f"p99 {t.noise['p99_ms']:.1%}; {t.measure_s:.1f} s measured, {t.wall_s:.1f} s wall; "
+        f"load {t.load_1m if t.load_1m is not None else float('nan'):.1f}{extra}"
     )
 
 

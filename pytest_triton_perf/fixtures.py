@@ -237,6 +237,7 @@ class TritonPerf:
         *,
         version: str | None = None,
         concurrency: int | Sequence[int] = 1,
+        request_rate: float | Sequence[float] | None = None,
         batch_size: int = 1,
         protocol: str = "grpc",
         inputs: str | Mapping[str, np.ndarray] = "random",
@@ -248,7 +249,9 @@ class TritonPerf:
     ) -> Any:
         """Drive load against ``model`` and return a :class:`PerfResult`.
 
-        ``concurrency`` as a list measures each level in turn and returns a list of results.
+        ``concurrency`` (closed loop) or ``request_rate`` (open loop, requests/s; with
+        ``arrival="constant"|"poisson"`` and ``seed``) as a list measures each level in turn
+        and returns a list of results: a latency-throughput sweep in one call.
         ``warmup_s``, ``windows`` and ``window_s`` override the session's
         ``--triton-perf-*`` defaults for this call. When comparing or saving, at least
         ``--triton-perf-compare-windows`` windows are measured (per arm in A/B mode).
@@ -262,9 +265,16 @@ class TritonPerf:
             warmup_s=warmup_s, windows=windows, window_s=window_s
         )
         # Validated by the engine, which names the model and the bad value.
-        levels: list[Any] = (
-            list(concurrency) if isinstance(concurrency, (list, tuple)) else [concurrency]
-        )
+        sweep = isinstance(concurrency, (list, tuple)) or isinstance(request_rate, (list, tuple))
+        levels: list[dict[str, Any]]
+        if request_rate is not None:
+            rates = (
+                list(request_rate) if isinstance(request_rate, (list, tuple)) else [request_rate]
+            )
+            levels = [{"request_rate": r} for r in rates]
+        else:
+            conc = list(concurrency) if isinstance(concurrency, (list, tuple)) else [concurrency]
+            levels = [{"concurrency": c} for c in conc]
         results = []
         try:
             self.server.check_alive()
@@ -274,7 +284,7 @@ class TritonPerf:
                     measure_engine,
                     self.server,
                     version=version,
-                    concurrency=level,
+                    **level,
                     batch_size=batch_size,
                     protocol=protocol,
                     inputs=inputs,
@@ -290,7 +300,7 @@ class TritonPerf:
             problem = ""
         if problem:
             pytest.fail(problem, pytrace=False)
-        return results if isinstance(concurrency, (list, tuple)) else results[0]
+        return results if sweep else results[0]
 
     def _measure_one(
         self, run: Callable[..., PerfResult], model: str, settings: MeasureSettings

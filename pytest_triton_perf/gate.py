@@ -17,6 +17,7 @@ from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.report.records import (
     IMPROVEMENT,
+    INCONCLUSIVE,
     NO_BASELINE,
     REGRESSION,
     Comparison,
@@ -151,6 +152,17 @@ def evaluate_test(
             comps, info = _history(m, test, label, ctx)
         elif m.mode == "ab":
             comps, info = _ab(m, gate)
+        if m.result.other_traffic and comps:
+            busy = ", ".join(f"{name}: {n}" for name, n in m.result.other_traffic)
+            comps = [
+                replace(
+                    c,
+                    verdict=INCONCLUSIVE,
+                    note=f"the server was not idle ({busy} requests of other models); "
+                    f"would be {c.verdict}; {c.note}",
+                )
+                for c in comps
+            ]
         if m.config is not None:
             info["config_hash"] = config_hash(m.config)
         sla_verdict = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -47,6 +48,7 @@ from pytest_triton_perf.load.model_info import (
     HttpStatusError,
     fetch_model_spec,
     fetch_stats,
+    request_json,
     split_url,
 )
 from pytest_triton_perf.load.recorder import Records
@@ -509,6 +511,7 @@ async def _measure_async(plan: _Plan) -> PerfResult:
 
         unavailable: dict[str, str] = {}
         s0 = await _try_stats(plan, unavailable)
+        others0 = await _in_thread(lambda: _other_models_counts(plan))
         # A container given some GPUs (--gpus) names them: NVML measures only those.
         sampler = MemorySampler(
             endpoints.metrics_url, gpu_devices=getattr(endpoints, "gpu_devices", None)
@@ -544,6 +547,19 @@ async def _measure_async(plan: _Plan) -> PerfResult:
             s1 = await _settled_stats(plan, len(records), s0, unavailable)
             if s1 is not None:
                 server = breakdown(s0, s1)
+        others1 = await _in_thread(lambda: _other_models_counts(plan))
+        other_traffic = tuple(
+            (name, count - others0[name])
+            for name, count in sorted(others1.items())
+            if name in others0 and count > others0[name]
+        )
+        if other_traffic:
+            notes.append(
+                "the server was not idle: other models completed requests during the"
+                " measurement ("
+                + ", ".join(f"{name}: {n}" for name, n in other_traffic)
+                + "); the figures include that load"
+            )
         if cancelled:
             notes.append(
                 f"{cancelled} request(s) still in flight {settings.drain_timeout_s:g}s after the"
@@ -569,7 +585,7 @@ async def _measure_async(plan: _Plan) -> PerfResult:
                 " the server's"
             )
         duration_s = (t_end - t0) / 1e9
-        return _result(
+        result = _result(
             plan,
             records,
             boundaries,
@@ -586,6 +602,7 @@ async def _measure_async(plan: _Plan) -> PerfResult:
             workers=n_workers,
             notes=notes,
         )
+        return dataclasses.replace(result, other_traffic=other_traffic)
     finally:
         if sampler is not None:
             with contextlib.suppress(Exception):
@@ -596,6 +613,27 @@ async def _measure_async(plan: _Plan) -> PerfResult:
         if driver is not None:
             await driver.close()
         supervisor.close()
+
+
+def _other_models_counts(plan: _Plan) -> dict[str, int]:
+    """Completed requests (success + failure) of every OTHER model, from one statistics
+    call; {} when the server does not answer it. A shared server (--triton-url) may serve
+    other traffic while we measure: the deltas of these counts reveal it."""
+    try:
+        doc = request_json(plan.endpoints.http_url, "/v2/models/stats")
+    except Exception:
+        return {}
+    counts: dict[str, int] = {}
+    for entry in doc.get("model_stats", []) if isinstance(doc, dict) else []:
+        name = str(entry.get("name", ""))
+        if name == plan.spec.name:
+            continue
+        stats = entry.get("inference_stats", {})
+        done = int(stats.get("success", {}).get("count", 0)) + int(
+            stats.get("fail", {}).get("count", 0)
+        )
+        counts[name] = counts.get(name, 0) + done
+    return counts
 
 
 async def _try_stats(plan: _Plan, unavailable: dict[str, str]) -> StatsSnapshot | None:

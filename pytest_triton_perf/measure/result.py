@@ -166,6 +166,9 @@ class PerfResult:
     workers: int = 1
     # Peak GPU memory minus its value when the measurement started (MB), when known.
     gpu_memory_delta_mb: float | None = None
+    # Requests other models of the server completed during the measured span: a shared
+    # server was not idle, so the figures include someone else's load.
+    other_traffic: tuple[tuple[str, int], ...] = ()
 
     @property
     def error_rate(self) -> float:
@@ -224,4 +227,5 @@ class PerfResult:
             "request_rate_achieved": self.request_rate_achieved,
             "workers": self.workers,
             "gpu_memory_delta_mb": clean(self.gpu_memory_delta_mb),
+            "other_traffic": dict(self.other_traffic),
         }
