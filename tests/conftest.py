@@ -49,8 +49,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServ
         yield s
 
 
-def server_processes() -> list[psutil.Process]:
-    """Triton processes descending from this pytest process."""
+def server_processes(temp_root: Path | None = None) -> list[psutil.Process]:
+    """Triton processes descending from this pytest process, and orphans (reparented to
+    init) that run from this run's private temporary directory."""
     found = []
     for proc in psutil.Process().children(recursive=True):
         try:
@@ -58,6 +59,11 @@ def server_processes() -> list[psutil.Process]:
                 found.append(proc)
         except psutil.NoSuchProcess:
             pass
+    if temp_root is not None:
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            ours = str(temp_root) in " ".join(proc.info["cmdline"] or [])
+            if proc.info["name"] in SERVER_PROCESS_NAMES and ours and proc not in found:
+                found.append(proc)
     return found
 
 
@@ -116,8 +122,8 @@ def leftover_containers() -> list[str]:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a server process or a temporary directory outlived the tests."""
-    leaks = [f"{p.name()} (pid {p.pid})" for p in server_processes()]
     root = session.config.stash.get(_TEMP_ROOT, None)
+    leaks = [f"{p.name()} (pid {p.pid})" for p in server_processes(root)]
     if root is not None:
         leaks += [f"temporary directory {d.name}" for d in root.glob(f"{WORKDIR_PREFIX}*")]
         leaks += [

@@ -372,18 +372,33 @@ def _owner_alive(name: str) -> bool:
 
 def remove_leftovers() -> list[str]:
     """Remove what a killed run left: orphaned servers of ours (reparented to init, which
-    happens only where the parent-death signal could not act) and work directories whose
-    owner is gone. Returns one line per thing removed, to be shown to the user."""
+    happens only where the parent-death signal could not act), orphaned Python backend
+    stubs of our servers, and work directories whose owner is gone. Returns one line per
+    thing removed, to be shown to the user."""
     said: list[str] = []
     for proc in psutil.process_iter(["name", "cmdline", "ppid"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if proc.info["name"] != "tritonserver" or proc.info["ppid"] != 1:
+            if proc.info["ppid"] != 1:
                 continue
-            if not any(a.startswith("--id=triton-perf-") for a in cmdline):
-                continue
-            os.killpg(proc.pid, signal.SIGKILL)
-            said.append(f"triton-perf: killed a leftover server of an earlier run (pid {proc.pid})")
+            if proc.info["name"] == "tritonserver" and any(
+                a.startswith("--id=triton-perf-") for a in cmdline
+            ):
+                os.killpg(proc.pid, signal.SIGKILL)
+                said.append(
+                    f"triton-perf: killed a leftover server of an earlier run (pid {proc.pid})"
+                )
+            elif (
+                proc.info["name"] == "triton_python_backend_stub"
+                and cmdline
+                and f"/{WORKDIR_PREFIX}" in cmdline[0]
+            ):
+                # A stub whose server was SIGKILLed (with pytest) does not always notice.
+                proc.kill()
+                said.append(
+                    f"triton-perf: killed a leftover Python backend stub of an earlier run "
+                    f"(pid {proc.pid})"
+                )
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
     for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):

@@ -99,9 +99,18 @@ def test_sigkilled_pytest_takes_its_server_along(tmp_path: Path) -> None:
     # Its work directory is the leftover: the next start removes it and says so.
     leftover = [d for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{proc.pid}-*")]
     assert len(leftover) == 1
+    stubs = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.info["name"] == "triton_python_backend_stub"
+        and str(leftover[0]) in " ".join(p.info["cmdline"] or [])
+    ]
     said = remove_leftovers()
     assert f"triton-perf: removed {leftover[0]}, left by an earlier run that was killed" in said
     assert not leftover[0].exists()
+    for stub in stubs:  # orphaned stubs of the killed server are found and killed too
+        assert any(f"backend stub of an earlier run (pid {stub.pid})" in s for s in said)
+        assert gone(stub.pid, 5)
 
 
 SERVER_KILLED = """
