@@ -43,6 +43,7 @@ def make_server(
     *,
     log_dir: str | None = None,
     notify: Callable[[str], None] | None = None,
+    worker: tuple[int, int] | None = None,
 ) -> TritonServer:
     """The launcher the settings ask for: remote with ``--triton-url`` (it wins: a running
     server is the most specific target), a container with ``--triton-image``, else local.
@@ -67,13 +68,26 @@ def make_server(
             "server with --triton-url=HOST:PORT."
         )
     if settings.image:
-        from pytest_triton_perf.server.container import ContainerTritonServer, ulimit_value
+        from pytest_triton_perf.server.container import (
+            ContainerTritonServer,
+            split_for_worker,
+            ulimit_value,
+        )
+
+        gpus = settings.gpus
+        if gpus is not None and worker is not None:
+            from pytest_triton_perf.baseline.key import gpu_facts
+
+            host_gpus = int(gpu_facts().get("gpu_count", 0))
+            gpus, warning = split_for_worker(gpus, worker[0], worker[1], host_gpus)
+            if warning and notify is not None:
+                notify(f"triton-perf: {warning}")
 
         return ContainerTritonServer(
             [settings.model_repository],
             image=settings.image,
             models=settings.models,
-            gpus=settings.gpus,
+            gpus=gpus,
             pull=settings.pull,
             network=settings.network,
             shm_size=settings.shm_size,
@@ -92,6 +106,14 @@ def make_server(
         log_dir=log_dir,
         startup_timeout_s=settings.startup_timeout_s,
     )
+
+
+def _xdist_worker(config: pytest.Config) -> tuple[int, int] | None:
+    """(index, count) of this pytest-xdist worker, or None outside xdist."""
+    info = getattr(config, "workerinput", None)
+    if not info:
+        return None
+    return int(str(info["workerid"]).removeprefix("gw")), int(info["workercount"])
 
 
 def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
@@ -129,6 +151,7 @@ def triton_server(
             settings,
             log_dir=str(tmp_path_factory.mktemp("triton-logs")),
             notify=_terminal_line(pytestconfig),
+            worker=_xdist_worker(pytestconfig),
         )
         server.start()
     except TritonPerfError as e:

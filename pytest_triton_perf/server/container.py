@@ -117,6 +117,33 @@ class GpuRequest:
         return None
 
 
+def split_for_worker(
+    gpus: GpuRequest, worker: int, workers: int, host_gpus: int
+) -> tuple[GpuRequest, str | None]:
+    """The GPUs of pytest-xdist worker ``worker`` of ``workers``: when the pool (the device
+    ids given, the first N for a count, every GPU of the host for ``all``) has at least one
+    GPU per worker, each worker gets its own share (round robin), so that parallel servers
+    never measure on the same GPU. Otherwise every worker gets the whole pool, and the
+    second value says so."""
+    if gpus.device_ids:
+        pool = list(gpus.device_ids)
+    elif gpus.count == -1:
+        pool = [str(i) for i in range(host_gpus)]
+    else:
+        pool = [str(i) for i in range(gpus.count or 0)]
+    if workers <= 1 or not pool:
+        return gpus, None
+    if len(pool) < workers:
+        return gpus, (
+            f"{len(pool)} GPU(s) for {workers} xdist workers: the workers share them, so "
+            f"their measurements disturb each other; use -n {len(pool)} or more GPUs"
+        )
+    mine = tuple(pool[worker::workers])
+    return GpuRequest(
+        spec=f"{gpus.spec} (worker {worker}: {','.join(mine)})", device_ids=mine
+    ), None
+
+
 _DEVICE = re.compile(r"^([0-9]+|(GPU|MIG)-[0-9A-Za-z/._-]+)$")
 
 

@@ -202,3 +202,35 @@ def test_bad_container_option_is_a_usage_error(
     result = pytester.runpytest_subprocess(option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([expected])
+
+
+@pytest.mark.parametrize(
+    ("spec", "host_gpus", "worker", "workers", "expected", "warns"),
+    [
+        ("all", 4, 0, 2, ("0", "2"), False),
+        ("all", 4, 1, 2, ("1", "3"), False),
+        ("device=1,3", 8, 1, 2, ("3",), False),
+        ("2", 8, 1, 2, ("1",), False),
+        ("all", 1, 1, 2, None, True),  # fewer GPUs than workers: shared, and said
+    ],
+)
+def test_each_xdist_worker_gets_its_own_gpus_when_there_are_enough(
+    spec: str,
+    host_gpus: int,
+    worker: int,
+    workers: int,
+    expected: tuple[str, ...] | None,
+    warns: bool,
+) -> None:
+    from pytest_triton_perf.server.container import parse_gpus, split_for_worker
+
+    gpus = parse_gpus("--gpus", spec)
+    assert gpus is not None
+    mine, warning = split_for_worker(gpus, worker, workers, host_gpus)
+    if expected is None:
+        assert mine == gpus
+    else:
+        assert mine.device_ids == expected
+    assert (warning is not None) == warns
+    if warning:
+        assert "the workers share them" in warning
