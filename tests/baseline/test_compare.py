@@ -130,3 +130,39 @@ def test_one_outlier_window_does_not_void_the_comparison() -> None:
     current[3] = 80.0  # one hiccup
     c = compare_runs("p50_ms", [windows(20)], current, GATE, mode="ab")
     assert c.verdict == "regression"
+
+
+def _result_dict(p99s: list[float], requests: int) -> dict[str, object]:
+    return {
+        "errors": 0,
+        "requests": requests * len(p99s),
+        "windows": [
+            {"throughput": 50.0, "requests": requests, "latency_ms": {"p50": 20.0, "p99": p}}
+            for p in p99s
+        ],
+    }
+
+
+def test_p99_of_small_windows_is_inconclusive_saying_what_to_do() -> None:
+    from pytest_triton_perf.baseline.compare import compare_results
+
+    base = _result_dict(windows(22), requests=45)
+    cur = _result_dict(windows(30), requests=45)
+    comps = {c.metric: c for c in compare_results([base], cur, GATE, mode="ab")}
+    assert comps["p99_ms"].verdict == "inconclusive"
+    assert "lengthen --triton-perf-window-s" in comps["p99_ms"].note
+    big = {
+        c.metric: c
+        for c in compare_results(
+            [_result_dict(windows(22), 500)], _result_dict(windows(30), 500), GATE, mode="ab"
+        )
+    }
+    assert big["p99_ms"].verdict == "regression"
+
+
+def test_prediction_interval_has_a_floor_for_runs_recorded_back_to_back() -> None:
+    runs = [windows(20 * f, seed=i) for i, f in enumerate([1.0, 1.001, 0.999, 1.0, 1.0005])]
+    # 6% slower than near-identical runs: over the 5% minimum effect, but inside a 2% floor's
+    # prediction interval (t(0.99, 4) = 3.7 -> about 8%).
+    c = compare_runs("p50_ms", runs, windows(21.2, spread=0.001, seed=9), GATE)
+    assert c.verdict == "pass"
