@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,21 @@ _GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [^\]]+\]\s*")
 
 class StaleServerError(ServerStartError):
     """Another server (not the one started here) answers on the port: never measure it."""
+
+
+def checked_repositories(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    """The model repositories as absolute paths; ServerStartError when one is missing."""
+    if not paths:
+        raise ServerStartError("no model repository given; pass at least one directory.")
+    repos = tuple(Path(p).resolve() for p in paths)
+    for repo in repos:
+        if not repo.is_dir():
+            raise ServerStartError(
+                f"model repository {repo} does not exist or is not a directory. Set "
+                f"--triton-model-repository (or ini triton_model_repository) to the "
+                f"directory holding <model>/config.pbtxt."
+            )
+    return repos
 
 
 class TritonServer(abc.ABC):

@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from pytest_triton_perf.errors import ServerDiedError, ServerStartError
-from pytest_triton_perf.server.base import StaleServerError, TritonServer
+from pytest_triton_perf.server.base import StaleServerError, TritonServer, checked_repositories
 from pytest_triton_perf.server.command import (
     EXIT_TIMEOUT_S,
     Ports,
@@ -149,16 +149,7 @@ class LocalTritonServer(TritonServer):
         notify: Callable[[str], None] | None = None,
     ):
         super().__init__(models=models, startup_timeout_s=startup_timeout_s)
-        if not model_repositories:
-            raise ServerStartError("no model repository given; pass at least one directory.")
-        self.model_repositories = tuple(Path(p).resolve() for p in model_repositories)
-        for repo in self.model_repositories:
-            if not repo.is_dir():
-                raise ServerStartError(
-                    f"model repository {repo} does not exist or is not a directory. Set "
-                    f"--triton-model-repository (or ini triton_model_repository) to the "
-                    f"directory holding <model>/config.pbtxt."
-                )
+        self.model_repositories = checked_repositories(model_repositories)
         self.server_path = server_path
         self.extra_args = tuple(extra_args)
         self.extra_env = dict(env or {})
