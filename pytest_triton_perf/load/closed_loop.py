@@ -74,6 +74,15 @@ class Supervisor:
             self._failed.exception()
 
 
+async def cancel_and_wait(tasks: Sequence[asyncio.Future[None]]) -> None:
+    """Cancel ``tasks`` and wait until each has finished, whatever it raised."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+
+
 class ClosedLoop:
     """Keeps one request in flight per client until stopped."""
 
@@ -132,19 +141,11 @@ class ClosedLoop:
         self._running = False
         tasks, self._tasks = self._tasks, []
         pending = await self._supervisor.wait(tasks, timeout)
-        for t in pending:
-            t.cancel()
-        for t in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(list(pending))
         return len(pending)
 
     async def cancel(self) -> None:
         """Cancel every slot at once (interrupt or failure path)."""
         self._running = False
         tasks, self._tasks = self._tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(tasks)

@@ -10,12 +10,11 @@ send delay of every request is recorded so the result can say how late the gener
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from time import perf_counter_ns
 
-from pytest_triton_perf.load.closed_loop import RECONNECT_BACKOFF_S, Supervisor
+from pytest_triton_perf.load.closed_loop import RECONNECT_BACKOFF_S, Supervisor, cancel_and_wait
 from pytest_triton_perf.load.recorder import Recorder
 from pytest_triton_perf.load.timer import PreciseTimer
 from pytest_triton_perf.load.transport import InferClient, TransportError
@@ -139,17 +138,11 @@ class OpenLoop:
         were cancelled."""
         self._running = False
         if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._dispatcher
+            await cancel_and_wait([self._dispatcher])
             self._dispatcher = None
         tasks = list(self._in_flight)
         pending = await self._supervisor.wait(tasks, timeout) if tasks else set()
-        for t in pending:
-            t.cancel()
-        for t in pending:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(list(pending))
         return len(pending)
 
     async def cancel(self) -> None:
@@ -159,8 +152,4 @@ class OpenLoop:
         if self._dispatcher is not None:
             tasks.append(self._dispatcher)
             self._dispatcher = None
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(tasks)
