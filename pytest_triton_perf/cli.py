@@ -34,6 +34,7 @@ from pytest_triton_perf.report.records import (
     VERDICTS,
     MeasurementRecord,
 )
+from pytest_triton_perf.report.text import align
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -66,18 +67,6 @@ def _read_baseline(path: Path) -> dict[str, Any]:
 
 
 # -- formatting --------------------------------------------------------------------------
-
-
-def _table(rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-    return out
 
 
 def _key_summary(key: Mapping[str, Any]) -> str:
@@ -165,7 +154,7 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
             )
         print(f"{key_dir}/", file=out)
         print(f"  environment: {_environment_of(key_dir, first)}", file=out)
-        for line in _table(rows, numeric=(1,)):
+        for line in align(rows, numeric=(1,)):
             print(f"  {line}", file=out)
     if errors:
         for message in errors:
@@ -206,7 +195,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
                 *_run_figures(run.get("result") or {}),
             ]
         )
-    header, *lines = _table(rows, numeric=(0, 4, 5, 6, 7, 8))
+    header, *lines = align(rows, numeric=(0, 4, 5, 6, 7, 8))
     print(f"\n  {header}", file=out)
     for run, line in zip(runs, lines, strict=True):
         print(f"  {line}", file=out)
@@ -370,7 +359,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
                 ]
             )
     if compared:
-        for line in _table(rows, numeric=(3, 4, 5, 6)):
+        for line in align(rows, numeric=(3, 4, 5, 6)):
             print(line, file=out)
     for label in only_base:
         print(f"only in {args.base}: {label}", file=out)

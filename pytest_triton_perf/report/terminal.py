@@ -26,6 +26,7 @@ from pytest_triton_perf.report.records import (
 )
 from pytest_triton_perf.report.text import (
     SHORT_METRIC,
+    align,
     comparison_reason,
     counts_text,
     fmt,
@@ -66,17 +67,8 @@ def _row(record: MeasurementRecord, verbose: bool) -> list[str]:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
-    table = [header, *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    numeric = {i for i, h in enumerate(header) if h.endswith(_NUMERIC)}
-    lines = []
-    for row in table:
-        cells = [
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return lines
+    numeric = [i for i, h in enumerate(header) if h.endswith(_NUMERIC)]
+    return align([header, *rows], numeric)
 
 
 def _name(record: MeasurementRecord, verbose: bool) -> str:

@@ -299,3 +299,17 @@ def needs_attention(record: MeasurementRecord) -> bool:
     if record.sla_verdict not in ("pass", "none"):
         return True
     return was_compared(record) and record.verdict in (REGRESSION, IMPROVEMENT, INCONCLUSIVE)
+
+
+def align(rows: Sequence[Sequence[str]], numeric: Iterable[int] = ()) -> list[str]:
+    """Rows of cells as aligned text lines; the ``numeric`` columns right-aligned."""
+    right = set(numeric)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+    return out
