@@ -21,34 +21,41 @@ if TYPE_CHECKING:
     from pytest_triton_perf.server.container import GpuRequest
 
 
-def _positive_float(flag: str, text: str) -> float:
+def _number(
+    flag: str,
+    text: str,
+    convert: Callable[[str], float],
+    ok: Callable[[float], bool],
+    accepted: str,
+) -> float:
+    """``convert(text)`` when ``ok`` holds for it; else ConfigError naming flag and value."""
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value > 0 or math.isinf(value):
-        raise ConfigError(f"{flag}={text!r}: a positive number of seconds is accepted, e.g. 2.5.")
+        value = convert(text)
+        good = math.isfinite(value) and ok(value)
+    except (ValueError, OverflowError):  # not a number; an int too large for a float
+        good = False
+    if not good:
+        raise ConfigError(f"{flag}={text!r}: {accepted} is accepted, e.g. {_EXAMPLES[accepted]}.")
     return value
+
+
+_POSITIVE_S = "a positive number of seconds"
+_NON_NEGATIVE_S = "a number of seconds >= 0"
+_WHOLE = "a whole number >= 1"
+_PROBABILITY = "a probability between 0 and 1"
+_EXAMPLES = {_POSITIVE_S: "2.5", _NON_NEGATIVE_S: "2", _WHOLE: "3", _PROBABILITY: "0.01"}
+
+
+def _positive_float(flag: str, text: str) -> float:
+    return _number(flag, text, float, lambda v: v > 0, _POSITIVE_S)
 
 
 def _non_negative_float(flag: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not value >= 0 or math.isinf(value):
-        raise ConfigError(f"{flag}={text!r}: a number of seconds >= 0 is accepted, e.g. 2.")
-    return value
+    return _number(flag, text, float, lambda v: v >= 0, _NON_NEGATIVE_S)
 
 
 def _positive_int(flag: str, text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{flag}={text!r}: a whole number >= 1 is accepted, e.g. 3.")
-    return value
+    return int(_number(flag, text, int, lambda v: v >= 1, _WHOLE))
 
 
 def _text(flag: str, text: str) -> str:
@@ -83,13 +90,7 @@ def _switch(flag: str, text: str) -> bool:
 
 
 def _probability(flag: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise ConfigError(f"{flag}={text!r}: a probability between 0 and 1 is accepted, e.g. 0.01.")
-    return value
+    return _number(flag, text, float, lambda v: 0 < v < 1, _PROBABILITY)
 
 
 def _effects(flag: str, text: str) -> dict[str, float | None]:
