@@ -67,13 +67,13 @@ from pytest_triton_perf.baseline.store import BaselineStore  # noqa: E402
 from pytest_triton_perf.gate import GateContext, Measured, evaluate_test  # noqa: E402
 from pytest_triton_perf.measure.engine import MeasureSettings, measure  # noqa: E402
 from pytest_triton_perf.measure.result import PerfResult  # noqa: E402
-from pytest_triton_perf.report.records import (  # noqa: E402
+from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
+from pytest_triton_perf.sla import label as measurement_label  # noqa: E402
+from pytest_triton_perf.verdicts import (  # noqa: E402
     INCONCLUSIVE,
     REGRESSION,
     Comparison,
 )
-from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
-from pytest_triton_perf.sla import label as measurement_label  # noqa: E402
 
 SOURCE_MODEL = REPO / "example_repo" / "models" / "sleepy"
 BASE = "sleepy"

@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_triton_perf.errors import TritonPerfError
-from pytest_triton_perf.report.records import (
+from pytest_triton_perf.report.text import align
+from pytest_triton_perf.verdicts import (
     NO_BASELINE,
     NOT_COMPARED,
     REGRESSION,
     VERDICTS,
     MeasurementRecord,
 )
-from pytest_triton_perf.report.text import align
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1

@@ -15,7 +15,7 @@ from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.baseline.key import config_hash
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.measure.result import PerfResult
-from pytest_triton_perf.report.records import (
+from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
     NO_BASELINE,

@@ -33,9 +33,10 @@ from pytest_triton_perf.fixtures import (
     triton_server,
 )
 from pytest_triton_perf.gate import baseline_run, evaluate_test
-from pytest_triton_perf.report.records import MeasurementRecord, results_document
+from pytest_triton_perf.report.json_report import results_document
 from pytest_triton_perf.report.summary import sla_property
 from pytest_triton_perf.settings import OPTIONS, Option, Settings, build_settings
+from pytest_triton_perf.verdicts import MeasurementRecord
 
 __all__ = [
     "triton_client",

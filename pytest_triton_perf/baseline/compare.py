@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_triton_perf.report.records import (
+from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
     NO_BASELINE,

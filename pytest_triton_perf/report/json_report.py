@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.errors import TritonPerfError
-from pytest_triton_perf.report.records import SCHEMA_VERSION, MeasurementRecord
+from pytest_triton_perf.verdicts import MeasurementRecord
+
+SCHEMA_VERSION = 1
 
 
 class ResultsFileError(TritonPerfError):
@@ -70,7 +72,7 @@ def dumps(document: Mapping[str, Any]) -> str:
 
 
 def write_json(path: str | os.PathLike[str], document: Mapping[str, Any]) -> Path:
-    """Write a results document (``records.results_document(...)``) atomically to ``path``."""
+    """Write a results document (``results_document(...)``) atomically to ``path``."""
     return atomic_write_text(path, dumps(document))
 
 
@@ -122,3 +124,15 @@ def read_results(
         except (TypeError, ValueError, AttributeError) as e:
             raise ResultsFileError(f"{p}: measurements[{i}] is malformed: {e}") from None
     return document, records
+
+
+def results_document(
+    records: list[MeasurementRecord], *, environment: dict[str, Any], session: dict[str, Any]
+) -> dict[str, Any]:
+    """The JSON results file: every measurement with windows, verdicts, environment."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "session": session,
+        "environment": environment,
+        "measurements": [r.to_dict() for r in records],
+    }

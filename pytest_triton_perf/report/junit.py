@@ -30,14 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.report.json_report import atomic_write_text
-from pytest_triton_perf.report.records import (
-    INCONCLUSIVE,
-    NO_BASELINE,
-    REGRESSION,
-    Comparison,
-    MeasurementRecord,
-    SlaRecord,
-)
 from pytest_triton_perf.report.text import (
     comparison_reason,
     model_name,
@@ -46,6 +38,14 @@ from pytest_triton_perf.report.text import (
     sla_reason,
     was_compared,
     workload_text,
+)
+from pytest_triton_perf.verdicts import (
+    INCONCLUSIVE,
+    NO_BASELINE,
+    REGRESSION,
+    Comparison,
+    MeasurementRecord,
+    SlaRecord,
 )
 
 SUITE_NAME = "triton-perf"

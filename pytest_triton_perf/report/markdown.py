@@ -14,12 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.report.json_report import atomic_write_text
-from pytest_triton_perf.report.records import (
-    IMPROVEMENT,
-    INCONCLUSIVE,
-    REGRESSION,
-    MeasurementRecord,
-)
 from pytest_triton_perf.report.text import (
     counts_text,
     fmt,
@@ -35,6 +29,12 @@ from pytest_triton_perf.report.text import (
     workload_text,
 )
 from pytest_triton_perf.sla import BOUNDS
+from pytest_triton_perf.verdicts import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    REGRESSION,
+    MeasurementRecord,
+)
 
 DEFAULT_TITLE = "Triton performance"
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_triton_perf.errors import TritonPerfError
-from pytest_triton_perf.report.records import MeasurementRecord
 from pytest_triton_perf.report.text import fmt, num, revision_text, summary_figures
+from pytest_triton_perf.verdicts import MeasurementRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -1,6 +1,6 @@
 """Measurement figures as pytest user properties, so that pytest's own ``--junitxml``
 carries them (``triton_perf.<n>.p99_ms`` ...). The reports are rendered from the records
-(``report/records.py``), not from these."""
+(``verdicts.py``), not from these."""
 
 from __future__ import annotations
 

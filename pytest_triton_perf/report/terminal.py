@@ -17,13 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_triton_perf.report.records import (
-    IMPROVEMENT,
-    INCONCLUSIVE,
-    NO_BASELINE,
-    REGRESSION,
-    MeasurementRecord,
-)
 from pytest_triton_perf.report.text import (
     SHORT_METRIC,
     align,
@@ -40,6 +33,13 @@ from pytest_triton_perf.report.text import (
     verdict_of,
     was_compared,
     workload_text,
+)
+from pytest_triton_perf.verdicts import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    NO_BASELINE,
+    REGRESSION,
+    MeasurementRecord,
 )
 
 HEADER = ["test", "model", "workload", "p50 ms", "p99 ms", "infer/s", "errors", "SLA", "baseline"]

@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pytest_triton_perf.report.records import (
+from pytest_triton_perf.sla import BOUNDS
+from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
     NO_BASELINE,
@@ -22,7 +23,6 @@ from pytest_triton_perf.report.records import (
     MeasurementRecord,
     SlaRecord,
 )
-from pytest_triton_perf.sla import BOUNDS
 
 #: Short names of compared metrics, as table cells show them.
 SHORT_METRIC = {

@@ -17,14 +17,14 @@ from pytest_triton_perf.measure.result import (
     WindowResult,
     Workload,
 )
-from pytest_triton_perf.report.records import (
+from pytest_triton_perf.report.json_report import results_document
+from pytest_triton_perf.sla import label
+from pytest_triton_perf.verdicts import (
     Comparison,
     MeasurementRecord,
     SlaRecord,
     latency_histogram,
-    results_document,
 )
-from pytest_triton_perf.sla import label
 
 
 def make_result(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_triton_perf.report.markdown import append_step_summary, render_markdown, write_markdown
-from pytest_triton_perf.report.records import Comparison
+from pytest_triton_perf.verdicts import Comparison
 from tests.report.factory import make_record, make_result, mixed_records
 
 

@@ -121,7 +121,7 @@ def test_a_measurement_where_every_request_failed_renders_everywhere(tmp_path: P
     from pytest_triton_perf.measure.result import PerfResult, WindowResult, Workload
     from pytest_triton_perf.report.junit import write_junit
     from pytest_triton_perf.report.markdown import render_markdown
-    from pytest_triton_perf.report.records import MeasurementRecord, SlaRecord
+    from pytest_triton_perf.verdicts import MeasurementRecord, SlaRecord
 
     window = WindowResult(0, 1.0, 10, 10, 0, 0.0, None)
     result = PerfResult(

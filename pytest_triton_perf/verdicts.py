@@ -1,4 +1,5 @@
-"""The report model: one record per measurement, rendered by every report.
+"""Verdicts and the record of one measurement: SLA checks and baseline comparisons, rendered
+by every report.
 
 A record is built in the process that ran the test (an xdist worker, or the only process),
 travels to the controller as a plain JSON-ready dict on the test report, and is rendered
@@ -12,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-SCHEMA_VERSION = 1
 
 #: Verdicts of a baseline comparison, per metric and per measurement.
 PASS = "pass"
@@ -170,16 +169,4 @@ def latency_histogram(latencies_ms: np.ndarray, buckets: int = 40) -> dict[str, 
     return {
         "edges_ms": [round(float(e), 6) for e in edges],
         "counts": [int(c) for c in counts],
-    }
-
-
-def results_document(
-    records: list[MeasurementRecord], *, environment: dict[str, Any], session: dict[str, Any]
-) -> dict[str, Any]:
-    """The JSON results file: every measurement with windows, verdicts, environment."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "session": session,
-        "environment": environment,
-        "measurements": [r.to_dict() for r in records],
     }
