@@ -13,9 +13,9 @@ from pytest_triton_perf.measure.stats import nearest_rank
 from pytest_triton_perf.measure.windows import (
     assign_windows,
     is_stable,
+    max_over_min_within,
     pool,
     window_results,
-    within_pct,
 )
 
 MS = 1_000_000
@@ -96,8 +96,9 @@ def test_pool_keeps_the_first_error_of_the_span_only() -> None:
     assert p.latency_ms is None
 
 
-def win(throughput: float, p99: float) -> WindowResult:
-    lat = LatencyStats(p50=p99, p90=p99, p95=p99, p99=p99, avg=p99, min=p99, max=p99, count=1)
+def win(throughput: float, avg: float, p99: float | None = None) -> WindowResult:
+    tail = avg if p99 is None else p99
+    lat = LatencyStats(p50=avg, p90=tail, p95=tail, p99=tail, avg=avg, min=avg, max=tail, count=1)
     return WindowResult(
         index=0,
         duration_s=1,
@@ -112,31 +113,45 @@ def win(throughput: float, p99: float) -> WindowResult:
 @pytest.mark.parametrize(
     ("values", "pct", "expected"),
     [
-        ([100, 105, 95], 10, True),
-        ([100, 100, 125], 10, False),  # mean 108.3, 125 is 15% above it
-        ([0, 0, 0], 10, True),
+        ([100, 105, 96], 10, True),  # 105 / 96 = 1.094
+        ([100, 105, 95], 10, False),  # 105 / 95 = 1.105
+        ([100, 110, 100], 10, True),  # exactly at the bound
+        ([100, 111, 100], 10, False),
+        ([110, 100, 90], 10, False),  # each within 10% of the mean, but 110 / 90 = 1.22
+        ([0, 0, 0], 10, False),  # no throughput is never stable
         ([], 10, False),
     ],
 )
-def test_within_pct(values: list[float], pct: float, expected: bool) -> None:
-    assert within_pct(values, pct) is expected
+def test_max_over_min_within(values: list[float], pct: float, expected: bool) -> None:
+    assert max_over_min_within(values, pct) is expected
 
 
 @pytest.mark.parametrize(
     ("windows", "expected"),
     [
         ([win(1000, 5.0), win(1000, 5.0), win(1000, 5.0)], True),
-        ([win(1000, 5.0), win(1080, 5.4), win(950, 4.7)], True),
+        ([win(1000, 5.0), win(1080, 5.4), win(990, 4.95)], True),
+        ([win(1000, 5.0), win(1100, 5.0), win(900, 5.0)], False),  # 1100 / 900 = 1.22
         ([win(1000, 5.0), win(1000, 5.0), win(1400, 5.0)], False),  # throughput moved
-        ([win(1000, 5.0), win(1000, 5.0), win(1000, 7.0)], False),  # p99 moved
+        ([win(1000, 5.0), win(1000, 5.0), win(1000, 5.6)], False),  # average latency moved
+        ([win(1000, 5.0, 9.0), win(1000, 5.0, 30.0), win(1000, 5.0, 12.0)], True),  # p99 noise
         ([win(10, 99.0), win(1000, 5.0), win(1000, 5.0), win(1000, 5.0)], True),  # last 3 only
         ([win(1000, 5.0), win(0, 5.0), win(1000, 5.0)], False),  # an empty window
+        ([win(1000, 5.0), win(1050, 5.2)], True),  # fewer windows than 3: those there are
     ],
 )
-def test_stability_over_the_last_three_windows(windows: list[WindowResult], expected: bool) -> None:
+def test_perf_analyzers_stability_rule_over_the_last_three_windows(
+    windows: list[WindowResult], expected: bool
+) -> None:
     assert is_stable(windows, 10.0) is expected
+
+
+def test_stability_threshold_is_the_allowed_max_over_min() -> None:
+    windows = [win(1000, 5.0), win(1200, 5.0), win(1000, 5.0)]
+    assert (is_stable(windows, 19.9), is_stable(windows, 20.0)) == (False, True)
 
 
 def test_stability_without_successful_request_is_false() -> None:
     empty = WindowResult(0, 1.0, 3, 3, 0, 0.0, None)
     assert is_stable([empty], 10.0) is False
+    assert is_stable([win(1000, 5.0), win(1000, 5.0), empty], 10.0) is False
