@@ -292,8 +292,9 @@ def _match(
 
 
 def _gate(args: argparse.Namespace) -> Any:
-    from pytest_triton_perf.baseline.compare import GateSettings, parse_metric_map
+    from pytest_triton_perf.baseline.compare import GateSettings
     from pytest_triton_perf.errors import ConfigError
+    from pytest_triton_perf.metrics import parse_metric_map
 
     gate = GateSettings()
     try:

@@ -15,6 +15,7 @@ from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.baseline.key import config_hash
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.numbers import fmt, fmt_interval, fmt_p, fmt_pct
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
@@ -60,14 +61,8 @@ class TestVerdict:
     failure: str | None
 
 
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
-
-
 def _with_ci(v: float | None, ci: tuple[float, float] | None) -> str:
-    return _fmt(v) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+    return fmt(v) + (f" {fmt_interval(ci)}" if ci else "")
 
 
 def _history(
@@ -104,8 +99,8 @@ def _history(
             elif was.verdict == REGRESSION:
                 c = replace(
                     c,
-                    note=c.note + f"; the first measurement regressed ({was.change_pct:+.1f}%, "
-                    f"p={was.p_value:.2g}), the re-measurement did not",
+                    note=c.note + f"; the first measurement regressed ({fmt_pct(was.change_pct)}, "
+                    f"p={fmt_p(was.p_value)}), the re-measurement did not",
                 )
             confirmed.append(c)
         comps = confirmed
@@ -209,8 +204,8 @@ def _regression_screen(
     for c in regressed:
         lines.append(
             f"    {c.metric:<12} {_with_ci(c.baseline, c.baseline_ci):>26} "
-            f"{_with_ci(c.current, c.current_ci):>26} {c.change_pct or 0:>+7.1f}% "
-            f"{c.p_value or 0:>9.2g}"
+            f"{_with_ci(c.current, c.current_ci):>26} {fmt_pct(c.change_pct):>8} "
+            f"{fmt_p(c.p_value):>9}"
         )
         if c.note:
             lines.append(f"    {'':<12} -> {c.note}")
@@ -247,6 +242,6 @@ def summarize_improvements(records: Sequence[MeasurementRecord]) -> list[str]:
     for r in records:
         better = [c for c in r.comparisons if c.verdict == IMPROVEMENT]
         if better:
-            what = ", ".join(f"{c.metric} {c.change_pct:+.1f}%" for c in better)
+            what = ", ".join(f"{c.metric} {fmt_pct(c.change_pct)}" for c in better)
             out.append(f"improvement: {r.test} {r.label}: {what}; accept with --triton-perf-save")
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_triton_perf import __version__, sla
+from pytest_triton_perf import __version__, metrics, sla
 from pytest_triton_perf.baseline.reference import export_git_ref, remove_export
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
@@ -52,13 +52,7 @@ RECORDS_KEY = pytest.StashKey[list[MeasurementRecord]]()
 EXPORT_KEY = pytest.StashKey[Path]()
 DEFAULT_BASELINE_DIR = ".triton-perf"
 
-MARKER_HELP = (
-    "sla(p50_ms=, p90_ms=, p95_ms=, p99_ms=, avg_ms=, min_throughput=, max_gpu_memory_mb=, "
-    "max_cpu_memory_mb=, max_error_rate=, regression=): service-level agreement checked "
-    "against every triton_perf.measure() result of the test (ms, inferences/s, MB = 10^6 "
-    "bytes, a 0-1 rate); regression={'p99': '15%'} overrides minimum effects of baseline "
-    "comparisons."
-)
+MARKER_HELP = metrics.marker_help()
 
 
 def _argparse_type(opt: Option) -> Callable[[str], Any]:

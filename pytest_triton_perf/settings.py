@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.metrics import parse_metric_map
 
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.compare import GateSettings
@@ -94,14 +95,10 @@ def _probability(flag: str, text: str) -> float:
 
 
 def _effects(flag: str, text: str) -> dict[str, float | None]:
-    from pytest_triton_perf.baseline.compare import parse_metric_map
-
     return parse_metric_map(text, where=f"{flag}={text!r}")
 
 
 def _floors(flag: str, text: str) -> dict[str, float | None]:
-    from pytest_triton_perf.baseline.compare import parse_metric_map
-
     return parse_metric_map(text, where=f"{flag}={text!r}", unit="ms")
 
 

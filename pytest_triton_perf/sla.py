@@ -14,8 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_triton_perf import metrics
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.measure.stats import median_ci
+from pytest_triton_perf.numbers import fmt, fmt_interval, shown
 
 
 @dataclass(frozen=True)
@@ -28,21 +31,10 @@ class Bound:
     unit: str
 
 
+#: SLA key -> what it bounds, from the metric catalogue.
 BOUNDS: dict[str, Bound] = {
-    b.key: b
-    for b in (
-        Bound("p50_ms", "p50_ms", True, "ms"),
-        Bound("p90_ms", "p90_ms", True, "ms"),
-        Bound("p95_ms", "p95_ms", True, "ms"),
-        Bound("p99_ms", "p99_ms", True, "ms"),
-        Bound("avg_ms", "avg_ms", True, "ms"),
-        Bound("min_throughput", "throughput", False, "infer/s"),
-        Bound("max_gpu_memory_mb", "gpu_memory_mb", True, "MB"),
-        Bound("max_cpu_memory_mb", "cpu_memory_mb", True, "MB"),
-        Bound("max_error_rate", "error_rate", True, ""),
-    )
+    key: Bound(key, m.name, m.upper, m.unit) for key, m in metrics.BY_SLA_KEY.items()
 }
-DEFAULT_MAX_ERROR_RATE = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,85 +55,84 @@ class SlaSpec:
 
     def with_defaults(self) -> dict[str, float]:
         """The bounds to evaluate: the given ones plus ``max_error_rate=0`` unless set."""
-        d = {"max_error_rate": DEFAULT_MAX_ERROR_RATE}
+        d = metrics.default_bounds()
         d.update(self.bounds)
         return d
 
 
-def shown(value: Any) -> str:
-    """``repr`` for messages, safe for values Python refuses to print (integers of
-    thousands of digits)."""
-    try:
-        return repr(value)
-    except ValueError:
-        return f"<{type(value).__name__} too large to print>"
-
-
-def _check_value(test: str, key: str, value: Any) -> float:
+def _check_value(test: str, written: str, key: str, value: Any) -> float:
+    """``value`` as the bound of SLA key ``key``, written by the user as ``written``."""
+    meta = metrics.BY_SLA_KEY[key]
     try:
         number = float(value) if not isinstance(value, (bool, str)) else math.nan
     except (TypeError, ValueError, OverflowError):  # not a number, or too big for a float
         number = math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(number):
         raise ConfigError(
-            f"{test}: sla({key}={shown(value)}): the bound must be a number, "
-            f"e.g. sla({key}={_example(key)})."
+            f"{test}: sla({written}={shown(value)}): the bound must be a number, "
+            f"e.g. sla({written}={meta.example})."
         )
-    if key == "max_error_rate":
+    if meta.fraction:
         if not 0 <= number <= 1:
             raise ConfigError(
-                f"{test}: sla(max_error_rate={shown(value)}): a rate between 0 and 1 is accepted "
-                f"(0.01 allows 1% failed requests)."
+                f"{test}: sla({written}={shown(value)}): a rate between 0 and 1 is accepted, "
+                f"e.g. sla({written}={meta.example}) for {float(meta.example):.0%}."
             )
     elif number <= 0 or math.isinf(number):
         raise ConfigError(
-            f"{test}: sla({key}={shown(value)}): the bound must be a positive finite number "
-            f"({BOUNDS[key].unit}), e.g. sla({key}={_example(key)})."
+            f"{test}: sla({written}={shown(value)}): the bound must be a positive finite number "
+            f"({meta.unit}), e.g. sla({written}={meta.example})."
         )
     return number
 
 
-def _example(key: str) -> str:
-    return {"min_throughput": "100", "max_error_rate": "0.01"}.get(
-        key, "5000" if key.endswith("_mb") else "30"
-    )
-
-
 def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, float]:
-    """Validate one ``sla(...)`` marker's arguments; errors name the test, key and value."""
+    """Validate one ``sla(...)`` marker's arguments; errors name the test, key and value.
+
+    Model Analyzer's names are accepted for our keys (``perf_latency_p99=30`` is
+    ``p99_ms=30``) and returned under our key; one marker naming a bound twice is an error.
+    """
     if args:
         raise ConfigError(
             f"{test}: sla() takes keyword arguments only, got positional {list(args)!r}; "
             f"write e.g. sla(p99_ms=30, min_throughput=50)."
         )
     bounds: dict[str, float] = {}
-    for key, value in kwargs.items():
-        if key == "regression":
+    written: dict[str, str] = {}
+    for name, value in kwargs.items():
+        if name == "regression":
             continue  # parsed by parse_regression: not a bound
-        if key not in BOUNDS:
-            close = difflib.get_close_matches(key, list(BOUNDS), n=1, cutoff=0.5)
+        key = metrics.MARKER_KEYS.get(name)
+        if key is None:
+            close = difflib.get_close_matches(name, list(metrics.MARKER_KEYS), n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]!r}?" if close else ""
+            aliases = [a for a in metrics.MARKER_KEYS if a not in BOUNDS]
             raise ConfigError(
-                f"{test}: unknown sla key {key!r}.{hint} Valid keys: {', '.join(BOUNDS)}, "
-                f"regression."
+                f"{test}: unknown sla key {name!r}.{hint} Valid keys: {', '.join(BOUNDS)}, "
+                f"regression (Model Analyzer's {', '.join(aliases)} are accepted too)."
             )
-        bounds[key] = _check_value(test, key, value)
+        if key in written:
+            first = written[key]
+            raise ConfigError(
+                f"{test}: sla({first}={shown(kwargs[first])}, {name}={shown(value)}) bounds "
+                f"{key} twice ({first} and {name} are the same bound); keep one of them."
+            )
+        written[key] = name
+        bounds[key] = _check_value(test, name, key, value)
     return bounds
 
 
 def parse_regression(test: str, value: Any) -> dict[str, float | None]:
     """``regression={"p99": "15%", "p50": None}`` or ``regression=False`` (no comparison)."""
-    from pytest_triton_perf.baseline.compare import METRIC_ALIASES, parse_metric_map
-
     where = f"{test}: sla(regression={shown(value)})"
     if value is False:
-        return {m: None for m in set(METRIC_ALIASES.values())}
+        return {m.name: None for m in metrics.GATED}
     if not isinstance(value, dict):
         raise ConfigError(
             f"{where}: a dict of metric -> minimum effect is accepted, e.g. "
             f'regression={{"p99": "15%"}}, or regression=False to skip the comparison.'
         )
-    return parse_metric_map(value, where=where)
+    return metrics.parse_metric_map(value, where=where)
 
 
 def merge_markers(
@@ -189,24 +180,19 @@ def label(result: PerfResult) -> str:
 
 
 def interval(result: PerfResult, metric: str) -> tuple[float, float] | None:
-    """95% interval of a latency or throughput figure, from the spread of its windows.
+    """95% interval of a figure that windows carry (latency, throughput), from the spread
+    of its windows.
 
     Windows, not requests, are the unit: requests within a window are correlated, so an
     interval over pooled requests would be far too narrow. The interval always contains
     the point estimate (pooled over all requests), which is what decides.
     """
-    from pytest_triton_perf.baseline.compare import median_ci
-
-    if metric not in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms", "throughput"):
+    meta = metrics.BY_NAME[metric]
+    if not meta.per_window:
         return None
-    values = []
-    for w in result.windows:
-        if metric == "throughput":
-            values.append(w.throughput)
-        elif w.latency_ms is not None:
-            values.append(getattr(w.latency_ms, metric.removesuffix("_ms")))
+    values = [float(v) for w in result.windows if (v := meta.read(w)) is not None]
     ci = median_ci(values) if values else None
-    point = result.summary()[metric]
+    point = meta.read(result)
     if ci is None or point is None:
         return None
     return min(ci[0], point), max(ci[1], point)
@@ -220,7 +206,7 @@ def evaluate(
     The point estimate decides; a bound inside the 95% interval makes the check
     ``marginal``, which fails in ``strict`` mode.
     """
-    bounds = spec.with_defaults() if spec else {"max_error_rate": DEFAULT_MAX_ERROR_RATE}
+    bounds = spec.with_defaults() if spec else metrics.default_bounds()
     checks: list[Check] = []
     for result in results:
         figures = result.summary()
@@ -243,25 +229,12 @@ def evaluate(
             ci = interval(result, meta.metric)
             marginal = ci is not None and ci[0] <= bound <= ci[1]
             if marginal:
-                note = (
-                    f"marginal: the bound lies inside the 95% interval "
-                    f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
-                    if ci
-                    else ""
-                )
+                note = f"marginal: the bound lies inside the 95% interval {fmt_interval(ci)}"
                 if strict:
                     passed = False
                     note += " (--triton-perf-sla-mode=strict fails marginal results)"
             checks.append(Check(label(result), key, bound, value, passed, note, ci, marginal))
     return checks
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == 0 or abs(value) >= 100:
-        return f"{value:.1f}"
-    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
 
 
 def failure_text(test: str, checks: Sequence[Check]) -> str:
@@ -276,11 +249,11 @@ def failure_text(test: str, checks: Sequence[Check]) -> str:
     for c in checks:
         meta = BOUNDS[c.key]
         op = "<=" if meta.upper else ">="
-        bound = f"{op} {_fmt(c.bound)}"
+        bound = f"{op} {fmt(c.bound)}"
         verdict = ("ok" if c.passed else "FAIL") + (" (marginal)" if c.marginal else "")
-        ci = f"[{_fmt(c.interval[0])}, {_fmt(c.interval[1])}]" if c.interval else "-"
+        ci = fmt_interval(c.interval)
         lines.append(
-            f"  {c.measurement:<{width}}  {c.key:<17} {bound:>12} {_fmt(c.value):>10} "
+            f"  {c.measurement:<{width}}  {c.key:<17} {bound:>12} {fmt(c.value):>10} "
             f"{ci:>19}  {verdict}"
         )
         if c.note and not c.passed:

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_triton_perf import sla
-from pytest_triton_perf.baseline.compare import METRIC_ALIASES, parse_metric_map
 from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.metrics import MARKER_KEYS, METRIC_ALIASES, parse_metric_map
 from pytest_triton_perf.server.remote import parse_url
 from pytest_triton_perf.settings import OPTIONS, Option
 
@@ -67,7 +67,9 @@ marker_values: st.SearchStrategy[Any] = st.one_of(
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
-bound_keys = st.one_of(st.sampled_from(sorted(sla.BOUNDS)), st.text(min_size=1, max_size=12))
+bound_keys = st.one_of(
+    st.sampled_from(sorted(MARKER_KEYS)), st.text(min_size=1, max_size=12)
+)  # our keys and Model Analyzer's names for them
 regression_values: st.SearchStrategy[Any] = st.one_of(
     st.booleans(),
     st.none(),
@@ -228,7 +230,7 @@ def test_parse_marker_returns_valid_bounds_or_names_key_and_value(kwargs: dict[s
         bad = [k for k in kwargs if k != "regression"]
         assert any(f"unknown sla key {k!r}" in msg or f"{k}={kwargs[k]!r}" in msg for k in bad), msg
         return
-    assert set(bounds) == set(kwargs) - {"regression"}
+    assert set(bounds) == {MARKER_KEYS[k] for k in kwargs if k != "regression"}
     for key, bound in bounds.items():
         assert _finite(bound)
         if key == "max_error_rate":

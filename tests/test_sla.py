@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -178,3 +180,65 @@ def test_bad_regression_override_names_the_test() -> None:
         merge_markers("t1", [((), {"regression": "fast"})])
     with pytest.raises(ConfigError, match="unknown metric 'p95'"):
         merge_markers("t1", [((), {"regression": {"p95": "5%"}})])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"perf_latency_p99": 30}, {"p99_ms": 30.0}),
+        ({"perf_throughput": 100}, {"min_throughput": 100.0}),  # a lower bound, as in MA
+        ({"gpu_used_memory": 5000, "cpu_used_ram": 800}, {"max_gpu_memory_mb": 5000.0,
+                                                          "max_cpu_memory_mb": 800.0}),
+    ],
+)  # fmt: skip
+def test_model_analyzer_names_are_the_same_bounds(
+    kwargs: dict[str, float], expected: dict[str, float]
+) -> None:
+    assert parse_marker("t", (), kwargs) == expected
+
+
+def test_an_alias_bounds_in_the_same_direction() -> None:
+    spec = merge_markers("t", [((), {"perf_throughput": 50})])
+    (check,) = [c for c in evaluate(spec, [result(throughput=10)]) if c.key == "min_throughput"]
+    assert not check.passed
+
+
+def test_an_alias_and_its_key_on_one_marker_is_an_error_naming_both() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_marker("t", (), {"p99_ms": 30, "perf_latency_p99": 25})
+    message = str(info.value)
+    assert "sla(p99_ms=30, perf_latency_p99=25)" in message and "keep one of them" in message
+
+
+def test_closest_marker_wins_across_an_alias_and_its_key() -> None:
+    spec = merge_markers("t", [((), {"perf_latency_p99": 10}), ((), {"p99_ms": 50})])
+    assert spec == SlaSpec(bounds=(("p99_ms", 10.0),))
+
+
+def test_alias_errors_name_the_key_as_written() -> None:
+    with pytest.raises(ConfigError, match=r"sla\(perf_latency_p99=-1\).*positive finite number"):
+        parse_marker("t", (), {"perf_latency_p99": -1})
+    with pytest.raises(ConfigError, match="Model Analyzer's perf_latency_p90"):
+        parse_marker("t", (), {"perf_latency_p50": 1})
+
+
+def test_failure_screen_and_reports_write_figures_alike() -> None:
+    """One number formatter: the SLA failure screen and the report's one-line reason show
+    the same value and interval the same way."""
+    from pytest_triton_perf.report.text import sla_reason
+    from pytest_triton_perf.verdicts import SlaRecord
+
+    spec = merge_markers("t", [((), {"p99_ms": 24, "min_throughput": 1000})])
+    r = windowed([20, 26, 22, 25, 21], point=22)
+    checks = evaluate(spec, [r])
+    screen = failure_text("t", checks)
+    for c in checks:
+        reason = sla_reason(
+            SlaRecord(c.key, c.bound, c.value, c.passed, c.marginal, c.interval, c.note)
+        )
+        line = next(ln for ln in screen.splitlines() if f" {c.key} " in ln)
+        for token in reason.replace(",", " ").replace("[", " ").replace("]", " ").split():
+            with contextlib.suppress(ValueError):
+                float(token)  # a figure: the screen writes it the same way
+                assert token in line, (token, line, reason)
+    assert ">= 1000 " in screen  # 1000 as the reports write it, not 1000.0

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from pytest_triton_perf import metrics
+from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
@@ -32,21 +34,13 @@ from pytest_triton_perf.verdicts import (
     Comparison,
 )
 
-GATED_METRICS = ("p50_ms", "p99_ms", "throughput")
-HIGHER_IS_WORSE = {"p50_ms": True, "p99_ms": True, "throughput": False, "error_rate": True}
-DEFAULT_MIN_EFFECT = {"p50_ms": 0.05, "p99_ms": 0.10, "throughput": 0.05, "error_rate": 0.001}
-DEFAULT_FLOOR = {"p50_ms": 0.2, "p99_ms": 0.5}
-#: Aliases accepted in options and on the marker (``regression={"p99": "15%"}``).
-METRIC_ALIASES = {
-    "p50": "p50_ms",
-    "p50_ms": "p50_ms",
-    "p99": "p99_ms",
-    "p99_ms": "p99_ms",
-    "throughput": "throughput",
-    "error_rate": "error_rate",
-    "errors": "error_rate",
-}
-BOOTSTRAP_RESAMPLES = 1000
+# The defaults of the decision rule, from the metric catalogue.
+#: Metrics compared window by window by default, in report order.
+GATED_METRICS = tuple(m.name for m in metrics.GATED if m.per_window)
+HIGHER_IS_WORSE = {m.name: m.higher_is_worse for m in metrics.CATALOGUE}
+DEFAULT_MIN_EFFECT = {m.name: m.gate.min_effect for m in metrics.GATED if m.gate}
+DEFAULT_FLOOR = {m.name: m.gate.floor for m in metrics.GATED if m.gate and m.gate.floor}
+
 RUN_SD_FLOOR = 0.02
 #: A window's p99 rests on its slowest 1%: below this many requests it is just its maximum.
 MIN_REQUESTS_FOR_P99 = 100
@@ -80,26 +74,10 @@ class GateSettings:
 
 def window_values(result: Mapping[str, Any], metric: str) -> list[float]:
     """Per-window values of ``metric`` from ``PerfResult.to_dict()``."""
-    values = []
-    for w in result.get("windows", []):
-        if metric == "throughput":
-            values.append(float(w["throughput"]))
-        elif metric in ("p50_ms", "p99_ms"):
-            lat = w.get("latency_ms")
-            if lat:
-                values.append(float(lat[metric[:3]]))
-    return values
-
-
-def median_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float] | None:
-    """95% bootstrap interval of the median (None for fewer than two values)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if len(arr) < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    samples = rng.choice(arr, size=(BOOTSTRAP_RESAMPLES, len(arr)), replace=True)
-    medians = np.median(samples, axis=1)
-    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+    meta = metrics.BY_NAME[metric]
+    if not meta.per_window:
+        return []
+    return [float(v) for w in result.get("windows", []) if (v := meta.read(w)) is not None]
 
 
 def noise(values: Sequence[float]) -> float:
@@ -222,19 +200,24 @@ def compare_runs(
 
 
 def compare_errors(
-    baseline: tuple[int, int], current: tuple[int, int], gate: GateSettings, *, mode: str
+    baseline: tuple[int, int],
+    current: tuple[int, int],
+    gate: GateSettings,
+    *,
+    mode: str,
+    metric: str = "error_rate",
 ) -> Comparison:
-    """Error rate: one-sided Fisher exact test on (errors, requests) counts."""
+    """A rate of failures: one-sided Fisher exact test on (failed, total) counts."""
     from scipy.stats import fisher_exact
 
     (b_err, b_req), (c_err, c_req) = baseline, current
     if b_req == 0 or c_req == 0:
-        return Comparison("error_rate", INCONCLUSIVE, mode, note="no requests to compare")
+        return Comparison(metric, INCONCLUSIVE, mode, note="no requests to compare")
     b_rate, c_rate = b_err / b_req, c_err / c_req
     table = [[c_err, c_req - c_err], [b_err, b_req - b_err]]
     p_worse = float(fisher_exact(table, alternative="greater").pvalue)
     p_better = float(fisher_exact(table, alternative="less").pvalue)
-    effect = gate.min_effect.get("error_rate", 0.0)
+    effect = gate.min_effect.get(metric, 0.0)
     if p_worse < gate.alpha and c_rate - b_rate >= effect:
         verdict, p = REGRESSION, p_worse
     elif p_better < gate.alpha and b_rate - c_rate >= effect:
@@ -243,7 +226,7 @@ def compare_errors(
         verdict, p = PASS, min(p_worse, p_better)
     change = 100.0 * (c_rate - b_rate) / b_rate if b_rate else None
     return Comparison(
-        "error_rate",
+        metric,
         verdict,
         mode,
         baseline=b_rate,
@@ -264,8 +247,18 @@ def compare_results(
     """Every gated metric of ``current`` (``PerfResult.to_dict()``) against the baseline
     runs (each a ``PerfResult.to_dict()``)."""
     out = []
-    for metric in GATED_METRICS:
+    for meta in metrics.GATED:
+        metric = meta.name
         if metric in gate.disabled:
+            continue
+        if meta.counts is not None:
+            failed, total = meta.counts
+            b = (
+                sum(int(r.get(failed, 0)) for r in baseline_results),
+                sum(int(r.get(total, 0)) for r in baseline_results),
+            )
+            c = (int(current[failed]), int(current[total]))
+            out.append(compare_errors(b, c, gate, mode=mode, metric=metric))
             continue
         if metric == "p99_ms":
             few = _requests_per_window(current)
@@ -283,14 +276,6 @@ def compare_results(
                 continue
         runs = [window_values(r, metric) for r in baseline_results]
         out.append(compare_runs(metric, runs, window_values(current, metric), gate, mode=mode))
-    if "error_rate" not in gate.disabled:
-        b = (
-            sum(int(r.get("errors", 0)) for r in baseline_results),
-            sum(int(r.get("requests", 0)) for r in baseline_results),
-        )
-        out.append(
-            compare_errors(b, (int(current["errors"]), int(current["requests"])), gate, mode=mode)
-        )
     return out
 
 
@@ -298,70 +283,3 @@ def _requests_per_window(result: Mapping[str, Any]) -> float | None:
     """Median number of requests in the measurement's windows."""
     counts = [int(w.get("requests", 0)) for w in result.get("windows", [])]
     return float(np.median(counts)) if counts else None
-
-
-def parse_effect(text: str | float, *, where: str) -> float:
-    """``"15%"``, ``"0.15"`` or ``0.15`` -> 0.15; errors name ``where`` and the value."""
-    from pytest_triton_perf.errors import ConfigError
-    from pytest_triton_perf.sla import shown
-
-    try:
-        raw = str(text).strip()
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except (ValueError, OverflowError):  # also str() of an integer with thousands of digits
-        value = math.nan
-    if not (0 <= value < 10):
-        raise ConfigError(
-            f"{where}: {shown(text)} is not a minimum effect; write a percentage like '10%' "
-            f"or a fraction like 0.1."
-        )
-    return value
-
-
-def parse_metric_map(
-    text: str | Mapping[str, Any], *, where: str, unit: str = "%"
-) -> dict[str, float | None]:
-    """``"p50=5%,p99=10%"`` (or a mapping) -> ``{"p50_ms": 0.05, "p99_ms": 0.1}``.
-
-    With ``unit="ms"`` values are milliseconds (``"p50=0.2ms"``). ``off`` switches a metric
-    off (None).
-    """
-    from pytest_triton_perf.errors import ConfigError
-    from pytest_triton_perf.sla import shown
-
-    if isinstance(text, Mapping):
-        items = [(str(k), v) for k, v in text.items()]
-    else:
-        items = []
-        for part in str(text).split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise ConfigError(
-                    f"{where}: {part.strip()!r} is not metric=value; write e.g. "
-                    f"'p50=5%,p99=10%,throughput=5%'."
-                )
-            k, v = part.split("=", 1)
-            items.append((k.strip(), v.strip()))
-    out: dict[str, float | None] = {}
-    for key, value in items:
-        metric = METRIC_ALIASES.get(key)
-        if metric is None:
-            raise ConfigError(
-                f"{where}: unknown metric {key!r}; accepted: p50, p99, throughput, error_rate."
-            )
-        if value is None or value is False or (isinstance(value, str) and value.lower() == "off"):
-            out[metric] = None
-        elif unit == "ms":
-            try:
-                ms = float(str(value).strip().removesuffix("ms"))
-            except (ValueError, OverflowError):
-                ms = math.nan
-            if not (0 <= ms < math.inf):
-                raise ConfigError(
-                    f"{where}: {shown(value)} is not a number of milliseconds >= 0 (e.g. 0.5ms)."
-                )
-            out[metric] = ms
-        else:
-            out[metric] = parse_effect(value, where=where)
-    return out

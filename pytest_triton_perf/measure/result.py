@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pytest_triton_perf import metrics
 from pytest_triton_perf.measure.stats import nearest_rank
 
 Protocol = Literal["grpc", "http"]
@@ -180,19 +181,8 @@ class PerfResult:
         return dict(self.unavailable).get(metric)
 
     def summary(self) -> Mapping[str, float | None]:
-        """The headline figures under the names users write in the ``sla`` marker."""
-        lat = self.latency_ms
-        return {
-            "p50_ms": lat.p50 if lat else None,
-            "p90_ms": lat.p90 if lat else None,
-            "p95_ms": lat.p95 if lat else None,
-            "p99_ms": lat.p99 if lat else None,
-            "avg_ms": lat.avg if lat else None,
-            "throughput": self.throughput,
-            "gpu_memory_mb": self.gpu_memory_mb,
-            "cpu_memory_mb": self.cpu_memory_mb,
-            "error_rate": self.error_rate,
-        }
+        """The headline figures, named as the metric catalogue names them."""
+        return {m.name: m.read(self) for m in metrics.CATALOGUE}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping of every figure (raw latencies left out)."""

@@ -23,3 +23,22 @@ def nearest_rank(sorted_values: np.ndarray | Sequence[float], p: float) -> float
         raise ValueError(f"percentile must be in (0, 100], got {p!r}")
     rank = max(1, math.ceil(p / 100.0 * n))
     return float(sorted_values[rank - 1])
+
+
+#: Resamples of the bootstrap behind :func:`median_ci`.
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def median_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float] | None:
+    """95% percentile-bootstrap interval of the median (None for fewer than two values).
+
+    Used over window values (SLA intervals, baseline comparisons); the fixed seed makes the
+    same windows give the same interval in the failure screen and in every report.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if len(arr) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    samples = rng.choice(arr, size=(BOOTSTRAP_RESAMPLES, len(arr)), replace=True)
+    medians = np.median(samples, axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))

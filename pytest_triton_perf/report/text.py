@@ -6,11 +6,17 @@ Markdown summary and the JUnit file never disagree about the same measurement.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_triton_perf import metrics
+from pytest_triton_perf.numbers import fmt as fmt
+from pytest_triton_perf.numbers import fmt_interval as fmt_interval
+from pytest_triton_perf.numbers import fmt_mb as fmt_mb
+from pytest_triton_perf.numbers import fmt_p as fmt_p
+from pytest_triton_perf.numbers import fmt_pct as fmt_pct
+from pytest_triton_perf.numbers import num as num
 from pytest_triton_perf.sla import BOUNDS
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
@@ -24,82 +30,20 @@ from pytest_triton_perf.verdicts import (
     SlaRecord,
 )
 
-#: Short names of compared metrics, as table cells show them.
-SHORT_METRIC = {
-    "p50_ms": "p50",
-    "p99_ms": "p99",
-    "throughput": "throughput",
-    "error_rate": "errors",
-}
+# The number formatters live in ``numbers`` (one formatter for the failure screens and the
+# reports); the writers and the CLI import them from here too: the ``as`` imports re-export.
 
-#: Unit of each figure, for one-line reasons.
-UNITS = {
-    "p50_ms": "ms",
-    "p90_ms": "ms",
-    "p95_ms": "ms",
-    "p99_ms": "ms",
-    "avg_ms": "ms",
-    "throughput": "infer/s",
-    "gpu_memory_mb": "MB",
-    "cpu_memory_mb": "MB",
-    "error_rate": "",
-}
+#: Short names of metrics, as table cells show them (from the metric catalogue).
+SHORT_METRIC = {m.name: m.short for m in metrics.CATALOGUE}
 
-
-def num(value: Any) -> float | None:
-    """``value`` as a finite float, or None (missing, NaN, a bool, not a number)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    """A figure for a table cell: ``-`` when missing; three significant digits below 1."""
-    v = num(value)
-    if v is None:
-        return "-"
-    if v == 0:
-        return "0"
-    if abs(v) >= 1000:
-        return f"{v:.0f}"
-    if abs(v) >= 100:
-        return f"{v:.1f}"
-    if abs(v) < 1:
-        return f"{v:.3g}"
-    return f"{v:.{digits}f}"
-
-
-def fmt_mb(value: Any) -> str:
-    """Memory in whole MB, or ``-`` when unknown (never 0 for "not measured")."""
-    v = num(value)
-    return "-" if v is None else f"{v:.0f}"
-
-
-def fmt_pct(value: Any) -> str:
-    """A signed change in percent, e.g. ``+12.3%``."""
-    v = num(value)
-    return "-" if v is None else f"{v:+.1f}%"
-
-
-def fmt_p(value: Any) -> str:
-    """A p-value: four decimals, or ``<0.0001``."""
-    v = num(value)
-    if v is None:
-        return "-"
-    return "<0.0001" if v < 0.0001 else f"{v:.4f}"
-
-
-def fmt_interval(interval: Sequence[float] | None) -> str:
-    """A 95% interval as ``[lo, hi]``, or ``-``."""
-    if not interval or len(interval) != 2:
-        return "-"
-    return f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+#: Unit of each figure, for one-line reasons (from the metric catalogue).
+UNITS = {m.name: m.unit for m in metrics.CATALOGUE}
 
 
 def with_unit(value: Any, metric: str) -> str:
-    """A figure followed by its unit, e.g. ``12.30 ms``; error rates in percent."""
-    if metric == "error_rate":
+    """A figure followed by its unit, e.g. ``12.30 ms``; rates (error rate) in percent."""
+    meta = metrics.BY_NAME.get(metric)
+    if meta is not None and meta.fraction:
         v = num(value)
         return "-" if v is None else f"{100 * v:.3g}%"
     unit = UNITS.get(metric, "")
@@ -109,19 +53,7 @@ def with_unit(value: Any, metric: str) -> str:
 
 def summary_figures(record: MeasurementRecord) -> dict[str, float | None]:
     """The headline figures of a record's result (``PerfResult.summary()`` names)."""
-    result = record.result
-    lat = result.get("latency_ms") or {}
-    return {
-        "p50_ms": num(lat.get("p50")),
-        "p90_ms": num(lat.get("p90")),
-        "p95_ms": num(lat.get("p95")),
-        "p99_ms": num(lat.get("p99")),
-        "avg_ms": num(lat.get("avg")),
-        "throughput": num(result.get("throughput")),
-        "gpu_memory_mb": num(result.get("gpu_memory_mb")),
-        "cpu_memory_mb": num(result.get("cpu_memory_mb")),
-        "error_rate": num(result.get("error_rate")),
-    }
+    return {m.name: num(m.read(record.result)) for m in metrics.CATALOGUE}
 
 
 def model_name(record: MeasurementRecord) -> str:

@@ -10,10 +10,10 @@ from pytest_triton_perf.baseline.compare import (
     GateSettings,
     compare_errors,
     compare_runs,
-    median_ci,
-    parse_metric_map,
 )
 from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.measure.stats import median_ci
+from pytest_triton_perf.metrics import parse_metric_map
 
 GATE = GateSettings()
 

@@ -1,0 +1,156 @@
+"""The metric catalogue: every place that lists metrics is generated from it, and the
+README's ``sla`` table says what it says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pytest_triton_perf import metrics, sla
+from pytest_triton_perf.baseline import compare
+from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.report import text
+from tests.report.factory import make_record, make_result
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_sla_table() -> list[list[str]]:
+    """The rows of the table in the README section "## The `sla` marker", as cells."""
+    section = README.read_text().split("## The `sla` marker", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert rows[0].startswith("| key | bound |"), rows[0]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def ticked(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def test_names_keys_and_aliases_are_unique() -> None:
+    names = [m.name for m in metrics.CATALOGUE]
+    keys = [m.sla_key for m in metrics.CATALOGUE if m.sla_key]
+    aliases = [a for m in metrics.CATALOGUE for a in m.aliases]
+    assert len(set(names)) == len(names)
+    assert len(set(keys)) == len(keys)
+    # An alias naming two metrics, or shadowing a key, would make a marker ambiguous.
+    assert len(set(aliases)) == len(aliases)
+    assert not set(aliases) & (set(keys) | set(names))
+    assert len(metrics.MARKER_KEYS) == len(keys) + len(aliases)
+
+
+def test_every_row_has_what_its_uses_need() -> None:
+    for m in metrics.CATALOGUE:
+        assert m.help and m.short and m.source, m
+        if m.sla_key:
+            assert float(m.example) > 0, m  # a usable example for error messages
+        if m.gate is not None:
+            assert m.per_window or m.counts, f"{m.name}: gated but no way to compare it"
+
+
+def test_the_readme_sla_table_is_the_catalogue() -> None:
+    rows = readme_sla_table()
+    shown = {ticked(row[0])[0]: row for row in rows}
+    assert list(shown) == list(metrics.BY_SLA_KEY)
+    for key, m in metrics.BY_SLA_KEY.items():
+        _, bound, unit, alias = shown[key]
+        assert bound == ("upper" if m.upper else "lower"), key
+        assert unit == m.help, key
+        assert tuple(ticked(alias)) == m.aliases, key
+
+
+def test_model_analyzer_names_are_aliases() -> None:
+    # Model Analyzer's record tags (model_analyzer/record/types/*.py): it has no p50 record.
+    assert {
+        "perf_latency_p90": "p90_ms",
+        "perf_latency_p95": "p95_ms",
+        "perf_latency_p99": "p99_ms",
+        "perf_latency_avg": "avg_ms",
+        "perf_throughput": "min_throughput",
+        "gpu_used_memory": "max_gpu_memory_mb",
+        "cpu_used_ram": "max_cpu_memory_mb",
+    }.items() <= metrics.MARKER_KEYS.items()
+
+
+def test_generated_tables_follow_the_catalogue() -> None:
+    result = make_result(gpu_memory_mb=1234.0)
+    summary = result.summary()
+    assert list(summary) == [m.name for m in metrics.CATALOGUE]
+    assert list(sla.BOUNDS) == list(metrics.BY_SLA_KEY)
+    assert set(text.UNITS) == set(text.SHORT_METRIC) == set(summary)
+    for m in metrics.CATALOGUE:
+        assert text.UNITS[m.name] == m.unit
+        assert compare.HIGHER_IS_WORSE[m.name] == m.higher_is_worse
+        if m.sla_key:
+            bound = sla.BOUNDS[m.sla_key]
+            assert (bound.metric, bound.upper, bound.unit) == (m.name, m.upper, m.unit)
+            assert f"{m.sla_key}=" in metrics.marker_help()
+            assert all(f"{a}=" in metrics.marker_help() for a in m.aliases)
+
+
+def test_comparison_defaults_are_todays() -> None:
+    """The figures the gate was measured with (benchmarks/gate_quality.py)."""
+    assert compare.GATED_METRICS == ("p50_ms", "p99_ms", "throughput")
+    assert compare.DEFAULT_MIN_EFFECT == {
+        "p50_ms": 0.05,
+        "p99_ms": 0.10,
+        "throughput": 0.05,
+        "error_rate": 0.001,
+    }
+    assert compare.DEFAULT_FLOOR == {"p50_ms": 0.2, "p99_ms": 0.5}
+    assert {k: text.SHORT_METRIC[k] for k in ("p50_ms", "p99_ms", "throughput", "error_rate")} == {
+        "p50_ms": "p50",
+        "p99_ms": "p99",
+        "throughput": "throughput",
+        "error_rate": "errors",
+    }
+    assert sla.SlaSpec(bounds=()).with_defaults() == {"max_error_rate": 0.0}
+
+
+def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record() -> None:
+    result = make_result(gpu_memory_mb=1234.0, errors=3)
+    as_dict = result.to_dict()
+    record = make_record(result)
+    assert result.summary() == {m.name: m.read(as_dict) for m in metrics.CATALOGUE}
+    assert text.summary_figures(record) == result.summary()
+    assert result.summary()["p99_ms"] == result.latency_ms.p99  # type: ignore[union-attr]
+    assert result.summary()["error_rate"] == result.error_rate > 0
+    for m in metrics.CATALOGUE:
+        window_figures = [m.read(w) for w in result.windows]
+        assert window_figures == [m.read(w) for w in as_dict["windows"]]
+        if m.per_window:
+            assert None not in window_figures, m.name
+            assert compare.window_values(as_dict, m.name) == window_figures
+        else:
+            assert compare.window_values(as_dict, m.name) == []
+
+
+def test_plugin_registers_the_generated_marker_help() -> None:
+    from pytest_triton_perf import plugin
+
+    assert metrics.marker_help() == plugin.MARKER_HELP
+    assert metrics.marker_help().startswith("sla(p50_ms=, p90_ms=")
+
+
+@pytest.mark.parametrize(
+    ("text_", "expected"),
+    [
+        ("perf_latency_p99=15%", {"p99_ms": 0.15}),
+        ("perf_throughput=off", {"throughput": None}),
+        ("errors=1%", {"error_rate": 0.01}),
+    ],
+)
+def test_metric_maps_take_every_name_of_a_gated_metric(
+    text_: str, expected: dict[str, float | None]
+) -> None:
+    assert metrics.parse_metric_map(text_, where="--x") == expected
+
+
+def test_unknown_metric_lists_what_is_accepted() -> None:
+    with pytest.raises(ConfigError) as info:
+        metrics.parse_metric_map("p95=5%", where="--triton-perf-min-effect")
+    message = str(info.value)
+    assert message.startswith("--triton-perf-min-effect: unknown metric 'p95'; accepted: ")
+    assert all(name in message for name in metrics.METRIC_ALIASES)
