@@ -6,8 +6,9 @@ Nothing here starts or needs Triton:
   key), with the number of runs and the last date and commit;
 - ``show FILE [--windows]``: one baseline file's runs (date, commit, config hash,
   throughput, p50, p99, windows);
-- ``render RESULTS.json [--markdown PATH] [--junit PATH] [--plots DIR] [--terminal]``: the
-  reports of a results file written by ``--triton-perf-json``;
+- ``render RESULTS.json [--markdown PATH] [--junit PATH] [--plots DIR] [--step-summary]
+  [--terminal]``: the reports of a results file written by ``--triton-perf-json`` (the
+  flags are those of the report registry, ``report/registry.py``);
 - ``compare BASE.json CURRENT.json``: two results files, measurement by measurement (matched
   by test id and label), with the plugin's statistics.
 
@@ -27,6 +28,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.options import BASELINE_DIR
+from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
+from pytest_triton_perf.report.json_report import read_results
+from pytest_triton_perf.report.registry import (
+    Request,
+    add_cli_options,
+    cli_requests,
+    write_reports,
+)
 from pytest_triton_perf.report.text import align
 from pytest_triton_perf.verdicts import (
     NO_BASELINE,
@@ -39,7 +49,7 @@ from pytest_triton_perf.verdicts import (
 EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_ERROR = 2
-DEFAULT_DIR = ".triton-perf"
+DEFAULT_DIR = BASELINE_DIR
 
 
 class CliError(TritonPerfError):
@@ -215,54 +225,38 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _write_reports(
-    args: argparse.Namespace,
+    requests: Sequence[Request],
     records: list[MeasurementRecord],
-    environment: Mapping[str, Any],
+    context: ReportContext,
     out: TextIO,
-    *,
-    title: str,
 ) -> None:
-    """The report outputs common to ``render`` and ``compare``."""
-    if args.markdown or args.step_summary:
-        from pytest_triton_perf.report.markdown import (
-            append_step_summary,
-            render_markdown,
-            write_markdown,
-        )
-
-        text = render_markdown(records, title=title, environment=environment)
-        if args.markdown:
-            print(f"wrote {write_markdown(args.markdown, text)}", file=out)
-        if args.step_summary:
-            target = append_step_summary(text)
-            if target is None:
-                raise CliError("--step-summary: GITHUB_STEP_SUMMARY is not set")
-            print(f"appended to {target}", file=out)
-    if args.junit:
-        from pytest_triton_perf.report.junit import write_junit
-
-        print(f"wrote {write_junit(args.junit, records, environment=environment)}", file=out)
-    if args.plots:
-        from pytest_triton_perf.report.plots import write_plots
-
-        for p in write_plots(args.plots, records):
-            print(f"wrote {p}", file=out)
+    """Write the outputs the command line asked for (the registry's), a line per file."""
+    for written in write_reports(requests, records, context):
+        for line in written.cli_lines():
+            print(line, file=out)
 
 
 def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
     """Render the reports of a results file."""
-    from pytest_triton_perf.report.json_report import read_results
     from pytest_triton_perf.report.terminal import render_terminal
 
     document, records = read_results(args.results)
-    environment = document.get("environment") or {}
-    wants_file = args.markdown or args.junit or args.plots or args.step_summary
-    if args.terminal or not wants_file:
+    requests = cli_requests(args)
+    if args.terminal or not requests:
         verbosity = args.verbose - args.quiet
         for line in render_terminal(records, verbosity) or ["no measurements"]:
             print(line, file=out)
-    _write_reports(args, records, environment, out, title=args.title)
+    _write_reports(requests, records, _context(document, args), out)
     return EXIT_OK
+
+
+def _context(document: Mapping[str, Any], args: argparse.Namespace) -> ReportContext:
+    """The reports' context from a results file: its environment and session."""
+    return ReportContext(
+        environment=document.get("environment") or {},
+        session=document.get("session") or {},
+        title=args.title,
+    )
 
 
 # -- compare -------------------------------------------------------------------------------
@@ -312,7 +306,6 @@ def _gate(args: argparse.Namespace) -> Any:
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """Compare two results files; exit 1 when a metric regressed."""
     from pytest_triton_perf.baseline.compare import compare_results
-    from pytest_triton_perf.report.json_report import read_results
     from pytest_triton_perf.report.text import (
         comparison_reason,
         fmt,
@@ -322,6 +315,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     )
 
     gate = _gate(args)
+    requests = cli_requests(args)
     base_doc, base = read_results(args.base)
     current_doc, current = read_results(args.current)
     pairs, only_base, only_current = _match(base, current)
@@ -381,27 +375,16 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         f"{len(only_current)} only in {args.current}, {len(only_base)} only in {args.base}",
         file=out,
     )
-    environment = current_doc.get("environment") or {}
-    _write_reports(args, compared, environment, out, title=args.title)
+    _write_reports(requests, compared, _context(current_doc, args), out)
     return EXIT_REGRESSION if regressions else EXIT_OK
 
 
 # -- entry point -----------------------------------------------------------------------------
 
 
-def _report_options(p: argparse.ArgumentParser, *, plots: bool) -> None:
-    p.add_argument("--markdown", metavar="PATH", help="write the Markdown summary to PATH")
-    p.add_argument("--junit", metavar="PATH", help="write the perf JUnit file to PATH")
-    if plots:
-        p.add_argument("--plots", metavar="DIR", help="write PNG plots into DIR (needs matplotlib)")
-    p.add_argument(
-        "--step-summary",
-        action="store_true",
-        help="append the Markdown summary to $GITHUB_STEP_SUMMARY",
-    )
-    p.add_argument(
-        "--title", default="Triton performance", help="Markdown title (default: %(default)s)"
-    )
+def _report_options(p: argparse.ArgumentParser) -> None:
+    add_cli_options(p)
+    p.add_argument("--title", default=DEFAULT_TITLE, help="Markdown title (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -429,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="render reports from a --triton-perf-json results file")
     p.add_argument("results", metavar="RESULTS.json")
-    _report_options(p, plots=True)
+    _report_options(p)
     p.add_argument(
         "--terminal",
         action="store_true",
@@ -451,20 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="minimum effects, e.g. 'p50=5%%,p99=10%%,throughput=5%%' (the defaults)",
     )
-    _report_options(p, plots=True)
+    _report_options(p)
     p.set_defaults(func=cmd_compare)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run ``triton-perf``; returns the exit status."""
-    from pytest_triton_perf.report.json_report import ResultsFileError
-    from pytest_triton_perf.report.plots import PlotError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args, out or sys.stdout))
-    except (CliError, ResultsFileError, PlotError) as e:
+    except TritonPerfError as e:  # each carries its message for the user
         print(f"triton-perf: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except BrokenPipeError:  # `triton-perf list | head`: not an error

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
 import signal
 import threading
 from collections.abc import Callable, Generator
@@ -33,7 +32,8 @@ from pytest_triton_perf.fixtures import (
     triton_server,
 )
 from pytest_triton_perf.gate import baseline_run, evaluate_test
-from pytest_triton_perf.report.json_report import results_document
+from pytest_triton_perf.report import registry
+from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.report.summary import sla_property
 from pytest_triton_perf.settings import OPTIONS, Option, Settings, build_settings
 from pytest_triton_perf.verdicts import MeasurementRecord
@@ -302,46 +302,23 @@ class PerfSummary:
         )
 
     def _write_reports(self, settings: Settings) -> None:
-        wanted = settings.json or settings.junit or settings.markdown or settings.plots
-        if not wanted and not (os.environ.get("GITHUB_STEP_SUMMARY") and self.records):
+        """Every output the registry finds asked for, with a line each in the summary."""
+        requests = registry.plugin_requests(lambda name: getattr(settings, name), self.records)
+        if not requests:
             return
-        from pytest_triton_perf.report.markdown import (
-            append_step_summary,
-            render_markdown,
-            write_markdown,
-        )
-
         perf = self.config.stash.get(PERF_SESSION_KEY, None)
-        if settings.json:
-            from pytest_triton_perf.report.json_report import write_json
-
-            environment = {"key": perf.context.key, **perf.context.environment} if perf else {}
-            session_info = {
+        context = ReportContext(
+            environment={"key": perf.context.key, **perf.context.environment} if perf else {},
+            session={
                 "plugin_version": __version__,
                 "args": list(self.config.invocation_params.args),
                 "saved": [str(p) for p in self.saved],
-            }
-            write_json(
-                settings.json,
-                results_document(self.records, environment=environment, session=session_info),
-            )
-            self.messages.append(f"results: {settings.json}")
-        if settings.junit:
-            from pytest_triton_perf.report.junit import write_junit
-
-            write_junit(settings.junit, self.records, environment=environment)
-            self.messages.append(f"perf JUnit: {settings.junit}")
-        markdown = render_markdown(self.records, environment=environment) if self.records else ""
-        if settings.markdown:
-            write_markdown(settings.markdown, markdown)
-            self.messages.append(f"Markdown summary: {settings.markdown}")
-        if markdown and os.environ.get("GITHUB_STEP_SUMMARY"):
-            append_step_summary(markdown)
-        if settings.plots and self.records:
-            from pytest_triton_perf.report.plots import write_plots
-
-            written = write_plots(settings.plots, self.records)
-            self.messages.append(f"{len(written)} plot(s) in {settings.plots}")
+            },
+        )
+        for written in registry.write_reports(requests, self.records, context):
+            line = written.summary()
+            if line is not None:
+                self.messages.append(line)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """One line per measurement, verdicts, what was saved and written."""

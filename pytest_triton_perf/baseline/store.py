@@ -7,14 +7,13 @@ Layout::
 
 The key directory is named by the hardware/software key (GPU model and count, MIG profile,
 driver and CUDA versions, CPU model when there is no GPU, Triton version): a baseline from
-another machine is never compared silently. Writes are atomic (temporary file, fsync,
-rename) under a file lock; a corrupt or unknown-schema file is an error naming the file and
-the position and is never overwritten.
+another machine is never compared silently. Writes are atomic (``files.atomic_write_text``:
+temporary file, fsync, rename) under a file lock; a corrupt or unknown-schema file is an
+error naming the file and the position and is never overwritten.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 MAX_RUNS = 20
@@ -84,27 +84,9 @@ def read_json(path: Path) -> Any:
         ) from None
 
 
-def write_json_atomic(path: Path, document: Any) -> None:
-    """Write ``document`` to ``path`` atomically: a reader sees the old file or the new one."""
-    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+def _dumps(document: Any) -> str:
+    """A baseline file's text: sorted keys, two-space indent, so that diffs stay small."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def _lock_path(directory: Path) -> str:
@@ -189,20 +171,19 @@ class BaselineStore:
                 doc = self.read_file(path) if path.exists() else None
                 runs = list(doc["runs"]) if doc else []
                 runs.append(dict(run))
-                write_json_atomic(
-                    path,
-                    {
-                        "schema_version": SCHEMA_VERSION,
-                        "test": test,
-                        "label": label,
-                        "key": dict(key),
-                        "workload": dict(workload),
-                        "runs": runs[-max_runs:],
-                    },
-                )
+                document = {
+                    "schema_version": SCHEMA_VERSION,
+                    "test": test,
+                    "label": label,
+                    "key": dict(key),
+                    "workload": dict(workload),
+                    "runs": runs[-max_runs:],
+                }
+                atomic_write_text(path, _dumps(document))
                 env_path = path.parent / "environment.json"
                 if not env_path.exists():
-                    write_json_atomic(env_path, {"key": dict(key), "first": dict(environment)})
+                    described = {"key": dict(key), "first": dict(environment)}
+                    atomic_write_text(env_path, _dumps(described))
         except Timeout:
             raise BaselineError(
                 f"could not lock {path.parent} within {LOCK_TIMEOUT_S:g} s: another run is "

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.files import atomic_write_text
+from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.verdicts import MeasurementRecord
 
 SCHEMA_VERSION = 1
@@ -22,27 +23,6 @@ SCHEMA_VERSION = 1
 
 class ResultsFileError(TritonPerfError):
     """A results file cannot be read: missing, not JSON, an unknown schema, a bad record."""
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
-
-    The temporary file lives in the target directory because ``os.replace`` is atomic only
-    within one file system; fsync before the rename so a crash cannot leave an empty file.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _plain(value: Any) -> Any:
@@ -127,12 +107,23 @@ def read_results(
 
 
 def results_document(
-    records: list[MeasurementRecord], *, environment: dict[str, Any], session: dict[str, Any]
+    records: Sequence[MeasurementRecord],
+    *,
+    environment: Mapping[str, Any],
+    session: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The JSON results file: every measurement with windows, verdicts, environment."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "session": session,
-        "environment": environment,
+        "session": dict(session),
+        "environment": dict(environment),
         "measurements": [r.to_dict() for r in records],
     }
+
+
+def write_report(
+    records: Sequence[MeasurementRecord], destination: Path, context: ReportContext
+) -> list[Path]:
+    """The registry's writer: the results file of ``records`` at ``destination``."""
+    document = results_document(records, environment=context.environment, session=context.session)
+    return [write_json(destination, document)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.report.json_report import atomic_write_text
+from pytest_triton_perf.files import atomic_write_text
+from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.report.text import (
     comparison_reason,
     model_name,
@@ -248,3 +249,10 @@ def write_junit(
 ) -> Path:
     """Write the perf JUnit file for ``records`` to ``path`` (atomically)."""
     return atomic_write_text(path, junit_string(records, environment=environment))
+
+
+def write_report(
+    records: Sequence[MeasurementRecord], destination: Path, context: ReportContext
+) -> list[Path]:
+    """The registry's writer: the perf JUnit file of ``records`` at ``destination``."""
+    return [write_junit(destination, records, environment=context.environment)]

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.report.json_report import atomic_write_text
+from pytest_triton_perf.files import atomic_write_text
+from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.text import (
     counts_text,
     fmt,
@@ -35,8 +36,6 @@ from pytest_triton_perf.verdicts import (
     REGRESSION,
     MeasurementRecord,
 )
-
-DEFAULT_TITLE = "Triton performance"
 
 
 def _cell(text: object) -> str:
@@ -246,19 +245,34 @@ def write_markdown(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_text(path, text)
 
 
-def append_step_summary(text: str, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Append ``text`` to the file named by ``$GITHUB_STEP_SUMMARY``; None when unset.
+def append_markdown(path: str | os.PathLike[str], text: str) -> Path:
+    """Append ``text`` to ``path``, separated from earlier content by a blank line.
 
-    GitHub Actions collects every step's appends into the job summary, so this appends
-    (never replaces) and separates from earlier content with a blank line.
+    GitHub Actions collects every step's appends to ``$GITHUB_STEP_SUMMARY`` into the job
+    summary, so this appends (never replaces).
     """
-    env = os.environ if environ is None else environ
-    target = env.get("GITHUB_STEP_SUMMARY")
-    if not target:
-        return None
-    path = Path(target)
-    with path.open("a", encoding="utf-8") as f:
-        if path.stat().st_size:
+    target = Path(path)
+    with target.open("a", encoding="utf-8") as f:
+        if target.stat().st_size:
             f.write("\n")
         f.write(text if text.endswith("\n") else text + "\n")
-    return path
+    return target
+
+
+def _render(records: Sequence[MeasurementRecord], context: ReportContext) -> str:
+    return render_markdown(records, title=context.title, environment=context.environment)
+
+
+def write_report(
+    records: Sequence[MeasurementRecord], destination: Path, context: ReportContext
+) -> list[Path]:
+    """The registry's writer: the Markdown summary of ``records`` at ``destination``."""
+    return [write_markdown(destination, _render(records, context))]
+
+
+def append_report(
+    records: Sequence[MeasurementRecord], destination: Path, context: ReportContext
+) -> list[Path]:
+    """The registry's writer of the job summary: the Markdown summary appended to
+    ``destination`` (the file ``$GITHUB_STEP_SUMMARY`` names)."""
+    return [append_markdown(destination, _render(records, context))]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.report.text import fmt, num, revision_text, summary_figures
 from pytest_triton_perf.verdicts import MeasurementRecord
 
@@ -399,3 +400,10 @@ def write_plots(
         if p is not None:
             written.append(p)
     return written
+
+
+def write_report(
+    records: Sequence[MeasurementRecord], destination: Path, context: ReportContext
+) -> list[Path]:
+    """The registry's writer: the plots of ``records`` in the directory ``destination``."""
+    return write_plots(destination, records)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_triton_perf.baseline import store as store_mod
+from pytest_triton_perf import files
 from pytest_triton_perf.baseline.store import SCHEMA_VERSION, BaselineError, BaselineStore
 
 KEY = {"triton": "2.51.0", "gpu_count": 0, "cpu": "Test CPU", "cpu_count": 2}
@@ -89,7 +89,7 @@ def test_disk_full_during_write_keeps_the_old_file_and_no_temp_file(
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_mod.os, "fsync", full)
+    monkeypatch.setattr(files.os, "fsync", full)
     with pytest.raises(BaselineError, match=r"No space left on device\. The previous file"):
         save(store, 2)
     assert path.read_bytes() == before
@@ -116,7 +116,7 @@ def test_read_only_directory_simulated(tmp_path: Path, monkeypatch: pytest.Monke
     def readonly(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(store_mod.tempfile, "mkstemp", readonly)
+    monkeypatch.setattr(files.tempfile, "mkstemp", readonly)
     with pytest.raises(BaselineError, match=f"cannot write baseline file {path}: Read-only"):
         save(store, 2)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_triton_perf.report.markdown import append_step_summary, render_markdown, write_markdown
+from pytest_triton_perf.report.markdown import append_markdown, render_markdown, write_markdown
 from pytest_triton_perf.verdicts import Comparison
 from tests.report.factory import make_record, make_result, mixed_records
 
@@ -82,6 +82,5 @@ def test_write_and_append_to_step_summary(tmp_path: Path) -> None:
     assert path.read_text() == text
     summary = tmp_path / "step_summary.md"
     summary.write_text("earlier step\n")
-    assert append_step_summary(text, {"GITHUB_STEP_SUMMARY": str(summary)}) == summary
+    assert append_markdown(summary, text) == summary
     assert summary.read_text() == "earlier step\n\n" + text
-    assert append_step_summary(text, {}) is None
