@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from pytest_triton_perf.errors import (
     InputSpecError,
     ModelNotReadyError,
@@ -17,7 +19,10 @@ from pytest_triton_perf.measure.result import (
     Workload,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("pytest-triton-perf")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "InputSpecError",

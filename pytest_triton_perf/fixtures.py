@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_triton_perf.baseline.ab import measure_ab
+from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.baseline.key import environment_key, git_commit, soft_environment
 from pytest_triton_perf.baseline.reference import ReferenceModels
 from pytest_triton_perf.baseline.store import BaselineStore
@@ -51,13 +52,13 @@ def make_server(
     ``notify`` shows a line to the user at once (image pull progress, stale containers).
     """
     if settings.url:
-        from pytest_triton_perf.server.remote import RemoteTritonServer
+        from pytest_triton_perf.server import remote
 
-        return RemoteTritonServer(
+        return remote.RemoteTritonServer(
             settings.url,
             grpc_url=settings.grpc_url,
             models=settings.models,
-            startup_timeout_s=min(settings.startup_timeout_s, 30.0),
+            startup_timeout_s=min(settings.startup_timeout_s, remote.STARTUP_TIMEOUT_S),
         )
     from pytest_triton_perf.server.local import LocalTritonServer
 
@@ -68,11 +69,8 @@ def make_server(
             "server with --triton-url=HOST:PORT."
         )
     if settings.image:
-        from pytest_triton_perf.server.container import (
-            ContainerTritonServer,
-            split_for_worker,
-            ulimit_value,
-        )
+        from pytest_triton_perf.options.container import split_for_worker, ulimit_value
+        from pytest_triton_perf.server.container import ContainerTritonServer
 
         gpus = settings.gpus
         if gpus is not None and worker is not None:
@@ -106,6 +104,38 @@ def make_server(
         log_dir=log_dir,
         startup_timeout_s=settings.startup_timeout_s,
     )
+
+
+def gate_settings(settings: Settings) -> GateSettings:
+    """The decision rule with the session's alpha, minimum effects and floors."""
+    base = GateSettings(alpha=settings.alpha)
+    effects = dict(base.min_effect)
+    disabled = set()
+    for metric, value in (settings.min_effect or {}).items():
+        if value is None:
+            disabled.add(metric)
+        else:
+            effects[metric] = value
+    floors = dict(base.floor)
+    floors.update({k: v or 0.0 for k, v in (settings.floor or {}).items()})
+    return GateSettings(settings.alpha, effects, floors, frozenset(disabled))
+
+
+def measure_settings(settings: Settings, **overrides: Any) -> MeasureSettings:
+    """The engine's settings: the session's with a test's per-call ``overrides``."""
+    # Imported here: the engine pulls in the protocol clients, which plain option
+    # parsing (and `pytest --help`) should not pay for.
+    from pytest_triton_perf.measure.engine import MeasureSettings
+
+    values: dict[str, Any] = {
+        "warmup_s": settings.warmup_s,
+        "windows": settings.windows,
+        "window_s": settings.window_s,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    # Stability may extend a measurement; never below the windows asked for.
+    values.setdefault("max_windows", max(MeasureSettings.max_windows, values["windows"]))
+    return MeasureSettings(**values)
 
 
 def _xdist_worker(config: pytest.Config) -> tuple[int, int] | None:
@@ -222,7 +252,7 @@ def triton_perf_session(
         key=environment_key(triton_server.version, triton_server.gpu_devices),
         environment=soft_environment(),
         store=store,
-        gate=settings.gate_settings(),
+        gate=gate_settings(settings),
         strict_sla=settings.sla_mode == "strict",
         revision={"git_commit": git_commit(pytestconfig.rootpath)},
         root=pytestconfig.rootpath,
@@ -284,8 +314,8 @@ class TritonPerf:
         comparing = self.settings.compare or self.settings.save or self.settings.ab_mode
         if comparing:
             windows = max(windows or self.settings.windows, self.settings.compare_windows)
-        settings = self.settings.measure_settings(
-            warmup_s=warmup_s, windows=windows, window_s=window_s
+        settings = measure_settings(
+            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
         )
         # Validated by the engine, which names the model and the bad value.
         sweep = isinstance(concurrency, (list, tuple)) or isinstance(request_rate, (list, tuple))

@@ -32,10 +32,11 @@ from pytest_triton_perf.fixtures import (
     triton_server,
 )
 from pytest_triton_perf.gate import baseline_run, evaluate_test
+from pytest_triton_perf.options import BASELINE_DIR, OPTIONS, Option
 from pytest_triton_perf.report import registry
 from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.report.summary import sla_property
-from pytest_triton_perf.settings import OPTIONS, Option, Settings, build_settings
+from pytest_triton_perf.settings import Settings, build_settings
 from pytest_triton_perf.verdicts import MeasurementRecord
 
 __all__ = [
@@ -50,15 +51,17 @@ SPEC_KEY = pytest.StashKey["sla.SlaSpec | None"]()
 SUMMARY_KEY = pytest.StashKey["PerfSummary"]()
 RECORDS_KEY = pytest.StashKey[list[MeasurementRecord]]()
 EXPORT_KEY = pytest.StashKey[Path]()
-DEFAULT_BASELINE_DIR = ".triton-perf"
+#: The notice, when another plugin or conftest took an option's short twin (``--gpus``).
+ALIAS_NOTICE_KEY = pytest.StashKey[list[str]]()
+GROUP = ("triton-perf", "Triton performance gate (pytest-triton-perf)")
 
 MARKER_HELP = metrics.marker_help()
 
 
-def _argparse_type(opt: Option) -> Callable[[str], Any]:
+def _argparse_type(opt: Option, flag: str) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
-            return opt.parse(opt.flag, text)
+            return opt.parse(flag, text)
         except ConfigError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -67,8 +70,10 @@ def _argparse_type(opt: Option) -> Callable[[str], Any]:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Register every option of the table in one group, with its ini twin."""
-    group = parser.getgroup("triton-perf", "Triton performance gate (pytest-triton-perf)")
+    """Register every option of the table in one group, with its ini twin. Short twins
+    (``--gpus``) wait until the initial conftests are loaded: see
+    :func:`pytest_load_initial_conftests`."""
+    group = parser.getgroup(*GROUP)
     for opt in OPTIONS:
         if opt.switch:
             group.addoption(
@@ -82,12 +87,59 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(
             opt.flag,
             dest=f"triton_perf_{opt.dest}",
-            type=_argparse_type(opt),
+            type=_argparse_type(opt, opt.flag),
             default=None,
             metavar=opt.metavar,
             help=opt.help.replace("%", "%%"),  # argparse %-formats help texts
         )
         parser.addini(opt.ini, help=opt.help, default="")
+
+
+def _registered_flags(parser: pytest.Parser) -> set[str]:
+    """Every flag registered so far, by pytest, plugins and conftests (pytest has no
+    public listing: read its option groups)."""
+    groups = [getattr(parser, "_anonymous", None), *getattr(parser, "_groups", [])]
+    return {
+        name for group in groups for opt in getattr(group, "options", []) for name in opt.names()
+    }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, None, None]:
+    """Register the short twins (``--gpus``) of options once the initial conftests have
+    added theirs: an ML repository's conftest often defines ``--gpus``, and two plugins
+    defining one flag stop pytest. When it is taken, only ``--triton-gpus`` works, and
+    the header says so. The command line is parsed for good after this hook."""
+    result = yield
+    taken = _registered_flags(parser)
+    notices = early_config.stash.setdefault(ALIAS_NOTICE_KEY, [])
+    for opt in OPTIONS:
+        if opt.alias is None:
+            continue
+        if opt.alias in taken:
+            notices.append(
+                f"triton-perf: {opt.alias} is defined by another plugin or conftest; "
+                f"use {opt.flag} (ini {opt.ini}) for the triton-perf option."
+            )
+            continue
+        parser.getgroup(*GROUP).addoption(
+            opt.alias,
+            dest=f"triton_perf_{opt.dest}",
+            type=_argparse_type(opt, opt.alias),
+            default=None,
+            metavar=opt.metavar,
+            help=f"Same as {opt.flag}.",
+        )
+    return result
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The notice of a short twin left to another plugin, once per session."""
+    if hasattr(config, "workerinput"):  # xdist workers print no header: the controller does
+        return []
+    return config.stash.get(ALIAS_NOTICE_KEY, [])
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,9 +151,7 @@ def pytest_configure(config: pytest.Config) -> None:
             lambda dest: config.getoption(f"triton_perf_{dest}"), config.getini, inidir
         )
         if settings.baseline_dir is None:
-            settings = dataclasses.replace(
-                settings, baseline_dir=config.rootpath / DEFAULT_BASELINE_DIR
-            )
+            settings = dataclasses.replace(settings, baseline_dir=config.rootpath / BASELINE_DIR)
         config.stash[SETTINGS_KEY] = settings
         _prepare_reference(config, settings)
     except ConfigError as e:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from pytest_triton_perf import sla
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.metrics import MARKER_KEYS, METRIC_ALIASES, parse_metric_map
-from pytest_triton_perf.server.remote import parse_url
-from pytest_triton_perf.settings import OPTIONS, Option
+from pytest_triton_perf.options import OPTIONS, Option
+from pytest_triton_perf.urls import parse_url
 
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 METRICS = set(METRIC_ALIASES.values())
@@ -103,29 +103,29 @@ def _check_metric_map(value: Any, unit: str) -> None:
 def _check_value(opt: Option, value: Any) -> None:
     """The parsed value of ``opt`` is one its consumers can use."""
     name = getattr(opt.parse, "__name__", "")
-    if name == "_positive_float":
+    if name == "positive_float":
         assert _finite(value) and value > 0
-    elif name == "_non_negative_float":
+    elif name == "non_negative_float":
         assert _finite(value) and value >= 0
-    elif name == "_positive_int":
+    elif name == "positive_int":
         assert isinstance(value, int) and value >= 1
-    elif name == "_probability":
+    elif name == "probability":
         assert isinstance(value, float) and 0 < value < 1
-    elif name == "_text":
+    elif name == "non_empty_text":
         assert isinstance(value, str) and value and value == value.strip()
-    elif name == "_name_list":
+    elif name == "name_list":
         assert isinstance(value, tuple) and value
         assert all(n and n == n.strip() and "," not in n and " " not in n for n in value)
-    elif name == "_address":
+    elif name == "address":
         host, port = parse_url(value, option=opt.flag)
         assert host and 0 <= port <= 65535
-    elif name == "_switch":
+    elif name == "switch":
         assert isinstance(value, bool)
-    elif name == "_effects":
+    elif name == "effects":
         _check_metric_map(value, "%")
-    elif name == "_floors":
+    elif name == "floors":
         _check_metric_map(value, "ms")
-    elif name == "_sla_mode":
+    elif name == "sla_mode":
         assert value in ("point", "strict")
     elif name == "parse_gpus":
         if value is not None:
@@ -304,7 +304,7 @@ def test_merge_markers_returns_a_spec_or_a_config_error(markers: list[dict[str, 
 @pytest.mark.parametrize("text", ["²", "count=²"])
 def test_gpus_superscript_digit_is_a_config_error(text: str) -> None:
     with pytest.raises(ConfigError):
-        _option("--gpus").parse("--gpus", text)
+        _option("--triton-gpus").parse("--gpus", text)
 
 
 @pytest.mark.parametrize("text", ["http://[", "[::1", "http://]:80"])

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
 
+from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.errors import ConfigError
-from pytest_triton_perf.settings import OPTIONS, build_settings
+from pytest_triton_perf.measure.engine import MeasureSettings
+from pytest_triton_perf.options import OPTIONS, Option, default
+from pytest_triton_perf.server.container import ContainerTritonServer
+from pytest_triton_perf.server.local import LocalTritonServer
+from pytest_triton_perf.settings import Settings, build_settings
 
 BY_FLAG = {o.flag: o for o in OPTIONS}
 
@@ -75,6 +82,54 @@ def test_every_option_has_ini_twin_metavar_and_default_in_help() -> None:
         assert "Default" in opt.help, opt.flag
         if opt.switch:
             continue  # a switch takes no value and has no ini twin
-        assert opt.ini == (opt.ini_key or opt.flag[2:].replace("-", "_"))
+        assert opt.ini == opt.flag[2:].replace("-", "_")
         assert opt.ini.startswith("triton_"), opt.flag
         assert opt.metavar, opt.flag
+
+
+def test_settings_defaults_are_the_option_tables() -> None:
+    """One source per default: each field of Settings is an option's dest, defaulting to
+    that option's default."""
+    fields = dataclasses.fields(Settings)
+    assert [f.name for f in fields] == [opt.dest for opt in OPTIONS]
+    plain = Settings()
+    for opt in OPTIONS:
+        assert getattr(plain, opt.dest) == opt.default, opt.flag
+    assert build(None) == plain
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=lambda o: o.flag)
+def test_each_help_text_names_its_default(opt: Option) -> None:
+    """The help ends with the default; where the option has a value, the first word of the
+    shown default parses (by the option's own parser) to that value."""
+    assert opt.help.endswith(f" Default: {opt.shown_default}."), opt.help
+    if opt.default is not None:
+        first = opt.shown_default.split(" ")[0].rstrip(",")
+        assert opt.parse(opt.flag, first) == opt.default
+
+
+def test_comparison_defaults_shown_are_the_gates() -> None:
+    """--triton-perf-min-effect and --triton-perf-floor default to the gate's own values,
+    and the help texts name exactly those."""
+    gate = GateSettings()
+    effects, floors = BY_FLAG["--triton-perf-min-effect"], BY_FLAG["--triton-perf-floor"]
+    assert effects.parse(effects.flag, effects.shown_default) == dict(gate.min_effect)
+    assert floors.parse(floors.flag, floors.shown_default) == dict(gate.floor)
+    assert gate.alpha == default("alpha")
+
+
+def test_consumers_default_to_the_option_table() -> None:
+    """The engine's and the launchers' own defaults are the options' (a library user who
+    builds them directly measures the way pytest does)."""
+    engine = MeasureSettings()
+    assert (engine.warmup_s, engine.windows, engine.window_s) == (
+        default("warmup_s"),
+        default("windows"),
+        default("window_s"),
+    )
+    for launcher in (LocalTritonServer, ContainerTritonServer):
+        params = inspect.signature(launcher.__init__).parameters
+        assert params["startup_timeout_s"].default == default("startup_timeout_s")
+    params = inspect.signature(ContainerTritonServer.__init__).parameters
+    for dest in ("pull", "network", "shm_size", "ulimit_memlock", "ulimit_stack"):
+        assert params[dest].default == default(dest), dest

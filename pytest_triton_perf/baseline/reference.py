@@ -2,14 +2,13 @@
 directory), loaded beside the candidate in the same server under derived names.
 
 Loading goes through Triton's repository API with the model's files in the request
-(``POST /v2/repository/models/<name>/load`` with ``config`` and ``file:<path>``
-parameters), so it works the same for the local launcher and for a remote server that
-allows model control, and the reference never needs to be inside a server's repository.
+(tritonclient's ``load_model(name, config=..., files=...)``), so it works the same for the
+local launcher and for a remote server that allows model control, and the reference never
+needs to be inside a server's repository.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import io
 import shutil
@@ -17,10 +16,13 @@ import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.server.base import TritonServer
-from pytest_triton_perf.server.http import error_text, post_json
+
+if TYPE_CHECKING:
+    import tritonclient.http
 
 SUFFIX = "__ref"
 
@@ -87,9 +89,23 @@ class ReferenceModels:
         self.repository = repository
         self.origin = origin  # "git ref X" or "directory Y", for messages
         self.loaded: dict[str, str] = {}
+        self._client: tritonclient.http.InferenceServerClient | None = None
+
+    def _http(self) -> tritonclient.http.InferenceServerClient:
+        if self._client is None:
+            import tritonclient.http
+
+            # A load compiles or initialises the model: allow as long as a server start.
+            self._client = tritonclient.http.InferenceServerClient(
+                self.server.http_url,
+                network_timeout=max(self.server.startup_timeout_s, 30.0),
+            )
+        return self._client
 
     def ensure(self, model: str) -> str | None:
         """Load the reference of ``model`` once; None when the reference has no such model."""
+        from tritonclient.utils import InferenceServerException
+
         if model in self.loaded:
             return self.loaded[model]
         src = self.repository / model
@@ -102,22 +118,19 @@ class ReferenceModels:
                 f"config.pbtxt; A/B mode needs an explicit model configuration."
             )
         name = reference_name(model)
-        params: dict[str, str] = {"config": _config_json(config, name)}
-        for f in sorted(src.rglob("*")):
-            if f.is_file() and f != config and "__pycache__" not in f.parts:
-                rel = f.relative_to(src).as_posix()
-                params[f"file:{rel}"] = base64.b64encode(f.read_bytes()).decode()
-        status, payload = post_json(
-            f"{self.server.base_url}/v2/repository/models/{name}/load",
-            {"parameters": params},
-            timeout=max(self.server.startup_timeout_s, 30.0),
-        )
-        if status != 200:
+        files = {
+            f"file:{f.relative_to(src).as_posix()}": f.read_bytes()
+            for f in sorted(src.rglob("*"))
+            if f.is_file() and f != config and "__pycache__" not in f.parts
+        }
+        try:
+            self._http().load_model(name, config=_config_json(config, name), files=files)
+        except (InferenceServerException, OSError) as e:
             raise TritonPerfError(
                 f"A/B mode: loading the reference of model '{model}' ({self.origin}) as "
-                f"'{name}' failed (HTTP {status}): {error_text(payload)}. The server must "
-                f"allow model control (--model-control-mode=explicit)."
-            )
+                f"'{name}' failed: {e}. The server must allow model control "
+                f"(--model-control-mode=explicit)."
+            ) from None
         self.loaded[model] = name
         return name
 
@@ -125,8 +138,12 @@ class ReferenceModels:
         """Unload every reference this object loaded (best effort: the session is ending)."""
         for name in self.loaded.values():
             with contextlib.suppress(Exception):
-                post_json(f"{self.server.base_url}/v2/repository/models/{name}/unload", {})
+                self._http().unload_model(name)
         self.loaded.clear()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
 
 
 def remove_export(root: Path | None) -> None:

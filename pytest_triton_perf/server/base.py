@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
+from pytest_triton_perf.options import STARTUP_TIMEOUT_S
 from pytest_triton_perf.server.http import ProbeError, error_text, get_json, post_json
 
 LOG_TAIL_LINES = 30
@@ -62,7 +63,9 @@ class TritonServer(abc.ABC):
 
     kind: str = "abstract"
 
-    def __init__(self, *, models: Sequence[str] | None = None, startup_timeout_s: float = 120.0):
+    def __init__(
+        self, *, models: Sequence[str] | None = None, startup_timeout_s: float = STARTUP_TIMEOUT_S
+    ):
         self.requested_models: tuple[str, ...] | None = (
             tuple(models) if models is not None else None
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 import psutil
 
 from pytest_triton_perf.errors import ServerDiedError, ServerStartError
+from pytest_triton_perf.options import STARTUP_TIMEOUT_S
 from pytest_triton_perf.server.base import StaleServerError, TritonServer, checked_repositories
 from pytest_triton_perf.server.command import (
     EXIT_TIMEOUT_S,
@@ -42,6 +42,7 @@ from pytest_triton_perf.server.http import ProbeError, get_json
 __all__ = ["EXIT_TIMEOUT_S", "LocalTritonServer", "TritonInstall", "find_tritonserver", "free_port"]
 
 STOP_GRACE_S = EXIT_TIMEOUT_S + 10
+PDEATHSIG_SHIM = Path(__file__).with_name("_pdeathsig.py")
 PORT_ATTEMPTS = 3
 WORKDIR_PREFIX = "triton-perf-server-"
 # Triton binds gRPC, HTTP, then metrics, and exits when a bind fails; it logs the metrics
@@ -113,16 +114,19 @@ def find_tritonserver(server_path: str | os.PathLike[str] | None = None) -> Trit
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGKILL the server when the process that started it dies.
-
-    This is the watchdog for a SIGKILLed pytest: no cleanup code runs then, but the kernel
-    still delivers the parent-death signal.
-    """
-    os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _with_parent_death_signal(cmd: list[str]) -> list[str]:
+    """``cmd`` started through the exec shim that asks Linux to SIGKILL it when this
+    process dies (see :mod:`pytest_triton_perf.server._pdeathsig`)."""
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        str(PDEATHSIG_SHIM),
+        "--parent",
+        str(os.getpid()),
+        "--",
+        *cmd,
+    ]
 
 
 class LocalTritonServer(TritonServer):
@@ -144,7 +148,7 @@ class LocalTritonServer(TritonServer):
         log_dir: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
-        startup_timeout_s: float = 120.0,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
         host: str = "127.0.0.1",
         notify: Callable[[str], None] | None = None,
     ):
@@ -230,13 +234,14 @@ class LocalTritonServer(TritonServer):
         ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
-                cmd,
+                _with_parent_death_signal(cmd),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._environment(),
                 cwd=self._workdir,
-                preexec_fn=_die_with_parent,
+                # Its own process group, so that stop() signals the backend stubs too.
+                start_new_session=True,
             )
         _running.add(self)
 

@@ -7,39 +7,14 @@ models a test asks for are ready, and lists the available ones when one is missi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
-from pytest_triton_perf.errors import ConfigError, ServerDiedError
+from pytest_triton_perf.errors import ServerDiedError
 from pytest_triton_perf.server.base import TritonServer
 from pytest_triton_perf.server.http import ProbeError, get_json
+from pytest_triton_perf.urls import host_port, parse_url
 
-
-def parse_url(value: str, *, option: str) -> tuple[str, int]:
-    """``host:port`` or ``http://host:port`` -> (host, port); errors name the option."""
-    text = value.strip()
-    accepted = "host:port or http://host:port, e.g. localhost:8000"
-    try:
-        parsed = urlsplit(text if "://" in text else f"http://{text}")
-    except ValueError as e:  # e.g. an unbalanced IPv6 bracket
-        raise ConfigError(
-            f"{option}={value!r} is not a server address ({e}); use {accepted}."
-        ) from None
-    if parsed.scheme not in ("http", "grpc"):
-        raise ConfigError(
-            f"{option}={value!r}: scheme {parsed.scheme!r} is not supported; use {accepted}."
-        )
-    try:
-        port = parsed.port
-    except ValueError:
-        port = None
-    if not parsed.hostname or port is None or parsed.path not in ("", "/"):
-        raise ConfigError(f"{option}={value!r} is not a server address; use {accepted}.")
-    return parsed.hostname, port
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port`` with IPv6 hosts bracketed, as tritonclient takes it."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+#: Someone else's server is up or not: waiting longer than this for it only delays the error.
+STARTUP_TIMEOUT_S = 30.0
 
 
 class RemoteTritonServer(TritonServer):
@@ -57,7 +32,7 @@ class RemoteTritonServer(TritonServer):
         *,
         grpc_url: str | None = None,
         models: Sequence[str] | None = None,
-        startup_timeout_s: float = 30.0,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
     ):
         super().__init__(models=models, startup_timeout_s=startup_timeout_s)
         host, port = parse_url(http_url, option="--triton-url")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_triton_perf.errors import ServerStartError
-from pytest_triton_perf.server.container import connect, engine_location, owner_labels
+from pytest_triton_perf.server.docker_engine import connect, engine_location, owner_labels
 from tests.conftest import REPO
 
 IMAGE = os.environ.get("TRITON_PERF_TEST_IMAGE", "triton-perf-cpu:2.51.0")

@@ -13,16 +13,11 @@ import pytest
 
 from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
 from pytest_triton_perf.measure.engine import MeasureSettings, measure
+from pytest_triton_perf.options.container import parse_gpus, ulimit_value
 from pytest_triton_perf.server import container as container_module
 from pytest_triton_perf.server.command import Ports
-from pytest_triton_perf.server.container import (
-    LABEL_OWNER_PID,
-    LABEL_SESSION,
-    SESSION_ID,
-    ContainerTritonServer,
-    parse_gpus,
-    ulimit_value,
-)
+from pytest_triton_perf.server.container import ContainerTritonServer
+from pytest_triton_perf.server.docker_engine import LABEL_OWNER_PID, LABEL_SESSION, SESSION_ID
 from pytest_triton_perf.server.http import get_json
 from tests.conftest import BROKEN_MODELS, EXAMPLE_MODELS
 from tests.container.conftest import IMAGE

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_triton_perf.server.container import (
+from pytest_triton_perf.server.docker_engine import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PARENT_PID,
     LABEL_OWNER_PID,

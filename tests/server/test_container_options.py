@@ -10,19 +10,21 @@ import pytest
 
 from pytest_triton_perf.errors import ConfigError, ServerStartError
 from pytest_triton_perf.fixtures import make_server
-from pytest_triton_perf.server.container import (
-    LABEL_OWNER_HOST,
-    LABEL_OWNER_PID,
-    LABEL_OWNER_START,
-    ContainerTritonServer,
+from pytest_triton_perf.options.container import (
     GpuRequest,
-    owner_alive,
-    owner_labels,
     parse_docker_kwargs,
     parse_gpus,
     parse_image,
     parse_shm_size,
     parse_ulimit,
+)
+from pytest_triton_perf.server.container import ContainerTritonServer, device_request
+from pytest_triton_perf.server.docker_engine import (
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_OWNER_START,
+    owner_alive,
+    owner_labels,
     pull_progress,
     split_reference,
 )
@@ -70,10 +72,10 @@ def test_zero_gpus_points_at_none() -> None:
 
 
 def test_device_requests_use_count_or_ids_never_both() -> None:
-    by_count = GpuRequest("all", count=-1).device_request()
+    by_count = device_request(GpuRequest("all", count=-1))
     assert (by_count["Count"], by_count.get("DeviceIDs")) == (-1, [])
     assert by_count["Capabilities"] == [["gpu"]]
-    by_id = GpuRequest("device=1", device_ids=("1",)).device_request()
+    by_id = device_request(GpuRequest("device=1", device_ids=("1",)))
     assert (by_id["Count"], by_id["DeviceIDs"]) == (0, ["1"])
     assert GpuRequest("2", count=2).fallback_devices() == ("0", "1")
     assert GpuRequest("all", count=-1).fallback_devices() is None
@@ -173,7 +175,7 @@ def test_image_selects_the_container_launcher_and_url_wins_over_it() -> None:
 
 
 def test_gpus_without_image_is_a_usage_error() -> None:
-    with pytest.raises(ConfigError, match="--gpus=all applies to a container: add --triton-image"):
+    with pytest.raises(ConfigError, match="--triton-gpus/--gpus=all applies to a container: add"):
         settings(gpus=GpuRequest("all", count=-1))
 
 
@@ -190,6 +192,7 @@ def test_gpus_ini_twin_is_prefixed() -> None:
     ("option", "expected"),
     [
         ("--gpus=some", "*--gpus='some' is not a GPU request; accepted: all, a count*"),
+        ("--triton-gpus=0", "*--triton-gpus='0': a count of GPUs must be >= 1*"),
         ("--triton-pull=sometimes", "*--triton-pull='sometimes': accepted are missing, always*"),
         ("--triton-image=nvcr.io/nvidia/tritonserver", "*has no tag: name one*"),
         ("--triton-network=bridge", "*--triton-network='bridge': accepted are host*"),
@@ -222,7 +225,7 @@ def test_each_xdist_worker_gets_its_own_gpus_when_there_are_enough(
     expected: tuple[str, ...] | None,
     warns: bool,
 ) -> None:
-    from pytest_triton_perf.server.container import parse_gpus, split_for_worker
+    from pytest_triton_perf.options.container import split_for_worker
 
     gpus = parse_gpus("--gpus", spec)
     assert gpus is not None
@@ -234,3 +237,57 @@ def test_each_xdist_worker_gets_its_own_gpus_when_there_are_enough(
     assert (warning is not None) == warns
     if warning:
         assert "the workers share them" in warning
+
+
+CONFTEST_WITH_GPUS = """
+def pytest_addoption(parser):
+    parser.addoption("--gpus", action="store", default="cuda-none", help="the suite's own GPUs")
+
+def pytest_report_header(config):
+    return [f"conftest gpus: {config.getoption('--gpus')}"]
+"""
+GPUS_NOTICE = "triton-perf: --gpus is defined by another plugin or conftest; use --triton-gpus*"
+
+
+def test_a_conftest_defining_gpus_leaves_us_triton_gpus_and_says_so_once(
+    pytester: pytest.Pytester,
+) -> None:
+    """An ML repository's conftest with its own --gpus: pytest starts, the conftest keeps
+    --gpus, ours is --triton-gpus (parsed and validated), and the header says so once."""
+    pytester.makeconftest(CONFTEST_WITH_GPUS)
+    pytester.makepyfile(
+        """
+        def test_settings(pytestconfig):
+            from pytest_triton_perf.fixtures import SETTINGS_KEY
+
+            assert pytestconfig.stash[SETTINGS_KEY].gpus is None
+            assert pytestconfig.getoption("--gpus") == "2"
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--gpus=2", "--triton-gpus=none", "--triton-image=triton:1"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["conftest gpus: 2"])
+    result.stdout.fnmatch_lines([GPUS_NOTICE])
+    assert result.stdout.str().count("--gpus is defined by another plugin") == 1
+    bad = pytester.runpytest_subprocess("--triton-gpus=some", "--triton-image=triton:1")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--triton-gpus='some' is not a GPU request*"])
+
+
+def test_without_a_clash_gpus_and_triton_gpus_are_twins(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_settings(pytestconfig):
+            from pytest_triton_perf.fixtures import SETTINGS_KEY
+
+            assert pytestconfig.stash[SETTINGS_KEY].gpus.count == 2
+        """
+    )
+    for flag in ("--gpus", "--triton-gpus"):
+        result = pytester.runpytest_subprocess(f"{flag}=2", "--triton-image=triton:1")
+        result.assert_outcomes(passed=1)
+        assert "is defined by another plugin" not in result.stdout.str()
+    help_text = pytester.runpytest_subprocess("--help").stdout.str()
+    assert "--gpus=GPUS" in help_text and "--triton-gpus=GPUS" in help_text

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import psutil
 import pytest
 
 from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
+from pytest_triton_perf.server import _pdeathsig
 from pytest_triton_perf.server.http import get_json
 from pytest_triton_perf.server.local import LocalTritonServer, find_tritonserver
 from tests.conftest import BROKEN_MODELS, EXAMPLE_MODELS
@@ -111,3 +115,48 @@ def test_shipped_binary_is_found_with_the_stub_of_this_python() -> None:
     import sys
 
     assert install.stub.parent.name == f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """True once ``pid`` has exited (a zombie waiting for its reaper counts as exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:  # it may vanish between any two calls
+            return True
+        time.sleep(0.05)
+    return False
+
+
+PARENT = """
+import subprocess, sys
+from pytest_triton_perf.server.local import _with_parent_death_signal
+
+child = subprocess.Popen(_with_parent_death_signal(["/bin/sleep", "60"]), start_new_session=True)
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_the_exec_shim_ties_its_program_to_the_parent() -> None:
+    """What keeps a SIGKILLed pytest from leaving tritonserver behind, without a
+    preexec_fn: the shim sets the parent-death signal and execs the program in place."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    deadline = time.monotonic() + 10
+    while psutil.Process(pid).name() != "sleep":  # the shim has exec'd the program
+        assert time.monotonic() < deadline, "the shim never exec'd its program"
+        time.sleep(0.02)
+    assert psutil.Process(pid).ppid() == parent.pid  # exec in place: no extra process
+    parent.kill()
+    parent.wait(timeout=10)
+    assert _gone(pid, 5), "the program outlived its SIGKILLed parent"
+
+
+def test_the_exec_shim_refuses_when_its_parent_is_already_gone() -> None:
+    """A parent that died before the signal was set would never send it: do not start."""
+    assert _pdeathsig.main(["--parent", str(os.getppid() + 10**7), "--", "/bin/true"]) == 1
+    assert _pdeathsig.main(["/bin/true"]) == 2

@@ -6,7 +6,8 @@ import pytest
 
 from pytest_triton_perf.errors import ConfigError, ModelNotReadyError, ServerDiedError
 from pytest_triton_perf.server.local import LocalTritonServer, free_port
-from pytest_triton_perf.server.remote import RemoteTritonServer, parse_url
+from pytest_triton_perf.server.remote import RemoteTritonServer
+from pytest_triton_perf.urls import parse_url
 
 
 def test_remote_finds_version_models_and_metrics(server: LocalTritonServer) -> None:

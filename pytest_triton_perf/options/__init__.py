@@ -1,0 +1,372 @@
+"""The option table: every setting of the plugin with its flag, ini twin, parser, default
+and help text, in one place.
+
+No pytest import: the plugin registers each :class:`Option` as a command-line flag and an
+ini key, :mod:`pytest_triton_perf.settings` builds the frozen settings from them, and the
+launchers take their defaults from the constants named here. Each parser raises
+:class:`~pytest_triton_perf.errors.ConfigError` naming the flag, the bad value and the
+accepted form. A new option is one row here and one field of ``Settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_triton_perf import metrics
+from pytest_triton_perf.options import container, parsers
+
+#: How long a launcher waits for the server and its models.
+STARTUP_TIMEOUT_S = 120.0
+#: Where baselines live, relative to pytest's rootdir (``--triton-perf-baseline-dir``).
+BASELINE_DIR = ".triton-perf"
+
+
+def _gate_defaults(kind: str) -> str:
+    """The comparison defaults of the metric catalogue, as the option would be written:
+    ``p50=5%,...`` (minimum effects) or ``p50=0.2ms,...`` (floors)."""
+    parts = []
+    for m in metrics.GATED:
+        assert m.gate is not None
+        name = m.name.removesuffix("_ms")
+        if kind == "effect":
+            parts.append(f"{name}={m.gate.min_effect * 100:g}%")
+        elif m.gate.floor:
+            parts.append(f"{name}={m.gate.floor:g}ms")
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its flag, ini key, parser, default and help text.
+
+    ``text`` says what the option does; :attr:`help` appends the default, written as
+    ``shown`` or, without it, formatted from ``default``.
+    """
+
+    flag: str
+    dest: str
+    parse: Callable[[str, str], Any]
+    default: Any
+    metavar: str
+    text: str
+    shown: str | None = None  # the default in words, where the value alone says too little
+    path: bool = False  # resolved relative to the ini file's directory when from the ini
+    switch: bool = False  # a command-line switch without value and without ini twin
+    # A shorter flag, registered as a twin only when no other plugin or conftest took it.
+    alias: str | None = None
+
+    @property
+    def ini(self) -> str:
+        """The ini twin: ``--triton-perf-window-s`` -> ``triton_perf_window_s``."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+    @property
+    def shown_default(self) -> str:
+        """The default as the help text names it."""
+        if self.shown is not None:
+            return self.shown
+        if self.default is None:
+            return "none"
+        if isinstance(self.default, bool):
+            return "on" if self.default else "off"
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
+
+    @property
+    def help(self) -> str:
+        """The help text of the flag and its ini key, ending with the default."""
+        return f"{self.text} Default: {self.shown_default}."
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--triton-url",
+        "url",
+        parsers.address,
+        None,
+        "HOST:PORT",
+        "HTTP address of a running Triton server to measure instead of starting one "
+        "(host:port or http://host:port).",
+        shown="none, start a local server",
+    ),
+    Option(
+        "--triton-grpc-url",
+        "grpc_url",
+        parsers.address,
+        None,
+        "HOST:PORT",
+        "gRPC address of that server.",
+        shown="the --triton-url host at its port + 1",
+    ),
+    Option(
+        "--triton-model-repository",
+        "model_repository",
+        parsers.non_empty_text,
+        None,
+        "DIR",
+        "Triton model repository to serve (ini: relative to the ini file).",
+        path=True,
+    ),
+    Option(
+        "--triton-models",
+        "models",
+        parsers.name_list,
+        None,
+        "M1,M2",
+        "Models to load from the repository.",
+        shown="all of them",
+    ),
+    Option(
+        "--triton-server-path",
+        "server_path",
+        parsers.non_empty_text,
+        None,
+        "PATH",
+        "tritonserver binary (or a directory with bin/tritonserver).",
+        shown="tritonserver on PATH, else the one shipped by nvidia-pytriton",
+        path=True,
+    ),
+    Option(
+        "--triton-image",
+        "image",
+        container.parse_image,
+        None,
+        "IMAGE",
+        "Run Triton in a Docker container of this image (with a tag or digest, e.g. "
+        "nvcr.io/nvidia/tritonserver:24.08-py3); --triton-url wins over it.",
+        shown="none, start a local tritonserver",
+    ),
+    Option(
+        "--triton-gpus",
+        "gpus",
+        container.parse_gpus,
+        None,
+        "GPUS",
+        "GPUs for the --triton-image container, as Docker takes them: all, a count, "
+        "device=0,2, GPU UUIDs, none. Also --gpus, unless another plugin or conftest "
+        "defines that.",
+        alias="--gpus",
+    ),
+    Option(
+        "--triton-pull",
+        "pull",
+        container.parse_pull,
+        container.PULL_POLICY,
+        "POLICY",
+        "When to pull the --triton-image: missing, always or never.",
+    ),
+    Option(
+        "--triton-network",
+        "network",
+        container.parse_network,
+        container.NETWORK_MODE,
+        "MODE",
+        "Container networking: host (Triton binds free 127.0.0.1 ports on the host's "
+        "network) or ports (Triton's ports published on 127.0.0.1).",
+    ),
+    Option(
+        "--triton-shm-size",
+        "shm_size",
+        container.parse_shm_size,
+        container.SHM_SIZE,
+        "SIZE",
+        "/dev/shm of the container (the Python backend needs 64 MB per model instance).",
+    ),
+    Option(
+        "--triton-ulimit-memlock",
+        "ulimit_memlock",
+        container.parse_ulimit,
+        container.ULIMIT_MEMLOCK,
+        "LIMIT",
+        "memlock ulimit of the container: unlimited, bytes (k/m/g allowed) or off (the "
+        "engine's default).",
+        shown="unlimited, as NGC recommends",
+    ),
+    Option(
+        "--triton-ulimit-stack",
+        "ulimit_stack",
+        container.parse_ulimit,
+        container.ULIMIT_STACK,
+        "LIMIT",
+        "stack ulimit of the container: unlimited, bytes (k/m/g allowed) or off.",
+        shown=f"{container.ULIMIT_STACK} ({container.ULIMIT_STACK // 2**20} MiB), "
+        f"as NGC recommends",
+    ),
+    Option(
+        "--triton-docker-kwargs",
+        "docker_kwargs",
+        container.parse_docker_kwargs,
+        None,
+        "JSON",
+        "Extra arguments of docker-py's containers.create as a JSON object, e.g. "
+        '\'{"cpuset_cpus": "0-3"}\'.',
+    ),
+    Option(
+        "--triton-startup-timeout",
+        "startup_timeout_s",
+        parsers.positive_float,
+        STARTUP_TIMEOUT_S,
+        "SECONDS",
+        "How long to wait for the server and its models to be ready.",
+    ),
+    Option(
+        "--triton-perf-warmup-s",
+        "warmup_s",
+        parsers.non_negative_float,
+        2.0,
+        "SECONDS",
+        "Warm-up before the measured windows of each measurement.",
+    ),
+    Option(
+        "--triton-perf-windows",
+        "windows",
+        parsers.positive_int,
+        3,
+        "N",
+        "Measured windows per measurement (at least).",
+    ),
+    Option(
+        "--triton-perf-window-s",
+        "window_s",
+        parsers.positive_float,
+        2.0,
+        "SECONDS",
+        "Length of one measurement window.",
+    ),
+    Option(
+        "--triton-perf-save",
+        "save",
+        parsers.switch,
+        False,
+        "",
+        "Record this run's measurements (of passing tests) as accepted baseline runs.",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-compare",
+        "compare",
+        parsers.switch,
+        False,
+        "",
+        "Compare each measurement with its stored baseline (history mode).",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-baseline-dir",
+        "baseline_dir",
+        parsers.non_empty_text,
+        None,
+        "DIR",
+        "Where baselines are stored (commit it).",
+        shown=f"{BASELINE_DIR} at the rootdir",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-baseline-ref",
+        "baseline_ref",
+        parsers.non_empty_text,
+        None,
+        "REF",
+        "A/B mode: load each measured model as it is at git revision REF beside the "
+        "candidate and alternate their windows.",
+    ),
+    Option(
+        "--triton-perf-baseline-repo",
+        "baseline_repo",
+        parsers.non_empty_text,
+        None,
+        "DIR",
+        "A/B mode with the reference models taken from a model repository directory.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-compare-windows",
+        "compare_windows",
+        parsers.positive_int,
+        10,
+        "N",
+        "Windows per arm when comparing or saving (significance needs at least 5).",
+    ),
+    Option(
+        "--triton-perf-alpha",
+        "alpha",
+        parsers.probability,
+        0.01,
+        "ALPHA",
+        "Significance level of the one-sided tests.",
+    ),
+    Option(
+        "--triton-perf-min-effect",
+        "min_effect",
+        parsers.effects,
+        None,
+        "SPEC",
+        "Smallest change that counts as a regression, e.g. p50=5%,p99=10%,throughput=5% "
+        "(off disables a metric).",
+        shown=_gate_defaults("effect"),
+    ),
+    Option(
+        "--triton-perf-floor",
+        "floor",
+        parsers.floors,
+        None,
+        "SPEC",
+        "Absolute latency change below which nothing regresses, e.g. p50=0.2ms,p99=0.5ms.",
+        shown=_gate_defaults("floor"),
+    ),
+    Option(
+        "--triton-perf-sla-mode",
+        "sla_mode",
+        parsers.sla_mode,
+        "point",
+        "point|strict",
+        "point: the measured value decides an SLA bound; strict: a bound inside the 95% "
+        "interval (marginal) fails too.",
+    ),
+    Option(
+        "--triton-perf-json",
+        "json",
+        parsers.non_empty_text,
+        None,
+        "PATH",
+        "Write every measurement with windows, verdicts and environment as JSON.",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-junit",
+        "junit",
+        parsers.non_empty_text,
+        None,
+        "PATH",
+        "Write a JUnit XML file of perf checks (one testcase per measurement and metric).",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-markdown",
+        "markdown",
+        parsers.non_empty_text,
+        None,
+        "PATH",
+        "Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-plots",
+        "plots",
+        parsers.non_empty_text,
+        None,
+        "DIR",
+        "Write PNG plots (needs the 'plots' extra: matplotlib).",
+        path=True,
+    ),
+)
+
+BY_DEST: dict[str, Option] = {opt.dest: opt for opt in OPTIONS}
+
+
+def default(dest: str) -> Any:
+    """The default of the option whose settings field is ``dest``."""
+    return BY_DEST[dest].default

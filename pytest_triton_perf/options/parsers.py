@@ -1,0 +1,100 @@
+"""Parsers of option values: ``parse(flag, text)`` -> value, or a ConfigError naming the
+flag, the bad value and the accepted form. The container launcher's parsers live in
+:mod:`pytest_triton_perf.options.container`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.metrics import parse_metric_map
+from pytest_triton_perf.urls import parse_url
+
+POSITIVE_S = "a positive number of seconds"
+NON_NEGATIVE_S = "a number of seconds >= 0"
+WHOLE = "a whole number >= 1"
+PROBABILITY = "a probability between 0 and 1"
+_EXAMPLES = {POSITIVE_S: "2.5", NON_NEGATIVE_S: "2", WHOLE: "3", PROBABILITY: "0.01"}
+
+
+def _number(
+    flag: str,
+    text: str,
+    convert: Callable[[str], float],
+    ok: Callable[[float], bool],
+    accepted: str,
+) -> float:
+    """``convert(text)`` when ``ok`` holds for it; else ConfigError naming flag and value."""
+    try:
+        value = convert(text)
+        good = math.isfinite(value) and ok(value)
+    except (ValueError, OverflowError):  # not a number; an int too large for a float
+        good = False
+    if not good:
+        raise ConfigError(f"{flag}={text!r}: {accepted} is accepted, e.g. {_EXAMPLES[accepted]}.")
+    return value
+
+
+def positive_float(flag: str, text: str) -> float:
+    """A number of seconds > 0."""
+    return _number(flag, text, float, lambda v: v > 0, POSITIVE_S)
+
+
+def non_negative_float(flag: str, text: str) -> float:
+    """A number of seconds >= 0."""
+    return _number(flag, text, float, lambda v: v >= 0, NON_NEGATIVE_S)
+
+
+def positive_int(flag: str, text: str) -> int:
+    """A whole number >= 1."""
+    return int(_number(flag, text, int, lambda v: v >= 1, WHOLE))
+
+
+def probability(flag: str, text: str) -> float:
+    """A probability strictly between 0 and 1."""
+    return _number(flag, text, float, lambda v: 0 < v < 1, PROBABILITY)
+
+
+def non_empty_text(flag: str, text: str) -> str:
+    """Any non-empty text, stripped."""
+    if not text.strip():
+        raise ConfigError(f"{flag}={text!r}: an empty value is not accepted.")
+    return text.strip()
+
+
+def address(flag: str, text: str) -> str:
+    """A server address, checked here so that a bad one is a usage error, not a failure of
+    every test; kept as written (the launcher parses it again)."""
+    parse_url(text, option=flag)
+    return text.strip()
+
+
+def switch(flag: str, text: str) -> bool:
+    """A switch's ini form: 1, true, yes, on -> True; anything else False."""
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def effects(flag: str, text: str) -> dict[str, float | None]:
+    """Minimum effects per metric, e.g. ``p50=5%,p99=10%``."""
+    return parse_metric_map(text, where=f"{flag}={text!r}")
+
+
+def floors(flag: str, text: str) -> dict[str, float | None]:
+    """Absolute latency floors per metric, e.g. ``p50=0.2ms``."""
+    return parse_metric_map(text, where=f"{flag}={text!r}", unit="ms")
+
+
+def sla_mode(flag: str, text: str) -> str:
+    """``point`` or ``strict``."""
+    if text.strip() not in ("point", "strict"):
+        raise ConfigError(f"{flag}={text!r}: 'point' or 'strict' is accepted.")
+    return text.strip()
+
+
+def name_list(flag: str, text: str) -> tuple[str, ...]:
+    """Model names separated by commas or spaces."""
+    names = tuple(n.strip() for n in text.replace(",", " ").split() if n.strip())
+    if not names:
+        raise ConfigError(f"{flag}={text!r}: a comma-separated list of model names is accepted.")
+    return names
