@@ -5,7 +5,10 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from pytest_triton_perf.errors import (
+    ArgumentError,
+    ConfigError,
     InputSpecError,
+    MeasurementError,
     ModelNotReadyError,
     ServerDiedError,
     ServerStartError,
@@ -25,8 +28,11 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
     __version__ = "0+unknown"
 
 __all__ = [
+    "ArgumentError",
+    "ConfigError",
     "InputSpecError",
     "LatencyStats",
+    "MeasurementError",
     "ModelNotReadyError",
     "PerfResult",
     "ServerBreakdown",

@@ -1,5 +1,10 @@
-"""Exceptions of pytest-triton-perf. The core raises these; the plugin turns them into
-usage errors or test failures. None of them imports pytest."""
+"""Exceptions of pytest-triton-perf: one hierarchy under :class:`TritonPerfError`.
+
+The core raises these and never imports pytest. The plugin turns configuration errors into
+usage errors; every other one reaches the test that made the call, so ``pytest.raises`` can
+catch it, and a test that does not is reported in one line. An error whose cause is a value
+the caller passed is also a ``ValueError``.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,14 @@ class ModelNotReadyError(TritonPerfError):
     """A requested model is missing on the server or failed to load."""
 
 
-class InputSpecError(TritonPerfError):
-    """Request inputs cannot be built from the model's metadata and the given arguments."""
+class ArgumentError(TritonPerfError, ValueError):
+    """A value passed to a call is not one it accepts (e.g. a window length of 0); the
+    message names the value and what is accepted."""
+
+
+class InputSpecError(ArgumentError):
+    """A measurement's arguments do not fit the model or the load generator: inputs, shapes,
+    batch size, concurrency, request rate, protocol."""
 
 
 class MeasurementError(TritonPerfError):

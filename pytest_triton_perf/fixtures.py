@@ -308,6 +308,10 @@ class TritonPerf:
         ``warmup_s``, ``windows`` and ``window_s`` override the session's
         ``--triton-perf-*`` defaults for this call. When comparing or saving, at least
         ``--triton-perf-compare-windows`` windows are measured (per arm in A/B mode).
+
+        Raises the package's errors, for ``pytest.raises`` to catch: InputSpecError (also a
+        ValueError) for arguments the model or the engine does not accept, ArgumentError for
+        bad window settings, ModelNotReadyError, ServerDiedError, MeasurementError.
         """
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
@@ -328,31 +332,26 @@ class TritonPerf:
         else:
             conc = list(concurrency) if isinstance(concurrency, (list, tuple)) else [concurrency]
             levels = [{"concurrency": c} for c in conc]
+        # Errors propagate for pytest.raises to catch; the plugin reports an uncaught one in
+        # one line (see plugin.short_failure).
         results = []
-        try:
-            self.server.check_alive()
-            self.server.require_model(model, version)
-            for level in levels:
-                run = functools.partial(
-                    measure_engine,
-                    self.server,
-                    version=version,
-                    **level,
-                    batch_size=batch_size,
-                    protocol=protocol,
-                    inputs=inputs,
-                    shapes=shapes,
-                    **engine_options,
-                )
-                measured = self._measure_one(run, model, settings)
-                self._record(measured)
-                results.append(measured.result)
-        except TritonPerfError as e:
-            problem = str(e)
-        else:
-            problem = ""
-        if problem:
-            pytest.fail(problem, pytrace=False)
+        self.server.check_alive()
+        self.server.require_model(model, version)
+        for level in levels:
+            run = functools.partial(
+                measure_engine,
+                self.server,
+                version=version,
+                **level,
+                batch_size=batch_size,
+                protocol=protocol,
+                inputs=inputs,
+                shapes=shapes,
+                **engine_options,
+            )
+            measured = self._measure_one(run, model, settings)
+            self._record(measured)
+            results.append(measured.result)
         return results if sweep else results[0]
 
     def _measure_one(

@@ -9,7 +9,9 @@ import argparse
 import contextlib
 import dataclasses
 import signal
+import sysconfig
 import threading
+import traceback
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -238,12 +240,67 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Carry the test's records on its report: the one channel that reaches the xdist
-    controller, which alone saves baselines and writes reports."""
+    controller, which alone saves baselines and writes reports. A test that failed with one
+    of our errors is reported in one line (:func:`short_failure`)."""
     report = yield
+    if report.failed and call.excinfo is not None:
+        short = short_failure(item, call.excinfo)
+        if short is not None:
+            report.longrepr = short  # a string: travels from xdist workers as it is
     if call.when == "call":
         records = item.stash.get(RECORDS_KEY, [])
         report.triton_perf = [r.to_dict() for r in records]  # type: ignore[attr-defined]
     return report
+
+
+def short_failure(item: pytest.Item, excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+    """``test_x.py:12: InputSpecError: <message>`` for a test that failed with one of this
+    package's errors (a refused argument, a model that is not ready, a server gone): the
+    line where the test called us, not a traceback through the plugin. None keeps pytest's
+    report: for other exceptions, and with ``--tb=long``, ``--tb=native`` or
+    ``--full-trace``, which ask for the whole traceback."""
+    error = excinfo.value
+    if not isinstance(error, TritonPerfError):
+        return None
+    config = item.config
+    if config.getoption("fulltrace", False) or config.getoption("tbstyle", "auto") in (
+        "long",
+        "native",
+    ):
+        return None
+    return f"{_call_site(item, error)}: {type(error).__name__}: {error}"
+
+
+#: Frames in these directories are not the user's: this package, the standard library and
+#: installed packages (pytest and pluggy among them).
+_NOT_USER_CODE = (
+    Path(__file__).resolve().parent,
+    *{
+        Path(p).resolve()
+        for key, p in sysconfig.get_paths().items()
+        if key in ("stdlib", "platstdlib", "purelib", "platlib")
+    },
+)
+
+
+def _call_site(item: pytest.Item, error: BaseException) -> str:
+    """``path:line`` of the last frame of the user's code in the error's traceback (the
+    call into this package); the test's own location when there is none."""
+    site = None
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+        path = Path(frame.f_code.co_filename)
+        if not path.is_absolute():  # <frozen ...>, <string>
+            continue
+        path = path.resolve()
+        if not any(path.is_relative_to(d) for d in _NOT_USER_CODE):
+            site = (path, lineno)
+    if site is None:
+        where, line, _ = item.location
+        return f"{where}:{(line or 0) + 1}"
+    path, lineno = site
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(item.config.invocation_params.dir.resolve())
+    return f"{path}:{lineno}"
 
 
 class PerfSummary:

@@ -45,6 +45,13 @@ class Supervisor:
             self.fail(e)
             raise
 
+    async def watch(self, interval_s: float) -> None:
+        """Ask the server handle every ``interval_s`` until cancelled (a task of the run):
+        a server that dies while no request is outstanding is noticed as well."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.check_alive()
+
     async def sleep(self, seconds: float) -> None:
         """Sleep, but raise at once if a fatal failure is recorded meanwhile."""
         if seconds > 0:

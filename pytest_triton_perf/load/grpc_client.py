@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_triton_perf.load.inputs import InputTensor
-from pytest_triton_perf.load.transport import TransportError
+from pytest_triton_perf.load.transport import InputTensor, TransportError
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 

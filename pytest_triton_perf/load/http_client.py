@@ -17,8 +17,7 @@ from urllib.parse import quote
 
 import httptools
 
-from pytest_triton_perf.load.inputs import InputTensor
-from pytest_triton_perf.load.transport import TransportError
+from pytest_triton_perf.load.transport import InputTensor, TransportError
 
 
 def infer_path(model: str, version: str | None) -> str:

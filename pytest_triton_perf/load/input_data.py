@@ -19,26 +19,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tritonclient.utils import deserialize_bytes_tensor
 
 from pytest_triton_perf.errors import InputSpecError
-from pytest_triton_perf.load.inputs import _NUMPY_DTYPES, ModelSpec, resolve_dims
+from pytest_triton_perf.load.model_spec import ModelSpec, numpy_dtype, resolve_dims
 
 
 def _deserialize_bytes(raw: bytes, where: str) -> np.ndarray:
-    items = []
-    i = 0
-    while i < len(raw):
-        if i + 4 > len(raw):
-            raise InputSpecError(f"{where}: b64 BYTES data ends inside a length prefix")
-        n = int.from_bytes(raw[i : i + 4], "little")
-        items.append(raw[i + 4 : i + 4 + n])
-        i += 4 + n
-    return np.array(items, dtype=np.object_)
+    try:
+        return deserialize_bytes_tensor(raw)
+    except struct.error:
+        raise InputSpecError(
+            f"{where}: b64 BYTES data ends inside an element (each element is a 4-byte"
+            " little-endian length, then that many bytes)"
+        ) from None
 
 
 def _array_for(
@@ -61,7 +61,7 @@ def _array_for(
             if t.datatype == "BYTES":
                 flat = _deserialize_bytes(raw, where)
             else:
-                dtype = np.dtype(_NUMPY_DTYPES[t.datatype]).newbyteorder("<")
+                dtype = _dtype(t.datatype, where).newbyteorder("<")
                 if len(raw) % dtype.itemsize:
                     raise InputSpecError(
                         f"{where}: {len(raw)} bytes is not a whole number of {t.datatype} values"
@@ -90,6 +90,13 @@ def _array_for(
     return flat.reshape(shape)
 
 
+def _dtype(datatype: str, where: str) -> np.dtype[Any]:
+    dtype = numpy_dtype(datatype)
+    if dtype is None:
+        raise InputSpecError(f"{where}: datatype {datatype} has no numpy form to read values into")
+    return dtype
+
+
 def _values(datatype: str, content: Any, where: str) -> np.ndarray:
     if not isinstance(content, list):
         raise InputSpecError(f"{where}: expected a list of values, got {type(content).__name__}")
@@ -97,7 +104,7 @@ def _values(datatype: str, content: Any, where: str) -> np.ndarray:
     if datatype == "BYTES":
         return np.array([str(v).encode() if not isinstance(v, bytes) else v for v in flat], object)
     try:
-        return np.array(flat.tolist(), dtype=_NUMPY_DTYPES[datatype])
+        return np.array(flat.tolist(), dtype=_dtype(datatype, where))
     except (TypeError, ValueError) as e:
         raise InputSpecError(f"{where}: values are not {datatype}: {e}") from None
 

@@ -1,38 +1,34 @@
-"""Request inputs built from a model's metadata and configuration.
+"""Request inputs: from what a measurement is given (``inputs``, ``shapes``, ``batch_size``)
+to the request bodies it sends, encoded once before any clock starts.
 
-The model's metadata (``GET /v2/models/<m>``) gives datatypes and shapes, its configuration
-(``GET .../config``) gives ``max_batch_size``: when it is above 0, Triton prepends a batch
-dimension to every input, and the metadata shows it as a leading ``-1``. Everything here is
-pure: it works on those two JSON documents, so it is tested without a server.
+Input sets are ``"random"`` (seeded), ``"zero"``, dicts of numpy arrays, perf_analyzer JSON
+input-data files, or a list of these sent in turn. Each set is validated against the
+model's metadata, serialised with tritonclient's datatype mapping and BYTES encoding, and
+wrapped in a complete HTTP request or a serialised gRPC ``ModelInferRequest``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 
 from pytest_triton_perf.errors import InputSpecError
-
-# Triton datatype -> numpy dtype. BF16 has no numpy dtype: it travels as raw 16-bit words.
-_NUMPY_DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BF16": np.uint16,
-    "BYTES": np.object_,
-}
+from pytest_triton_perf.load import grpc_client, http_client
+from pytest_triton_perf.load.input_data import load_input_data
+from pytest_triton_perf.load.model_info import split_url
+from pytest_triton_perf.load.model_spec import (
+    ModelSpec,
+    TensorSpec,
+    check_batch_size,
+    format_shape,
+    numpy_dtype,
+    resolve_dims,
+)
+from pytest_triton_perf.load.transport import InputTensor
 
 #: Length of the random strings generated for BYTES inputs (perf_analyzer's --string-length).
 DEFAULT_STRING_LENGTH = 128
@@ -41,165 +37,91 @@ _ALPHABET = np.frombuffer(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8
 )
 
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of a model; ``dims`` exclude the batch dimension, -1 is dynamic."""
-
-    name: str
-    datatype: str
-    dims: tuple[int, ...]
-    optional: bool = False
+#: One input set: ``"random"``, ``"zero"``, a JSON input-data file, or arrays by input name.
+InputSet = str | Mapping[str, np.ndarray]
+#: What ``measure(inputs=...)`` takes: one input set or a list of them, sent in turn.
+InputsArg = InputSet | Sequence[InputSet]
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a load generator needs to know about a served model."""
+def encode_requests(
+    spec: ModelSpec,
+    inputs: InputsArg,
+    *,
+    protocol: str,
+    http_url: str,
+    version: str | None = None,
+    batch_size: int = 1,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> tuple[tuple[bytes, ...], str]:
+    """The request bodies a measurement rotates, one per input set, and the label its
+    workload records (``"random"``, ``"user"``, ``"file:data.json"``, ``"list[3]:..."``).
 
-    name: str
-    version: str | None
-    max_batch_size: int
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[TensorSpec, ...]
-    decoupled: bool = False
-
-    @property
-    def batching(self) -> bool:
-        """True when Triton prepends a batch dimension to every tensor."""
-        return self.max_batch_size > 0
-
-    def input(self, name: str) -> TensorSpec:
-        """The input called ``name``; InputSpecError listing the inputs if there is none."""
-        for t in self.inputs:
-            if t.name == name:
-                return t
-        raise InputSpecError(
-            f"model '{self.name}' has no input '{name}'; its inputs are "
-            f"{', '.join(repr(t.name) for t in self.inputs) or '(none)'}"
-        )
-
-    @classmethod
-    def from_metadata(
-        cls, metadata: Mapping[str, Any], config: Mapping[str, Any], version: str | None = None
-    ) -> ModelSpec:
-        """Build from Triton's model metadata and model configuration JSON documents."""
-        name = str(metadata.get("name") or config.get("name") or "?")
-        max_batch_size = int(config.get("max_batch_size", 0) or 0)
-        optional = {
-            str(i.get("name")): bool(i.get("optional", False)) for i in config.get("input", [])
-        }
-
-        def tensors(entries: Sequence[Mapping[str, Any]], is_input: bool) -> tuple[TensorSpec, ...]:
-            out = []
-            for e in entries:
-                shape = tuple(int(d) for d in e.get("shape", []))
-                if max_batch_size > 0 and shape:
-                    # The metadata shows the batch dimension as a leading -1: not the user's.
-                    shape = shape[1:]
-                tname = str(e["name"])
-                out.append(
-                    TensorSpec(
-                        name=tname,
-                        datatype=str(e["datatype"]),
-                        dims=shape,
-                        optional=is_input and optional.get(tname, False),
-                    )
-                )
-            return tuple(out)
-
-        policy = config.get("model_transaction_policy") or {}
-        return cls(
-            name=name,
-            version=version,
-            max_batch_size=max_batch_size,
-            inputs=tensors(metadata.get("inputs", []), True),
-            outputs=tensors(metadata.get("outputs", []), False),
-            decoupled=bool(policy.get("decoupled", False)),
-        )
-
-
-@dataclass(frozen=True)
-class InputTensor:
-    """One input of one request, encoded once: full shape (batch included) and raw bytes.
-
-    ``data`` is what both protocols carry: row-major little-endian values, or for BYTES each
-    element as a 4-byte little-endian length followed by its bytes (Triton's wire format).
+    Set ``k`` of random inputs is seeded ``seed + k``. ``protocol`` is ``"http"`` (complete
+    HTTP/1.1 requests to ``http_url``) or ``"grpc"`` (serialised ``ModelInferRequest``).
+    Raises InputSpecError naming the model, the input, the value and what is accepted.
     """
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-    data: bytes
-
-
-def _fmt(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def check_batch_size(spec: ModelSpec, batch_size: int) -> None:
-    """InputSpecError unless ``batch_size`` is one the model accepts."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputSpecError(
-            f"model '{spec.name}': batch_size must be an integer >= 1, got {batch_size!r}"
+    sets, label = input_sets(spec, inputs, shapes)
+    tensors = [
+        build_inputs(spec, s, batch_size=batch_size, shapes=shapes, seed=seed + k)
+        for k, s in enumerate(sets)
+    ]
+    outputs = [o.name for o in spec.outputs]
+    if protocol == "http":
+        host, port = split_url(http_url)
+        payloads = tuple(
+            http_client.encode_request(f"{host}:{port}", spec.name, version, t, outputs)
+            for t in tensors
         )
-    if not spec.batching and batch_size != 1:
-        raise InputSpecError(
-            f"model '{spec.name}' does not batch (max_batch_size 0); got batch_size={batch_size},"
-            " accepted: 1"
+    else:
+        payloads = tuple(
+            grpc_client.encode_request(spec.name, version, t, outputs) for t in tensors
         )
-    if spec.batching and batch_size > spec.max_batch_size:
-        raise InputSpecError(
-            f"model '{spec.name}' accepts batch_size 1..{spec.max_batch_size} (max_batch_size);"
-            f" got batch_size={batch_size}"
-        )
+    return payloads, label
 
 
-def resolve_dims(
-    spec: ModelSpec, shapes: Mapping[str, Sequence[int]] | None
-) -> dict[str, tuple[int, ...]]:
-    """The per-request dims (without batch) of every input, dynamic dims filled from ``shapes``.
+def input_sets(
+    spec: ModelSpec, inputs: InputsArg, shapes: Mapping[str, Sequence[int]] | None
+) -> tuple[list[str | Mapping[str, np.ndarray]], str]:
+    """Input sets to rotate, and the label the workload records."""
 
-    Inputs whose dims stay dynamic are left with -1 here; :func:`build_inputs` raises for them
-    unless the caller supplies an array that fixes the shape.
-    """
-    shapes = dict(shapes or {})
-    for name in shapes:
-        spec.input(name)  # raises for an unknown name
-    out: dict[str, tuple[int, ...]] = {}
-    for t in spec.inputs:
-        if t.name not in shapes:
-            out[t.name] = t.dims
-            continue
-        given = shapes[t.name]
-        try:
-            dims = tuple(int(d) for d in given)
-        except (TypeError, ValueError):
+    def one(item: Any) -> tuple[list[str | Mapping[str, np.ndarray]], str]:
+        if isinstance(item, str) and item not in ("random", "zero"):
+            if item.endswith(".json") or Path(item).is_file():
+                return list(load_input_data(item, spec, shapes)), f"file:{Path(item).name}"
             raise InputSpecError(
-                f"model '{spec.name}' input '{t.name}': shapes value must be a sequence of"
-                f" integers like {_fmt(_example(t.dims))}, got {given!r}"
-            ) from None
-        ok = len(dims) == len(t.dims) and all(
-            g >= 1 and (m == -1 or g == m) for g, m in zip(dims, t.dims, strict=True)
-        )
-        if not ok:
-            raise InputSpecError(
-                f"model '{spec.name}' input '{t.name}' has shape {_fmt(t.dims)}"
-                f"{' (batch dimension excluded)' if spec.batching else ''}; got shapes="
-                f"{{'{t.name}': {list(given)}}}, accepted: {len(t.dims)} positive dims matching"
-                f" the fixed ones, e.g. {_fmt(_example(t.dims))}"
+                f"model '{spec.name}': inputs={item!r} is not accepted; use 'random', 'zero', a"
+                " dict of numpy arrays, the path of a perf_analyzer JSON input-data file, or a"
+                " list of these"
             )
-        out[t.name] = dims
-    return out
+        if isinstance(item, str):
+            return [item], item
+        if isinstance(item, Mapping):
+            return [item], "user"
+        raise InputSpecError(
+            f"model '{spec.name}': an input set must be 'random', 'zero', a dict of numpy"
+            f" arrays or a JSON file path, got {type(item).__name__}"
+        )
 
-
-def _example(dims: Sequence[int]) -> tuple[int, ...]:
-    return tuple(8 if d == -1 else d for d in dims)
+    if isinstance(inputs, str | Mapping):
+        return one(inputs)
+    if isinstance(inputs, Sequence) and not isinstance(inputs, bytes | bytearray):
+        if not inputs:
+            raise InputSpecError(f"model '{spec.name}': inputs is an empty list")
+        sets: list[str | Mapping[str, np.ndarray]] = []
+        labels = []
+        for item in inputs:
+            s, label = one(item)
+            sets += s
+            labels.append(label)
+        return sets, f"list[{len(sets)}]:" + ",".join(dict.fromkeys(labels))
+    return one(inputs)
 
 
 def _dynamic_error(spec: ModelSpec, t: TensorSpec) -> InputSpecError:
     example = ", ".join("N" if d == -1 else str(d) for d in t.dims)
     return InputSpecError(
-        f"model '{spec.name}' input '{t.name}' has dynamic shape {_fmt(t.dims)}; pass "
+        f"model '{spec.name}' input '{t.name}' has dynamic shape {format_shape(t.dims)}; pass "
         f"shapes={{'{t.name}': [{example}]}}"
     )
 
@@ -215,14 +137,14 @@ def _random_array(
     if datatype == "BOOL":
         return rng.integers(0, 2, size=shape).astype(np.bool_)
     if datatype in ("FP16", "FP32", "FP64"):
-        return rng.random(size=shape).astype(_NUMPY_DTYPES[datatype])
+        return rng.random(size=shape).astype(numpy_dtype(datatype))
     if datatype == "BF16":
         # Upper half of float32 words = bfloat16 of the same values.
         f = rng.random(size=shape).astype("<f4")
         return (f.view("<u4") >> 16).astype(np.uint16)
     # Small non-negative integers: valid as indices and token ids of typical models, which
     # random 64-bit patterns would not be.
-    return rng.integers(0, 100, size=shape).astype(_NUMPY_DTYPES[datatype])
+    return rng.integers(0, 100, size=shape).astype(numpy_dtype(datatype))
 
 
 def _zero_array(datatype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -230,25 +152,23 @@ def _zero_array(datatype: str, shape: tuple[int, ...]) -> np.ndarray:
         arr = np.empty(shape, dtype=np.object_)
         arr.fill(b"")
         return arr
-    return np.zeros(shape, dtype=_NUMPY_DTYPES[datatype])
+    return np.zeros(shape, dtype=numpy_dtype(datatype))
 
 
 def serialize(datatype: str, array: np.ndarray) -> bytes:
-    """Triton's wire bytes for ``array`` (row-major; BYTES as length-prefixed elements)."""
+    """Triton's wire bytes for ``array``: row-major little-endian values; BYTES elements each
+    prefixed with its 4-byte length (tritonclient's ``serialize_byte_tensor``: bytes as they
+    are, anything else as its UTF-8 text)."""
     if datatype == "BYTES":
-        parts = []
-        for item in np.asarray(array).ravel(order="C"):
-            if isinstance(item, bytes | bytearray | memoryview):
-                b = bytes(item)
-            elif isinstance(item, str):
-                b = item.encode("utf-8")
-            else:
-                b = str(item).encode("utf-8")
-            parts.append(len(b).to_bytes(4, "little"))
-            parts.append(b)
-        return b"".join(parts)
-    dtype = np.dtype(_NUMPY_DTYPES[datatype]).newbyteorder("<")
-    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+        array = np.asarray(array)
+        if array.dtype.kind == "U":  # tritonclient takes object and bytes_ arrays
+            array = array.astype(np.object_)
+        encoded = serialize_byte_tensor(array)
+        # One bytes object in a 0-d array; an empty tensor comes back as an empty array.
+        return bytes(encoded.item()) if encoded.size else b""
+    dtype = numpy_dtype(datatype)
+    assert dtype is not None, datatype  # callers check the datatype first
+    return np.ascontiguousarray(array, dtype=dtype.newbyteorder("<")).tobytes()
 
 
 def _check_user_array(
@@ -264,7 +184,8 @@ def _check_user_array(
             f"model '{spec.name}' input '{t.name}': expected a numpy array, got"
             f" {type(value).__name__}"
         )
-    if t.datatype not in _NUMPY_DTYPES:
+    want = numpy_dtype(t.datatype)
+    if want is None:
         raise InputSpecError(
             f"model '{spec.name}' input '{t.name}' has datatype {t.datatype}, which this load"
             " generator cannot encode"
@@ -281,10 +202,10 @@ def _check_user_array(
                 f"model '{spec.name}' input '{t.name}' has datatype BF16; got array of dtype"
                 f" {value.dtype}, accepted: uint16 (the raw bfloat16 bit patterns)"
             )
-    elif value.dtype != np.dtype(_NUMPY_DTYPES[t.datatype]):
+    elif np_to_triton_dtype(value.dtype) != t.datatype:
         raise InputSpecError(
             f"model '{spec.name}' input '{t.name}' has datatype {t.datatype} (numpy"
-            f" {np.dtype(_NUMPY_DTYPES[t.datatype])}); got array of dtype {value.dtype}"
+            f" {want}); got array of dtype {value.dtype}"
         )
 
     def matches(shape: tuple[int, ...], want: tuple[int, ...]) -> bool:
@@ -299,12 +220,14 @@ def _check_user_array(
         return value
     if spec.batching and matches(shape, (batch_size, *dims)):
         return value
-    accepted = _fmt(dims)
+    accepted = format_shape(dims)
     if spec.batching:
-        accepted += f" (one sample, repeated) or {_fmt((batch_size, *dims))} (batch_size first)"
+        accepted += (
+            f" (one sample, repeated) or {format_shape((batch_size, *dims))} (batch_size first)"
+        )
     raise InputSpecError(
         f"model '{spec.name}' input '{t.name}' expects shape {accepted}; got array of shape"
-        f" {_fmt(shape)}"
+        f" {format_shape(shape)}"
     )
 
 
@@ -363,7 +286,7 @@ def build_inputs(
                 )
             array = _check_user_array(spec, t, user[t.name], dims, batch_size)
         else:
-            if t.datatype not in _NUMPY_DTYPES:
+            if numpy_dtype(t.datatype) is None:
                 raise InputSpecError(
                     f"model '{spec.name}' input '{t.name}' has datatype {t.datatype}, which this"
                     " load generator cannot generate"

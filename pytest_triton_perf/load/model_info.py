@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pytest_triton_perf.errors import MeasurementError, ModelNotReadyError
-from pytest_triton_perf.load.inputs import ModelSpec
+from pytest_triton_perf.load.model_spec import ModelSpec
 
 DEFAULT_TIMEOUT_S = 10.0
 

@@ -1,8 +1,24 @@
-"""What every protocol client of the load generator offers to the loops that drive it."""
+"""What the protocol clients of the load generator take (encoded inputs) and what they offer
+to the loops that drive them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """One input of one request, encoded once: full shape (batch included) and raw bytes.
+
+    ``data`` is what both protocols carry: row-major little-endian values, or for BYTES each
+    element as a 4-byte little-endian length followed by its bytes (Triton's wire format).
+    """
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: bytes
 
 
 class TransportError(Exception):

@@ -28,7 +28,8 @@ from typing import Any
 
 from pytest_triton_perf.errors import MeasurementError
 from pytest_triton_perf.load.closed_loop import Supervisor
-from pytest_triton_perf.load.driver import LoadSpec, LocalDriver, PhaseStats
+from pytest_triton_perf.load.driver import Driver, LoadSpec, LocalDriver, PhaseStats
+from pytest_triton_perf.load.loop import new_event_loop
 from pytest_triton_perf.load.recorder import Records
 
 #: Seconds a worker may take to start (interpreter, imports, connections).
@@ -60,8 +61,6 @@ def _child_main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn = Connection(int(sys.argv[1]))
     load = conn.recv()
-    from pytest_triton_perf.measure.engine import new_event_loop
-
     loop = new_event_loop()
     try:
         loop.run_until_complete(_serve(conn, load))
@@ -214,3 +213,19 @@ class ProcessDriver:
             c.close()
         self._procs, self._conns = [], []
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def open_driver(load: LoadSpec, workers: int, supervisor: Supervisor) -> Driver:
+    """A connected driver for ``load``: in this process for one worker, else ``workers``
+    processes sharing it. Whatever was opened is closed again when connecting fails."""
+    driver: Driver
+    if workers <= 1:
+        driver = LocalDriver(load, supervisor)
+    else:
+        driver = ProcessDriver(worker_loads(load, workers))
+    try:
+        await driver.open()
+    except BaseException:
+        await driver.close()
+        raise
+    return driver

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 GPU_METRIC = "nv_gpu_memory_used_bytes"
 CPU_METRIC = "nv_cpu_memory_used_bytes"
 MB = 1e6
@@ -22,57 +24,14 @@ MB = 1e6
 def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Samples of a Prometheus text exposition: name -> [(labels, value), ...].
 
-    Handles what Triton emits (``name{a="b",c="d"} value`` with optional timestamp); comment
-    lines are skipped and malformed lines ignored.
+    Parsed by prometheus_client's reference parser; a malformed exposition raises
+    ValueError (a sampler reports it as the reason the figure is missing).
     """
     out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        labels: dict[str, str] = {}
-        if "{" in line:
-            name, _, rest = line.partition("{")
-            label_text, sep, tail = rest.rpartition("}")
-            if not sep:
-                continue
-            labels = _parse_labels(label_text)
-        else:
-            name, _, tail = line.partition(" ")
-        fields = tail.split()
-        if not fields:
-            continue
-        try:
-            value = float(fields[0])
-        except ValueError:
-            continue
-        out.setdefault(name.strip(), []).append((labels, value))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
     return out
-
-
-def _parse_labels(text: str) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    i, n = 0, len(text)
-    while i < n:
-        eq = text.find("=", i)
-        if eq < 0:
-            break
-        key = text[i:eq].strip().lstrip(",").strip()
-        j = eq + 1
-        if j >= n or text[j] != '"':
-            break
-        j += 1
-        value = []
-        while j < n and text[j] != '"':
-            if text[j] == "\\" and j + 1 < n:
-                j += 1
-                value.append({"n": "\n"}.get(text[j], text[j]))
-            else:
-                value.append(text[j])
-            j += 1
-        labels[key] = "".join(value)
-        i = j + 1
-    return labels
 
 
 def metric_sum(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float | None:

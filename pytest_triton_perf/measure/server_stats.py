@@ -1,12 +1,21 @@
-"""Server-side breakdown from Triton's statistics extension (cumulative counters -> deltas)."""
+"""What the server says about a measurement, from Triton's statistics extension: the
+measured model's cumulative counters before and after (deltas -> server-side breakdown),
+and the requests other models completed meanwhile (a server that was not idle)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_triton_perf.load.loop import in_thread
+from pytest_triton_perf.load.model_info import HttpStatusError, fetch_stats, request_json
 from pytest_triton_perf.measure.result import ServerBreakdown
+
+#: How long the final snapshot is re-read while the server has not counted every request.
+SETTLE_S = 0.5
 
 _DURATIONS = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -84,3 +93,86 @@ def breakdown(start: StatsSnapshot, end: StatsSnapshot) -> ServerBreakdown:
         compute_output_ms=avg_ms("compute_output"),
         batch_executions=batches,
     )
+
+
+def other_traffic(
+    before: Mapping[str, int], after: Mapping[str, int]
+) -> tuple[tuple[str, int], ...]:
+    """(model, requests completed) of every other model whose count grew, by name."""
+    return tuple(
+        (name, count - before[name])
+        for name, count in sorted(after.items())
+        if name in before and count > before[name]
+    )
+
+
+@dataclass
+class StatsReader:
+    """Reads the statistics of one model (and the other models' counts) during a
+    measurement; a figure it cannot read leaves its reason in ``unavailable``.
+
+    Blocking HTTP runs in the loop's executor. A connection failure asks ``check_alive``
+    first, so a server that died raises ServerDiedError rather than a missing figure.
+    """
+
+    http_url: str
+    model: str
+    version: str | None
+    check_alive: Callable[[], None]
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def _read(self) -> StatsSnapshot:
+        return StatsSnapshot.from_json(fetch_stats(self.http_url, self.model, self.version))
+
+    async def snapshot(self) -> StatsSnapshot | None:
+        """The model's counters now, or None (and the reason) when they cannot be read."""
+        try:
+            return await in_thread(self._read)
+        except HttpStatusError as e:
+            self.unavailable["server"] = f"Triton statistics: {e}"
+        except OSError as e:
+            await in_thread(self.check_alive)
+            self.unavailable["server"] = f"Triton statistics: {e}"
+        except (ValueError, KeyError, TypeError) as e:
+            self.unavailable["server"] = f"Triton statistics unreadable: {e}"
+        return None
+
+    async def settled(self, start: StatsSnapshot, expected: int) -> StatsSnapshot | None:
+        """The final snapshot, re-read briefly while the server has counted fewer than
+        ``expected`` requests since ``start``.
+
+        Triton may publish a request's statistics a moment after its response left, so the
+        last few drained requests can be missing from a snapshot taken at once.
+        """
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            end = await self.snapshot()
+            if end is None:
+                return None
+            counted = (end.success - start.success) + (end.fail - start.fail)
+            if counted >= expected or time.monotonic() >= deadline:
+                return end
+            await asyncio.sleep(0.02)
+
+    def _other_models(self) -> dict[str, int]:
+        try:
+            doc = request_json(self.http_url, "/v2/models/stats")
+        except Exception:
+            return {}
+        counts: dict[str, int] = {}
+        for entry in doc.get("model_stats", []) if isinstance(doc, dict) else []:
+            name = str(entry.get("name", ""))
+            if name == self.model:
+                continue
+            stats = entry.get("inference_stats", {})
+            done = int(stats.get("success", {}).get("count", 0)) + int(
+                stats.get("fail", {}).get("count", 0)
+            )
+            counts[name] = counts.get(name, 0) + done
+        return counts
+
+    async def other_models(self) -> dict[str, int]:
+        """Completed requests (success + failure) of every OTHER model, from one statistics
+        call; {} when the server does not answer it. A shared server (--triton-url) may
+        serve other traffic while we measure: the deltas of these counts reveal it."""
+        return await in_thread(self._other_models)

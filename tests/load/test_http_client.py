@@ -15,8 +15,7 @@ import httptools
 import pytest
 
 from pytest_triton_perf.load.http_client import HttpInferClient, encode_request, infer_path
-from pytest_triton_perf.load.inputs import InputTensor
-from pytest_triton_perf.load.transport import TransportError
+from pytest_triton_perf.load.transport import InputTensor, TransportError
 
 
 def test_infer_path_quotes_model_and_version() -> None:

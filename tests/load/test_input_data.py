@@ -58,6 +58,10 @@ def test_shapes_argument_fills_dynamic_dims(tmp_path: Path) -> None:
         ({"data": [{"Q": [1]}]}, "model 'm' has no input 'Q'"),
         ({"data": [{"D": [1, 2]}]}, "input 'D' has dynamic shape [-1]; give"),
         ({"data": [{"X": {"b64": "???"}}]}, "invalid base64"),
+        (
+            {"data": [{"S": {"b64": base64.b64encode(struct.pack("<I", 5) + b"ab").decode()}}]},
+            "data[0]['S']: b64 BYTES data ends inside an element",
+        ),
         ({"data": [{"X": ["a", "b", "c", "d"]}]}, "values are not FP32"),
         ({"data": [[{"X": [1, 2, 3, 4]}]]}, "sequence streams (lists of lists) are not supported"),
     ],

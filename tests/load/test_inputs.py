@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from pytest_triton_perf.errors import InputSpecError
-from pytest_triton_perf.load.inputs import ModelSpec, build_inputs, serialize
+from pytest_triton_perf.load.inputs import build_inputs, serialize
+from pytest_triton_perf.load.model_spec import ModelSpec
 
 
 def spec_of(

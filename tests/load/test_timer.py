@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 
+from pytest_triton_perf.load.loop import run_coroutine
 from pytest_triton_perf.load.timer import PreciseTimer
-from pytest_triton_perf.measure.engine import run_coroutine
 
 
 def test_wakeups_are_sub_millisecond_and_cheap() -> None:

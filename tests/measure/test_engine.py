@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from pytest_triton_perf.errors import InputSpecError, ModelNotReadyError
+from pytest_triton_perf.errors import ArgumentError, InputSpecError, ModelNotReadyError
 from pytest_triton_perf.measure.engine import Endpoints, MeasureSettings, measure
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.server.local import LocalTritonServer
@@ -171,6 +171,24 @@ def test_invalid_arguments_raise_input_spec_error(
     with pytest.raises(InputSpecError) as info:
         measure(server, "simple", settings=FAST, **kwargs)  # type: ignore[arg-type]
     assert expected in str(info.value)
+    assert isinstance(info.value, ValueError)  # the caller's value is at fault
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"window_s": 0}, "window_s must be a number of seconds > 0, got 0"),
+        ({"warmup_s": -1.0}, "warmup_s must be a number of seconds >= 0, got -1.0"),
+        ({"windows": "3"}, "windows must be an integer >= 1, got '3'"),
+        ({"windows": 5, "max_windows": 3}, "max_windows must be an integer >= windows (5), got 3"),
+        ({"stability_pct": True}, "stability_pct must be a number > 0, got True"),
+    ],
+)
+def test_invalid_settings_raise_argument_error(kwargs: dict[str, object], expected: str) -> None:
+    with pytest.raises(ArgumentError) as info:
+        MeasureSettings(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == f"invalid measurement settings: {expected}"
+    assert isinstance(info.value, ValueError)
 
 
 def test_dynamic_input_without_shapes_names_the_input(server: LocalTritonServer) -> None:

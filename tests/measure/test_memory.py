@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_triton_perf.measure.memory import (
+    MemoryPeaks,
     MemorySampler,
     NvmlSource,
     metric_sum,
@@ -24,7 +25,6 @@ nv_gpu_memory_used_bytes{gpu_uuid="GPU-b"} 500000000
 nv_cpu_memory_used_bytes 775282688
 nv_inference_count{model="simple",version="1"} 12 1700000000000
 weird{label="a \\"quoted\\" } value",other="x"} 3
-not a metric line
 """
 
 
@@ -36,7 +36,11 @@ def test_parse_prometheus_reads_labels_values_and_timestamps() -> None:
     ]
     assert s["nv_inference_count"] == [({"model": "simple", "version": "1"}, 12.0)]
     assert s["weird"] == [({"label": 'a "quoted" } value', "other": "x"}, 3.0)]
-    assert "not" not in s
+
+
+def test_malformed_exposition_is_refused() -> None:
+    with pytest.raises(ValueError):
+        parse_prometheus(TEXT + "not a metric line\n")
 
 
 def test_metric_sum_sums_over_devices_and_is_none_when_absent() -> None:
@@ -114,14 +118,21 @@ def test_nvml_is_preferred_and_its_peak_kept(
     assert peaks.gpu_mb == pytest.approx(7000.0)
 
 
+def sample_without_nvml(
+    metrics_endpoint: tuple[str, type[_Handler]], body: bytes
+) -> tuple[str, MemoryPeaks]:
+    """The endpoint's URL and the peaks of a sampler reading ``body`` there, no NVML."""
+    url, handler = metrics_endpoint
+    handler.body = body
+    sampler = MemorySampler(url, interval_s=0.01, nvml_factory=no_nvml)
+    sampler.start()
+    return url, sampler.stop()
+
+
 def test_no_source_gives_none_with_both_reasons(
     metrics_endpoint: tuple[str, type[_Handler]],
 ) -> None:
-    url, handler = metrics_endpoint
-    handler.body = b"nv_cpu_memory_used_bytes 1000000\n"
-    sampler = MemorySampler(url, interval_s=0.01, nvml_factory=no_nvml)
-    sampler.start()
-    peaks = sampler.stop()
+    url, peaks = sample_without_nvml(metrics_endpoint, b"nv_cpu_memory_used_bytes 1000000\n")
     assert peaks.gpu_mb is None
     assert peaks.unavailable["gpu_memory_mb"] == (
         f"NVML: NVML Shared Library Not Found; Triton metrics: no nv_gpu_memory_used_bytes at {url}"
@@ -143,6 +154,15 @@ def test_unreachable_metrics_endpoint_is_named_in_the_reason() -> None:
     sampler.start()
     peaks = sampler.stop()
     assert "http://127.0.0.1:9/metrics unreadable" in peaks.unavailable["cpu_memory_mb"]
+
+
+def test_unparsable_metrics_are_named_in_the_reason(
+    metrics_endpoint: tuple[str, type[_Handler]],
+) -> None:
+    url, peaks = sample_without_nvml(metrics_endpoint, b"nv_cpu_memory_used_bytes lots\n")
+    assert peaks.cpu_mb is None
+    assert peaks.unavailable["cpu_memory_mb"].startswith(f"Triton metrics: {url} unreadable: ")
+    assert "lots" in peaks.unavailable["cpu_memory_mb"]
 
 
 def test_real_nvml_on_this_machine_reports_why_it_is_missing() -> None:

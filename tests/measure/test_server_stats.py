@@ -1,4 +1,4 @@
-"""Statistics snapshots and their deltas (pure)."""
+"""Statistics snapshots and their deltas (pure), and reading them from the real server."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from pytest_triton_perf.measure.server_stats import StatsSnapshot, breakdown
+from pytest_triton_perf.load.loop import run_coroutine
+from pytest_triton_perf.measure.server_stats import (
+    StatsReader,
+    StatsSnapshot,
+    breakdown,
+    other_traffic,
+)
+from pytest_triton_perf.server.local import LocalTritonServer
 
 
 def stats_doc(
@@ -91,3 +98,24 @@ def test_no_requests_means_zero_averages_not_division_errors() -> None:
     s = StatsSnapshot.from_json(stats_doc(10, queue_ns=100))
     b = breakdown(s, s)
     assert b.requests == 0 and b.queue_ms == 0.0 and b.batch_executions == ()
+
+
+def test_other_traffic_is_the_growth_of_models_seen_before_and_after() -> None:
+    before = {"a": 1, "b": 5, "idle": 2}
+    after = {"b": 9, "a": 4, "idle": 2, "loaded_meanwhile": 7}
+    assert other_traffic(before, after) == (("a", 3), ("b", 4))
+
+
+def test_reader_reads_the_model_and_counts_every_other_model(server: LocalTritonServer) -> None:
+    reader = StatsReader(server.http_url, "simple", None, server.check_alive)
+    snapshot = run_coroutine(reader.snapshot)
+    others = run_coroutine(reader.other_models)
+    assert isinstance(snapshot, StatsSnapshot) and snapshot.success >= 0
+    assert "simple" not in others and "sleepy" in others
+    assert reader.unavailable == {}
+
+
+def test_reader_says_why_statistics_are_missing(server: LocalTritonServer) -> None:
+    reader = StatsReader(server.http_url, "no_such_model", None, server.check_alive)
+    assert run_coroutine(reader.snapshot) is None
+    assert reader.unavailable["server"].startswith("Triton statistics: HTTP 400")
