@@ -1,0 +1,227 @@
+"""The package's layering, read from its imports.
+
+Dependencies run one way: options -> settings -> server -> load -> measure -> verdicts ->
+report, under the plugin, the fixtures and the CLI. Every import counts, also one inside a
+function or under ``TYPE_CHECKING``: a function-level import hides a cycle, it does not
+remove it. The README's "Development" section draws the same map.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pytest_triton_perf"
+NAME = "pytest_triton_perf"
+
+#: Each module's layer by the longest matching prefix; a module imports only its own layer
+#: or a lower one.
+LAYERS: dict[str, int] = {
+    # 0: foundation, imported by everyone: errors, the metric catalogue, pure helpers.
+    "errors": 0,
+    "metrics": 0,
+    "numbers": 0,
+    "files": 0,
+    "urls": 0,
+    # 1-2: the option table and the settings built from it.
+    "options": 1,
+    "settings": 2,
+    "server": 3,
+    "load": 4,
+    "measure": 5,
+    # 6: verdicts: SLA checks, baseline comparisons and the records they produce.
+    "sla": 6,
+    "verdicts": 6,
+    "gate": 6,
+    "baseline": 6,
+    "report": 7,
+    # 8: the top: pytest wiring, the CLI, the package's public face.
+    "fixtures": 8,
+    "plugin": 8,
+    "cli": 8,
+    "__init__": 8,
+    "__main__": 8,
+}
+LAYER_NAMES = {
+    0: "foundation",
+    1: "options",
+    2: "settings",
+    3: "server",
+    4: "load",
+    5: "measure",
+    6: "verdicts",
+    7: "report",
+    8: "top",
+}
+#: The only modules that may import pytest: everything else runs without it.
+PYTEST_IMPORTERS = {"plugin", "fixtures"}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:n])
+        if prefix in LAYERS:
+            return LAYERS[prefix]
+    raise AssertionError(
+        f"module {NAME}.{module} has no layer: add it (or its package) to LAYERS in "
+        f"tests/test_layers.py and to the map in the README's Development section"
+    )
+
+
+def _imports(path: Path, module: str) -> list[tuple[str, int]]:
+    """Every module of the package (and ``pytest``/``_pytest``) that ``path`` imports,
+    anywhere in the file, with its line."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    package_parts = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((alias.name, node.lineno) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[: len(package_parts) - (node.level - 1)]
+                target = ".".join([NAME, *base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            if target == NAME or target.startswith(NAME + "."):
+                # `from pkg.sub import name` may import a submodule `name`.
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    out.append((sub if _is_module(sub) else target, node.lineno))
+            else:
+                out.append((target, node.lineno))
+    return out
+
+
+def _is_module(dotted: str) -> bool:
+    rel = dotted.removeprefix(NAME).lstrip(".")
+    if not rel:
+        return True
+    return rel in _modules()
+
+
+def _internal(target: str) -> str | None:
+    if target == NAME:
+        return "__init__"
+    if target.startswith(NAME + "."):
+        return target.removeprefix(NAME + ".")
+    return None
+
+
+def test_every_module_has_a_layer() -> None:
+    for module in _modules():
+        _layer(module)
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_imports_run_down_the_layers(module: str) -> None:
+    path = _modules()[module]
+    own = _layer(module)
+    wrong = []
+    for target, line in _imports(path, module):
+        inner = _internal(target)
+        if inner is None or inner == module:
+            continue
+        layer = _layer(inner)
+        if layer > own:
+            wrong.append(
+                f"{path.name}:{line} imports {target} ({LAYER_NAMES[layer]}, layer {layer}) "
+                f"from layer {own} ({LAYER_NAMES[own]})"
+            )
+    assert not wrong, "\n".join(wrong)
+
+
+def test_load_does_not_import_measure() -> None:
+    for module, path in _modules().items():
+        if module.split(".")[0] != "load":
+            continue
+        for target, line in _imports(path, module):
+            inner = _internal(target) or ""
+            assert inner.split(".")[0] != "measure", f"{path}:{line} imports {target}"
+
+
+def test_nothing_below_report_imports_report() -> None:
+    for module, path in _modules().items():
+        if _layer(module) >= LAYERS["report"]:
+            continue
+        for target, line in _imports(path, module):
+            inner = _internal(target) or ""
+            assert inner.split(".")[0] != "report", f"{path}:{line} imports {target}"
+
+
+def test_only_plugin_and_fixtures_import_pytest() -> None:
+    for module, path in _modules().items():
+        if module in PYTEST_IMPORTERS:
+            continue
+        for target, line in _imports(path, module):
+            top = target.split(".")[0]
+            assert top not in ("pytest", "_pytest"), f"{path}:{line} imports {target}"
+
+
+def test_no_import_cycles() -> None:
+    """Tarjan's strongly connected components over module-level and function-level imports."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        for target, _ in _imports(path, module):
+            inner = _internal(target)
+            if inner is not None and inner in modules and inner != module:
+                graph[module].add(inner)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_checker_sees_a_function_level_import(tmp_path: Path) -> None:
+    """The rule would be empty if a function-level import went unseen."""
+    source = tmp_path / "x.py"
+    source.write_text(
+        "def f():\n    from pytest_triton_perf.report import text\n"
+        "    from ..measure import engine\n",
+        encoding="utf-8",
+    )
+    found = {t for t, _ in _imports(source, "load.x")}
+    assert "pytest_triton_perf.report.text" in found
+    assert "pytest_triton_perf.measure.engine" in found
