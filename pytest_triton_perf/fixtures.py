@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -133,8 +134,11 @@ def measure_settings(settings: Settings, **overrides: Any) -> MeasureSettings:
         "window_s": settings.window_s,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
-    # Stability may extend a measurement; never below the windows asked for.
-    values.setdefault("max_windows", max(MeasureSettings.max_windows, values["windows"]))
+    # Stability may extend a measurement; never below the windows asked for. A value of the
+    # wrong type is left to MeasureSettings, whose ArgumentError names it.
+    windows = values["windows"]
+    if isinstance(windows, int) and not isinstance(windows, bool):
+        values.setdefault("max_windows", max(MeasureSettings.max_windows, windows))
     return MeasureSettings(**values)
 
 
@@ -315,12 +319,16 @@ class TritonPerf:
         """
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
-        comparing = self.settings.compare or self.settings.save or self.settings.ab_mode
-        if comparing:
-            windows = max(windows or self.settings.windows, self.settings.compare_windows)
+        # Validated first (ArgumentError naming a bad value), then raised to the comparison's
+        # windows: a comparison needs enough windows per arm to reach significance.
         settings = measure_settings(
             self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
         )
+        if self.settings.compare or self.settings.save or self.settings.ab_mode:
+            least = max(settings.windows, self.settings.compare_windows)
+            settings = dataclasses.replace(
+                settings, windows=least, max_windows=max(settings.max_windows, least)
+            )
         # Validated by the engine, which names the model and the bad value.
         sweep = isinstance(concurrency, (list, tuple)) or isinstance(request_rate, (list, tuple))
         levels: list[dict[str, Any]]

@@ -154,6 +154,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         if settings.baseline_dir is None:
             settings = dataclasses.replace(settings, baseline_dir=config.rootpath / BASELINE_DIR)
+        missing = registry.missing_extras(lambda name: getattr(settings, name))
+        if missing:
+            raise ConfigError("\n".join(missing))
         config.stash[SETTINGS_KEY] = settings
         _prepare_reference(config, settings)
     except ConfigError as e:

@@ -42,3 +42,9 @@ def parse_url(value: str, *, option: str) -> tuple[str, int]:
 def host_port(host: str, port: int) -> str:
     """``host:port`` with IPv6 hosts bracketed, as tritonclient takes it."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def base_url(url: str) -> str:
+    """``http://host:port`` of an address given as ``host:port`` or with a scheme."""
+    host, port = parse_url(url, option="server address")
+    return "http://" + host_port(host, port)

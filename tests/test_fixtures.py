@@ -37,6 +37,11 @@ def test_bad_window_is_a_value_error(triton_perf):
         triton_perf.measure("simple", window_s=0)
 
 
+def test_windows_of_the_wrong_type_are_a_value_error(triton_perf):
+    with pytest.raises(ArgumentError, match="windows must be an integer >= 1, got '3'"):
+        triton_perf.measure("simple", windows="3")
+
+
 def test_missing_model_is_caught(triton_perf):
     with pytest.raises(ModelNotReadyError):
         triton_perf.measure("no_such_model")
@@ -73,7 +78,7 @@ def test_errors_are_caught_or_reported_in_one_line(
     project: pytest.Pytester, server: LocalTritonServer, xdist: list[str]
 ) -> None:
     result = project.runpytest_subprocess(*remote_args(server), *xdist)
-    result.assert_outcomes(passed=4, failed=2)
+    result.assert_outcomes(passed=5, failed=2)
     # xdist reports the tests in the order they finish, each under its worker's line.
     for test, line in (
         ("test_uncaught", f"test_refused.py:{line_of(TESTS, UNCAUGHT)}: {REFUSED}"),
@@ -87,5 +92,5 @@ def test_errors_are_caught_or_reported_in_one_line(
 
 def test_long_traceback_on_request(project: pytest.Pytester, server: LocalTritonServer) -> None:
     result = project.runpytest_subprocess(*remote_args(server), "--tb=long", "-k", "test_uncaught")
-    result.assert_outcomes(failed=2, deselected=4)
+    result.assert_outcomes(failed=2, deselected=5)
     result.stdout.fnmatch_lines(["*pytest_triton_perf/load/model_spec.py:*: InputSpecError"])

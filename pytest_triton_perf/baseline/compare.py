@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_triton_perf import metrics
+from pytest_triton_perf import metrics, options
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
@@ -50,7 +50,7 @@ MIN_REQUESTS_FOR_P99 = 100
 class GateSettings:
     """Decision rule parameters; per-test overrides replace single entries."""
 
-    alpha: float = 0.01
+    alpha: float = options.default("alpha")  # --triton-perf-alpha
     min_effect: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_EFFECT))
     floor: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FLOOR))
     disabled: frozenset[str] = frozenset()

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 from pytest_triton_perf.load import grpc_client, h2_client, http_client
 from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor
-from pytest_triton_perf.load.model_info import split_url
 from pytest_triton_perf.load.open_loop import OpenLoop
 from pytest_triton_perf.load.recorder import Recorder, Records
 from pytest_triton_perf.load.schedule import offsets_ns
 from pytest_triton_perf.load.transport import InferClient
+from pytest_triton_perf.urls import parse_url
 
 #: gRPC channels (one TCP connection each) opened per process; clients share them.
 MAX_GRPC_CHANNELS = 16
@@ -117,7 +117,7 @@ class LocalDriver:
     def _new_client(self) -> InferClient:
         load = self._load
         if load.protocol == "http":
-            host, port = split_url(load.http_url)
+            host, port = parse_url(load.http_url, option="server address")
             return http_client.HttpInferClient(host, port, load.payloads)
         channel = self._channels[len(self._clients) % len(self._channels)]
         if load.grpc_client == "lean":
@@ -136,7 +136,7 @@ class LocalDriver:
         if load.open_loop:
             n = min(load.max_in_flight, OPEN_LOOP_PRECONNECT)
         if load.protocol == "grpc" and load.grpc_client == "lean":
-            host, port = split_url(load.grpc_url)
+            host, port = parse_url(load.grpc_url, option="server address")
             count = max(1, min(n if not load.open_loop else 4, MAX_H2_CONNECTIONS))
             self._channels = [h2_client.Http2Channel(host, port) for _ in range(count)]
         elif load.protocol == "grpc":

@@ -19,7 +19,6 @@ from tritonclient.utils import np_to_triton_dtype, serialize_byte_tensor
 from pytest_triton_perf.errors import InputSpecError
 from pytest_triton_perf.load import grpc_client, http_client
 from pytest_triton_perf.load.input_data import load_input_data
-from pytest_triton_perf.load.model_info import split_url
 from pytest_triton_perf.load.model_spec import (
     ModelSpec,
     TensorSpec,
@@ -29,6 +28,7 @@ from pytest_triton_perf.load.model_spec import (
     resolve_dims,
 )
 from pytest_triton_perf.load.transport import InputTensor
+from pytest_triton_perf.urls import host_port, parse_url
 
 #: Length of the random strings generated for BYTES inputs (perf_analyzer's --string-length).
 DEFAULT_STRING_LENGTH = 128
@@ -68,9 +68,9 @@ def encode_requests(
     ]
     outputs = [o.name for o in spec.outputs]
     if protocol == "http":
-        host, port = split_url(http_url)
+        host, port = parse_url(http_url, option="server address")
         payloads = tuple(
-            http_client.encode_request(f"{host}:{port}", spec.name, version, t, outputs)
+            http_client.encode_request(host_port(host, port), spec.name, version, t, outputs)
             for t in tensors
         )
     else:

@@ -1,48 +1,18 @@
-"""Small synchronous HTTP/JSON calls to Triton's control endpoints (metadata, config, stats).
-
-Used outside the timed loop only, so urllib is good enough and adds no dependency.
-"""
+"""Triton's control endpoints the load generator reads (metadata, config, stats), through
+the one JSON-over-HTTP helper of ``server.http``; outside the timed loop only."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from pytest_triton_perf.errors import MeasurementError, ModelNotReadyError
+from pytest_triton_perf.errors import ModelNotReadyError
 from pytest_triton_perf.load.model_spec import ModelSpec
+from pytest_triton_perf.server import http
+from pytest_triton_perf.server.http import HttpStatusError
+from pytest_triton_perf.urls import base_url
 
 DEFAULT_TIMEOUT_S = 10.0
-
-
-def split_url(url: str) -> tuple[str, int]:
-    """``host`` and ``port`` of ``host:port`` or ``http://host:port[/]``."""
-    rest = url.split("://", 1)[1] if "://" in url else url
-    rest = rest.split("/", 1)[0]
-    host, sep, port = rest.rpartition(":")
-    if not sep or not port.isdigit():
-        raise MeasurementError(
-            f"cannot read host:port from URL {url!r}; expected e.g. 127.0.0.1:8000"
-        )
-    return host.strip("[]"), int(port)
-
-
-def base_url(url: str) -> str:
-    """``http://host:port`` for a URL given as ``host:port`` or with a scheme."""
-    if "://" in url:
-        return url.rstrip("/")
-    return "http://" + url.rstrip("/")
-
-
-class HttpStatusError(Exception):
-    """Triton answered with a non-2xx status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
 
 
 def request_json(
@@ -53,31 +23,10 @@ def request_json(
     body: Any = None,
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> Any:
-    """JSON document of ``path`` on the server; HttpStatusError for an error status.
-
-    OSError (connection refused, reset, timeout) propagates: the caller decides whether the
-    server died.
-    """
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base_url(http_url) + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-    except urllib.error.HTTPError as e:
-        text = e.read().decode("utf-8", "replace")
-        try:
-            message = str(json.loads(text).get("error", text))
-        except (ValueError, AttributeError):
-            message = text
-        raise HttpStatusError(e.code, message) from None
-    except urllib.error.URLError as e:
-        reason = e.reason
-        if isinstance(reason, OSError):
-            raise reason from e
-        raise OSError(str(reason)) from e
-    return json.loads(raw) if raw else None
+    """JSON document of ``path`` on the server at ``http_url``; HttpStatusError for an error
+    status. OSError (ProbeError: refused, reset, timed out) propagates: the caller decides
+    whether the server died."""
+    return http.request_json(base_url(http_url) + path, method=method, body=body, timeout=timeout)
 
 
 def model_path(model: str, version: str | None) -> str:

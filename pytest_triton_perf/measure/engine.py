@@ -33,6 +33,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from pytest_triton_perf import options
 from pytest_triton_perf.errors import ArgumentError, InputSpecError, MeasurementError
 from pytest_triton_perf.load.closed_loop import Supervisor
 from pytest_triton_perf.load.driver import GRPC_CLIENTS, Driver, LoadSpec, PhaseStats
@@ -77,9 +78,10 @@ class MeasureSettings:
     Raises ArgumentError (a ValueError) naming every value that is not accepted.
     """
 
-    warmup_s: float = 2.0
-    windows: int = 3  # windows measured at least
-    window_s: float = 2.0
+    # The session's defaults are the option table's (--triton-perf-warmup-s, ...).
+    warmup_s: float = options.default("warmup_s")
+    windows: int = options.default("windows")  # windows measured at least
+    window_s: float = options.default("window_s")
     max_windows: int = 10  # windows at most, while the stability rule is not met
     stability_pct: float = 10.0
     drain_timeout_s: float = 10.0  # bound on waiting for requests in flight at the end

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from pytest_triton_perf.server.http import HttpStatusError, get_text
 
 GPU_METRIC = "nv_gpu_memory_used_bytes"
 CPU_METRIC = "nv_cpu_memory_used_bytes"
@@ -93,8 +93,7 @@ def open_nvml(devices: Sequence[str] | None = None) -> tuple[NvmlSource | None, 
 
 def fetch_metrics(url: str, timeout: float = 2.0) -> str:
     """The text of a Prometheus endpoint."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return str(resp.read().decode("utf-8", "replace"))
+    return get_text(url, timeout=timeout)
 
 
 @dataclass
@@ -166,7 +165,7 @@ class MemorySampler:
                 self._metrics_seen = True
                 gpu = metric_sum(samples, GPU_METRIC)
                 cpu = metric_sum(samples, CPU_METRIC)
-            except (OSError, urllib.error.URLError, ValueError) as e:
+            except (OSError, HttpStatusError, ValueError) as e:
                 self._metrics_error = str(e) or type(e).__name__
         with self._lock:
             if self._gpu_nvml_first is None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_triton_perf.load.loop import in_thread
-from pytest_triton_perf.load.model_info import HttpStatusError, fetch_stats, request_json
+from pytest_triton_perf.load.model_info import fetch_stats, request_json
 from pytest_triton_perf.measure.result import ServerBreakdown
+from pytest_triton_perf.server.http import HttpStatusError
 
 #: How long the final snapshot is re-read while the server has not counted every request.
 SETTLE_S = 0.5

@@ -14,6 +14,7 @@ prints it to standard output (``render --terminal``, or when no other output is 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ class ReportFormat:
     is set and there are measurements, the CLI when its switch is given. ``cli_flag``: the
     flag of ``triton-perf render`` and ``compare`` (None: the plugin alone writes it);
     ``metavar`` None makes it a switch whose destination is ``environ``. ``extra``: the
-    optional extra the format needs (``pip install 'pytest-triton-perf[<extra>]'``).
+    optional extra the format needs (``pip install 'pytest-triton-perf[<extra>]'``), and
+    ``requires`` the module that extra brings, checked before any measurement runs.
     ``skip_empty``: nothing is written for a session without measurements. ``summary``: the
     plugin's line about the output (``{destination}``, ``{count}`` of files), None for
     none; ``cli_verb``: the CLI's word before each file written.
@@ -54,6 +56,7 @@ class ReportFormat:
     metavar: str | None = "PATH"
     cli_help: str = ""
     extra: str | None = None
+    requires: str | None = None
     skip_empty: bool = False
     summary: str | None = None
     cli_verb: str = "wrote"
@@ -104,6 +107,7 @@ FORMATS: tuple[ReportFormat, ...] = (
         metavar="DIR",
         cli_help="write PNG plots into DIR (needs matplotlib)",
         extra="plots",
+        requires="matplotlib",
         skip_empty=True,
         summary="{count} plot(s) in {destination}",
     ),
@@ -136,6 +140,25 @@ class Written:
         """The CLI's line for each file: ``wrote out/perf.md``."""
         for path in self.files:
             yield f"{self.request.format.cli_verb} {path}"
+
+
+def missing_extras(setting: Callable[[str], Any]) -> list[str]:
+    """One line per asked-for format whose optional extra is not installed, naming the
+    option, the module and the install command: said before the session measures anything,
+    not after (a gate that measures for an hour and then fails on its report is broken)."""
+    problems = []
+    for f in FORMATS:
+        if not (f.setting and f.requires and setting(f.setting) is not None):
+            continue
+        try:  # imported, not only found: a broken install fails here too, not at the end
+            importlib.import_module(f.requires)
+        except ImportError:
+            flag = "--triton-perf-" + f.setting.replace("_", "-")
+            problems.append(
+                f"{flag} needs {f.requires}, which is not installed: "
+                f"pip install 'pytest-triton-perf[{f.extra}]' (or leave out {flag})."
+            )
+    return problems
 
 
 def plugin_requests(

@@ -1,7 +1,12 @@
-"""Small, dependency-free HTTP calls for probing a Triton server (urllib).
+"""The one JSON-over-HTTP helper for Triton's control plane (urllib, no dependency).
 
 The load generator has its own fast clients; these are for control-plane calls where
-clarity beats speed: identity, health, model state, statistics, metrics.
+clarity beats speed: identity, health, model state, metadata, configuration, statistics,
+metrics. Two styles over one :func:`request`: ``get_json``/``post_json`` return the status
+and leave it to the caller, :func:`request_json` raises :class:`HttpStatusError` for an
+error status. A server that cannot be reached raises :class:`ProbeError`, an ``OSError``
+(``ConnectionError``), so callers that treat any socket error as "the server may be gone"
+see it too.
 """
 
 from __future__ import annotations
@@ -12,8 +17,17 @@ import urllib.request
 from typing import Any
 
 
-class ProbeError(Exception):
+class ProbeError(ConnectionError):
     """The server could not be reached at all (refused, reset, timed out)."""
+
+
+class HttpStatusError(Exception):
+    """Triton answered with a non-2xx status; ``message`` is its error text."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
 
 
 def request(
@@ -46,6 +60,23 @@ def post_json(url: str, body: Any = None, *, timeout: float = 30.0) -> tuple[int
         url, method="POST", body=body if body is not None else {}, timeout=timeout
     )
     return status, _decode(raw)
+
+
+def request_json(url: str, *, method: str = "GET", body: Any = None, timeout: float = 10.0) -> Any:
+    """The JSON document at ``url`` (None for an empty body); HttpStatusError for an error
+    status, ProbeError when the server cannot be reached."""
+    status, raw = request(url, method=method, body=body, timeout=timeout)
+    if not 200 <= status < 300:
+        raise HttpStatusError(status, error_text(_decode(raw)))
+    return json.loads(raw) if raw else None
+
+
+def get_text(url: str, *, timeout: float = 2.0) -> str:
+    """The text at ``url`` (a Prometheus endpoint); HttpStatusError, ProbeError as above."""
+    status, raw = request(url, timeout=timeout)
+    if not 200 <= status < 300:
+        raise HttpStatusError(status, raw.decode("utf-8", "replace"))
+    return raw.decode("utf-8", "replace")
 
 
 def _decode(raw: bytes) -> Any:

@@ -239,3 +239,28 @@ def test_plots_without_matplotlib_fail_the_session_with_the_extra_named(
     assert code == 2
     assert out.getvalue() == "wrote j.xml\n"  # the outputs before it are written
     assert "pip install 'pytest-triton-perf[plots]'" in capsys.readouterr().err
+
+
+def test_a_format_without_its_extra_is_refused_before_anything_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    """The perf-gate workflow once installed the plugin without the `plots` extra and asked
+    for plots: every measurement ran, then the report failed the job. Now the session does
+    not start, and says what to install."""
+    pytester.makeconftest(
+        "import sys\nsys.modules['matplotlib'] = None  # as if the plots extra were not installed\n"
+    )
+    pytester.makepyfile("def test_never_runs():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest_subprocess("--triton-perf-plots=plots")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert (  # a plain substring: fnmatch would read [plots] as a character class
+        "ERROR: --triton-perf-plots needs matplotlib, which is not installed: "
+        "pip install 'pytest-triton-perf[plots]' (or leave out --triton-perf-plots)."
+    ) in result.stderr.str()
+    assert "ran" not in result.stdout.str()
+    assert not (pytester.path / "plots").exists()
+
+
+def test_missing_extras_is_silent_when_the_extra_is_there_or_not_asked_for() -> None:
+    assert registry.missing_extras(lambda name: "plots" if name == "plots" else None) == []
+    assert registry.missing_extras(lambda name: None) == []
