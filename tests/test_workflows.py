@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from pytest_triton_perf.options import OPTIONS
+from pytest_triton_perf.report.registry import FORMATS
 from tests.conftest import REPO
+from tests.workflow_rehearsal import (
+    ExpressionError,
+    Substitution,
+    condition,
+    evaluate,
+    interpolate,
+    run_job,
+    runner_environment,
+)
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 CONFIG = REPO / ".github" / "actionlint.yaml"
@@ -76,6 +90,160 @@ def test_perf_gate_runs_the_example_gate_on_a_gpu_runner() -> None:
         "--triton-perf-plots=perf/plots",
     ):
         assert option in text
+
+
+# The extra each report option needs, from the report registry and the option table.
+REPORT_EXTRAS = {
+    option.flag: fmt.extra
+    for fmt in FORMATS
+    if fmt.extra
+    for option in OPTIONS
+    if option.dest == fmt.setting
+}
+
+
+def _perf_gate_steps() -> dict[str, dict[str, Any]]:
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "perf-gate.yml").read_text())
+    return {step.get("name", ""): step for step in workflow["jobs"]["gate"]["steps"]}
+
+
+def test_perf_gate_installs_the_extras_its_reports_need() -> None:
+    """The defect of the first perf gate: `--triton-perf-plots` with `pip install .`."""
+    assert REPORT_EXTRAS.get("--triton-perf-plots") == "plots"
+    steps = _perf_gate_steps()
+    installs = re.findall(
+        r"pip install[^\n]*?[\"']?\.\[([a-z,]+)\]", steps["Install the plugin"]["run"]
+    )
+    extras = {extra for group in installs for extra in group.split(",")}
+    for option, extra in REPORT_EXTRAS.items():
+        if option in steps["Perf gate"]["run"]:
+            assert extra in extras, f"{option} needs the '{extra}' extra installed"
+
+
+def test_the_rehearsal_substitutions_still_apply() -> None:
+    """Each change the rehearsal makes finds its text in the workflow (checked here without
+    a Docker engine, so an edit that invalidates one fails everywhere)."""
+    from tests.container.test_workflow_rehearsal import SUBSTITUTIONS
+
+    steps = _perf_gate_steps()
+    for sub in SUBSTITUTIONS:
+        assert sub.step in steps, f"no step {sub.step!r}"
+        sub.apply(steps[sub.step]["run"])
+
+
+GITHUB_PUSH = {
+    "event_name": "push",
+    "ref_name": "main",
+    "event": {"repository": {"default_branch": "main"}},
+}
+SAVE_ARGS = (
+    "github.event_name == 'push' && github.ref_name == github.event.repository.default_branch"
+    " && '--triton-perf-save' || ''"
+)
+
+
+@pytest.mark.parametrize(
+    ("github", "expected"),
+    [
+        (GITHUB_PUSH, "--triton-perf-save"),
+        ({**GITHUB_PUSH, "ref_name": "topic"}, ""),
+        ({**GITHUB_PUSH, "event_name": "pull_request"}, ""),
+        ({**GITHUB_PUSH, "ref_name": "MAIN"}, "--triton-perf-save"),  # GitHub ignores case
+    ],
+)
+def test_expressions_evaluate_as_github_does(github: dict[str, Any], expected: str) -> None:
+    assert evaluate(SAVE_ARGS, {"github": github}) == expected
+    assert interpolate(f"x${{{{ {SAVE_ARGS} }}}}y", {"github": github}) == f"x{expected}y"
+
+
+@pytest.mark.parametrize(
+    ("text", "failed", "runs"),
+    [
+        (None, False, True),
+        (None, True, False),
+        ("always()", True, True),
+        ("failure()", False, False),
+        ("github.event_name == 'push'", False, True),
+        ("${{ github.event_name == 'push' }}", True, False),  # success() && (...)
+        ("!(github.event_name == 'push')", False, False),
+    ],
+)
+def test_step_conditions(text: str | None, failed: bool, runs: bool) -> None:
+    assert condition(text, {"github": GITHUB_PUSH}, failed=failed) is runs
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("github.sha", "'github.sha': the rehearsal gives no value for 'github.sha'"),
+        ("hashFiles('x')", "the function hashFiles() is not rehearsed"),
+        ("github.event_name ==", "ends too early"),
+        ("github.event_name = 'push'", "cannot read the expression"),
+    ],
+)
+def test_expressions_outside_the_subset_are_refused(expression: str, message: str) -> None:
+    with pytest.raises(ExpressionError, match=re.escape(message)):
+        evaluate(expression, {"github": GITHUB_PUSH})
+
+
+TOY_WORKFLOW = {
+    "env": {"WHO": "${{ github.event_name }}"},
+    "jobs": {
+        "j": {
+            "steps": [
+                {"name": "pick", "id": "pick", "run": 'echo "args=--from-$WHO" >>"$GITHUB_OUTPUT"'},
+                {
+                    "name": "use",
+                    "env": {"ARGS": "${{ steps.pick.outputs.args }}"},
+                    "run": 'echo "$ARGS $GITHUB_EVENT_NAME" >used; exit 3',
+                },
+                {"name": "skipped", "run": "touch never"},
+                {"name": "always", "if": "always()", "run": 'echo done >>"$GITHUB_STEP_SUMMARY"'},
+            ]
+        }
+    },
+}
+
+
+def test_run_job_runs_steps_as_a_runner(tmp_path: Path) -> None:
+    """Outputs flow into later steps' env, a failure skips the plain steps after it, and
+    `always()` still runs; the runner's env has no pytest settings of this run."""
+    run = run_job(
+        TOY_WORKFLOW,
+        "j",
+        workspace=tmp_path,
+        github={"event_name": "push"},
+        base_env=runner_environment(drop_prefix=sys.prefix),
+        runner_temp=tmp_path / "temp",
+    )
+    assert (tmp_path / "used").read_text() == "--from-push push\n"
+    assert run.failed
+    assert run.step("use").returncode == 3
+    assert run.step("skipped").skipped
+    assert not (tmp_path / "never").exists()
+    assert (tmp_path / "temp" / "step_summary.md").read_text() == "done\n"
+
+
+@pytest.mark.parametrize(
+    ("substitution", "message"),
+    [
+        (Substitution("use", "no such text", "", "no longer needed"), "expects 'no such text'"),
+        (Substitution("gone", "x", "", "a renamed step"), "which the job no longer has"),
+    ],
+)
+def test_a_substitution_that_no_longer_applies_fails(
+    tmp_path: Path, substitution: Substitution, message: str
+) -> None:
+    with pytest.raises(AssertionError, match=message):
+        run_job(
+            TOY_WORKFLOW,
+            "j",
+            workspace=tmp_path,
+            github={"event_name": "push"},
+            base_env={"PATH": os.environ["PATH"]},
+            runner_temp=tmp_path / "temp",
+            substitutions=(substitution,),
+        )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

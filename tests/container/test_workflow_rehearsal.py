@@ -1,0 +1,354 @@
+"""Rehearsal of `.github/workflows/perf-gate.yml`: the gate job's own steps, read from the
+YAML, run here against the private Docker engine and the CPU Triton image.
+
+A workflow edit that would break the gate on the GPU runner breaks these tests: the install
+step runs as written into a fresh virtual environment, the image step builds the gate image
+from the workflow's own Dockerfile, the baseline step picks the arguments, the gate step runs
+its `pytest` command, the upload step's paths must hold every report the gate names, and on
+the default branch the commit step commits and pushes the baseline (to a local bare "origin").
+
+What this machine cannot do as the GPU runner does is substituted, each change named:
+
+- `TRITON_IMAGE`: NGC's image is out of reach (no registry here). Its stand-in is the suite's
+  CPU image plus what NGC's image has and the Debian rootfs lacks: pip, taking system-wide
+  installs (Debian 12 marks its Python externally managed, NGC's Ubuntu does not), and this
+  machine's certificate authorities, through which the package index is reached.
+- the image step: no `docker pull` (the stand-in is local), and `docker build --network host`
+  (the private engine runs with `--bridge=none`).
+- the gate step: no `--gpus=all` (no GPU here).
+- `PYTEST_ADDOPTS`: `--triton-ulimit-memlock=off` where the engine refuses `memlock=-1`
+  (the `memlock` fixture probes it), as the other container tests do; and
+  `--triton-perf-compare-windows=5` (the least a comparison takes, instead of 10): the
+  rehearsal checks the workflow, not the models' figures, and saving or comparing measures
+  every workload in that many windows per arm. For the pull request also `-k PR_TESTS`
+  (two tests): the push rehearsal runs every test of the example; the pull request's checks
+  the path that differs (the merge base, the reference models loaded from git, one of them an
+  ONNX file, A/B windows on both arms, no save, no commit), which keeps it near a minute
+  instead of nearly three.
+- `actions/checkout`: the workspace is a git repository of this working tree (tracked and
+  untracked, not ignored, files), pushed to a bare "origin"; `actions/upload-artifact`: its
+  paths are checked, not uploaded.
+
+The example's pytest.ini keeps the other windows short (1 s warm-up, 3 windows of 1 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import pytest
+import yaml
+
+from pytest_triton_perf.options import OPTIONS
+from pytest_triton_perf.report.registry import FORMATS
+from tests.conftest import REPO
+from tests.container.conftest import IMAGE
+from tests.workflow_rehearsal import (
+    JobRun,
+    Substitution,
+    interpolate,
+    run_job,
+    runner_environment,
+)
+
+WORKFLOW_FILE = REPO / ".github" / "workflows" / "perf-gate.yml"
+JOB = "gate"
+IMAGE_STEP = "Triton image with what the models import"
+GATE_STEP = "Perf gate"
+COMMIT_STEP = "Commit the new baseline"
+DEFAULT_BRANCH = "main"
+COMPARE_WINDOWS = "--triton-perf-compare-windows=5"
+PR_TESTS = "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs"
+STAND_IN_IMAGE = f"{IMAGE.rsplit(':', 1)[0]}-pip:{IMAGE.rsplit(':', 1)[-1]}"
+# The report options (from the report registry): in the gate command, each names a file or
+# folder that must exist and be uploaded.
+REPORT_OPTIONS = {
+    option.flag: fmt.name for fmt in FORMATS for option in OPTIONS if option.dest == fmt.setting
+}
+
+STAND_IN_DOCKERFILE = """\
+FROM {image}
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+    python3-pip ca-certificates >/dev/null \\
+ && rm -rf /var/lib/apt/lists/*
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+"""
+
+SUBSTITUTIONS = (
+    Substitution(
+        IMAGE_STEP,
+        'docker pull "$TRITON_IMAGE"\n',
+        "",
+        "no registry here: TRITON_IMAGE is the stand-in built locally",
+    ),
+    Substitution(
+        IMAGE_STEP,
+        "docker build ",
+        "docker build --network host ",
+        "the private engine has no bridge network (dockerd --bridge=none)",
+    ),
+    Substitution(GATE_STEP, " --gpus=all", "", "no GPU here: the CPU image serves the models"),
+)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _ca_bundle() -> Path:
+    """The certificate authorities this machine's pip and Python trust."""
+    for candidate in (
+        *(os.environ.get(v) for v in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")),
+        ssl.get_default_verify_paths().cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail("no certificate bundle found for the stand-in image", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    """The workflow as GitHub reads it."""
+    loaded: dict[str, Any] = yaml.safe_load(WORKFLOW_FILE.read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def stand_in_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The suite's CPU image with what NGC's Triton image has for the workflow's build step
+    (see the module docstring). Built each time: the engine's build cache makes that a
+    second once done, and a rebuilt CPU image is never served stale."""
+    context = tmp_path_factory.mktemp("stand-in")
+    (context / "Dockerfile").write_text(STAND_IN_DOCKERFILE.format(image=IMAGE))
+    shutil.copyfile(_ca_bundle(), context / "ca-certificates.crt")
+    try:
+        docker_client.images.build(
+            path=str(context), tag=STAND_IN_IMAGE, network_mode="host", rm=True, forcerm=True
+        )
+    except docker.errors.BuildError as e:
+        log = "".join(str(chunk.get("stream", chunk)) for chunk in e.build_log)
+        pytest.fail(f"building {STAND_IN_IMAGE} failed: {e}\n{log[-3000:]}", pytrace=False)
+    return STAND_IN_IMAGE
+
+
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A bare repository holding this working tree as one commit on the default branch."""
+    root = Path(tempfile.mkdtemp(prefix="perf-gate-rehearsal-"))
+    source = root / "source"
+    listed = _git(REPO, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for rel in sorted(set(filter(None, listed.split("\0")))):
+        if (REPO / rel).is_file():  # a tracked file deleted in the working tree is absent
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, source / rel)
+    _git(source, "init", "-q", "-b", DEFAULT_BRANCH)
+    _git(source, "add", "-A")
+    _git(source, "-c", "user.name=rehearsal", "-c", "user.email=rehearsal@localhost",
+         "commit", "-q", "-m", "the working tree")  # fmt: skip
+    _git(root, "clone", "-q", "--bare", str(source), "origin.git")
+    yield root / "origin.git"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _checkout(origin: Path, workspace: Path, ref: str) -> str:
+    """actions/checkout with full history: ``workspace`` at ``ref`` of ``origin``, cleaned of
+    everything untracked but the virtual environment (which the install step reuses)."""
+    if not (workspace / ".git").exists():
+        _git(origin.parent, "clone", "-q", str(origin), str(workspace))
+    _git(workspace, "fetch", "-q", "origin")
+    _git(workspace, "checkout", "-q", "-B", ref.split("/")[-1], ref)
+    _git(workspace, "clean", "-q", "-ffdx", "-e", "/.venv")
+    _git(workspace, "config", "user.name", "rehearsal")
+    _git(workspace, "config", "user.email", "rehearsal@localhost")
+    return _git(workspace, "rev-parse", "HEAD")
+
+
+def _rehearse(
+    workflow: Mapping[str, Any],
+    workspace: Path,
+    github: Mapping[str, Any],
+    stand_in: str,
+    memlock: str,
+    runner_temp: Path,
+    addopts: tuple[str, ...] = (),
+) -> tuple[JobRun, list[Path]]:
+    """Run the gate job; returns its run and the paths the upload step found."""
+    uploaded: list[Path] = []
+
+    def uses(action: str, with_values: Mapping[str, str], env: Mapping[str, str]) -> None:
+        if action.startswith("actions/checkout@"):
+            return  # the workspace is the checkout
+        if action.startswith("actions/upload-artifact@"):
+            for line in filter(None, map(str.strip, with_values["path"].splitlines())):
+                path = workspace / line
+                assert path.exists(), f"{action}: {line} does not exist"
+                assert not path.is_dir() or any(path.iterdir()), f"{action}: {line} is empty"
+                uploaded.append(path)
+            return
+        raise AssertionError(f"the rehearsal does not know how to perform {action}")
+
+    base_env = runner_environment(drop_prefix=sys.prefix)
+    options = [COMPARE_WINDOWS, *addopts]
+    if memlock == "off":
+        options.append("--triton-ulimit-memlock=off")
+    base_env["PYTEST_ADDOPTS"] = shlex.join(options)
+    run = run_job(
+        workflow,
+        JOB,
+        workspace=workspace,
+        github=github,
+        base_env=base_env,
+        runner_temp=runner_temp,
+        substitutions=SUBSTITUTIONS,
+        env_overrides={"TRITON_IMAGE": stand_in},
+        uses=uses,
+    )
+    print(f"rehearsal of {github['event_name']}: {run.timings()}")
+    return run, uploaded
+
+
+def _reports(workflow: Mapping[str, Any], workspace: Path) -> dict[str, Path]:
+    """The reports the gate command writes, by format (json, junit, markdown, plots)."""
+    gate = next(s for s in workflow["jobs"][JOB]["steps"] if s.get("name") == GATE_STEP)
+    found = re.findall(r"(--[a-z-]+)=(\S+)", gate["run"])
+    return {
+        REPORT_OPTIONS[flag]: workspace / path for flag, path in found if flag in REPORT_OPTIONS
+    }
+
+
+def _check_reports(
+    workflow: Mapping[str, Any], run: JobRun, uploaded: list[Path], workspace: Path
+) -> None:
+    """Every step that ran passed, and every report the gate command names exists, holds
+    what its format promises, and lies under a path the upload step took."""
+    gate_output = "" if run.step(GATE_STEP).skipped else run.step(GATE_STEP).output
+    hint = (
+        "\n(the gate failed on the example's SLA bounds: they assume a machine that other "
+        "work does not saturate)"
+        if "SLA breached" in gate_output
+        else ""
+    )
+    assert not run.failed, run.log() + hint
+    reports = _reports(workflow, workspace)
+    assert reports, "the gate step names no report"
+    for report in reports.values():
+        assert report.exists(), f"{report.relative_to(workspace)} missing\n{run.log()}"
+        assert any(report == u or u in report.parents for u in uploaded), (
+            f"{report.relative_to(workspace)} is not under an uploaded path: {uploaded}"
+        )
+        if report.suffix == ".json":
+            assert json.loads(report.read_text())["measurements"], "no measurement in the results"
+        elif report.suffix == ".xml":
+            assert list(ET.parse(report).getroot().iter("testcase")), "no JUnit test case"
+        elif report.suffix == ".md":
+            assert report.read_text().strip()
+        else:
+            assert list(report.glob("*.png")), f"no plot in {report}"
+
+
+def _github(event_name: str, sha: str, ref: str, base_ref: str = "") -> dict[str, Any]:
+    """The ``github`` context of an event in a repository whose default branch is main."""
+    return {
+        "sha": sha,
+        "event_name": event_name,
+        "ref": ref,
+        "ref_name": ref.split("/", 2)[2],
+        "base_ref": base_ref,
+        "event": {"repository": {"default_branch": DEFAULT_BRANCH}},
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runner's workspace, shared by the rehearsals (the second reuses the virtual
+    environment the first one's install step made fresh)."""
+    return tmp_path_factory.mktemp("runner") / "work"
+
+
+@pytest.fixture
+def rehearse(
+    workflow: dict[str, Any],
+    workspace: Path,
+    stand_in_image: str,
+    memlock: str,
+    tmp_path: Path,
+) -> Callable[..., JobRun]:
+    """``rehearse(github, addopts=())``: the gate job run for that ``github`` context (the
+    runner's temporary directory is ``tmp_path``), its reports checked."""
+
+    def rehearse_job(github: Mapping[str, Any], addopts: tuple[str, ...] = ()) -> JobRun:
+        run, uploaded = _rehearse(
+            workflow, workspace, github, stand_in_image, memlock, tmp_path, addopts
+        )
+        _check_reports(workflow, run, uploaded, workspace)
+        return run
+
+    return rehearse_job
+
+
+def test_default_branch_push_gates_saves_and_commits_the_baseline(
+    docker_client: Any,
+    workflow: dict[str, Any],
+    origin: Path,
+    workspace: Path,
+    rehearse: Callable[..., JobRun],
+) -> None:
+    sha = _checkout(origin, workspace, f"origin/{DEFAULT_BRANCH}")
+    github = _github("push", sha, f"refs/heads/{DEFAULT_BRANCH}")
+    run = rehearse(github)
+    assert "--triton-perf-compare" in run.outputs["baseline"]["args"]
+    assert not run.step(COMMIT_STEP).skipped
+    baseline_dir = workflow["env"]["BASELINE_DIR"]
+    subject = _git(origin, "log", "-1", "--format=%s", DEFAULT_BRANCH)
+    assert subject == f"perf baseline from {sha[:12]} [skip ci]", run.log()
+    assert json.loads(_reports(workflow, workspace)["json"].read_text())["session"]["saved"]
+    saved = _git(origin, "ls-tree", "-r", "--name-only", DEFAULT_BRANCH, baseline_dir)
+    assert [p for p in saved.splitlines() if p.endswith(".json")], run.log()
+    # The gate image is removed at the end; the stand-in stays for the next rehearsal.
+    gate_image = interpolate(workflow["env"]["GATE_IMAGE"], {"github": github})
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(gate_image)
+
+
+def test_pull_request_gates_ab_against_the_merge_base(
+    workflow: dict[str, Any],
+    origin: Path,
+    workspace: Path,
+    rehearse: Callable[..., JobRun],
+    tmp_path: Path,
+) -> None:
+    base = _checkout(origin, workspace, f"origin/{DEFAULT_BRANCH}")
+    # The pull request: one commit on top of the default branch.
+    _git(workspace, "checkout", "-q", "-B", "feature")
+    (workspace / "README.md").write_text((workspace / "README.md").read_text() + "\nA change.\n")
+    _git(workspace, "commit", "-q", "-am", "a change")
+    head = _git(workspace, "rev-parse", "HEAD")
+    github = _github("pull_request", head, "refs/pull/1/merge", base_ref=DEFAULT_BRANCH)
+    run = rehearse(github, addopts=("-k", PR_TESTS))
+    assert run.outputs["baseline"]["args"] == f"--triton-perf-baseline-ref={base}"
+    assert run.step(COMMIT_STEP).skipped
+    assert _git(origin, "rev-parse", DEFAULT_BRANCH) == base, "a pull request pushed a commit"
+    summary = (tmp_path / "step_summary.md").read_text()
+    assert f"A/B against the merge base `{base}`" in summary
+    results = json.loads(_reports(workflow, workspace)["json"].read_text())
+    measurements = results["measurements"]
+    assert {(m["baseline"] or {}).get("mode") for m in measurements} == {"ab"}
+    assert {m["result"]["model"] for m in measurements} == {"sleepy", "mlp"}
