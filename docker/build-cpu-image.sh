@@ -78,49 +78,7 @@ PT_VERSION="$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("nvi
 log "pytriton $PT_VERSION at $PT"
 
 # --- the Debian mirror, from apt's own configuration -----------------------------------------
-find_mirror() {
-    "$PYTHON" - "$SUITE" <<'EOF'
-import glob, os, re, sys
-suite = sys.argv[1]
-files = []
-if os.path.isfile("/etc/apt/sources.list"):
-    files.append("/etc/apt/sources.list")
-files += sorted(glob.glob("/etc/apt/sources.list.d/*.list") + glob.glob("/etc/apt/sources.list.d/*.sources"))
-def usable(uri):
-    return re.match(r"^(https?|ftp)://", uri) is not None
-for path in files:
-    try:
-        text = open(path, encoding="utf-8", errors="replace").read()
-    except OSError:
-        continue
-    if path.endswith(".list"):
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            m = re.match(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+(.*)$", line)
-            if m and m.group(2) == suite and "main" in m.group(3).split() and usable(m.group(1)):
-                print(m.group(1)); sys.exit(0)
-    else:  # deb822: stanzas separated by blank lines
-        for stanza in re.split(r"\n\s*\n", text):
-            fields, key = {}, None
-            for line in stanza.splitlines():
-                if line.startswith("#"):
-                    continue
-                if line[:1] in (" ", "\t") and key:
-                    fields[key] += " " + line.strip()
-                elif ":" in line:
-                    key, val = line.split(":", 1)
-                    key = key.strip().lower(); fields[key] = val.strip()
-            if fields.get("enabled", "yes").lower() == "no":
-                continue
-            if ("deb" in fields.get("types", "").split()
-                    and suite in fields.get("suites", "").split()
-                    and "main" in fields.get("components", "").split()):
-                for uri in fields.get("uris", "").split():
-                    if usable(uri):
-                        print(uri); sys.exit(0)
-sys.exit(1)
-EOF
-}
+find_mirror() { "$PYTHON" "$(dirname "$0")/debian-mirror" "$SUITE"; }
 MIRROR="${DEBIAN_MIRROR:-}"
 if [ -z "$MIRROR" ]; then
     MIRROR="$(find_mirror)" || {

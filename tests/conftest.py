@@ -3,10 +3,12 @@ that the suite leaves no server process, temporary directory or container behind
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,22 +51,53 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServ
         yield s
 
 
-def server_processes(temp_root: Path | None = None) -> list[psutil.Process]:
-    """Triton processes descending from this pytest process, and orphans (reparented to
-    init) that run from this run's private temporary directory."""
-    found = []
+def running_servers(temp_root: Path | None = None) -> list[str]:
+    """Running Triton processes (``"name (pid N)"``) descending from this pytest process, and
+    orphans (reparented to init) that run from this run's private temporary directory.
+
+    Zombies are left out: they have ended, and only their parent can clear them. Under
+    pytest as a container's main process (pid 1) every orphan of a killed inner run becomes
+    a child of this process and stays a zombie until reaped (see :func:`ended`).
+    """
+    found: dict[int, str] = {}
     for proc in psutil.Process().children(recursive=True):
-        try:
-            if proc.name() in SERVER_PROCESS_NAMES:
-                found.append(proc)
-        except psutil.NoSuchProcess:
-            pass
+        # Any of them may end between the listing and the questions.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            name = proc.name()
+            if name in SERVER_PROCESS_NAMES and proc.status() != psutil.STATUS_ZOMBIE:
+                found[proc.pid] = name
     if temp_root is not None:
-        for proc in psutil.process_iter(["name", "cmdline"]):
+        for proc in psutil.process_iter(["name", "cmdline", "status"]):
             ours = str(temp_root) in " ".join(proc.info["cmdline"] or [])
-            if proc.info["name"] in SERVER_PROCESS_NAMES and ours and proc not in found:
-                found.append(proc)
-    return found
+            running = proc.info["status"] not in (psutil.STATUS_ZOMBIE, None)
+            if proc.info["name"] in SERVER_PROCESS_NAMES and ours and running:
+                found[proc.pid] = proc.info["name"]
+    return [f"{name} (pid {pid})" for pid, name in found.items()]
+
+
+def ended(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` ends within ``timeout`` seconds.
+
+    Ended means gone or a zombie (ended, not yet reaped by its parent); either may turn into
+    the other at any moment, so each look tolerates the process vanishing. A zombie that is
+    a child of this process was adopted (this pytest is a container's pid 1, or a
+    subreaper): nothing else will reap it, so it is reaped here. Never call this for a child
+    started here with ``subprocess``: its ``Popen`` would lose the exit status.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                if proc.ppid() == os.getpid():
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, os.WNOHANG)
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 _TEMP_ROOT = pytest.StashKey[Path]()
@@ -123,7 +156,7 @@ def leftover_containers() -> list[str]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a server process or a temporary directory outlived the tests."""
     root = session.config.stash.get(_TEMP_ROOT, None)
-    leaks = [f"{p.name()} (pid {p.pid})" for p in server_processes(root)]
+    leaks = running_servers(root)
     if root is not None:
         leaks += [f"temporary directory {d.name}" for d in root.glob(f"{WORKDIR_PREFIX}*")]
         leaks += [

@@ -315,8 +315,11 @@ def test_example_gate_passes(tmp_path: Path) -> None:
 
     example = tmp_path / "example_repo"
     shutil.copytree(REPO / "example_repo", example, ignore=shutil.ignore_patterns("__pycache__"))
+    # With the default windows, as the README runs it: the open-loop p99 rests on 600 to
+    # 1200 requests. Short windows leave 120 at 200/s, where p99 is the second slowest and
+    # one stall of a busy machine decides it.
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *FAST_OPTIONS],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
         capture_output=True,
         text=True,
         cwd=example,

