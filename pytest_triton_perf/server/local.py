@@ -370,10 +370,26 @@ def _owner_alive(name: str) -> bool:
     return not pid.isdecimal() or psutil.pid_exists(int(pid))
 
 
-def _owner_gone(cmdline: list[str], cwd: str | None) -> bool:
-    """Whether a process runs from a work directory of ours (the server runs in it, the
-    stubs from its backend copy) whose owner is gone. Not its parent: a process whose
-    owner still runs may have init for parent, e.g. under pytest as a container's pid 1."""
+def _in_this_pid_namespace(pid: int) -> bool:
+    """Whether ``pid`` shares this process's pid namespace (True where there are none)."""
+    try:
+        mine = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return True
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid") == mine
+    except OSError:
+        return False  # not ours to look into, so not ours to judge
+
+
+def _owner_gone(pid: int, cmdline: list[str], cwd: str | None) -> bool:
+    """Whether process ``pid`` runs from a work directory of ours (the server runs in it,
+    the stubs from its backend copy) whose owner is gone. Not its parent: a process whose
+    owner still runs may have init for parent, e.g. under pytest as a container's pid 1.
+    And only in this pid namespace: in a container's, the owner's pid means another
+    process than here."""
+    if not _in_this_pid_namespace(pid):
+        return False
     for path in [*cmdline[:1], cwd or ""]:
         found = re.search(rf"/({re.escape(WORKDIR_PREFIX)}[^/]+)", path)
         if found:
@@ -390,7 +406,7 @@ def remove_leftovers() -> list[str]:
     for proc in psutil.process_iter(["name", "cmdline", "cwd"]):
         try:
             cmdline = proc.info["cmdline"] or []
-            if not _owner_gone(cmdline, proc.info["cwd"]):
+            if not _owner_gone(proc.pid, cmdline, proc.info["cwd"]):
                 continue
             if proc.info["name"] == "tritonserver" and any(
                 a.startswith("--id=triton-perf-") for a in cmdline

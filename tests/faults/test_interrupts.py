@@ -174,6 +174,39 @@ def test_orphans_of_a_gone_owner_are_removed_those_of_a_live_one_never() -> None
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def test_processes_of_another_pid_namespace_are_never_judged() -> None:
+    """A container's processes are visible from the host, but the pid in their work
+    directory's name is one of the container's: here it may name nobody."""
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{exited.pid}-"))
+    exe = workdir / "tritonserver"
+    exe.symlink_to(sys.executable)
+    sleeper = [str(exe), "-I", "-S", "-c", "import time; time.sleep(300)", "--id=triton-perf-x"]
+    unshare, setsid = shutil.which("unshare"), shutil.which("setsid")
+    if unshare is None or setsid is None:
+        pytest.skip("no unshare and setsid (util-linux) to start a pid namespace")
+    # setsid: a session and group of its own, as a server has (leftovers are killed by group).
+    outer = subprocess.Popen(
+        [unshare, "--pid", "--fork", "--kill-child", setsid, *sleeper], cwd=workdir
+    )
+    try:
+        deadline = time.monotonic() + 10
+        inside: list[psutil.Process] = []
+        while not inside and outer.poll() is None and time.monotonic() < deadline:
+            inside = [p for p in psutil.Process(outer.pid).children() if p.name() == "tritonserver"]
+            time.sleep(0.05)
+        if not inside:
+            pytest.skip(f"unshare --pid is not permitted here (exit {outer.poll()})")
+        said = remove_leftovers()
+        assert not [line for line in said if f"(pid {inside[0].pid})" in line]
+        assert inside[0].status() != psutil.STATUS_ZOMBIE
+    finally:
+        outer.kill()
+        outer.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 SERVER_KILLED = """
 import os, signal, threading
 
