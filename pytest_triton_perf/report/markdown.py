@@ -146,13 +146,14 @@ def _comparison_details(records: Sequence[MeasurementRecord], verdict: str) -> l
 
 
 def _pass_details(records: Sequence[MeasurementRecord]) -> list[str]:
-    """One line per passing measurement: what its comparisons would have flagged, and the
+    """One line per measurement with passing metrics: what they would have flagged, and the
     machine's load (a pass is only as strong as the smallest change it could see)."""
     lines = []
     for r in records:
-        if r.verdict != PASS:
+        seen = could_see(c for c in r.comparisons if c.verdict == PASS)
+        if not seen:
             continue
-        what = "; ".join(x for x in (could_see(r.comparisons), host_load(r)) if x)
+        what = "; ".join(x for x in (seen, host_load(r)) if x)
         if what:
             lines.append(f"- {_code(r.test)}: {_cell(r.label)}: {_cell(what)}")
     return ["", "### Passes", "", *lines] if lines else []

@@ -11,9 +11,9 @@ Verbosity (pytest's ``-q`` / ``-v`` count):
   (improvement, inconclusive, no baseline) and the count line;
 - ``-v``: GPU and CPU memory columns, a detail line per regression and improvement
   (baseline and current values with intervals, p-value, the smallest change the comparison
-  could see, baseline file and revision) and per pass (what it would have flagged: ``pass:
-  ... would have flagged >= 3.8% on p50``), each with the machine's load during the
-  measurement (``load 3.2, steal 0%``).
+  could see, baseline file and revision) and per measurement with passing metrics (what
+  they would have flagged: ``pass: ... would have flagged >= 3.8% on p50``), with the
+  machine's load during the measurement (``load 3.2, steal 0%``).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
         if verdict == REGRESSION and verbose and c is not None:
             lines.append(f"regression: {_name(r, verbose)}: {comparison_reason(r, c)}{load}")
         elif verdict == PASS and verbose:
-            seen = could_see(r.comparisons)
+            seen = could_see(c for c in r.comparisons if c.verdict == PASS)
             if seen or load:
                 lines.append(f"pass: {_name(r, verbose)}: {seen or 'compared'}{load}")
         elif verdict == IMPROVEMENT and c is not None:
@@ -116,6 +116,11 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
                 f"inconclusive: {_name(r, verbose)}: {note}; not gated: re-run on a "
                 f"quieter machine or with more windows (--triton-perf-compare-windows){load}"
             )
+        if verbose and verdict != PASS:
+            # The metrics that did pass, and what they could have seen.
+            seen = could_see(c for c in r.comparisons if c.verdict == PASS)
+            if seen:
+                lines.append(f"pass: {_name(r, verbose)}: {seen}")
     missing = [r for r in records if was_compared(r) and verdict_of(r) == NO_BASELINE]
     if missing:
         n = len(missing)

@@ -210,7 +210,7 @@ def mixed_records() -> list[MeasurementRecord]:
         test="tests/test_gate.py::test_slow",
         sla=(p99_sla(slow, 25.0),),
         comparisons=(
-            comparison("p50_ms", "pass", 24.0, slow.latency_ms.p50, 0.02),
+            comparison("p50_ms", "pass", 24.0, slow.latency_ms.p50, 0.02, mde=4.2),
             comparison("p99_ms", "regression", 26.5, slow.latency_ms.p99, 0.0004, mde=6.1),
             comparison("throughput", "pass", 100.0, slow.throughput, 0.5),
         ),

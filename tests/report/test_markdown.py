@@ -96,6 +96,11 @@ def test_details_say_what_each_comparison_could_see_and_passes_are_listed() -> N
         "- `tests/test_gate.py::test_pass`: sleepy conc=1 batch=1 grpc: would have flagged "
         ">= 3.8% on p50, 7.3% on p99; load 3.2, steal 0%" in passes
     )
+    # The passing metric of a measurement that regressed on another.
+    assert (
+        "- `tests/test_gate.py::test_slow`: sleepy conc=1 batch=1 http: would have flagged "
+        ">= 4.2% on p50" in passes
+    )
 
 
 def test_the_pass_policy_leaves_undecided_metrics_to_the_summary() -> None:

@@ -151,6 +151,12 @@ def test_verbose_says_what_a_pass_could_have_seen_and_the_machines_load() -> Non
         "pass: tests/test_gate.py::test_pass sleepy conc=1 batch=1 grpc: would have flagged "
         ">= 3.8% on p50, 7.3% on p99; load 3.2, steal 0%" in lines
     )
+    # The passing metrics of a measurement with another verdict too (p50 of the regression).
+    assert any(
+        x == "pass: tests/test_gate.py::test_slow sleepy conc=1 batch=1 http: would have "
+        "flagged >= 4.2% on p50"
+        for x in lines
+    )
     # Not at default verbosity.
     assert not any(x.startswith("pass:") for x in render_terminal(mixed_records(), 0))
 
