@@ -39,6 +39,7 @@ from pytest_triton_perf.report.registry import (
 )
 from pytest_triton_perf.report.text import align
 from pytest_triton_perf.verdicts import (
+    INCONCLUSIVE,
     NO_BASELINE,
     NOT_COMPARED,
     REGRESSION,
@@ -309,6 +310,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     from pytest_triton_perf.report.text import (
         comparison_reason,
         fmt,
+        fmt_mde,
         fmt_p,
         fmt_pct,
         verdict_of,
@@ -325,7 +327,19 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     }
 
     compared: list[MeasurementRecord] = []
-    rows = [["test", "measurement", "metric", "base", "current", "change", "p-value", "verdict"]]
+    rows = [
+        [
+            "test",
+            "measurement",
+            "metric",
+            "base",
+            "current",
+            "change",
+            "p-value",
+            "could see",
+            "verdict",
+        ]
+    ]
     for b, c in pairs:
         comps = compare_results([b.result], c.result, gate, mode="history")
         record = dataclasses.replace(
@@ -350,12 +364,17 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
                     fmt(comp.current),
                     fmt_pct(comp.change_pct),
                     fmt_p(comp.p_value),
+                    fmt_mde(comp.mde_pct),
                     comp.verdict,
                 ]
             )
     if compared:
-        for line in align(rows, numeric=(3, 4, 5, 6)):
+        for line in align(rows, numeric=(3, 4, 5, 6, 7)):
             print(line, file=out)
+    for r in compared:
+        for comp in r.comparisons:
+            if comp.verdict == INCONCLUSIVE:
+                print(f"inconclusive: {r.test} {r.label}: {comp.metric}: {comp.note}", file=out)
     for label in only_base:
         print(f"only in {args.base}: {label}", file=out)
     for label in only_current:

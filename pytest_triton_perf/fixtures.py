@@ -20,6 +20,7 @@ from pytest_triton_perf.baseline.reference import ReferenceModels
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.gate import GateContext, Measured
+from pytest_triton_perf.measure.host import HostLoad
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.report.summary import properties_for
 from pytest_triton_perf.server.base import TritonServer
@@ -258,6 +259,7 @@ def triton_perf_session(
         store=store,
         gate=gate_settings(settings),
         strict_sla=settings.sla_mode == "strict",
+        inconclusive=settings.inconclusive,
         revision={"git_commit": git_commit(pytestconfig.rootpath)},
         root=pytestconfig.rootpath,
     )
@@ -357,7 +359,9 @@ class TritonPerf:
                 shapes=shapes,
                 **engine_options,
             )
+            host = HostLoad()
             measured = self._measure_one(run, model, settings)
+            measured.host_load = host.finish()
             self._record(measured)
             results.append(measured.result)
         return results if sweep else results[0]

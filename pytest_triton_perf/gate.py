@@ -38,6 +38,7 @@ class Measured:
     reference_note: str = ""  # A/B: why there is no reference
     remeasure: Callable[[], PerfResult] | None = None  # history: the confirming re-run
     config: dict[str, Any] | None = None  # the model configuration, for its hash
+    host_load: dict[str, float | None] | None = None  # load average and CPU steal share
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class GateContext:
     store: BaselineStore | None
     gate: GateSettings = field(default_factory=GateSettings)
     strict_sla: bool = False
+    #: What an inconclusive comparison does: "pass", "warn" (neither fails the test) or
+    #: "fail" (the test fails, as for a regression).
+    inconclusive: str = "warn"
     revision: dict[str, Any] = field(default_factory=dict)
     root: Path | None = None  # for baseline paths shown relative to the rootdir
 
@@ -138,6 +142,7 @@ def evaluate_test(
     records: list[MeasurementRecord] = []
     problems: list[str] = []
     regression_lines: list[str] = []
+    undecided_lines: list[str] = []
     for index, m in enumerate(measured):
         label = sla.label(m.result)
         mine = [c for c in checks if c.measurement == label]
@@ -172,7 +177,11 @@ def evaluate_test(
             index=index,
             label=label,
             result=m.result.to_dict(),
-            environment={"key": ctx.key, **ctx.environment},
+            environment={
+                "key": ctx.key,
+                **ctx.environment,
+                **({"host_load": m.host_load} if m.host_load else {}),
+            },
             histogram=latency_histogram(m.result.latencies_ms),
             sla=tuple(
                 SlaRecord(c.key, c.bound, c.value, c.passed, c.marginal, c.interval, c.note)
@@ -186,10 +195,21 @@ def evaluate_test(
         regressed = [c for c in comps if c.verdict == REGRESSION]
         if regressed:
             regression_lines += _regression_screen(label, regressed, info, ctx)
+        undecided = [c for c in comps if c.verdict == INCONCLUSIVE]
+        if undecided and ctx.inconclusive == "fail":
+            undecided_lines += _undecided_screen(label, undecided, info)
     if not all(c.passed for c in checks):
         problems.append(sla.failure_text(test, checks))
     if regression_lines:
         problems.append(f"Performance regression in {test}:\n" + "\n".join(regression_lines))
+    if undecided_lines:
+        problems.append(
+            f"Undecided performance comparison in {test} (--triton-perf-inconclusive=fail):\n"
+            + "\n".join(undecided_lines)
+            + "\n  -> measure longer (--triton-perf-compare-windows, --triton-perf-window-s) "
+            "or on a quieter machine, compare in A/B mode (--triton-perf-baseline-ref), or "
+            "let undecided results through with --triton-perf-inconclusive=warn"
+        )
     return TestVerdict(records, "\n\n".join(problems) or None)
 
 
@@ -225,6 +245,17 @@ def _regression_screen(
     return lines
 
 
+def _undecided_screen(label: str, undecided: list[Comparison], info: dict[str, Any]) -> list[str]:
+    """The lines of one measurement whose metrics could not be decided: each metric with
+    its change and why (too noisy, underpowered, a busy server)."""
+    mode = "A/B against the reference" if info.get("mode") == "ab" else "history"
+    lines = [f"  {label} ({mode})"]
+    for c in undecided:
+        change = f" {fmt_pct(c.change_pct)}" if c.change_pct is not None else ""
+        lines.append(f"    {c.metric}{change}: inconclusive: {c.note or 'not decided'}")
+    return lines
+
+
 def baseline_run(record: MeasurementRecord, revision: dict[str, Any]) -> dict[str, Any]:
     """What ``--triton-perf-save`` stores for one measurement."""
     return {
@@ -233,6 +264,7 @@ def baseline_run(record: MeasurementRecord, revision: dict[str, Any]) -> dict[st
         "config_hash": record.baseline.get("config_hash"),
         "result": record.result,
         "histogram": record.histogram,
+        "host_load": record.environment.get("host_load"),
     }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 import signal
 import sysconfig
 import threading
@@ -321,6 +322,8 @@ class PerfSummary:
         self.saved: list[Path] = []
         self.messages: list[str] = []
         self.crashed: list[str] = []
+        #: Test id -> (file, 0-based line), for GitHub annotations.
+        self.locations: dict[str, tuple[str, int | None]] = {}
         self._previous_sigterm: Any = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -349,7 +352,10 @@ class PerfSummary:
             return
         if report.when != "call":
             return
-        for d in getattr(report, "triton_perf", None) or []:
+        records = getattr(report, "triton_perf", None) or []
+        if records:
+            self.locations[report.nodeid] = (str(report.location[0]), report.location[1])
+        for d in records:
             record = MeasurementRecord.from_dict(d)
             self.records.append(dataclasses.replace(record, outcome=report.outcome))
 
@@ -399,7 +405,10 @@ class PerfSummary:
                     record.label,
                     baseline_run(record, revision),
                     workload=record.result.get("workload", {}),
-                    environment={k: v for k, v in record.environment.items() if k != "key"},
+                    # The machine's load is the run's own (stored in the run), not the key's.
+                    environment={
+                        k: v for k, v in record.environment.items() if k not in ("key", "host_load")
+                    },
                 )
             except TritonPerfError as e:
                 self.messages.append(f"ERROR saving baseline: {e}")
@@ -424,6 +433,7 @@ class PerfSummary:
                 "args": list(self.config.invocation_params.args),
                 "saved": [str(p) for p in self.saved],
             },
+            inconclusive=settings.inconclusive,
         )
         for written in registry.write_reports(requests, self.records, context):
             line = written.summary()
@@ -439,6 +449,12 @@ class PerfSummary:
         terminalreporter.section("triton-perf")
         for line in render_terminal(self.records, self.config.get_verbosity()):
             terminalreporter.write_line(line)
+        settings = self.config.stash[SETTINGS_KEY]
+        if settings.inconclusive == "warn" and os.environ.get("GITHUB_ACTIONS") == "true":
+            from pytest_triton_perf.report.annotations import inconclusive_annotations
+
+            for line in inconclusive_annotations(self.records, self.locations):
+                terminalreporter.write_line(line)
         for line in self.messages:
             terminalreporter.write_line(line, red=line.startswith(("ERROR", "baselines were NOT")))
 

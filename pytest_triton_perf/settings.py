@@ -53,6 +53,7 @@ class Settings:
     min_effect: dict[str, float | None] | None = default("min_effect")
     floor: dict[str, float | None] | None = default("floor")
     sla_mode: str = default("sla_mode")
+    inconclusive: str = default("inconclusive")
     json: Path | None = default("json")
     junit: Path | None = default("junit")
     markdown: Path | None = default("markdown")

@@ -38,6 +38,11 @@ class Comparison:
     change_pct: float | None = None
     p_value: float | None = None
     note: str = ""
+    #: Minimum detectable effect in percent: the smallest change this comparison would have
+    #: flagged with power 0.8 at the session's alpha. Infinite when it could see no change
+    #: at all (JSON has no infinity: the results file writes null, the note says why);
+    #: None where none is derived (the error rate, a p99 of too few requests).
+    mde_pct: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""

@@ -210,6 +210,10 @@ def test_compare_of_the_same_run_passes_and_exits_0(tmp_path: Path) -> None:
     proc = run(tmp_path, "compare", "a.json", "b.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 measurement compared: 1 pass, 0 regression" in proc.stdout
+    header = proc.stdout.splitlines()[0].split()
+    assert header[-4:] == ["p-value", "could", "see", "verdict"]
+    row = next(x.split() for x in proc.stdout.splitlines() if " p50_ms " in x)
+    assert row[-2].endswith("%") and float(row[-2].rstrip("%")) < 5  # what it could see
 
 
 def test_compare_min_effect_option_is_validated(tmp_path: Path) -> None:

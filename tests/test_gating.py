@@ -4,6 +4,7 @@ project with its own copy of the `sleepy` model, on real embedded servers."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -51,13 +52,27 @@ def make_project(root: Path) -> Path:
     return project
 
 
-def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def git(project: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+
+
+def commit(project: Path) -> None:
+    """The project as the first commit of a new git repository."""
+    git(project, "init", "-q")
+    git(project, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git(project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "20 ms")
+
+
+def pytest_in(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", *GATE_OPTIONS, *args],
         cwd=project,
         capture_output=True,
         text=True,
         timeout=300,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -139,22 +154,18 @@ def test_reports_hold_the_figures(history: dict[str, object]) -> None:
 
 def test_ab_mode_against_a_git_revision_detects_the_same_change(tmp_path: Path) -> None:
     project = make_project(tmp_path)
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
-
-    git("init", "-q")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "20 ms")
+    commit(project)
     set_service_time(project, 26)
     result = pytest_in(project, "--triton-perf-baseline-ref=HEAD")
     assert result.returncode == 1, result.stdout[-3000:]
     assert "sleepy conc=1 batch=1 grpc (A/B against the reference)" in result.stdout
     assert "'sleepy__ref' = 'sleepy' from git revision HEAD" in result.stdout
-    # The same revision against itself: A/A passes.
-    git("checkout", "-q", "--", ".")
+    # The same revision against itself: A/A does not fail (pass, or inconclusive where the
+    # windows could not have seen the minimum effect).
+    git(project, "checkout", "-q", "--", ".")
     same = pytest_in(project, "--triton-perf-baseline-ref=HEAD")
     assert same.returncode == 0, same.stdout[-3000:]
+    assert "Performance regression" not in same.stdout
 
 
 def test_unknown_revision_is_a_usage_error(tmp_path: Path) -> None:
@@ -163,3 +174,38 @@ def test_unknown_revision_is_a_usage_error(tmp_path: Path) -> None:
     result = pytest_in(project, "--triton-perf-baseline-ref=no-such-branch")
     assert result.returncode == 4
     assert "--triton-perf-baseline-ref=no-such-branch: no such commit" in result.stderr
+
+
+def test_the_inconclusive_policy_warns_in_github_actions_or_fails_the_test(
+    tmp_path: Path,
+) -> None:
+    """3 against 3 windows can never reach alpha 0.01 (the smallest one-sided p is 1/20):
+    every window metric is undecided, whatever the machine does."""
+    project = make_project(tmp_path)
+    commit(project)
+    few = ("--triton-perf-baseline-ref=HEAD", "--triton-perf-compare-windows=3")
+    warned = pytest_in(project, *few, env={"GITHUB_ACTIONS": "true"})
+    assert warned.returncode == 0, warned.stdout[-3000:]
+    assert (
+        "::warning file=test_gate.py,line=4::triton-perf inconclusive: "
+        "test_gate.py::test_sleepy sleepy conc=1 batch=1 grpc: p50: underpowered: too few "
+        "windows for any change on p50 to reach alpha 0.01" in warned.stdout
+    ), warned.stdout[-3000:]
+    failed = pytest_in(project, *few, "--triton-perf-inconclusive=fail")
+    assert failed.returncode == 1, failed.stdout[-3000:]
+    text = failed.stdout
+    assert (
+        "Undecided performance comparison in test_gate.py::test_sleepy "
+        "(--triton-perf-inconclusive=fail):" in text
+    )
+    assert "p50_ms" in text and "underpowered" in text
+    assert "::warning" not in text  # GITHUB_ACTIONS unset
+
+
+def test_an_unknown_inconclusive_policy_is_a_usage_error(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    result = pytest_in(project, "--triton-perf-inconclusive=maybe")
+    assert result.returncode == 4
+    assert "--triton-perf-inconclusive='maybe': 'pass', 'warn' or 'fail' is accepted" in (
+        result.stderr
+    )

@@ -127,6 +127,8 @@ def _check_value(opt: Option, value: Any) -> None:
         _check_metric_map(value, "ms")
     elif name == "sla_mode":
         assert value in ("point", "strict")
+    elif name == "inconclusive_policy":
+        assert value in ("pass", "warn", "fail")
     elif name == "parse_gpus":
         if value is not None:
             assert (value.count is not None) != bool(value.device_ids)

@@ -327,6 +327,16 @@ OPTIONS: tuple[Option, ...] = (
         "interval (marginal) fails too.",
     ),
     Option(
+        "--triton-perf-inconclusive",
+        "inconclusive",
+        parsers.inconclusive_policy,
+        "warn",
+        "pass|warn|fail",
+        "What an inconclusive comparison (too noisy, or unable to see the minimum effect) "
+        "does: pass lists it in the summary only; warn also in the Markdown summary and as "
+        "a GitHub Actions warning annotation; fail fails the test.",
+    ),
+    Option(
         "--triton-perf-json",
         "json",
         parsers.non_empty_text,

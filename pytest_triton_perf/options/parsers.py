@@ -92,6 +92,17 @@ def sla_mode(flag: str, text: str) -> str:
     return text.strip()
 
 
+#: What an inconclusive comparison does to its test (``--triton-perf-inconclusive``).
+INCONCLUSIVE_POLICIES = ("pass", "warn", "fail")
+
+
+def inconclusive_policy(flag: str, text: str) -> str:
+    """``pass``, ``warn`` or ``fail``."""
+    if text.strip() not in INCONCLUSIVE_POLICIES:
+        raise ConfigError(f"{flag}={text!r}: 'pass', 'warn' or 'fail' is accepted.")
+    return text.strip()
+
+
 def name_list(flag: str, text: str) -> tuple[str, ...]:
     """Model names separated by commas or spaces."""
     names = tuple(n.strip() for n in text.replace(",", " ").split() if n.strip())

@@ -24,12 +24,15 @@ class ReportContext:
     ``environment``: the hardware/software key and the environment of the run (what the
     results file stores under ``environment``); ``session``: the plugin version, the
     command-line arguments, the baseline files saved (``session`` in the results file);
-    ``title``: the heading of human-readable reports.
+    ``title``: the heading of human-readable reports; ``inconclusive``: the session's
+    ``--triton-perf-inconclusive`` policy (``pass`` leaves undecided metrics out of the
+    Markdown details: the summary alone lists them).
     """
 
     environment: Mapping[str, Any] = field(default_factory=dict)
     session: Mapping[str, Any] = field(default_factory=dict)
     title: str = DEFAULT_TITLE
+    inconclusive: str = "warn"
 
 
 #: A report writer: ``write(records, destination, context)`` writes the report of

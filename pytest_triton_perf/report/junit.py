@@ -14,7 +14,7 @@ Outcomes:
 - pass and improvement: a plain testcase; the verdict is in its properties.
 
 The figures are ``<properties>`` of each testcase (``measured``, ``bound``, ``interval_low``,
-``interval_high``, ``baseline``, ``change_pct``, ``p_value``, ...), as pytest's own
+``interval_high``, ``baseline``, ``change_pct``, ``p_value``, ``mde_pct``, ...), as pytest's own
 ``--junitxml`` writes user properties. The ``junit-xml`` package builds the document; it has
 no testcase properties, so they are added to its element tree before writing.
 """
@@ -134,6 +134,7 @@ def _comparison_case(record: MeasurementRecord, name: str, c: Comparison) -> _Ca
             baseline=c.baseline,
             change_pct=c.change_pct,
             p_value=c.p_value,
+            mde_pct=c.mde_pct,
             baseline_file=record.baseline.get("file"),
             baseline_revision=revision_text(record.baseline.get("revision")) or None,
         )

@@ -2,8 +2,10 @@
 
 Plain GitHub-flavoured Markdown that also reads well as text: a count line, one table row per
 measurement, then the details a reviewer needs to judge a failure (regressions with baseline
-and current intervals, p-value, baseline file and revision; SLA breaches with the bound and
-the 95% interval), and the measurements that ask for action (improvements, inconclusive).
+and current intervals, p-value, the smallest change each comparison could see, baseline file
+and revision; SLA breaches with the bound and the 95% interval), the measurements that ask
+for action (improvements, inconclusive: left out under ``--triton-perf-inconclusive=pass``),
+and what each pass would have flagged, with the machine's load during the measurement.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 from pytest_triton_perf.files import atomic_write_text
 from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.text import (
+    could_see,
     counts_text,
     fmt,
     fmt_interval,
     fmt_mb,
+    fmt_mde,
     fmt_p,
     fmt_pct,
+    host_load,
     model_name,
     revision_text,
     summary_figures,
@@ -33,6 +38,7 @@ from pytest_triton_perf.sla import BOUNDS
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
+    PASS,
     REGRESSION,
     MeasurementRecord,
 )
@@ -92,6 +98,9 @@ def _baseline_source(record: MeasurementRecord) -> str:
         parts.append(f"revision {_cell(revision_text(b['revision']))}")
     if b.get("note"):
         parts.append(_cell(b["note"]))
+    load = host_load(record)
+    if load:
+        parts.append(f"this measurement: {load}")
     return ", ".join(parts)
 
 
@@ -107,6 +116,7 @@ def _comparison_details(records: Sequence[MeasurementRecord], verdict: str) -> l
                 fmt_interval(c.current_ci),
                 fmt_pct(c.change_pct),
                 fmt_p(c.p_value),
+                fmt_mde(c.mde_pct),
                 _cell(c.note),
             ]
             for c in r.comparisons
@@ -124,6 +134,7 @@ def _comparison_details(records: Sequence[MeasurementRecord], verdict: str) -> l
                 "current 95% interval",
                 "change",
                 "p-value",
+                "could see",
                 "note",
             ],
             rows,
@@ -132,6 +143,20 @@ def _comparison_details(records: Sequence[MeasurementRecord], verdict: str) -> l
         if source:
             lines += ["", source]
     return lines
+
+
+def _pass_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    """One line per measurement with passing metrics: what they would have flagged, and the
+    machine's load (a pass is only as strong as the smallest change it could see)."""
+    lines = []
+    for r in records:
+        seen = could_see(c for c in r.comparisons if c.verdict == PASS)
+        if not seen:
+            continue
+        what = "; ".join(x for x in (seen, host_load(r)) if x)
+        if what:
+            lines.append(f"- {_code(r.test)}: {_cell(r.label)}: {_cell(what)}")
+    return ["", "### Passes", "", *lines] if lines else []
 
 
 def _sla_details(records: Sequence[MeasurementRecord]) -> list[str]:
@@ -184,8 +209,10 @@ def render_markdown(
     *,
     title: str = DEFAULT_TITLE,
     environment: Mapping[str, Any] | None = None,
+    inconclusive: str = "warn",
 ) -> str:
-    """The Markdown summary of ``records``; ``environment`` adds a collapsed table."""
+    """The Markdown summary of ``records``; ``environment`` adds a collapsed table;
+    ``inconclusive`` is the session's policy (``pass``: no details of undecided metrics)."""
     lines = [f"## {title}", ""]
     if not records:
         return "\n".join([*lines, "No measurements.", ""])
@@ -227,15 +254,17 @@ def render_markdown(
     if improvements:
         lines += ["", "### Improvements", "", "Accept them with `--triton-perf-save`."]
         lines += improvements
-    inconclusive = _comparison_details(records, INCONCLUSIVE)
-    if inconclusive:
+    undecided = _comparison_details(records, INCONCLUSIVE) if inconclusive != "pass" else []
+    if undecided:
         lines += [
             "",
             "### Inconclusive",
             "",
-            "The measurement was unstable; these metrics were not gated.",
-            *inconclusive,
+            "These metrics were not decided (the note says why: windows too noisy, or a "
+            "test unable to see the smallest change that counts); they were not gated.",
+            *undecided,
         ]
+    lines += _pass_details(records)
     lines += _environment(environment or {})
     return "\n".join(lines) + "\n"
 
@@ -260,7 +289,12 @@ def append_markdown(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def _render(records: Sequence[MeasurementRecord], context: ReportContext) -> str:
-    return render_markdown(records, title=context.title, environment=context.environment)
+    return render_markdown(
+        records,
+        title=context.title,
+        environment=context.environment,
+        inconclusive=context.inconclusive,
+    )
 
 
 def write_report(

@@ -9,8 +9,11 @@ Verbosity (pytest's ``-q`` / ``-v`` count):
 - default: every row (test, model, workload, p50, p99, throughput, errors, SLA, baseline
   verdict with the change of its most significant metric), then the hint lines
   (improvement, inconclusive, no baseline) and the count line;
-- ``-v``: GPU and CPU memory columns, and a detail line per regression and improvement
-  (baseline and current values with intervals, p-value, baseline file and revision).
+- ``-v``: GPU and CPU memory columns, a detail line per regression and improvement
+  (baseline and current values with intervals, p-value, the smallest change the comparison
+  could see, baseline file and revision) and per measurement with passing metrics (what
+  they would have flagged: ``pass: ... would have flagged >= 3.8% on p50``), with the
+  machine's load during the measurement (``load 3.2, steal 0%``).
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from pytest_triton_perf.report.text import (
     SHORT_METRIC,
     align,
     comparison_reason,
+    could_see,
     counts_text,
     fmt,
     fmt_mb,
     fmt_pct,
     headline,
+    host_load,
     model_name,
     needs_attention,
     summary_figures,
@@ -38,6 +43,7 @@ from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
     NO_BASELINE,
+    PASS,
     REGRESSION,
     MeasurementRecord,
 )
@@ -82,8 +88,13 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
             continue
         c = headline(r)
         verdict = r.verdict
+        load = f"; {host_load(r)}" if verbose and host_load(r) else ""
         if verdict == REGRESSION and verbose and c is not None:
-            lines.append(f"regression: {_name(r, verbose)}: {comparison_reason(r, c)}")
+            lines.append(f"regression: {_name(r, verbose)}: {comparison_reason(r, c)}{load}")
+        elif verdict == PASS and verbose:
+            seen = could_see(c for c in r.comparisons if c.verdict == PASS)
+            if seen or load:
+                lines.append(f"pass: {_name(r, verbose)}: {seen or 'compared'}{load}")
         elif verdict == IMPROVEMENT and c is not None:
             what = (
                 comparison_reason(r, c)
@@ -92,16 +103,24 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
             )
             lines.append(
                 f"improvement: {_name(r, verbose)}: {what} — accept it with --triton-perf-save"
+                f"{load}"
             )
         elif verdict == INCONCLUSIVE:
             note = c.note if c is not None and c.note else ""
-            # The statistics' note usually says "measurement unstable (...)" itself.
-            if "unstable" not in note:
+            # The statistics' note says why: underpowered, or the windows too noisy.
+            if not note.startswith(("underpowered", "windows too noisy")) and "unstable" not in (
+                note
+            ):
                 note = "measurement unstable" + (f" ({note})" if note else "")
             lines.append(
-                f"inconclusive: {_name(r, verbose)}: {note}; not gated: re-run on a quieter "
-                "machine or with more windows (--triton-perf-windows)"
+                f"inconclusive: {_name(r, verbose)}: {note}; not gated: re-run on a "
+                f"quieter machine or with more windows (--triton-perf-compare-windows){load}"
             )
+        if verbose and verdict != PASS:
+            # The metrics that did pass, and what they could have seen.
+            seen = could_see(c for c in r.comparisons if c.verdict == PASS)
+            if seen:
+                lines.append(f"pass: {_name(r, verbose)}: {seen}")
     missing = [r for r in records if was_compared(r) and verdict_of(r) == NO_BASELINE]
     if missing:
         n = len(missing)

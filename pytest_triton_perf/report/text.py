@@ -6,11 +6,13 @@ Markdown summary and the JUnit file never disagree about the same measurement.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pytest_triton_perf import metrics
+from pytest_triton_perf.measure.host import describe as describe_load
 from pytest_triton_perf.numbers import fmt as fmt
 from pytest_triton_perf.numbers import fmt_interval as fmt_interval
 from pytest_triton_perf.numbers import fmt_mb as fmt_mb
@@ -157,13 +159,42 @@ def baseline_where(record: MeasurementRecord) -> str:
     return " ".join(parts)
 
 
+def fmt_mde(mde_pct: Any) -> str:
+    """A minimum detectable effect: ``3.8%``, ``11%``; ``-`` when none was derived and
+    ``none`` when the comparison could see no change at all (infinite)."""
+    v = num(mde_pct)
+    if v is None:
+        return "none" if isinstance(mde_pct, float) and math.isinf(mde_pct) else "-"
+    return f"{v:.1f}%" if v < 10 else f"{v:.0f}%"
+
+
+def could_see(comparisons: Iterable[Comparison]) -> str:
+    """What the comparisons could have seen: ``would have flagged >= 3.8% on p50, 7.2% on
+    p99``; '' when none has a minimum detectable effect."""
+    parts = [
+        f"{fmt_mde(c.mde_pct)} on {SHORT_METRIC.get(c.metric, c.metric)}"
+        for c in comparisons
+        if c.mde_pct is not None
+    ]
+    return f"would have flagged >= {', '.join(parts)}" if parts else ""
+
+
+def host_load(record: MeasurementRecord) -> str:
+    """How busy the machine was during the measurement: ``load 3.2, steal 0%`` ('' unknown)."""
+    load = record.environment.get("host_load")
+    return describe_load(load) if isinstance(load, Mapping) else ""
+
+
 def comparison_reason(record: MeasurementRecord, c: Comparison, with_note: bool = True) -> str:
-    """One line: ``p99_ms +23.4%: 12.30 ms [..] -> 15.18 ms [..], p=0.0012 (history FILE)``."""
+    """One line: ``p99_ms +23.4%: 12.30 ms [..] -> 15.18 ms [..], p=0.0012, could see >= 3.8%
+    (history FILE)``."""
     text = (
         f"{c.metric} {fmt_pct(c.change_pct)}: {with_unit(c.baseline, c.metric)} "
         f"{fmt_interval(c.baseline_ci)} -> {with_unit(c.current, c.metric)} "
         f"{fmt_interval(c.current_ci)}, p={fmt_p(c.p_value)}"
     )
+    if c.mde_pct is not None:
+        text += f", could see >= {fmt_mde(c.mde_pct)}"
     where = baseline_where(record) or {"ab": "A/B reference"}.get(c.mode, c.mode)
     text += f" ({where})"
     if c.note and with_note:

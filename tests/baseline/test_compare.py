@@ -3,6 +3,9 @@ effect AND floor, in both modes, and the error-rate test."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import pytest
 
@@ -10,10 +13,13 @@ from pytest_triton_perf.baseline.compare import (
     GateSettings,
     compare_errors,
     compare_runs,
+    mwu_mde,
+    prediction_mde,
 )
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.metrics import parse_metric_map
+from pytest_triton_perf.verdicts import Comparison
 
 GATE = GateSettings()
 
@@ -21,6 +27,18 @@ GATE = GateSettings()
 def windows(center: float, n: int = 10, spread: float = 0.02, seed: int = 0) -> list[float]:
     rng = np.random.default_rng(seed)
     return list(center * (1 + spread * rng.standard_normal(n)))
+
+
+def ab(reference: float, candidate: float, spread: float, n: int = 10, **kw: float) -> Comparison:
+    """An A/B comparison of p50 over ``n`` windows per arm scattering by ``spread``."""
+    return compare_runs(
+        "p50_ms",
+        [windows(reference, n, spread, seed=1)],
+        windows(candidate, n, spread, seed=2),
+        GATE,
+        mode="ab",
+        **kw,
+    )
 
 
 def test_identical_arms_pass() -> None:
@@ -63,16 +81,21 @@ def test_override_raises_the_minimum_effect() -> None:
     assert c.verdict == "pass"
 
 
-def test_too_few_windows_cannot_be_significant() -> None:
+def test_too_few_windows_cannot_be_significant_nor_pass() -> None:
     c = compare_runs("p50_ms", [[20.0, 20.1]], [30.0, 30.1], GATE)
-    assert c.verdict == "pass"  # 2 vs 2 windows: the smallest one-sided p is 1/6
+    # 2 vs 2 windows: the smallest one-sided p is 1/6, so the test could see nothing.
+    assert c.verdict == "inconclusive"
+    assert c.mde_pct == math.inf
+    assert "underpowered: too few windows for any change on p50 to reach alpha 0.01" in c.note
 
 
 def test_history_uses_a_prediction_interval_over_runs() -> None:
     runs = [windows(20 * f, seed=i) for i, f in enumerate([1.0, 1.03, 0.98, 1.01, 0.99])]
     drifted = compare_runs("p50_ms", runs, windows(20.8, seed=9), GATE)
-    assert "prediction interval over 5 stored runs" in drifted.note
-    assert drifted.verdict == "pass"  # 4% is inside the run-to-run spread
+    assert "prediction interval over 5 stored runs (run-to-run spread 2.2%)" in drifted.note
+    # 4% is inside the run-to-run spread, and so is the 5% minimum effect: not a pass.
+    assert drifted.verdict == "inconclusive"
+    assert "underpowered: could only see >= 11% on p50" in drifted.note
     slower = compare_runs("p50_ms", runs, windows(26, seed=9), GATE)
     assert slower.verdict == "regression"
 
@@ -165,4 +188,85 @@ def test_prediction_interval_has_a_floor_for_runs_recorded_back_to_back() -> Non
     # 6% slower than near-identical runs: over the 5% minimum effect, but inside a 2% floor's
     # prediction interval (t(0.99, 4) = 3.7 -> about 8%).
     c = compare_runs("p50_ms", runs, windows(21.2, spread=0.001, seed=9), GATE)
+    assert c.verdict != "regression"
+    # The floored spread cannot show 5% either (its MDE is 10%): inconclusive, not pass.
+    assert c.verdict == "inconclusive"
+    assert "run-to-run spread 0.6%, taken as 2.0%" in c.note
+    assert "no number of stored runs would do" in c.note
+
+
+# The minimum detectable effect (MDE) and the "underpowered" rule.
+
+
+def test_mwu_mde_is_the_normal_approximation_with_the_rank_tests_efficiency() -> None:
+    # (z_0.99 + z_0.8) * sd * sqrt(1/10 + 1/10) / sqrt(3/pi)
+    expected = (2.3263 + 0.8416) * 1.0 * math.sqrt(0.2) / math.sqrt(3 / math.pi)
+    assert mwu_mde(1.0, 10, 10, 0.01) == pytest.approx(expected, rel=1e-3)
+    assert mwu_mde(1.0, 2, 2, 0.01) == math.inf  # no arrangement reaches p < 0.01
+
+
+def test_prediction_mde_uses_t_quantiles_and_the_new_runs_own_spread() -> None:
+    # (t_0.99,4 + t_0.8,4) * sd * sqrt(1 + 1/5)
+    expected = (3.7469 + 0.9410) * 1.0 * math.sqrt(1.2)
+    assert prediction_mde(1.0, 5, 0.01) == pytest.approx(expected, rel=1e-3)
+    assert prediction_mde(1.0, 20, 0.01) < prediction_mde(1.0, 5, 0.01)
+
+
+def test_mde_shrinks_as_windows_grow() -> None:
+    mdes = [ab(20, 20, 0.05, n).mde_pct for n in (5, 10, 20, 40, 80)]
+    assert all(m is not None for m in mdes)
+    assert mdes == sorted(mdes, reverse=True), mdes
+    assert mdes[0] > 2 * mdes[-1]  # type: ignore[operator]
+
+
+def test_a_pass_with_small_noise_stays_pass_and_says_what_it_could_see() -> None:
+    c = ab(20, 20, 0.02)
     assert c.verdict == "pass"
+    assert c.mde_pct is not None and 0 < c.mde_pct < 5
+
+
+def test_a_noisy_a_a_comparison_is_inconclusive_not_pass() -> None:
+    # 12% window-to-window spread: below the 15% noise limit, yet 10 against 10 windows
+    # cannot see 5% with power 0.8 at alpha 0.01.
+    c = ab(20, 20, 0.12, window_s=1.0)
+    assert c.verdict == "inconclusive"
+    assert c.mde_pct is not None and c.mde_pct > 5
+    assert c.note.startswith("underpowered: could only see >= ")
+    found = re.search(
+        r"about (\d+) s of measurement would be needed \((\d+) windows of 1 s per arm\)", c.note
+    )
+    assert found, c.note
+    seconds, per_arm = int(found[1]), int(found[2])
+    assert seconds == 2 * per_arm
+    # The MDE falls with the square root of the windows per arm: the estimate is the
+    # smallest count that brings it under 5%.
+    assert (
+        per_arm == math.ceil(10 * (c.mde_pct / 5) ** 2)
+        or per_arm == math.ceil(10 * (c.mde_pct / 5) ** 2) + 1
+    )
+
+
+def test_regressions_do_not_depend_on_power() -> None:
+    # Noisy (8%) but 40% slower: seen, whatever the MDE.
+    c = ab(20, 28, 0.08)
+    assert c.verdict == "regression"
+    assert c.mde_pct is not None and c.mde_pct > 5
+
+
+def test_history_says_how_many_runs_would_do_where_more_runs_help() -> None:
+    runs = [windows(20 * f, seed=i) for i, f in enumerate([1.0, 1.01, 0.99])]
+    c = compare_runs("p99_ms", runs, windows(20.2, seed=9), GATE, window_s=1.0)
+    assert c.verdict == "inconclusive"
+    assert re.search(r"about \d+ stored runs of about 10 s each would be needed", c.note), c.note
+
+
+def test_the_floor_counts_as_the_smallest_change() -> None:
+    # 0.5 ms p50: the 0.2 ms floor is 40%, far above the 5% minimum effect, so a noisy
+    # comparison that could see 20% passes.
+    c = ab(0.5, 0.5, 0.08)
+    assert c.verdict == "pass"
+    assert c.mde_pct is not None and 5 < c.mde_pct < 40
+
+
+def test_the_error_rate_has_no_relative_mde() -> None:
+    assert compare_errors((0, 1000), (0, 1000), GATE, mode="ab").mde_pct is None

@@ -95,8 +95,10 @@ def make_record(
     baseline: dict[str, Any] | None = None,
     sla_verdict: str | None = None,
     outcome: str = "passed",
+    host_load: dict[str, float | None] | None = None,
 ) -> MeasurementRecord:
-    """A record of ``result`` as the plugin builds it."""
+    """A record of ``result`` as the plugin builds it (``host_load``: the machine's load
+    during the measurement, as the fixtures record it)."""
     if sla_verdict is None:
         if not sla:
             sla_verdict = "none"
@@ -111,7 +113,11 @@ def make_record(
         index=index,
         label=label(result),
         result=result.to_dict(),
-        environment={"cpu_model": "Test CPU", "triton_version": "2.51.0"},
+        environment={
+            "cpu_model": "Test CPU",
+            "triton_version": "2.51.0",
+            **({"host_load": host_load} if host_load else {}),
+        },
         histogram=latency_histogram(result.latencies_ms),
         sla=sla,
         sla_verdict=sla_verdict,
@@ -137,9 +143,16 @@ def p99_sla(result: PerfResult, bound: float) -> SlaRecord:
 
 
 def comparison(
-    metric: str, verdict: str, baseline: float, current: float, p: float, note: str = ""
+    metric: str,
+    verdict: str,
+    baseline: float,
+    current: float,
+    p: float,
+    note: str = "",
+    mde: float | None = None,
 ) -> Comparison:
-    """A history-mode comparison with intervals of +-3%."""
+    """A history-mode comparison with intervals of +-3% (``mde``: its minimum detectable
+    effect in percent)."""
     return Comparison(
         metric=metric,
         verdict=verdict,
@@ -151,6 +164,7 @@ def comparison(
         change_pct=(current - baseline) / baseline * 100,
         p_value=p,
         note=note,
+        mde_pct=mde,
     )
 
 
@@ -172,9 +186,10 @@ def mixed_records() -> list[MeasurementRecord]:
         ok,
         sla=(p99_sla(ok, 60.0),),
         comparisons=(
-            comparison("p50_ms", "pass", ok.latency_ms.p50, ok.latency_ms.p50 * 1.01, 0.4),
-            comparison("p99_ms", "pass", ok.latency_ms.p99, ok.latency_ms.p99 * 1.02, 0.3),
+            comparison("p50_ms", "pass", ok.latency_ms.p50, ok.latency_ms.p50 * 1.01, 0.4, mde=3.8),
+            comparison("p99_ms", "pass", ok.latency_ms.p99, ok.latency_ms.p99 * 1.02, 0.3, mde=7.3),
         ),
+        host_load={"load_1m": 3.24, "steal_pct": 0.0},
         baseline={
             "mode": "history",
             "status": "found",
@@ -195,8 +210,8 @@ def mixed_records() -> list[MeasurementRecord]:
         test="tests/test_gate.py::test_slow",
         sla=(p99_sla(slow, 25.0),),
         comparisons=(
-            comparison("p50_ms", "pass", 24.0, slow.latency_ms.p50, 0.02),
-            comparison("p99_ms", "regression", 26.5, slow.latency_ms.p99, 0.0004),
+            comparison("p50_ms", "pass", 24.0, slow.latency_ms.p50, 0.02, mde=4.2),
+            comparison("p99_ms", "regression", 26.5, slow.latency_ms.p99, 0.0004, mde=6.1),
             comparison("throughput", "pass", 100.0, slow.throughput, 0.5),
         ),
         baseline={
@@ -239,6 +254,7 @@ def mixed_records() -> list[MeasurementRecord]:
                 shaky.latency_ms.p99,
                 0.04,
                 note="windows vary by 35% (p99)",
+                mde=42.0,
             ),
         ),
         baseline={"mode": "history", "status": "found", "file": BASELINE_FILE},

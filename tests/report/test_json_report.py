@@ -100,3 +100,18 @@ def test_a_measurement_without_a_required_key_is_named(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ResultsFileError, match=r"nope\.json: no such results file"):
         read_results(tmp_path / "nope.json")
+
+
+def test_minimum_detectable_effects_are_stored_and_none_at_all_is_null(tmp_path: Path) -> None:
+    import dataclasses
+    import math
+
+    records = mixed_records()
+    shaky = records[3]
+    blind = dataclasses.replace(shaky.comparisons[0], mde_pct=math.inf)
+    records[3] = dataclasses.replace(shaky, comparisons=(blind,))
+    doc = json.loads(dumps(document(records)))
+    measurements = doc["measurements"]
+    assert measurements[1]["comparisons"][1]["mde_pct"] == 6.1
+    assert measurements[3]["comparisons"][0]["mde_pct"] is None
+    assert measurements[0]["environment"]["host_load"] == {"load_1m": 3.24, "steal_pct": 0.0}

@@ -61,13 +61,14 @@ def test_regression_is_a_failure_with_the_figures_as_properties(junit: Path) -> 
     message = failure.get("message", "")
     assert message.startswith("regression: p99_ms +")
     assert "26.50 ms [25.70, 27.30] -> " in message
-    assert "p=0.0004" in message
+    assert "p=0.0004, could see >= 6.1%" in message
     assert "fedcba987654" in message  # the baseline's commit
     props = _props(case)
     assert props["verdict"] == "regression"
     assert float(props["baseline"]) == 26.5
     assert float(props["measured"]) > 30
     assert float(props["change_pct"]) > 30
+    assert props["mde_pct"] == "6.1"
     assert float(props["p_value"]) == 0.0004
     assert float(props["baseline_interval_low"]) < 26.5 < float(props["baseline_interval_high"])
     assert props["baseline_file"].endswith("test_gate.py__test_pass__sleepy.json")

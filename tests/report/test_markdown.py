@@ -84,3 +84,28 @@ def test_write_and_append_to_step_summary(tmp_path: Path) -> None:
     summary.write_text("earlier step\n")
     assert append_markdown(summary, text) == summary
     assert summary.read_text() == "earlier step\n\n" + text
+
+
+def test_details_say_what_each_comparison_could_see_and_passes_are_listed() -> None:
+    text = render_markdown(mixed_records())
+    regressions = text.split("### Regressions", 1)[1].split("\n### ", 1)[0]
+    assert "| p-value | could see | note |" in regressions
+    assert "| +37.7% | 0.0004 | 6.1% |" in regressions
+    passes = text.split("### Passes", 1)[1]
+    assert (
+        "- `tests/test_gate.py::test_pass`: sleepy conc=1 batch=1 grpc: would have flagged "
+        ">= 3.8% on p50, 7.3% on p99; load 3.2, steal 0%" in passes
+    )
+    # The passing metric of a measurement that regressed on another.
+    assert (
+        "- `tests/test_gate.py::test_slow`: sleepy conc=1 batch=1 http: would have flagged "
+        ">= 4.2% on p50" in passes
+    )
+
+
+def test_the_pass_policy_leaves_undecided_metrics_to_the_summary() -> None:
+    warn = render_markdown(mixed_records())
+    quiet = render_markdown(mixed_records(), inconclusive="pass")
+    assert "### Inconclusive" in warn and "windows vary by 35%" in warn
+    assert "### Inconclusive" not in quiet and "windows vary by 35%" not in quiet
+    assert "1 inconclusive" in quiet  # the count line still says it

@@ -61,6 +61,7 @@ def test_verbose_adds_memory_columns_and_regression_details() -> None:
     regression = next(x for x in lines if x.startswith("regression:"))
     assert regression.startswith("regression: tests/test_gate.py::test_slow sleepy conc=1")
     assert "26.50 ms [25.70, 27.30] -> 36.48 ms [35.39, 37.57], p=0.0004" in regression
+    assert ", could see >= 6.1% (" in regression
     assert "test_gate.py__test_pass__sleepy.json @ commit fedcba987654" in regression
     improvement = next(x for x in lines if x.startswith("improvement:"))
     assert "p=0.0010" in improvement and "A/B reference" in improvement
@@ -142,3 +143,35 @@ def test_a_measurement_where_every_request_failed_renders_everywhere(tmp_path: P
     assert "| - | - | 0 |" in render_markdown([record])
     xml = write_junit(tmp_path / "j.xml", [record]).read_text()
     assert 'message="SLA breached: max_error_rate 100% &gt; bound 0%"' in xml
+
+
+def test_verbose_says_what_a_pass_could_have_seen_and_the_machines_load() -> None:
+    lines = render_terminal(mixed_records(), 1)
+    assert (
+        "pass: tests/test_gate.py::test_pass sleepy conc=1 batch=1 grpc: would have flagged "
+        ">= 3.8% on p50, 7.3% on p99; load 3.2, steal 0%" in lines
+    )
+    # The passing metrics of a measurement with another verdict too (p50 of the regression).
+    assert any(
+        x == "pass: tests/test_gate.py::test_slow sleepy conc=1 batch=1 http: would have "
+        "flagged >= 4.2% on p50"
+        for x in lines
+    )
+    # Not at default verbosity.
+    assert not any(x.startswith("pass:") for x in render_terminal(mixed_records(), 0))
+
+
+def test_an_underpowered_comparison_reads_as_such() -> None:
+    from tests.report.factory import comparison
+
+    note = (
+        "underpowered: could only see >= 12% on p50 (the smallest change that counts: 5.0%); "
+        "about 96 s of measurement would be needed (48 windows of 1 s per arm)"
+    )
+    record = make_record(
+        make_result(),
+        comparisons=(comparison("p50_ms", "inconclusive", 20.0, 20.2, 0.4, note, mde=12.0),),
+        baseline={"mode": "ab", "status": "compared"},
+    )
+    line = next(x for x in render_terminal([record], 0) if x.startswith("inconclusive:"))
+    assert line.startswith(f"inconclusive: sleepy conc=1 batch=1 grpc: {note}; not gated")

@@ -1,0 +1,51 @@
+"""The verdicts of one test (no server): the policy for undecided comparisons, and the
+machine's load carried into the record and the stored baseline run."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_triton_perf.gate import GateContext, Measured, baseline_run, evaluate_test
+from tests.report.factory import make_result
+
+LOAD = {"load_1m": 1.5, "steal_pct": 0.0}
+
+
+def _evaluate(policy: str, windows: int) -> tuple[str | None, str]:
+    reference = make_result(windows=windows, seed=1)
+    candidate = make_result(windows=windows, seed=2)
+    measured = Measured(candidate, "ab", reference=reference, host_load=LOAD)
+    ctx = GateContext(key={}, environment={}, store=None, inconclusive=policy)
+    verdict = evaluate_test("t.py::test_x", None, [measured], ctx)
+    return verdict.failure, verdict.records[0].verdict
+
+
+def test_the_fail_policy_fails_an_undecided_comparison_saying_why_and_what_to_do() -> None:
+    # 4 against 4 windows cannot reach alpha 0.01: every window metric is undecided.
+    failure, verdict = _evaluate("fail", windows=4)
+    assert verdict == "inconclusive"
+    assert failure is not None
+    assert failure.startswith(
+        "Undecided performance comparison in t.py::test_x (--triton-perf-inconclusive=fail):\n"
+        "  sleepy conc=1 batch=1 grpc (A/B against the reference)\n"
+        "    p50_ms "
+    )
+    assert "inconclusive: underpowered: too few windows for any change on p50" in failure
+    assert "let undecided results through with --triton-perf-inconclusive=warn" in failure
+
+
+@pytest.mark.parametrize("policy", ["pass", "warn"])
+def test_other_policies_do_not_fail_the_test(policy: str) -> None:
+    assert _evaluate(policy, windows=4) == (None, "inconclusive")
+
+
+def test_a_decided_comparison_passes_under_the_fail_policy() -> None:
+    assert _evaluate("fail", windows=12) == (None, "pass")
+
+
+def test_the_machines_load_is_in_the_record_and_in_the_stored_run() -> None:
+    measured = Measured(make_result(), host_load=LOAD)
+    ctx = GateContext(key={"cpu": "x"}, environment={"os": "y"}, store=None)
+    (record,) = evaluate_test("t.py::test_x", None, [measured], ctx).records
+    assert record.environment == {"key": {"cpu": "x"}, "os": "y", "host_load": LOAD}
+    assert baseline_run(record, {"git_commit": "abc"})["host_load"] == LOAD
