@@ -173,7 +173,8 @@ OPTIONS: tuple[Option, ...] = (
         container.parse_shm_size,
         container.SHM_SIZE,
         "SIZE",
-        "/dev/shm of the container (the Python backend needs 64 MB per model instance).",
+        "/dev/shm of the container (the Python backend takes a region per model instance, "
+        "1 MiB by default, growing with the tensors it passes; Docker's own default is 64 MB).",
     ),
     Option(
         "--triton-ulimit-memlock",

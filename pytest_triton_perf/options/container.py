@@ -19,7 +19,8 @@ NETWORK_MODES = ("host", "ports")
 PULL_POLICIES = ("missing", "always", "never")
 PULL_POLICY = "missing"
 NETWORK_MODE = "host"
-# The Python backend needs 64 MB of /dev/shm per model instance; Docker gives 64 MB in all.
+# The Python backend takes a region of /dev/shm per model instance (1 MiB by default, growing
+# with the tensors it passes); Docker gives 64 MB in all, NGC recommends 1g.
 SHM_SIZE = "1g"
 # NGC's recommendation for Triton: --ulimit memlock=-1 --ulimit stack=67108864.
 ULIMIT_MEMLOCK = -1
