@@ -142,6 +142,97 @@ SAVE_ARGS = (
 )
 
 
+def _choose_the_baseline(workspace: Path, github: dict[str, Any]) -> tuple[str, str]:
+    """The perf gate's "Choose the baseline" step run for real in ``workspace`` (a git
+    repository): its ``args`` output and its step summary."""
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "perf-gate.yml").read_text())
+    step = _perf_gate_steps()["Choose the baseline"]
+    run = run_job(
+        {"env": workflow["env"], "jobs": {"gate": {"steps": [step]}}},
+        "gate",
+        workspace=workspace,
+        github={"sha": "0" * 40, "base_ref": "", **github},
+        base_env=runner_environment(drop_prefix=sys.prefix),
+        runner_temp=workspace.parent / "temp",
+    )
+    assert not run.failed, run.log()
+    summary = (workspace.parent / "temp" / "step_summary.md").read_text()
+    return run.outputs["baseline"]["args"], summary
+
+
+def _commits(workspace: Path, count: int) -> list[str]:
+    """``count`` commits in a new repository at ``workspace``, oldest first."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=workspace, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    workspace.mkdir()
+    git("init", "-q", "-b", "main")
+    shas = []
+    for i in range(count):
+        (workspace / "f").write_text(str(i))
+        git("add", "f")
+        git("-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", str(i))
+        shas.append(git("rev-parse", "HEAD"))
+    return shas
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        ("first", 0),  # the branch's head before the push, even with two commits pushed
+        ("0" * 40, 1),  # a new branch: the commit before this one
+        ("1234567890abcdef1234567890abcdef12345678", 1),  # not in the clone (force push)
+        (None, 1),  # no `before` in the event
+    ],
+)
+def test_a_push_gates_ab_against_the_previous_accepted_revision(
+    tmp_path: Path, before: str | None, expected: int
+) -> None:
+    shas = _commits(tmp_path / "work", 3)
+    github = {
+        **GITHUB_PUSH,
+        "event": {**GITHUB_PUSH["event"], "before": shas[0] if before == "first" else before},
+    }
+    args, summary = _choose_the_baseline(tmp_path / "work", github)
+    assert args == f"--triton-perf-baseline-ref={shas[expected]}"
+    assert f"A/B against the previous accepted revision `{shas[expected]}`" in summary
+
+
+def test_a_push_of_the_first_commit_only_starts_the_history(tmp_path: Path) -> None:
+    _commits(tmp_path / "work", 1)
+    github = {**GITHUB_PUSH, "event": {**GITHUB_PUSH["event"], "before": "0" * 40}}
+    args, summary = _choose_the_baseline(tmp_path / "work", github)
+    assert args == ""
+    assert "this run starts the history" in summary
+
+
+def test_a_pull_request_gates_ab_against_the_merge_base_and_a_manual_run_on_history(
+    tmp_path: Path,
+) -> None:
+    shas = _commits(tmp_path / "work", 3)
+    subprocess.run(
+        ["git", "update-ref", "refs/remotes/origin/main", shas[1]],
+        cwd=tmp_path / "work",
+        check=True,
+    )
+    no_before = {**GITHUB_PUSH["event"], "before": None}  # GitHub reads a missing one as null
+    pull_request = {
+        **GITHUB_PUSH,
+        "event_name": "pull_request",
+        "base_ref": "main",
+        "event": no_before,
+    }
+    args, summary = _choose_the_baseline(tmp_path / "work", pull_request)
+    assert args == f"--triton-perf-baseline-ref={shas[1]}"
+    assert f"A/B against the merge base `{shas[1]}`" in summary
+    dispatch = {**GITHUB_PUSH, "event_name": "workflow_dispatch", "event": no_before}
+    args, _ = _choose_the_baseline(tmp_path / "work", dispatch)
+    assert args == "--triton-perf-compare"
+
+
 @pytest.mark.parametrize(
     ("github", "expected"),
     [

@@ -3,9 +3,11 @@ YAML, run here against the private Docker engine and the CPU Triton image.
 
 A workflow edit that would break the gate on the GPU runner breaks these tests: the install
 step runs as written into a fresh virtual environment, the image step builds the gate image
-from the workflow's own Dockerfile, the baseline step picks the arguments, the gate step runs
-its `pytest` command, the upload step's paths must hold every report the gate names, and on
-the default branch the commit step commits and pushes the baseline (to a local bare "origin").
+from the workflow's own Dockerfile, the baseline step picks the arguments (A/B against the
+merge base for a pull request, against the branch's head before the push for a push to the
+default branch), the gate step runs its `pytest` command, the upload step's paths must hold
+every report the gate names, and on the default branch the gate saves its measurements into the
+history and the commit step commits and pushes them (to a local bare "origin").
 
 What this machine cannot do as the GPU runner does is substituted, each change named:
 
@@ -21,10 +23,10 @@ What this machine cannot do as the GPU runner does is substituted, each change n
   `--triton-perf-compare-windows=5` (the least a comparison takes, instead of 10): the
   rehearsal checks the workflow, not the models' figures, and saving or comparing measures
   every workload in that many windows per arm. For the pull request also `-k PR_TESTS`
-  (two tests): the push rehearsal runs every test of the example; the pull request's checks
-  the path that differs (the merge base, the reference models loaded from git, one of them an
-  ONNX file, A/B windows on both arms, no save, no commit), which keeps it near a minute
-  instead of nearly three.
+  (two tests): the push rehearsal runs every test of the example, A/B against the previous
+  revision, saved and committed; the pull request's checks the path that differs (the merge
+  base, no save, no commit) on two tests, one of them with an ONNX reference model loaded from
+  git, which keeps it near a minute.
 - `actions/checkout`: the workspace is a git repository of this working tree (tracked and
   untracked, not ignored, files), pushed to a bare "origin"; `actions/upload-artifact`: its
   paths are checked, not uploaded.
@@ -264,15 +266,19 @@ def _check_reports(
             assert list(report.glob("*.png")), f"no plot in {report}"
 
 
-def _github(event_name: str, sha: str, ref: str, base_ref: str = "") -> dict[str, Any]:
-    """The ``github`` context of an event in a repository whose default branch is main."""
+def _github(
+    event_name: str, sha: str, ref: str, base_ref: str = "", before: str | None = None
+) -> dict[str, Any]:
+    """The ``github`` context of an event in a repository whose default branch is main;
+    ``before`` is a push's previous head (None: the event has none, which GitHub reads as
+    null)."""
     return {
         "sha": sha,
         "event_name": event_name,
         "ref": ref,
         "ref_name": ref.split("/", 2)[2],
         "base_ref": base_ref,
-        "event": {"repository": {"default_branch": DEFAULT_BRANCH}},
+        "event": {"repository": {"default_branch": DEFAULT_BRANCH}, "before": before},
     }
 
 
@@ -304,24 +310,52 @@ def rehearse(
     return rehearse_job
 
 
-def test_default_branch_push_gates_saves_and_commits_the_baseline(
+def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_history(
     docker_client: Any,
     workflow: dict[str, Any],
     origin: Path,
     workspace: Path,
     rehearse: Callable[..., JobRun],
+    tmp_path: Path,
 ) -> None:
-    sha = _checkout(origin, workspace, f"origin/{DEFAULT_BRANCH}")
-    github = _github("push", sha, f"refs/heads/{DEFAULT_BRANCH}")
+    before = _checkout(origin, workspace, f"origin/{DEFAULT_BRANCH}")
+    # The push: one commit on top of the default branch's head, which was `before`.
+    (workspace / "README.md").write_text((workspace / "README.md").read_text() + "\nPushed.\n")
+    _git(workspace, "commit", "-q", "-am", "a pushed change")
+    _git(workspace, "push", "-q", "origin", f"HEAD:{DEFAULT_BRANCH}")
+    sha = _git(workspace, "rev-parse", "HEAD")
+    github = _github("push", sha, f"refs/heads/{DEFAULT_BRANCH}", before=before)
     run = rehearse(github)
-    assert "--triton-perf-compare" in run.outputs["baseline"]["args"]
+    # The gate: A/B against the previous accepted revision, every measurement compared.
+    assert run.outputs["baseline"]["args"] == f"--triton-perf-baseline-ref={before}"
+    summary = (tmp_path / "step_summary.md").read_text()
+    assert f"A/B against the previous accepted revision `{before}`" in summary
+    results = json.loads(_reports(workflow, workspace)["json"].read_text())
+    measurements = {(m["test"], m["label"]): m for m in results["measurements"]}
+    assert {(m["baseline"] or {}).get("mode") for m in measurements.values()} == {"ab"}
+    assert {m["baseline"]["status"] for m in measurements.values()} == {"compared"}
+    assert results["session"]["saved"]
+    # The history: this run's (the candidate arm's) measurements, committed and pushed.
     assert not run.step(COMMIT_STEP).skipped
-    baseline_dir = workflow["env"]["BASELINE_DIR"]
     subject = _git(origin, "log", "-1", "--format=%s", DEFAULT_BRANCH)
     assert subject == f"perf baseline from {sha[:12]} [skip ci]", run.log()
-    assert json.loads(_reports(workflow, workspace)["json"].read_text())["session"]["saved"]
-    saved = _git(origin, "ls-tree", "-r", "--name-only", DEFAULT_BRANCH, baseline_dir)
-    assert [p for p in saved.splitlines() if p.endswith(".json")], run.log()
+    assert _git(origin, "rev-parse", f"{DEFAULT_BRANCH}~1") == sha
+    baseline_dir = workflow["env"]["BASELINE_DIR"]
+    listed = _git(origin, "ls-tree", "-r", "--name-only", DEFAULT_BRANCH, baseline_dir)
+    docs = [
+        json.loads(_git(origin, "show", f"{DEFAULT_BRANCH}:{path}"))
+        for path in listed.splitlines()
+        if path.endswith(".json") and not path.endswith("/environment.json")
+    ]
+    assert docs, run.log()
+    for doc in docs:
+        measured = measurements[(doc["test"], doc["label"])]
+        (saved,) = doc["runs"]
+        assert saved["git_commit"] == sha
+        for figure in ("requests", "throughput", "latency_ms"):
+            assert saved["result"][figure] == measured["result"][figure], figure
+        reference = measured["baseline"]["reference"]
+        assert saved["result"]["latency_ms"]["avg"] != reference["latency_ms"]["avg"]
     # The gate image is removed at the end; the stand-in stays for the next rehearsal.
     gate_image = interpolate(workflow["env"]["GATE_IMAGE"], {"github": github})
     with pytest.raises(docker.errors.ImageNotFound):
