@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_triton_perf.baseline.ab import measure_ab
+from pytest_triton_perf.baseline.ab import ABPlan, run_ab
 from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.baseline.key import environment_key, git_commit, soft_environment
 from pytest_triton_perf.baseline.reference import ReferenceModels
@@ -26,6 +26,7 @@ from pytest_triton_perf.report.summary import properties_for
 from pytest_triton_perf.server.base import TritonServer
 from pytest_triton_perf.server.http import ProbeError, get_json
 from pytest_triton_perf.settings import Settings
+from pytest_triton_perf.sla import SlaSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,6 +40,8 @@ MEASURED_KEY = pytest.StashKey[list[Measured]]()
 #: A/B mode's reference repository and its description, prepared at configure time.
 REFERENCE_KEY = pytest.StashKey[tuple[Path, str]]()
 PERF_SESSION_KEY = pytest.StashKey["PerfSession"]()
+#: The test's parsed ``sla`` marker (set at collection by the plugin).
+SPEC_KEY = pytest.StashKey[SlaSpec | None]()
 
 
 def make_server(
@@ -264,7 +267,16 @@ def triton_perf_session(
         root=pytestconfig.rootpath,
     )
     reference = pytestconfig.stash.get(REFERENCE_KEY, None)
-    refs = ReferenceModels(triton_server, reference[0], origin=reference[1]) if reference else None
+    refs = (
+        ReferenceModels(
+            triton_server,
+            reference[0],
+            origin=reference[1],
+            candidates=getattr(triton_server, "model_repositories", ()),
+        )
+        if reference
+        else None
+    )
     session = PerfSession(context, refs)
     pytestconfig.stash[PERF_SESSION_KEY] = session
     yield session
@@ -377,20 +389,42 @@ class TritonPerf:
             return Measured(
                 result, mode=mode, remeasure=lambda: run(model, settings=settings), config=config
             )
-        reference = refs.ensure(model)
-        if reference is None:
+        arms = refs.arms(model)
+        if arms is None:
             note = f"model '{model}' does not exist in the reference ({refs.origin})"
             return Measured(run(model, settings=settings), "ab", reference_note=note, config=config)
-        ref, cand = measure_ab(
-            run,
-            reference=reference,
-            candidate=model,
+        reference, candidate, setup = arms
+        spec = self._item.stash.get(SPEC_KEY, None)
+        # The test's own minimum effects decide when the paired analysis may stop.
+        gate = self.session.context.gate.with_overrides((spec.regression if spec else None) or {})
+        plan = ABPlan(
+            method=self.settings.ab_method,
+            budget_s=self.settings.compare_budget_s,
             blocks=settings.windows,
+            block_s=self.settings.block_s,
             warmup_s=settings.warmup_s,
             window_s=settings.window_s,
         )
-        note = f"'{reference}' = '{model}' from {refs.origin}"
-        return Measured(cand, "ab", reference=ref, reference_note=note, config=config)
+        symmetric = candidate != model  # fresh instances only where both arms are copies
+        outcome = run_ab(
+            run,
+            reference=reference,
+            candidate=candidate,
+            plan=plan,
+            gate=gate,
+            model=model,
+            refresh=functools.partial(refs.reload, model) if symmetric else None,
+        )
+        note = f"'{reference}' = '{model}' from {refs.origin}; {setup}"
+        return Measured(
+            outcome.candidate,
+            "ab",
+            reference=outcome.reference,
+            reference_note=note,
+            config=config,
+            comparisons=outcome.comparisons,
+            ab_design=outcome.info(),
+        )
 
     def _record(self, measured: Measured) -> None:
         index = len(self.measured)

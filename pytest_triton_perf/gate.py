@@ -39,6 +39,9 @@ class Measured:
     remeasure: Callable[[], PerfResult] | None = None  # history: the confirming re-run
     config: dict[str, Any] | None = None  # the model configuration, for its hash
     host_load: dict[str, float | None] | None = None  # load average and CPU steal share
+    #: A/B paired analysis: the comparisons decided while measuring (None: compared here).
+    comparisons: list[Comparison] | None = None
+    ab_design: dict[str, Any] | None = None  # A/B: method, pairs, time to verdict, stop
 
 
 @dataclass(frozen=True)
@@ -115,11 +118,15 @@ def _ab(m: Measured, gate: GateSettings) -> tuple[list[Comparison], dict[str, An
     if m.reference is None:
         return [], {"mode": "ab", "status": NO_BASELINE, "note": m.reference_note}
     ref = m.reference
-    comps = compare_results([ref.to_dict()], m.result.to_dict(), gate, mode="ab")
+    if m.comparisons is not None:
+        comps = list(m.comparisons)
+    else:
+        comps = compare_results([ref.to_dict()], m.result.to_dict(), gate, mode="ab")
     info = {
         "mode": "ab",
         "status": "compared",
         "note": m.reference_note,
+        "design": m.ab_design,
         "reference": ref.to_dict(),
         "histogram": latency_histogram(ref.latencies_ms),
     }
@@ -206,9 +213,10 @@ def evaluate_test(
         problems.append(
             f"Undecided performance comparison in {test} (--triton-perf-inconclusive=fail):\n"
             + "\n".join(undecided_lines)
-            + "\n  -> measure longer (--triton-perf-compare-windows, --triton-perf-window-s) "
-            "or on a quieter machine, compare in A/B mode (--triton-perf-baseline-ref), or "
-            "let undecided results through with --triton-perf-inconclusive=warn"
+            + "\n  -> measure longer (A/B: --triton-perf-compare-budget-s; history: "
+            "--triton-perf-compare-windows, --triton-perf-window-s) or on a quieter machine, "
+            "compare in A/B mode (--triton-perf-baseline-ref), or let undecided results "
+            "through with --triton-perf-inconclusive=warn"
         )
     return TestVerdict(records, "\n\n".join(problems) or None)
 

@@ -28,6 +28,7 @@ from pytest_triton_perf.fixtures import (
     PERF_SESSION_KEY,
     REFERENCE_KEY,
     SETTINGS_KEY,
+    SPEC_KEY,
     triton_client,
     triton_grpc_client,
     triton_perf,
@@ -50,7 +51,6 @@ __all__ = [
     "triton_server",
 ]
 
-SPEC_KEY = pytest.StashKey["sla.SlaSpec | None"]()
 SUMMARY_KEY = pytest.StashKey["PerfSummary"]()
 RECORDS_KEY = pytest.StashKey[list[MeasurementRecord]]()
 EXPORT_KEY = pytest.StashKey[Path]()

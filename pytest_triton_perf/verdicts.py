@@ -43,11 +43,14 @@ class Comparison:
     #: at all (JSON has no infinity: the results file writes null, the note says why);
     #: None where none is derived (the error rate, a p99 of too few requests).
     mde_pct: float | None = None
+    #: Interval of ``change_pct`` (percent) where the method gives one: A/B mode's paired
+    #: analysis reports its repeated confidence interval (valid at whichever look it stopped).
+    change_ci: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
         d = dataclasses.asdict(self)
-        for k in ("baseline_ci", "current_ci"):
+        for k in ("baseline_ci", "current_ci", "change_ci"):
             d[k] = list(d[k]) if d[k] is not None else None
         return d
 
@@ -55,7 +58,7 @@ class Comparison:
     def from_dict(cls, d: dict[str, Any]) -> Comparison:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
-        for k in ("baseline_ci", "current_ci"):
+        for k in ("baseline_ci", "current_ci", "change_ci"):
             d[k] = tuple(d[k]) if d.get(k) is not None else None
         return cls(**d)
 

@@ -21,11 +21,13 @@ import pytest
 def test_sleepy(triton_perf):
     triton_perf.measure("sleepy")
 """
-# Short windows, but enough of them per arm for significance at alpha 0.01.
+# Short windows, but enough of them per arm for significance at alpha 0.01; A/B comparisons
+# stop when decided, after 25 s at most.
 GATE_OPTIONS = (
     "--triton-perf-warmup-s=0.3",
     "--triton-perf-window-s=0.3",
     "--triton-perf-compare-windows=8",
+    "--triton-perf-compare-budget-s=25",
     "-p",
     "no:cacheprovider",
 )
@@ -168,6 +170,77 @@ def test_ab_mode_against_a_git_revision_detects_the_same_change(tmp_path: Path) 
     assert "Performance regression" not in same.stdout
 
 
+def test_ab_mode_pairs_blocks_of_symmetric_arms_and_stops_when_decided(tmp_path: Path) -> None:
+    """The paired sequential analysis, end to end: both arms are copies loaded alike, the
+    comparison stops at a look once every gated metric is decided, and the results say how
+    (method, pairs, time to verdict, the interval of each change)."""
+    project = make_project(tmp_path)
+    commit(project)
+    set_service_time(project, 26)  # +30%: decided at the first looks
+    out = project / "out" / "results.json"
+    result = pytest_in(
+        project,
+        "--triton-perf-baseline-ref=HEAD",
+        f"--triton-perf-json={out}",
+        "--triton-perf-compare-budget-s=60",
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "both arms loaded alike, as copies" in result.stdout
+    record = json.loads(out.read_text())["measurements"][0]
+    design = record["baseline"]["design"]
+    assert design["method"] == "paired" and design["stopped"] == "regression"
+    # A regression is measured again with fresh instances of both arms before it counts.
+    assert design["confirmed"] is True
+    assert design["elapsed_s"] < 60 and design["pairs"] >= 6
+    comps = {c["metric"]: c for c in record["comparisons"]}
+    p50 = comps["p50_ms"]
+    assert p50["verdict"] == "regression"
+    low, high = p50["change_ci"]
+    assert 0 < low < p50["change_pct"] < high
+    assert "confirmed with fresh instances" in p50["note"]
+    assert "Pocock" in p50["note"]
+
+
+def test_a_slow_models_p99_regression_is_gated_over_pooled_blocks(tmp_path: Path) -> None:
+    """sleepy gives about 23 requests per 0.5 s block, far below the 100 a block's own p99
+    needs: the p99 is decided over each arm's pooled blocks. With p50 and throughput off,
+    a +20% service time is caught on p99 alone, at the default block length."""
+    project = make_project(tmp_path)
+    commit(project)
+    set_service_time(project, 24)
+    out = project / "out" / "results.json"
+    result = pytest_in(
+        project,
+        "--triton-perf-baseline-ref=HEAD",
+        "--triton-perf-min-effect=p50=off,throughput=off",
+        f"--triton-perf-json={out}",
+        "--triton-perf-compare-budget-s=60",
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    comps = {c["metric"]: c for c in json.loads(out.read_text())["measurements"][0]["comparisons"]}
+    assert "p50_ms" not in comps and "throughput" not in comps
+    assert comps["p99_ms"]["verdict"] == "regression", comps["p99_ms"]["note"]
+    assert "pooled over blocks" in comps["p99_ms"]["note"]
+    assert 10 < comps["p99_ms"]["change_pct"] < 35
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (
+            "--triton-perf-ab-method=t-test",
+            "--triton-perf-ab-method='t-test': 'paired' or 'mann-whitney' is accepted",
+        ),
+        ("--triton-perf-compare-budget-s=-5", "--triton-perf-compare-budget-s"),
+        ("--triton-perf-block-s=0", "--triton-perf-block-s"),
+    ],
+)
+def test_bad_ab_options_are_usage_errors(tmp_path: Path, option: str, message: str) -> None:
+    result = pytest_in(make_project(tmp_path), option)
+    assert result.returncode == 4
+    assert message in result.stderr
+
+
 def test_unknown_revision_is_a_usage_error(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
@@ -183,7 +256,11 @@ def test_the_inconclusive_policy_warns_in_github_actions_or_fails_the_test(
     every window metric is undecided, whatever the machine does."""
     project = make_project(tmp_path)
     commit(project)
-    few = ("--triton-perf-baseline-ref=HEAD", "--triton-perf-compare-windows=3")
+    few = (
+        "--triton-perf-baseline-ref=HEAD",
+        "--triton-perf-ab-method=mann-whitney",
+        "--triton-perf-compare-windows=3",
+    )
     warned = pytest_in(project, *few, env={"GITHUB_ACTIONS": "true"})
     assert warned.returncode == 0, warned.stdout[-3000:]
     assert (

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pytest_triton_perf import metrics, options
+from pytest_triton_perf.baseline.sequential import MIN_REQUESTS_FOR_P99, POWER
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
@@ -50,16 +51,12 @@ DEFAULT_MIN_EFFECT = {m.name: m.gate.min_effect for m in metrics.GATED if m.gate
 DEFAULT_FLOOR = {m.name: m.gate.floor for m in metrics.GATED if m.gate and m.gate.floor}
 
 RUN_SD_FLOOR = 0.02
-#: Power at which the minimum detectable effect is stated.
-POWER = 0.8
 #: Asymptotic relative efficiency of Mann-Whitney U against the two-sample t-test for
 #: normal data (3/pi, Hodges and Lehmann 1956): the rank test needs 1/0.955 times the windows.
 MWU_ARE = 3 / math.pi
 #: Largest number of windows (per arm) or stored runs an estimate of the measurement needed
 #: looks at; beyond it the note says that no practical measurement would do.
 MAX_NEEDED = 10_000
-#: A window's p99 rests on its slowest 1%: below this many requests it is just its maximum.
-MIN_REQUESTS_FOR_P99 = 100
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     import tritonclient.http
 
 SUFFIX = "__ref"
+#: The candidate's copy, loaded beside the reference so that both arms are set up alike.
+CANDIDATE_SUFFIX = "__cand"
 
 
 def export_git_ref(model_repository: Path, ref: str) -> tuple[Path, Path]:
@@ -81,14 +85,39 @@ def _config_json(config_path: Path, name: str) -> str:
     return str(json_format.MessageToJson(config))
 
 
-class ReferenceModels:
-    """Reference copies loaded into one server; unloaded again by :meth:`unload_all`."""
+def candidate_name(model: str) -> str:
+    """The derived name the candidate's copy of ``model`` is served under in A/B mode."""
+    return f"{model}{CANDIDATE_SUFFIX}"
 
-    def __init__(self, server: TritonServer, repository: Path, *, origin: str):
+
+class ReferenceModels:
+    """Reference copies (and the candidates' copies) loaded into one server; unloaded again
+    by :meth:`unload_all`.
+
+    **Symmetric arms.** The model the server loaded at start-up and a copy uploaded later
+    differ in more than their files: load order, their place in memory, the backend
+    processes' age, warm-up. So that the comparison measures the revision and nothing
+    else, :meth:`arms` loads *both* arms the same way, one right after the other, through
+    the repository API: the reference as ``<model>__ref`` and the candidate's files from the
+    server's own model repository as ``<model>__cand``, each with its own configuration
+    (same instance settings when the revision did not change them).
+    """
+
+    def __init__(
+        self,
+        server: TritonServer,
+        repository: Path,
+        *,
+        origin: str,
+        candidates: Sequence[Path] = (),
+    ):
         self.server = server
         self.repository = repository
         self.origin = origin  # "git ref X" or "directory Y", for messages
-        self.loaded: dict[str, str] = {}
+        #: The server's own model repositories, where the candidates' files are.
+        self.candidates = tuple(candidates)
+        self.loaded: dict[str, str] = {}  # model -> derived name, references and copies
+        self._arms: set[str] = set()  # models whose arms were asked for
         self._client: tritonclient.http.InferenceServerClient | None = None
 
     def _http(self) -> tritonclient.http.InferenceServerClient:
@@ -102,22 +131,81 @@ class ReferenceModels:
             )
         return self._client
 
+    def arms(self, model: str) -> tuple[str, str, str] | None:
+        """Load the reference of ``model`` and a copy of the candidate, one after the other;
+        returns (reference name, candidate name, a note on how the arms were set up), or None
+        when the reference has no such model. Where the candidate's files are not at hand (a
+        remote server) the candidate is the server's own model, and the note says so."""
+        reference = self.ensure(model)
+        if reference is None:
+            return None
+        self._arms.add(model)
+        src = next(
+            (r / model for r in self.candidates if (r / model / "config.pbtxt").is_file()), None
+        )
+        if src is None:
+            return (
+                reference,
+                model,
+                "arms not symmetric: the candidate is the model the server loaded at start "
+                "(its files are not in a local model repository), the reference a copy "
+                "loaded later",
+            )
+        key = candidate_name(model)
+        if key not in self.loaded:
+            self._load(src, candidate_name(model), f"the candidate copy of model '{model}'")
+            self.loaded[key] = candidate_name(model)
+        return reference, self.loaded[key], "both arms loaded alike, as copies"
+
+    def reload(self, model: str) -> None:
+        """Unload both arms of ``model`` and load them again, one after the other: fresh
+        instances (new backend processes), so that an offset tied to one incarnation of a
+        copy (measured: up to several percent between two identical CPU-bound
+        Python-backend copies on a 2-core machine) is drawn anew. The plugin does this
+        before it confirms an A/B regression. (Loading an unchanged model again is a no-op
+        in Triton, hence the unload.)"""
+        names = [n for k, n in self.loaded.items() if k in (model, candidate_name(model))]
+        for name in names:
+            with contextlib.suppress(Exception):
+                self._http().unload_model(name)
+        deadline = time.monotonic() + max(self.server.startup_timeout_s, 30.0)
+        while any(self._is_loaded(n) for n in names) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for key in [k for k in (model, candidate_name(model)) if k in self.loaded]:
+            del self.loaded[key]
+        if model in self._arms:
+            self.arms(model)
+
+    def _is_loaded(self, name: str) -> bool:
+        """Whether ``name`` still appears as loaded (ready or unloading) in the index."""
+        index = self._http().get_model_repository_index()
+        return any(
+            m.get("name") == name and m.get("state") in ("READY", "UNLOADING", "LOADING")
+            for m in index
+        )
+
     def ensure(self, model: str) -> str | None:
         """Load the reference of ``model`` once; None when the reference has no such model."""
-        from tritonclient.utils import InferenceServerException
-
         if model in self.loaded:
             return self.loaded[model]
         src = self.repository / model
-        config = src / "config.pbtxt"
         if not src.is_dir():
             return None
+        name = reference_name(model)
+        self._load(src, name, f"the reference of model '{model}' ({self.origin})")
+        self.loaded[model] = name
+        return name
+
+    def _load(self, src: Path, name: str, what: str) -> None:
+        """Load the model directory ``src`` under ``name`` through the repository API."""
+        from tritonclient.utils import InferenceServerException
+
+        config = src / "config.pbtxt"
         if not config.is_file():
             raise TritonPerfError(
-                f"A/B mode: the reference of model '{model}' ({self.origin}) has no "
-                f"config.pbtxt; A/B mode needs an explicit model configuration."
+                f"A/B mode: {what} has no config.pbtxt; A/B mode needs an explicit model "
+                f"configuration."
             )
-        name = reference_name(model)
         files = {
             f"file:{f.relative_to(src).as_posix()}": f.read_bytes()
             for f in sorted(src.rglob("*"))
@@ -127,12 +215,9 @@ class ReferenceModels:
             self._http().load_model(name, config=_config_json(config, name), files=files)
         except (InferenceServerException, OSError) as e:
             raise TritonPerfError(
-                f"A/B mode: loading the reference of model '{model}' ({self.origin}) as "
-                f"'{name}' failed: {e}. The server must allow model control "
-                f"(--model-control-mode=explicit)."
+                f"A/B mode: loading {what} as '{name}' failed: {e}. The server must allow "
+                f"model control (--model-control-mode=explicit)."
             ) from None
-        self.loaded[model] = name
-        return name
 
     def unload_all(self) -> None:
         """Unload every reference this object loaded (best effort: the session is ending)."""

@@ -292,6 +292,34 @@ OPTIONS: tuple[Option, ...] = (
         "Windows per arm when comparing or saving (significance needs at least 5).",
     ),
     Option(
+        "--triton-perf-compare-budget-s",
+        "compare_budget_s",
+        parsers.non_negative_float,
+        60.0,
+        "SECONDS",
+        "A/B mode (paired): measure pairs of blocks until every gated metric is decided, for "
+        "at most this long per measurement; 0 measures --triton-perf-compare-windows pairs "
+        "and decides once (the fixed design).",
+    ),
+    Option(
+        "--triton-perf-ab-method",
+        "ab_method",
+        parsers.ab_method,
+        "paired",
+        "paired|mann-whitney",
+        "A/B analysis: paired (log-ratios of neighbouring blocks, sequential, stops when "
+        "decided) or mann-whitney (the arms' pooled windows, fixed length).",
+    ),
+    Option(
+        "--triton-perf-block-s",
+        "block_s",
+        parsers.positive_float,
+        0.5,
+        "SECONDS",
+        "A/B mode (paired): length of one block of one arm; short blocks give more pairs in "
+        "the same time.",
+    ),
+    Option(
         "--triton-perf-alpha",
         "alpha",
         parsers.probability,

@@ -94,6 +94,8 @@ def sla_mode(flag: str, text: str) -> str:
 
 #: What an inconclusive comparison does to its test (``--triton-perf-inconclusive``).
 INCONCLUSIVE_POLICIES = ("pass", "warn", "fail")
+#: The analyses of A/B mode (``--triton-perf-ab-method``; re-exported by ``baseline.ab``).
+AB_METHODS = ("paired", "mann-whitney")
 
 
 def inconclusive_policy(flag: str, text: str) -> str:
@@ -101,6 +103,14 @@ def inconclusive_policy(flag: str, text: str) -> str:
     if text.strip() not in INCONCLUSIVE_POLICIES:
         raise ConfigError(f"{flag}={text!r}: 'pass', 'warn' or 'fail' is accepted.")
     return text.strip()
+
+
+def ab_method(flag: str, text: str) -> str:
+    """``paired`` or ``mann-whitney``."""
+    value = text.strip().lower().replace("_", "-")
+    if value not in AB_METHODS:
+        raise ConfigError(f"{flag}={text!r}: 'paired' or 'mann-whitney' is accepted.")
+    return value
 
 
 def name_list(flag: str, text: str) -> tuple[str, ...]:

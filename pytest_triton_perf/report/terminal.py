@@ -108,13 +108,17 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
         elif verdict == INCONCLUSIVE:
             note = c.note if c is not None and c.note else ""
             # The statistics' note says why: underpowered, or the windows too noisy.
-            if not note.startswith(("underpowered", "windows too noisy")) and "unstable" not in (
-                note
-            ):
+            decided_here = ("underpowered", "windows too noisy", "undecided", "too few pairs")
+            if not note.startswith(decided_here) and "unstable" not in note:
                 note = "measurement unstable" + (f" ({note})" if note else "")
+            more = (
+                "a longer budget (--triton-perf-compare-budget-s)"
+                if c is not None and c.change_ci is not None
+                else "more windows (--triton-perf-compare-windows)"
+            )
             lines.append(
                 f"inconclusive: {_name(r, verbose)}: {note}; not gated: re-run on a "
-                f"quieter machine or with more windows (--triton-perf-compare-windows){load}"
+                f"quieter machine or with {more}{load}"
             )
         if verbose and verdict != PASS:
             # The metrics that did pass, and what they could have seen.

@@ -1,0 +1,307 @@
+"""Paired, sequential A/B analysis of interleaved blocks. Pure: numpy and scipy.
+
+A/B mode measures the reference (A) and the candidate (B) in blocks ordered A B B A A B B A:
+neighbouring blocks share the machine's state (what else runs, where the scheduler put the
+server, the clock), so the ratio of a candidate block to its neighbouring reference block
+cancels that drift, where comparing each arm's pooled windows (Mann-Whitney) counts it as
+noise. Each consecutive pair of blocks (A B, then B A, ...) gives one **log-ratio**
+``log(candidate / reference)`` per metric; half the pairs have the candidate second, so an
+order effect (a block running after the other arm) cancels too.
+
+The effect is estimated and tested on the log-ratios: their mean, with a paired Student-t
+interval (Student 1908), and a percentile bootstrap interval of the mean beside it
+(Efron and Tibshirani 1993), for reports. The noise that decides is the spread of the
+log-ratios, not each arm's spread.
+
+**Stopping when the answer is known.** Pairs are added until each gated metric is decided:
+
+- ``regression``: the interval lies above 0 and the estimate is at least the minimum effect;
+- ``improvement``: the same on the better side;
+- ``pass``: the interval lies inside (-target, +target), the smallest change that counts
+  (an equivalence test, Schuirmann's two one-sided tests, 1987), and the minimum detectable
+  effect is at most that target;
+- ``inconclusive``: the budget is spent first.
+
+Looking at the data after every few pairs and stopping when it looks decided inflates the
+error rates of a fixed-sample test. The intervals here are **repeated confidence intervals**
+(Jennison and Turnbull, "Interim analyses: the repeated confidence interval approach",
+JRSS B 51:305-361, 1989; *Group Sequential Methods*, 2000, ch. 9) with **Pocock's constant
+boundary** (Pocock, "Group sequential methods in the design and analysis of clinical
+trials", Biometrika 64:191-199, 1977): the looks are planned (:func:`look_schedule`) and one
+critical value ``c`` holds at every look, chosen so that the standardised mean crosses
++-c at *any* look with probability 2*alpha under no change (:func:`pocock_constant`). The
+intervals then cover the true effect at all looks at once with probability 1 - 2*alpha, so
+whichever look the procedure stops at:
+
+- false alarm (regression flagged, no true change): at most alpha;
+- false pass (pass, true change at least the target): at most alpha.
+
+The variance is estimated, so each look uses the t distribution with that look's degrees of
+freedom at the nominal tail probability of ``c`` (Jennison and Turnbull 2000, section 3.8,
+the "significance level approach"). Stopping early because another metric regressed, or
+because the budget ran out, only removes looks, which keeps both bounds.
+
+p99 is not decided block by block: a short block's tail rests on a few requests (and a
+slow model's block has fewer than 100, where p99 is just the maximum). Each arm's p99 is
+taken over its pooled blocks instead, with a pair bootstrap for its standard error
+(:func:`decide_pooled`), so the tail estimate uses every request and keeps the pairing.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytest_triton_perf.verdicts import IMPROVEMENT, PASS, REGRESSION
+
+#: A window's p99 rests on its slowest 1%: below this many requests it is just its maximum.
+MIN_REQUESTS_FOR_P99 = 100
+#: Power at which the minimum detectable effect is stated.
+POWER = 0.8
+#: Fewest pairs a look decides on: with fewer, the
+#: t quantile at the sequential design's tail probability is too wide to decide anything.
+MIN_UNITS = 4
+#: First look, in pairs, and how the later looks are spaced (relative growth).
+FIRST_LOOK_PAIRS = 6
+LOOK_GROWTH = 0.3
+#: Draws of the Monte Carlo behind :func:`pocock_constant` (fixed seed: deterministic).
+BOUNDARY_DRAWS = 200_000
+#: Resamples of the bootstrap interval reported beside the t interval.
+BOOTSTRAP_RESAMPLES = 2000
+#: Resamples of the pair bootstrap behind a pooled percentile's standard error.
+POOLED_RESAMPLES = 300
+#: Requests each arm pools before its p99 is decided: at least 3 beyond the percentile.
+MIN_POOLED_REQUESTS = 300
+
+
+def look_schedule(max_pairs: int, first: int = FIRST_LOOK_PAIRS) -> tuple[int, ...]:
+    """Pair counts at which the analysis looks: from ``first`` on, each about 30% (and at
+    least one ABBA quad, 2 pairs) after the previous, ending at ``max_pairs`` (rounded down
+    to whole quads). Few looks keep Pocock's constant low (every look spends some of alpha);
+    the early ones are close together so that clear answers come quickly. A single look
+    (the fixed design) when ``max_pairs <= first``."""
+    last = max(2, max_pairs - max_pairs % 2)
+    if last <= first:
+        return (last,)
+    looks = []
+    n = first
+    while n < last:
+        looks.append(n)
+        n += max(2, round(n * LOOK_GROWTH / 2) * 2)
+    if last - looks[-1] < 2 * max(2, round(looks[-1] * LOOK_GROWTH / 4)):
+        looks.pop()  # a last step much shorter than the others buys little
+    looks.append(last)
+    return tuple(looks)
+
+
+@functools.lru_cache(maxsize=256)
+def pocock_constant(looks: tuple[int, ...], alpha: float) -> float:
+    """Pocock's constant critical value for two-sided repeated tests at ``looks`` (sample
+    sizes), overall two-sided level ``2 * alpha``: ``P(max_k |Z_k| >= c) = 2 * alpha`` for
+    the standardised partial sums Z_k = S_{n_k} / sqrt(n_k) of independent N(0, 1) draws.
+
+    By Monte Carlo over the looks' joint normal law (independent increments), seeded, so
+    the same plan always gives the same boundary. One look gives z_{1 - alpha}.
+    """
+    from scipy.stats import norm
+
+    if len(looks) == 1:
+        return float(norm.ppf(1 - alpha))
+    sizes = np.asarray(looks, dtype=np.float64)
+    increments = np.diff(np.concatenate([[0.0], sizes]))
+    rng = np.random.default_rng(20261130)
+    steps = rng.standard_normal((BOUNDARY_DRAWS, len(looks))) * np.sqrt(increments)
+    z = np.abs(np.cumsum(steps, axis=1)) / np.sqrt(sizes)
+    return float(np.quantile(z.max(axis=1), 1 - 2 * alpha))
+
+
+def nominal_t(c: float, df: int) -> float:
+    """The t quantile with ``df`` degrees of freedom at the normal tail probability of ``c``."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    return float(student_t.isf(norm.sf(c), df))
+
+
+@dataclass(frozen=True)
+class PairedDecision:
+    """One metric at one look of the sequential paired analysis."""
+
+    verdict: str | None  # PASS, REGRESSION, IMPROVEMENT; None while undecided
+    units: int  # pairs the look used
+    change: float  # estimated relative change, candidate vs reference (0.05 = +5%)
+    interval: tuple[float, float]  # repeated confidence interval of the change
+    bootstrap: tuple[float, float] | None  # percentile bootstrap interval of the change
+    p_value: float  # nominal one-sided paired-t p-value toward the estimate's side
+    mde: float  # relative change the design would flag with power POWER at this look
+    c: float  # the critical value used (t at this look's degrees of freedom)
+    sd: float  # standard deviation of the log-ratios
+
+    @property
+    def decided(self) -> bool:
+        """A final answer for this metric (the analysis may stop for it)."""
+        return self.verdict is not None
+
+
+def decide(
+    log_ratios: Sequence[float],
+    *,
+    higher_is_worse: bool,
+    looks: tuple[int, ...],
+    alpha: float,
+    effect: float,
+    target: float,
+    big_enough: bool = True,
+) -> PairedDecision:
+    """Decide one metric from its log-ratios ``log(candidate / reference)`` at one look.
+
+    ``looks`` are the planned unit counts of this metric's looks (for the boundary);
+    ``effect`` the minimum effect of a regression; ``target`` the smallest change that
+    counts (the minimum effect, or the absolute floor where that is larger); ``big_enough``
+    whether the estimated absolute change reaches the floor.
+    """
+    x = np.asarray(log_ratios, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        mean = float(np.mean(x)) if n else 0.0
+        return PairedDecision(
+            None, n, math.expm1(mean), (-math.inf, math.inf), None, 1.0, math.inf, math.inf, 0.0
+        )
+    sd = float(np.std(x, ddof=1))
+    return _decide(
+        float(np.mean(x)),
+        sd / math.sqrt(n),
+        n,
+        sd=sd,
+        bootstrap=_bootstrap(x),
+        higher_is_worse=higher_is_worse,
+        looks=looks,
+        alpha=alpha,
+        effect=effect,
+        target=target,
+        big_enough=big_enough,
+    )
+
+
+def decide_pooled(
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    q: float,
+    *,
+    looks: tuple[int, ...],
+    alpha: float,
+    effect: float,
+    target: float,
+    floor: float = 0.0,
+) -> PairedDecision | None:
+    """Decide a latency percentile ``q`` (99: p99) over the pooled latencies of each arm's
+    blocks (one array per block, block i of each arm forming pair i).
+
+    The tail of one short block rests on a handful of requests, so its pair-by-pair ratio
+    scatters widely (measured on a CPU-bound model: sd 20% for p99 over 0.5 s blocks).
+    Pooled over all blocks, the percentile uses every request; its standard error comes
+    from a **pair bootstrap** (pairs resampled with replacement, both arms' blocks of a
+    pair together), which keeps the pairing and the correlation of requests inside a
+    block. The estimate is asymptotically normal (Bahadur's representation of sample
+    quantiles), so the repeated intervals apply with the bootstrap standard error and the
+    t quantile at (pairs - 1) degrees of freedom. None until each arm has pooled
+    :data:`MIN_POOLED_REQUESTS` requests (too few beyond the percentile to say anything).
+    """
+    n = min(len(reference), len(candidate))
+    ref, cand = list(reference[:n]), list(candidate[:n])
+    if n < 2 or min(sum(len(a) for a in ref), sum(len(a) for a in cand)) < MIN_POOLED_REQUESTS:
+        return None
+    est = math.log(pooled_quantile(cand, q) / pooled_quantile(ref, q))
+    rng = np.random.default_rng(n)
+    draws = []
+    for idx in rng.integers(0, n, size=(POOLED_RESAMPLES, n)):
+        r = pooled_quantile([ref[i] for i in idx], q)
+        c = pooled_quantile([cand[i] for i in idx], q)
+        if r > 0 and c > 0:
+            draws.append(math.log(c / r))
+    se = float(np.std(draws, ddof=1)) if len(draws) > 2 else math.inf
+    lo, hi = np.percentile(draws, [2.5, 97.5]) if draws else (-math.inf, math.inf)
+    base = pooled_quantile(ref, q)
+    return _decide(
+        est,
+        se,
+        n,
+        sd=se * math.sqrt(n),
+        bootstrap=(math.expm1(float(lo)), math.expm1(float(hi))),
+        higher_is_worse=True,
+        looks=looks,
+        alpha=alpha,
+        effect=effect,
+        target=target,
+        big_enough=abs(base * math.expm1(est)) >= floor,
+    )
+
+
+def pooled_quantile(blocks: Sequence[np.ndarray], q: float) -> float:
+    """Nearest-rank percentile ``q`` of the concatenated blocks (np.partition: O(n))."""
+    values = np.concatenate(blocks)
+    rank = max(1, math.ceil(q / 100.0 * len(values)))
+    return float(np.partition(values, rank - 1)[rank - 1])
+
+
+def _decide(
+    mean: float,
+    se: float,
+    n: int,
+    *,
+    sd: float,
+    bootstrap: tuple[float, float] | None,
+    higher_is_worse: bool,
+    looks: tuple[int, ...],
+    alpha: float,
+    effect: float,
+    target: float,
+    big_enough: bool,
+) -> PairedDecision:
+    """The decision rule of the module docstring for an estimated log-ratio ``mean`` with
+    standard error ``se`` over ``n`` pairs."""
+    from scipy.stats import t as student_t
+
+    c = nominal_t(pocock_constant(looks, alpha), n - 1)
+    lo, hi = mean - c * se, mean + c * se
+    mde = math.expm1((c + float(student_t.ppf(POWER, n - 1))) * se)
+    sign = 1.0 if higher_is_worse else -1.0
+    worse_lo = min(sign * lo, sign * hi)
+    worse_hi = max(sign * lo, sign * hi)
+    # One-sided p toward the estimate's side (0 change, or no spread: no evidence).
+    p = float(student_t.sf(abs(mean) / se, n - 1)) if se > 0 else float(mean == 0)
+    change = math.expm1(mean)
+    worse_change = change if higher_is_worse else -change
+    margin = math.log1p(target)
+    verdict: str | None = None
+    if worse_lo > 0 and worse_change >= effect and big_enough:
+        verdict = REGRESSION
+    elif worse_hi < 0 and -worse_change >= effect and big_enough:
+        verdict = IMPROVEMENT
+    elif n >= MIN_UNITS and -margin < lo and hi < margin and mde <= target:
+        verdict = PASS
+    return PairedDecision(
+        verdict=verdict,
+        units=n,
+        change=change,
+        interval=(math.expm1(lo), math.expm1(hi)),
+        bootstrap=bootstrap,
+        p_value=p,
+        mde=mde,
+        c=c,
+        sd=sd,
+    )
+
+
+def _bootstrap(x: np.ndarray) -> tuple[float, float] | None:
+    """95% percentile bootstrap interval of the relative change exp(mean log-ratio) - 1."""
+    if len(x) < 3:
+        return None
+    rng = np.random.default_rng(0)
+    means = rng.choice(x, size=(BOOTSTRAP_RESAMPLES, len(x)), replace=True).mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return math.expm1(float(lo)), math.expm1(float(hi))
