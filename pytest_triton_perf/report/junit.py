@@ -141,6 +141,7 @@ def _comparison_case(record: MeasurementRecord, name: str, c: Comparison) -> _Ca
     )
     props.update(_interval(c.current_ci))
     props.update(_interval(c.baseline_ci, "baseline_"))
+    props.update(_interval(c.change_ci, "change_pct_"))
     if c.note:
         props["note"] = c.note
     case = _Case(record.test, f"{name} baseline:{c.metric}", props)

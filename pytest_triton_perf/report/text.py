@@ -180,9 +180,23 @@ def could_see(comparisons: Iterable[Comparison]) -> str:
 
 
 def host_load(record: MeasurementRecord) -> str:
-    """How busy the machine was during the measurement: ``load 3.2, steal 0%`` ('' unknown)."""
+    """How busy the machine was during the measurement: ``load 3.2, steal 0%`` ('' unknown),
+    and for a paired A/B comparison how long it took to decide:
+    ``paired A/B: 14 pairs in 21 s, decided``."""
     load = record.environment.get("host_load")
-    return describe_load(load) if isinstance(load, Mapping) else ""
+    text = describe_load(load) if isinstance(load, Mapping) else ""
+    design = (record.baseline or {}).get("design")
+    if isinstance(design, Mapping) and design.get("method") == "paired":
+        stopped = {
+            "decided": "decided",
+            "regression": "stopped at a regression",
+            "budget": "budget spent",
+            "fixed": "fixed length",
+        }.get(str(design.get("stopped")), str(design.get("stopped")))
+        confirmed = ", confirmed with fresh instances" if design.get("confirmed") else ""
+        pace = f"paired A/B: {design.get('pairs')} pairs in {design.get('elapsed_s', 0):.0f} s"
+        text = ", ".join(x for x in (f"{pace}, {stopped}{confirmed}", text) if x)
+    return text
 
 
 def comparison_reason(record: MeasurementRecord, c: Comparison, with_note: bool = True) -> str:
