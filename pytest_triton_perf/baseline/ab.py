@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 #: Warm-up before every block after an arm's first: connections are new for each block.
 BLOCK_WARMUP_S = 0.3
+#: Least time a confirming comparison gets (what is left of the budget, or this): enough
+#: to reach the first looks.
+CONFIRM_MIN_S = 20.0
 
 
 def abba_order(blocks: int) -> list[int]:
@@ -190,8 +193,14 @@ def run_ab(
     outcome = _run_paired(run, reference, candidate, plan, gate, kwargs)
     if refresh is not None and outcome.stopped == "regression":
         first = outcome
+        t0 = time.perf_counter()
         refresh()
-        outcome = _run_paired(run, reference, candidate, plan, gate, kwargs)
+        # The confirmation shares the budget: what is left of it, but at least enough to
+        # reach the first looks.
+        left = plan.budget_s - first.elapsed_s - (time.perf_counter() - t0)
+        fixed = plan.budget_s <= 0  # the fixed design repeats itself
+        again = plan if fixed else dataclasses.replace(plan, budget_s=max(left, CONFIRM_MIN_S))
+        outcome = _run_paired(run, reference, candidate, again, gate, kwargs)
         outcome = _confirmed(first, outcome)
     outcome.reference = _named(outcome.reference, label)
     outcome.candidate = _named(outcome.candidate, label)
