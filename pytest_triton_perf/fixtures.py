@@ -404,6 +404,7 @@ class TritonPerf:
             block_s=self.settings.block_s,
             warmup_s=settings.warmup_s,
             window_s=settings.window_s,
+            confirm=self.settings.ab_confirm,
         )
         symmetric = candidate != model  # fresh instances only where both arms are copies
         outcome = run_ab(

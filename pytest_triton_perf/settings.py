@@ -52,6 +52,7 @@ class Settings:
     compare_budget_s: float = default("compare_budget_s")
     ab_method: str = default("ab_method")
     block_s: float = default("block_s")
+    ab_confirm: bool = default("ab_confirm")
     alpha: float = default("alpha")
     min_effect: dict[str, float | None] | None = default("min_effect")
     floor: dict[str, float | None] | None = default("floor")

@@ -183,13 +183,15 @@ def test_ab_mode_pairs_blocks_of_symmetric_arms_and_stops_when_decided(tmp_path:
         "--triton-perf-baseline-ref=HEAD",
         f"--triton-perf-json={out}",
         "--triton-perf-compare-budget-s=60",
+        "--triton-perf-ab-confirm",
     )
     assert result.returncode == 1, result.stdout[-3000:]
     assert "both arms loaded alike, as copies" in result.stdout
     record = json.loads(out.read_text())["measurements"][0]
     design = record["baseline"]["design"]
     assert design["method"] == "paired" and design["stopped"] == "regression"
-    # A regression is measured again with fresh instances of both arms before it counts.
+    # With --triton-perf-ab-confirm a regression is measured again with fresh instances of
+    # both arms before it counts.
     assert design["confirmed"] is True
     assert design["elapsed_s"] < 60 and design["pairs"] >= 6
     comps = {c["metric"]: c for c in record["comparisons"]}

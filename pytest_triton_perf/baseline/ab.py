@@ -125,6 +125,8 @@ class ABPlan:
     warmup_s: float = options.default("warmup_s")  # the first block of each arm
     window_s: float = options.default("window_s")  # mann-whitney: length of one window
     block_warmup_s: float = 0.1  # paired: every later block (connections are new)
+    #: paired: a regression is measured again with fresh instances before it counts
+    confirm: bool = options.default("ab_confirm")
 
 
 @dataclass
@@ -168,12 +170,13 @@ def run_ab(
     Both arms are reported under ``model`` (default: ``candidate``): they are usually
     served under derived names (``<model>__ref``, ``<model>__cand``).
 
-    ``refresh`` loads both arms anew (fresh instances). When the paired analysis finds a
-    regression, it is called and the comparison measured again: two identical copies of a
-    model can differ by a few percent for as long as their processes live (where the
-    scheduler places them), so a regression counts only when fresh instances show it too.
-    The second comparison is a complete sequential test of its own, so its verdicts keep
-    the error bounds; the first only decides whether it is needed."""
+    ``refresh`` loads both arms anew (fresh instances). With ``plan.confirm``, when the
+    paired analysis finds a regression, it is called and the comparison measured again: two
+    identical copies of a model can differ by a few percent for as long as their processes
+    live (where the scheduler places them, measured beside a noisy neighbour), so the
+    regression counts only when fresh instances show it too. The second comparison is a
+    complete sequential test of its own, so its verdicts keep the error bounds; the first
+    only decides whether it is needed."""
     label = model or candidate
     if plan.method == "mann-whitney":
         t0 = time.perf_counter()
@@ -191,7 +194,7 @@ def run_ab(
             ref, cand, None, plan.blocks, time.perf_counter() - t0, "fixed", plan.method
         )
     outcome = _run_paired(run, reference, candidate, plan, gate, kwargs)
-    if refresh is not None and outcome.stopped == "regression":
+    if plan.confirm and refresh is not None and outcome.stopped == "regression":
         first = outcome
         t0 = time.perf_counter()
         refresh()

@@ -311,6 +311,16 @@ OPTIONS: tuple[Option, ...] = (
         "decided) or mann-whitney (the arms' pooled windows, fixed length).",
     ),
     Option(
+        "--triton-perf-ab-confirm",
+        "ab_confirm",
+        parsers.switch,
+        False,
+        "",
+        "A/B mode (paired): a regression counts only when a second comparison, after both "
+        "arms are loaded again (fresh processes), shows it too.",
+        switch=True,
+    ),
+    Option(
         "--triton-perf-block-s",
         "block_s",
         parsers.positive_float,
