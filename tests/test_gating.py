@@ -183,15 +183,14 @@ def test_ab_mode_pairs_blocks_of_symmetric_arms_and_stops_when_decided(tmp_path:
         "--triton-perf-baseline-ref=HEAD",
         f"--triton-perf-json={out}",
         "--triton-perf-compare-budget-s=60",
-        "--triton-perf-ab-confirm",
     )
     assert result.returncode == 1, result.stdout[-3000:]
     assert "both arms loaded alike, as copies" in result.stdout
     record = json.loads(out.read_text())["measurements"][0]
     design = record["baseline"]["design"]
     assert design["method"] == "paired" and design["stopped"] == "regression"
-    # With --triton-perf-ab-confirm a regression is measured again with fresh instances of
-    # both arms before it counts.
+    # A regression is measured again with fresh instances of both arms before it counts
+    # (--triton-perf-ab-confirm=on, the default).
     assert design["confirmed"] is True
     assert design["elapsed_s"] < 60 and design["pairs"] >= 6
     comps = {c["metric"]: c for c in record["comparisons"]}
@@ -235,6 +234,10 @@ def test_a_slow_models_p99_regression_is_gated_over_pooled_blocks(tmp_path: Path
         ),
         ("--triton-perf-compare-budget-s=-5", "--triton-perf-compare-budget-s"),
         ("--triton-perf-block-s=0", "--triton-perf-block-s"),
+        (
+            "--triton-perf-ab-confirm=maybe",
+            "--triton-perf-ab-confirm='maybe': 'on' or 'off' is accepted",
+        ),
     ],
 )
 def test_bad_ab_options_are_usage_errors(tmp_path: Path, option: str, message: str) -> None:

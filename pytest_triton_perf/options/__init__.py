@@ -313,12 +313,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--triton-perf-ab-confirm",
         "ab_confirm",
-        parsers.switch,
-        False,
-        "",
+        parsers.on_off,
+        True,
+        "on|off",
         "A/B mode (paired): a regression counts only when a second comparison, after both "
         "arms are loaded again (fresh processes), shows it too.",
-        switch=True,
     ),
     Option(
         "--triton-perf-block-s",

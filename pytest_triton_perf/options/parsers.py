@@ -75,6 +75,16 @@ def switch(flag: str, text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def on_off(flag: str, text: str) -> bool:
+    """``on`` or ``off`` (also true/false, yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{flag}={text!r}: 'on' or 'off' is accepted.")
+
+
 def effects(flag: str, text: str) -> dict[str, float | None]:
     """Minimum effects per metric, e.g. ``p50=5%,p99=10%``."""
     return parse_metric_map(text, where=f"{flag}={text!r}")

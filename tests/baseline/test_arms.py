@@ -1,0 +1,67 @@
+"""Symmetric A/B arms on the suite's real embedded server: both copies loaded alike, loaded
+anew with fresh backend processes, and nothing left behind."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psutil
+
+from pytest_triton_perf.baseline.reference import ReferenceModels
+from pytest_triton_perf.server.http import get_json
+from pytest_triton_perf.server.local import LocalTritonServer
+from tests.conftest import EXAMPLE_MODELS
+
+
+def _ready(server: LocalTritonServer, name: str) -> bool:
+    status, _ = get_json(f"{server.base_url}/v2/models/{name}/ready")
+    return status == 200
+
+
+def _stubs(server: LocalTritonServer) -> set[int]:
+    """Pids of the server's Python-backend stubs (one per model instance)."""
+    assert server.pid is not None
+    found = set()
+    for proc in psutil.Process(server.pid).children(recursive=True):
+        if proc.name() == "triton_python_backend_stub":
+            found.add(proc.pid)
+    return found
+
+
+def test_both_arms_are_copies_reloaded_with_fresh_processes_and_unloaded(
+    server: LocalTritonServer, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(EXAMPLE_MODELS / "sleepy", reference / "sleepy")
+    refs = ReferenceModels(server, reference, origin="test", candidates=server.model_repositories)
+    try:
+        before = _stubs(server)
+        arms = refs.arms("sleepy")
+        assert arms == ("sleepy__ref", "sleepy__cand", "both arms loaded alike, as copies")
+        assert _ready(server, "sleepy__ref") and _ready(server, "sleepy__cand")
+        loaded = _stubs(server) - before
+        assert len(loaded) == 2  # one backend process per copy
+        refs.reload("sleepy")
+        assert _ready(server, "sleepy__ref") and _ready(server, "sleepy__cand")
+        fresh = _stubs(server) - before
+        assert len(fresh) == 2 and not fresh & loaded  # new processes, the old ones gone
+        assert refs.arms("nothing_like_it") is None
+    finally:
+        refs.unload_all()
+    assert not _ready(server, "sleepy__ref") and not _ready(server, "sleepy__cand")
+
+
+def test_without_the_candidates_files_the_arms_say_they_are_not_symmetric(
+    server: LocalTritonServer, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(EXAMPLE_MODELS / "sleepy", reference / "sleepy")
+    refs = ReferenceModels(server, reference, origin="test")  # no local repository
+    try:
+        arms = refs.arms("sleepy")
+        assert arms is not None
+        assert arms[:2] == ("sleepy__ref", "sleepy")
+        assert arms[2].startswith("arms not symmetric")
+    finally:
+        refs.unload_all()
