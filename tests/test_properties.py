@@ -129,6 +129,10 @@ def _check_value(opt: Option, value: Any) -> None:
         assert value in ("point", "strict")
     elif name == "inconclusive_policy":
         assert value in ("pass", "warn", "fail")
+    elif name == "on_off":
+        assert isinstance(value, bool)
+    elif name == "ab_method":
+        assert value in ("paired", "mann-whitney")
     elif name == "parse_gpus":
         if value is not None:
             assert (value.count is not None) != bool(value.device_ids)
