@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 #: Warm-up before every block after an arm's first: connections are new for each block.
 BLOCK_WARMUP_S = 0.3
-#: Least time a confirming comparison gets (what is left of the budget, or this): enough
-#: to reach the first looks.
+#: Least time a confirming comparison gets (what is left of the budget, or this, or 1.2
+#: times what the first comparison took): enough to reach the first looks.
 CONFIRM_MIN_S = 20.0
 
 
@@ -198,11 +198,13 @@ def run_ab(
         first = outcome
         t0 = time.perf_counter()
         refresh()
-        # The confirmation shares the budget: what is left of it, but at least enough to
-        # reach the first looks.
+        # The confirmation shares the budget: what is left of it, but at least what the
+        # first comparison took to decide (a slow model's p99 waits for its requests) and
+        # enough to reach the first looks.
         left = plan.budget_s - first.elapsed_s - (time.perf_counter() - t0)
         fixed = plan.budget_s <= 0  # the fixed design repeats itself
-        again = plan if fixed else dataclasses.replace(plan, budget_s=max(left, CONFIRM_MIN_S))
+        least = max(CONFIRM_MIN_S, 1.2 * first.elapsed_s)
+        again = plan if fixed else dataclasses.replace(plan, budget_s=max(left, least))
         outcome = _run_paired(run, reference, candidate, again, gate, kwargs)
         outcome = _confirmed(first, outcome)
     outcome.reference = _named(outcome.reference, label)
