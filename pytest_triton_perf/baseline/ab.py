@@ -30,7 +30,6 @@ from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
 
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.compare import GateSettings
-    from pytest_triton_perf.baseline.paired import PairedAnalysis
     from pytest_triton_perf.verdicts import Comparison
 
 #: Warm-up before every block after an arm's first: connections are new for each block.
@@ -286,7 +285,7 @@ def _run_paired(
         if pairs in analysis.looks:
             analysis.look(blocks[0], blocks[1])
             if analysis.done:
-                stopped = "regression" if _regressed(analysis) else "decided"
+                stopped = "regression" if analysis.regressed else "decided"
                 break
         if pairs >= analysis.looks[-1]:
             stopped = "fixed" if fixed else "budget"
@@ -302,9 +301,3 @@ def _run_paired(
         blocks[0], blocks[1], pairs=pairs, elapsed_s=elapsed, stopped=stopped
     )
     return ABOutcome(ref, cand, comps, pairs, elapsed, stopped, plan.method)
-
-
-def _regressed(analysis: PairedAnalysis) -> bool:
-    from pytest_triton_perf.verdicts import REGRESSION
-
-    return any(d.verdict == REGRESSION for d in analysis.decisions.values())

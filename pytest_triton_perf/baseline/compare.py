@@ -85,6 +85,14 @@ class GateSettings:
         )
 
 
+def smallest_change(gate: GateSettings, metric: str, base: float | None) -> float:
+    """The smallest relative change that counts for ``metric``: its minimum effect, or the
+    absolute floor where that is the larger share of the baseline ``base``."""
+    effect = gate.min_effect.get(metric, 0.0)
+    floor = gate.floor.get(metric, 0.0)
+    return max(effect, floor / abs(base)) if base else effect
+
+
 def window_values(result: Mapping[str, Any], metric: str) -> list[float]:
     """Per-window values of ``metric`` from ``PerfResult.to_dict()``."""
     meta = metrics.BY_NAME[metric]
@@ -229,7 +237,7 @@ def compare_runs(
     floor = gate.floor.get(metric, 0.0)
     # The smallest change that counts: the relative minimum effect, or the absolute floor
     # where that is the larger share of the baseline (below it nothing regresses anyway).
-    target = max(effect, floor / abs(base)) if base else effect
+    target = smallest_change(gate, metric, base)
 
     p_worse = p_better = None
     note = ""

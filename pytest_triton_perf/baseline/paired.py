@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from pytest_triton_perf import metrics
-from pytest_triton_perf.baseline.compare import GateSettings, compare_errors
+from pytest_triton_perf.baseline.compare import GateSettings, compare_errors, smallest_change
 from pytest_triton_perf.baseline.sequential import (
     MIN_POOLED_REQUESTS,
     MIN_UNITS,
@@ -97,7 +97,7 @@ class PairedAnalysis:
             base = _median(block_values(ref, metric))
             effect = self.gate.min_effect.get(metric, 0.0)
             floor = self.gate.floor.get(metric, 0.0)
-            target = max(effect, floor / abs(base)) if base else effect
+            target = smallest_change(self.gate, metric, base)
             decision: PairedDecision | None
             if metric in POOLED:
                 decision = decide_pooled(
@@ -150,12 +150,17 @@ class PairedAnalysis:
             self.futile[metric] = projected
 
     @property
+    def regressed(self) -> bool:
+        """Some metric is decided as a regression."""
+        return any(d.verdict == REGRESSION for d in self.decisions.values())
+
+    @property
     def done(self) -> bool:
         """Every metric decided or given up, or one regressed (the test fails whatever the
         others say)."""
-        ds = [self.decisions.get(m) for m in self.metrics]
-        if any(d is not None and d.verdict == REGRESSION for d in ds):
+        if self.regressed:
             return True
+        ds = [self.decisions.get(m) for m in self.metrics]
         return all(
             m in self.futile or (d is not None and d.decided)
             for m, d in zip(self.metrics, ds, strict=True)
@@ -245,9 +250,7 @@ class PairedAnalysis:
         how = f"{METHOD}: {d.units} pairs, {spread}, interval {interval} (c={d.c:.2f}){boot}"
         verdict = d.verdict or INCONCLUSIVE
         if d.verdict is None:
-            effect = self.gate.min_effect.get(metric, 0.0)
-            floor = self.gate.floor.get(metric, 0.0)
-            target = max(effect, floor / abs(base)) if base else effect
+            target = smallest_change(self.gate, metric, base)
             seen = (
                 f"could only see >= {_pct(d.mde).lstrip('+')} on {short}"
                 if math.isfinite(d.mde)
