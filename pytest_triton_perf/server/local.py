@@ -352,6 +352,7 @@ class LocalTritonServer(TritonServer):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+        _wait_group_gone(proc.pid, timeout_s=5.0)
 
     def stop(self) -> None:
         """SIGTERM the server's process group, SIGKILL after a grace period, clean up.
@@ -362,6 +363,36 @@ class LocalTritonServer(TritonServer):
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """Processes of process group ``pgid`` that have not exited (zombies excluded)."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def _wait_group_gone(pgid: int, timeout_s: float) -> None:
+    """Wait until every process of group ``pgid`` has exited. SIGKILL is delivered at
+    once, but a backend stub takes a moment to tear down its shared memory and threads:
+    without the wait, stop() could return while a stub of ours still runs (seen once in
+    CI, a stub of a model killed in the middle of its initialize())."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        left = _group_members(pgid)
+        if not left or time.monotonic() >= deadline:
+            return
+        for member in left:
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                member.kill()
+        psutil.wait_procs(left, timeout=0.2)
 
 
 def _owner_alive(name: str) -> bool:
