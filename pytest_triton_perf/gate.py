@@ -42,6 +42,9 @@ class Measured:
     #: A/B paired analysis: the comparisons decided while measuring (None: compared here).
     comparisons: list[Comparison] | None = None
     ab_design: dict[str, Any] | None = None  # A/B: method, pairs, time to verdict, stop
+    #: A capacity search or a configuration search behind this measurement (its to_dict()
+    #: under "capacity" or "search"); shown by the reports.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ def evaluate_test(
             sla_verdict=sla_verdict,
             comparisons=tuple(comps),
             baseline=info,
+            analysis=dict(m.analysis),
         )
         records.append(record)
         regressed = [c for c in comps if c.verdict == REGRESSION]

@@ -110,6 +110,9 @@ class MeasurementRecord:
     comparisons: tuple[Comparison, ...] = ()
     baseline: dict[str, Any] = field(default_factory=dict)
     outcome: str = ""  # the test's outcome, set on the controller: passed | failed | ...
+    #: What a search made of measurements found: ``{"capacity": CapacityResult.to_dict()}``
+    #: or ``{"search": SearchResult.to_dict()}`` (empty for a plain measurement).
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -143,6 +146,7 @@ class MeasurementRecord:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "verdict": self.verdict,
             "baseline": self.baseline,
+            "analysis": self.analysis,
         }
 
     @classmethod
@@ -160,6 +164,7 @@ class MeasurementRecord:
             comparisons=tuple(Comparison.from_dict(c) for c in d.get("comparisons", [])),
             baseline=d.get("baseline", {}),
             outcome=d.get("outcome", ""),
+            analysis=d.get("analysis") or {},
         )
 
 
