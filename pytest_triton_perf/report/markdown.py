@@ -6,16 +6,34 @@ and current intervals, p-value, the smallest change each comparison could see, b
 and revision; SLA breaches with the bound and the 95% interval), the measurements that ask
 for action (improvements, inconclusive: left out under ``--triton-perf-inconclusive=pass``),
 and what each pass would have flagged, with the machine's load during the measurement.
+
+Capacity searches get a section of their own (the headline, then the step table), and so do
+configuration searches (the best configuration and its lead over the committed one, the time
+spent and the pruning, the ranked candidate table, the best config.pbtxt diff folded).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.files import atomic_write_text
+from pytest_triton_perf.report.analysis import (
+    best_diff,
+    capacity_effort,
+    capacity_headline,
+    capacity_notes,
+    capacity_of,
+    capacity_table,
+    capacity_title,
+    search_lines,
+    search_of,
+    search_table,
+    search_title,
+)
 from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.text import (
     could_see,
@@ -186,6 +204,46 @@ def _sla_details(records: Sequence[MeasurementRecord]) -> list[str]:
     return ["", "### SLA breaches and marginal results", "", *_table(header, rows)]
 
 
+def _fenced(text: str, language: str = "") -> list[str]:
+    """A fenced code block longer than any run of backticks in ``text``."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + language, *text.rstrip("\n").splitlines(), fence]
+
+
+def _capacity_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    lines: list[str] = []
+    for r in records:
+        cap = capacity_of(r)
+        if cap is None:
+            continue
+        header, rows = capacity_table(cap)
+        lines += ["", f"#### {_code(r.test)}: {_cell(capacity_title(cap))}", ""]
+        lines += [f"**{_cell(capacity_headline(cap))}**, {capacity_effort(cap)}", ""]
+        lines += [f"- note: {_cell(n)}" for n in capacity_notes(cap)]
+        lines += [""] if capacity_notes(cap) else []
+        lines += _table(header, [[_cell(c) for c in row] for row in rows])
+    return ["", "### Capacity", *lines] if lines else []
+
+
+def _search_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    lines: list[str] = []
+    for r in records:
+        search = search_of(r)
+        if search is None:
+            continue
+        header, rows = search_table(search)
+        lines += ["", f"#### {_code(r.test)}: {_cell(search_title(search))}", ""]
+        lines += [f"- {_cell(x)}" for x in search_lines(search)]
+        lines += ["", *_table(header, [[_cell(c) for c in row] for row in rows])]
+        diff = best_diff(search)
+        if diff:
+            summary = "best config.pbtxt (diff against the committed one)"
+            lines += ["", f"<details><summary>{summary}</summary>", ""]
+            lines += [*_fenced(diff, "diff"), "", "</details>"]
+    return ["", "### Configuration search", *lines] if lines else []
+
+
 def _environment(environment: Mapping[str, Any]) -> list[str]:
     rows = [
         [_cell(k), _cell(environment[k])]
@@ -250,6 +308,8 @@ def render_markdown(
     if regressions:
         lines += ["", "### Regressions", *regressions]
     lines += _sla_details(records)
+    lines += _capacity_details(records)
+    lines += _search_details(records)
     improvements = _comparison_details(records, IMPROVEMENT)
     if improvements:
         lines += ["", "### Improvements", "", "Accept them with `--triton-perf-save`."]

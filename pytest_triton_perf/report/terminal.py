@@ -14,12 +14,31 @@ Verbosity (pytest's ``-q`` / ``-v`` count):
   could see, baseline file and revision) and per measurement with passing metrics (what
   they would have flagged: ``pass: ... would have flagged >= 3.8% on p50``), with the
   machine's load during the measurement (``load 3.2, steal 0%``).
+
+A capacity search adds its headline (``capacity: 812.3 infer/s at concurrency 8 (limited by
+p99_ms <= 30, broken at concurrency 9; knee at concurrency 8)``), preceded at ``-v`` by its
+step table; a configuration search adds its ranked candidate table, the best configuration
+and its lead over the committed one, the time spent and the candidates pruned, and at ``-v``
+the best configuration's config.pbtxt diff. At ``-q`` and quieter neither is shown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pytest_triton_perf.report.analysis import (
+    best_diff,
+    capacity_effort,
+    capacity_headline,
+    capacity_notes,
+    capacity_of,
+    capacity_table,
+    capacity_title,
+    search_lines,
+    search_of,
+    search_table,
+    search_title,
+)
 from pytest_triton_perf.report.text import (
     SHORT_METRIC,
     align,
@@ -142,6 +161,38 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
     return lines
 
 
+def _indented(header: list[str], rows: list[list[str]], text: tuple[str, ...]) -> list[str]:
+    """A table two spaces in; the columns whose header is in ``text`` left-aligned, the
+    figures right-aligned."""
+    numeric = [i for i, h in enumerate(header) if h not in text]
+    return ["  " + line for line in align([header, *rows], numeric)]
+
+
+def _analysis(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
+    """The capacity and configuration searches behind the records."""
+    lines = []
+    for r in records:
+        cap = capacity_of(r)
+        if cap is not None:
+            if verbose:
+                lines.append(f"capacity search: {r.test}: {capacity_title(cap)}")
+                header, rows = capacity_table(cap)
+                lines += _indented(header, rows, ("phase", "result"))
+            lines.append(f"{capacity_headline(cap)} — {r.test}, {capacity_effort(cap)}")
+            lines += [f"  note: {n}" for n in capacity_notes(cap)]
+        search = search_of(r)
+        if search is not None:
+            lines.append(f"configuration search: {r.test}: {search_title(search)}")
+            header, rows = search_table(search)
+            lines += _indented(header, rows, ("candidate", "values", "SLA", "status"))
+            lines += search_lines(search)
+            diff = best_diff(search)
+            if verbose and diff:
+                lines.append("best config.pbtxt, diff against the committed one:")
+                lines += ["  " + x for x in diff.rstrip("\n").splitlines()]
+    return lines
+
+
 def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) -> list[str]:
     """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1)."""
     if not records:
@@ -159,5 +210,6 @@ def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) ->
         return [*lines, count_line]
     lines = _table([_row(r, verbose) for r in records], header)
     lines.extend(_hints(records, verbose))
+    lines.extend(_analysis(records, verbose))
     lines.append(count_line)
     return lines
