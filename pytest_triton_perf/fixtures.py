@@ -26,13 +26,14 @@ from pytest_triton_perf.report.summary import properties_for
 from pytest_triton_perf.server.base import TritonServer
 from pytest_triton_perf.server.http import ProbeError, get_json
 from pytest_triton_perf.settings import Settings
-from pytest_triton_perf.sla import SlaSpec
+from pytest_triton_perf.sla import SlaSpec, parse_marker
 
 if TYPE_CHECKING:
     import numpy as np
     import tritonclient.grpc
     import tritonclient.http
 
+    from pytest_triton_perf.capacity import CapacityResult
     from pytest_triton_perf.measure.engine import MeasureSettings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -42,6 +43,9 @@ REFERENCE_KEY = pytest.StashKey[tuple[Path, str]]()
 PERF_SESSION_KEY = pytest.StashKey["PerfSession"]()
 #: The test's parsed ``sla`` marker (set at collection by the plugin).
 SPEC_KEY = pytest.StashKey[SlaSpec | None]()
+#: Warm-up of a capacity search's levels after the first (the server is warm by then; the
+#: queue of the new level settles within it).
+CAPACITY_WARMUP_S = 0.5
 
 
 def make_server(
@@ -378,6 +382,216 @@ class TritonPerf:
             results.append(measured.result)
         return results if sweep else results[0]
 
+    def capacity(
+        self,
+        model: str,
+        *,
+        over: str = "concurrency",
+        start: float | None = None,
+        limit: float | None = None,
+        resolution: float | None = None,
+        bounds: Mapping[str, float] | None = None,
+        version: str | None = None,
+        batch_size: int = 1,
+        protocol: str = "grpc",
+        inputs: str | Mapping[str, np.ndarray] = "random",
+        shapes: Mapping[str, Sequence[int]] | None = None,
+        warmup_s: float | None = None,
+        windows: int | None = None,
+        window_s: float | None = None,
+        **engine_options: Any,
+    ) -> CapacityResult:
+        """The highest load ``model`` sustains while every latency bound of the test's
+        ``sla`` marker holds (and ``max_error_rate``, 0 unless given): a
+        :class:`~pytest_triton_perf.capacity.CapacityResult` with ``capacity``
+        (inferences/s), ``load``, the step table, the bound that limited it and the knee.
+
+        ``over="concurrency"`` (closed loop) or ``"request_rate"`` (open loop, latency from
+        the schedule; ``arrival=`` and ``seed=`` as for :meth:`measure`). ``start``,
+        ``limit`` and ``resolution`` bound the search (defaults: 1 or half the closed-loop
+        throughput at concurrency 1; 1024 or 10^6/s; 1 or 5%). ``bounds`` adds to or
+        overrides the marker's, e.g. ``bounds={"p99_ms": 30}`` (Model Analyzer's names
+        accepted). The result is recorded: ``min_capacity`` is checked against it, and it
+        is compared with its baseline in history and A/B modes.
+        """
+        from pytest_triton_perf.capacity import breaches, find_capacity
+        from pytest_triton_perf.measure.engine import measure as measure_engine
+
+        spec = self._item.stash.get(SPEC_KEY, None)
+        limits = spec.with_defaults() if spec else {}
+        if bounds:
+            limits.update(parse_marker(f"capacity({model!r}, bounds=...)", (), dict(bounds)))
+        settings = measure_settings(
+            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
+        )
+        self.server.check_alive()
+        self.server.require_model(model, version)
+        options = {
+            "version": version,
+            "batch_size": batch_size,
+            "protocol": protocol,
+            "inputs": inputs,
+            "shapes": shapes,
+            **engine_options,
+        }
+        # The server is warm after the first level: later levels only let the queue settle.
+        later = dataclasses.replace(settings, warmup_s=min(settings.warmup_s, CAPACITY_WARMUP_S))
+
+        def level_runner(name: str) -> Callable[[Mapping[str, Any]], PerfResult]:
+            calls = [0]
+
+            def run(level: Mapping[str, Any]) -> PerfResult:
+                calls[0] += 1
+                use = settings if calls[0] == 1 else later
+                return measure_engine(self.server, name, settings=use, **level, **options)
+
+            return run
+
+        def search(name: str) -> CapacityResult:
+            return find_capacity(
+                level_runner(name),
+                limits,
+                over=over,
+                start=start,
+                limit=limit,
+                resolution=resolution,
+                model=model,
+            )
+
+        def settle(found: CapacityResult) -> PerfResult:
+            """The record of a search: the level it settled on. When comparing or saving,
+            that level is measured again with the comparison's windows (the search's own
+            levels are short); should it break a bound now, the next passing level below
+            is taken. With no capacity at all, the first level, whose breach fails the test."""
+            if found.result is None or found.capacity is None:
+                return found.steps[-1].result.as_capacity(0.0)
+            if not (self.settings.compare or self.settings.save):
+                return found.result.as_capacity(found.capacity)
+            least = max(settings.windows, self.settings.compare_windows)
+            full = dataclasses.replace(
+                later, windows=least, max_windows=max(settings.max_windows, least)
+            )
+            passing = sorted({s.load for s in found.steps if s.passed and s.phase != "probe"})
+            candidates = [x for x in reversed(passing) if x <= (found.load or 0)][:2]
+            result = found.result
+            for load in candidates:
+                level: dict[str, Any] = {
+                    found.over: int(load) if found.over == "concurrency" else load
+                }
+                result = measure_engine(self.server, model, settings=full, **level, **options)
+                if not breaches(result, found.bounds):
+                    break
+            return result.as_capacity(result.throughput)
+
+        host = HostLoad()
+        refs = self.session.references
+        arms = refs.arms(model) if refs is not None else None
+        if refs is not None and arms is not None:
+            measured, found = self._capacity_ab(model, arms, search, settle, options, settings)
+        else:
+            found = search(model)
+            measured = self._capacity_measured(found, model, search, settle)
+            if refs is not None:
+                measured.mode = "ab"
+                measured.reference_note = (
+                    f"model '{model}' does not exist in the reference ({refs.origin})"
+                )
+        measured.host_load = host.finish()
+        measured.analysis = {"capacity": found.to_dict()}
+        self._record(measured)
+        return found
+
+    def _capacity_measured(
+        self,
+        found: CapacityResult,
+        model: str,
+        search: Callable[[str], CapacityResult],
+        settle: Callable[[CapacityResult], PerfResult],
+    ) -> Measured:
+        """The record of a capacity search outside A/B mode; in history mode a regression
+        is confirmed by a second search."""
+        config = self.session.model_config(self.server, model)
+        mode = "history" if self.settings.compare else None
+        return Measured(
+            settle(found),
+            mode=mode,
+            remeasure=(lambda: settle(search(model))) if mode else None,
+            config=config,
+        )
+
+    def _capacity_ab(
+        self,
+        model: str,
+        arms: tuple[str, str, str],
+        search: Callable[[str], CapacityResult],
+        settle: Callable[[CapacityResult], PerfResult],
+        options: dict[str, Any],
+        settings: MeasureSettings,
+    ) -> tuple[Measured, CapacityResult]:
+        """A/B mode: search once on the reference, compare both arms at its capacity load
+        and one level up (``baseline/capacity_ab.py``)."""
+        from pytest_triton_perf.baseline.capacity_ab import compare_capacity
+        from pytest_triton_perf.measure.engine import measure as measure_engine
+
+        refs = self.session.references
+        assert refs is not None
+        reference, candidate, setup = arms
+        config = self.session.model_config(self.server, model)
+
+        def measure(name: str, level: Mapping[str, Any], **kwargs: Any) -> PerfResult:
+            return measure_engine(self.server, name, **level, **options, **kwargs)
+
+        symmetric = candidate != model
+        outcome = compare_capacity(
+            measure,
+            search,
+            reference=reference,
+            candidate=candidate,
+            model=model,
+            plan=self._ab_plan(settings),
+            gate=self._test_gate(),
+            refresh=functools.partial(refs.reload, model) if symmetric else None,
+        )
+        note = f"'{reference}' = '{model}' from {refs.origin}; {setup}"
+        if outcome is None:
+            found = search(model)
+            measured = self._capacity_measured(found, model, search, settle)
+            measured.mode = "ab"
+            measured.reference_note = (
+                f"the reference has no capacity within the bounds: nothing to compare ({note})"
+            )
+            return measured, found
+        return (
+            Measured(
+                outcome.candidate,
+                "ab",
+                reference=outcome.reference,
+                reference_note=note + "; capacity searched on the reference, both arms "
+                "compared at its load and one level up",
+                config=config,
+                comparisons=outcome.comparisons,
+                ab_design=outcome.info(),
+            ),
+            outcome.search,
+        )
+
+    def _test_gate(self) -> GateSettings:
+        """The session's decision rule with the test's own minimum effects."""
+        spec = self._item.stash.get(SPEC_KEY, None)
+        return self.session.context.gate.with_overrides((spec.regression if spec else None) or {})
+
+    def _ab_plan(self, settings: MeasureSettings) -> ABPlan:
+        """The A/B design of the session's options, with this call's windows."""
+        return ABPlan(
+            method=self.settings.ab_method,
+            budget_s=self.settings.compare_budget_s,
+            blocks=settings.windows,
+            block_s=self.settings.block_s,
+            warmup_s=settings.warmup_s,
+            window_s=settings.window_s,
+            confirm=self.settings.ab_confirm,
+        )
+
     def _measure_one(
         self, run: Callable[..., PerfResult], model: str, settings: MeasureSettings
     ) -> Measured:
@@ -394,18 +608,9 @@ class TritonPerf:
             note = f"model '{model}' does not exist in the reference ({refs.origin})"
             return Measured(run(model, settings=settings), "ab", reference_note=note, config=config)
         reference, candidate, setup = arms
-        spec = self._item.stash.get(SPEC_KEY, None)
         # The test's own minimum effects decide when the paired analysis may stop.
-        gate = self.session.context.gate.with_overrides((spec.regression if spec else None) or {})
-        plan = ABPlan(
-            method=self.settings.ab_method,
-            budget_s=self.settings.compare_budget_s,
-            blocks=settings.windows,
-            block_s=self.settings.block_s,
-            warmup_s=settings.warmup_s,
-            window_s=settings.window_s,
-            confirm=self.settings.ab_confirm,
-        )
+        gate = self._test_gate()
+        plan = self._ab_plan(settings)
         symmetric = candidate != model  # fresh instances only where both arms are copies
         outcome = run_ab(
             run,

@@ -75,6 +75,9 @@ class Metric:
     default_bound: float | None = None
     #: A 0-1 rate: bounds lie between 0 and 1 inclusive.
     fraction: bool = False
+    #: Only a capacity search yields it (``triton_perf.capacity``): a plain measurement has
+    #: no value and is neither checked nor compared on it.
+    search_only: bool = False
 
     @property
     def upper(self) -> bool:
@@ -140,6 +143,20 @@ CATALOGUE: tuple[Metric, ...] = (
         aliases=("perf_throughput",),
         per_window=True,
         gate=Gate(0.05),
+    ),
+    Metric(
+        name="capacity",
+        unit="infer/s",
+        higher_is_worse=False,
+        source=("capacity",),
+        short="capacity",
+        help="inferences per second sustained while every latency bound of the test holds "
+        "(triton_perf.capacity; needs a latency bound)",
+        sla_key="min_capacity",
+        example="100",
+        per_window=True,
+        gate=Gate(0.10),
+        search_only=True,
     ),
     _memory("gpu", "MB = 10^6 bytes (as Model Analyzer), GPU memory used", "gpu_used_memory"),
     _memory("cpu", "MB = 10^6 bytes, Triton's nv_cpu_memory_used_bytes", "cpu_used_ram"),

@@ -151,6 +151,14 @@ def merge_markers(
                 regression.setdefault(metric, effect)
     if not seen:
         return None
+    needs_latency = [k for k in merged if metrics.BY_SLA_KEY[k].search_only]
+    if needs_latency and not any(BOUNDS[k].unit == "ms" for k in merged):
+        key = needs_latency[0]
+        raise ConfigError(
+            f"{test}: sla({key}={shown(merged[key])}) without a latency bound: a capacity is "
+            f"the load sustained while latency bounds hold, so give one too, e.g. "
+            f"sla({key}={shown(merged[key])}, p99_ms=30)."
+        )
     return SlaSpec(bounds=tuple(sorted(merged.items())), regression=regression or None)
 
 
@@ -176,6 +184,11 @@ class Check:
 def label(result: PerfResult) -> str:
     """How a measurement is named in tables: ``model[:version] workload``."""
     version = f":{result.version}" if result.version else ""
+    if result.capacity is not None:
+        # Named by its search, not its level: the level found may differ from run to run.
+        w = result.workload
+        axis = "concurrency" if w.arrival == "closed" else f"request_rate {w.arrival}"
+        return f"{result.model}{version} capacity over {axis} batch={w.batch_size} {w.protocol}"
     return f"{result.model}{version} {result.workload.describe()}"
 
 
@@ -208,11 +221,26 @@ def evaluate(
     """
     bounds = spec.with_defaults() if spec else metrics.default_bounds()
     checks: list[Check] = []
+    for key, bound in bounds.items():
+        searched = metrics.BY_SLA_KEY[key].search_only
+        if searched and not any(r.capacity is not None for r in results):
+            checks.append(
+                Check(
+                    "(no capacity search)",
+                    key,
+                    bound,
+                    None,
+                    False,
+                    f"the sla bounds {key} but the test ran no triton_perf.capacity() search",
+                )
+            )
     for result in results:
         figures = result.summary()
         for key, bound in bounds.items():
             meta = BOUNDS[key]
             value = figures[meta.metric]
+            if value is None and metrics.BY_SLA_KEY[key].search_only:
+                continue  # a plain measurement beside a capacity search: not its figure
             if value is None:
                 reason = result.unavailable_reason(meta.metric)
                 if reason is None and meta.metric.endswith("_ms"):

@@ -36,6 +36,9 @@ LAYERS: dict[str, int] = {
     "verdicts": 6,
     "gate": 6,
     "baseline": 6,
+    # capacity and configuration searches: measurements under the SLA's bounds.
+    "capacity": 6,
+    "search": 6,
     "report": 7,
     # 8: the top: pytest wiring, the CLI, the package's public face.
     "fixtures": 8,

@@ -92,11 +92,12 @@ def test_generated_tables_follow_the_catalogue() -> None:
 
 def test_comparison_defaults_are_todays() -> None:
     """The figures the gate was measured with (benchmarks/gate_quality.py)."""
-    assert compare.GATED_METRICS == ("p50_ms", "p99_ms", "throughput")
+    assert compare.GATED_METRICS == ("p50_ms", "p99_ms", "throughput", "capacity")
     assert compare.DEFAULT_MIN_EFFECT == {
         "p50_ms": 0.05,
         "p99_ms": 0.10,
         "throughput": 0.05,
+        "capacity": 0.10,
         "error_rate": 0.001,
     }
     assert compare.DEFAULT_FLOOR == {"p50_ms": 0.2, "p99_ms": 0.5}
@@ -120,7 +121,15 @@ def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record() -> None:
     for m in metrics.CATALOGUE:
         window_figures = [m.read(w) for w in result.windows]
         assert window_figures == [m.read(w) for w in as_dict["windows"]]
-        if m.per_window:
+        if m.search_only:
+            # Only the result a capacity search settled on carries it, window by window.
+            assert m.read(result) is None and set(window_figures) == {None}
+            settled = result.as_capacity(123.0)
+            assert m.read(settled) == 123.0 == m.read(settled.to_dict())
+            assert compare.window_values(settled.to_dict(), m.name) == [
+                w.throughput for w in result.windows
+            ]
+        elif m.per_window:
             assert None not in window_figures, m.name
             assert compare.window_values(as_dict, m.name) == window_figures
         else:

@@ -264,6 +264,12 @@ def test_parse_marker_rejects_positional_arguments(args: list[Any]) -> None:
     )
 )
 def test_merge_markers_closest_marker_wins_per_key(markers: list[dict[str, float]]) -> None:
+    merged = {k for kw in markers for k in kw}
+    if "min_capacity" in merged and not any(sla.BOUNDS[k].unit == "ms" for k in merged):
+        # A capacity bound needs a latency bound to search under: a usage error.
+        with pytest.raises(ConfigError, match="without a latency bound"):
+            sla.merge_markers("t", [((), kw) for kw in markers])
+        return
     spec = sla.merge_markers("t", [((), kw) for kw in markers])
     if not markers:
         assert spec is None

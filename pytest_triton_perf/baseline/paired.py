@@ -82,7 +82,9 @@ class PairedAnalysis:
     def metrics(self) -> tuple[str, ...]:
         """The gated metrics this analysis decides (the per-window ones not switched off)."""
         return tuple(
-            m.name for m in metrics.GATED if m.per_window and m.name not in self.gate.disabled
+            m.name
+            for m in metrics.GATED
+            if m.per_window and not m.search_only and m.name not in self.gate.disabled
         )
 
     def look(self, ref: Sequence[PerfResult], cand: Sequence[PerfResult]) -> None:
@@ -179,7 +181,7 @@ class PairedAnalysis:
         out: list[Comparison] = []
         for meta in metrics.GATED:
             metric = meta.name
-            if metric in self.gate.disabled:
+            if metric in self.gate.disabled or meta.search_only:
                 continue
             if meta.counts is not None:
                 out.append(self._errors(ref, cand, metric))

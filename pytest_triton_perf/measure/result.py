@@ -97,6 +97,9 @@ class WindowResult:
     inferences: int
     throughput: float
     latency_ms: LatencyStats | None
+    # Set on the windows of the level a capacity search settled on: their throughput, as
+    # samples of the capacity for baseline comparisons.
+    capacity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
@@ -170,6 +173,15 @@ class PerfResult:
     # Requests other models of the server completed during the measured span: a shared
     # server was not idle, so the figures include someone else's load.
     other_traffic: tuple[tuple[str, int], ...] = ()
+    # Inferences/s sustained within the latency bounds, on the result a capacity search
+    # settled on (``triton_perf.capacity``); None for a plain measurement.
+    capacity: float | None = None
+
+    def as_capacity(self, capacity: float) -> PerfResult:
+        """This result as the one a capacity search settled on: ``capacity`` set, and each
+        window's throughput as a sample of it."""
+        windows = tuple(dataclasses.replace(w, capacity=w.throughput) for w in self.windows)
+        return dataclasses.replace(self, capacity=capacity, windows=windows)
 
     @property
     def error_rate(self) -> float:
@@ -218,4 +230,5 @@ class PerfResult:
             "workers": self.workers,
             "gpu_memory_delta_mb": clean(self.gpu_memory_delta_mb),
             "other_traffic": dict(self.other_traffic),
+            "capacity": self.capacity,
         }

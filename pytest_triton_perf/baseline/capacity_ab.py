@@ -1,0 +1,207 @@
+"""A/B comparison of a capacity without two searches.
+
+A capacity search measures six to ten load levels; doing it on both arms would double that,
+and compare two noisy searches whose levels need not even coincide. Instead:
+
+1. search once, on the **reference**: its capacity is reached at load ``L``, and ``U`` is the
+   next level up (the first that broke a bound, or one growth step above a plateau);
+2. compare both arms **interleaved** (the usual A/B design, :func:`baseline.ab.run_ab`) at
+   ``L`` and at ``U``.
+
+The candidate's capacity is then placed against the reference's by where it breaks:
+
+- it breaks a bound at ``L``, where the reference holds, and the limiting figure is
+  significantly worse there: its capacity is **below** the reference's (regression);
+- it holds the bounds at ``U``, where the reference breaks, and the limiting figure is
+  significantly better there: its capacity is **above** (improvement);
+- otherwise both break between ``L`` and ``U``: the capacity is the same to the search's
+  resolution, and the throughput at ``L`` (compared as usual) decides.
+
+Two measurements, each at the A/B budget, not two searches; and the comparison happens
+exactly where a regression of capacity shows first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pytest_triton_perf.baseline.ab import ABOutcome, ABPlan, run_ab
+from pytest_triton_perf.baseline.compare import GateSettings, compare_results
+from pytest_triton_perf.capacity import CapacityResult, breaches
+from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.numbers import fmt
+from pytest_triton_perf.verdicts import (
+    IMPROVEMENT,
+    INCONCLUSIVE,
+    PASS,
+    REGRESSION,
+    Comparison,
+)
+
+
+@dataclass(frozen=True)
+class CapacityAB:
+    """The outcome of an A/B capacity comparison."""
+
+    search: CapacityResult  # the search on the reference
+    at_load: ABOutcome  # both arms at the reference's capacity load L
+    above: ABOutcome | None  # both arms at the next level U (None: no level above)
+    comparisons: list[Comparison]  # capacity first, then the error rate at L
+    candidate: PerfResult  # the candidate at L, as a capacity result
+    reference: PerfResult  # the reference at L, as a capacity result
+
+    def info(self) -> dict[str, Any]:
+        """What the reports say about the design."""
+        levels = [("load", self.at_load)] + ([("above", self.above)] if self.above else [])
+        return {
+            **self.at_load.info(),
+            "capacity_levels": {
+                name: {
+                    "level": _level(outcome.candidate),
+                    "reference": _figures(outcome.reference),
+                    "candidate": _figures(outcome.candidate),
+                    "design": outcome.info(),
+                }
+                for name, outcome in levels
+            },
+        }
+
+
+def _level(result: PerfResult) -> float | None:
+    w = result.workload
+    return float(w.concurrency) if w.arrival == "closed" and w.concurrency else w.request_rate
+
+
+def _figures(result: PerfResult) -> dict[str, float | None]:
+    s = result.summary()
+    return {k: s[k] for k in ("throughput", "p50_ms", "p99_ms", "avg_ms", "error_rate")}
+
+
+def _compared(outcome: ABOutcome, gate: GateSettings) -> dict[str, Comparison]:
+    comps = outcome.comparisons
+    if comps is None:  # Mann-Whitney: compared afterwards, from the merged arms
+        comps = compare_results(
+            [outcome.reference.to_dict()], outcome.candidate.to_dict(), gate, mode="ab"
+        )
+    return {c.metric: c for c in comps}
+
+
+def compare_capacity(
+    measure: Callable[..., PerfResult],
+    search: Callable[[str], CapacityResult],
+    *,
+    reference: str,
+    candidate: str,
+    model: str,
+    plan: ABPlan,
+    gate: GateSettings,
+    refresh: Callable[[], None] | None = None,
+) -> CapacityAB | None:
+    """Search the reference's capacity, then compare both arms at its load and one level up.
+    ``measure(name, level, settings=...)`` measures one arm at one level (:func:`run_ab`
+    passes each block's settings); ``search(name)`` runs the capacity search
+    on one arm. None when the reference has no capacity within the bounds."""
+    found = search(reference)
+    if found.load is None or found.capacity is None:
+        return None
+    axis = found.over
+
+    def at(level: float) -> ABOutcome:
+        value: float = int(level) if axis == "concurrency" else level
+
+        def run(name: str, **kwargs: Any) -> PerfResult:
+            return measure(name, {axis: value}, **kwargs)
+
+        return run_ab(
+            run,
+            reference=reference,
+            candidate=candidate,
+            plan=plan,
+            gate=gate,
+            model=model,
+            refresh=refresh,
+        )
+
+    low = at(found.load)
+    high = at(found.next_load) if found.next_load is not None else None
+    bounds = found.bounds
+    low_comps = _compared(low, gate)
+    cand_low = breaches(low.candidate, bounds)
+    ref_low = breaches(low.reference, bounds)
+    cap_ref = low.reference.throughput
+    cap_cand = low.candidate.throughput
+    change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
+    verdict, note = PASS, ""
+    where = f"{axis} {fmt(_level(low.candidate))}"
+    if cand_low and not ref_low:
+        key = cand_low[0].split(" ", 1)[0]
+        metric = key if key != "max_error_rate" else "error_rate"
+        decided = low_comps.get(metric)
+        if decided is not None and decided.verdict == REGRESSION:
+            verdict = REGRESSION
+            note = (
+                f"at {where} (the reference's capacity) the candidate breaks "
+                f"{', '.join(cand_low)} where the reference holds: its capacity is below the "
+                f"reference's"
+            )
+        else:
+            verdict = INCONCLUSIVE
+            note = (
+                f"at {where} the candidate breaks {', '.join(cand_low)}, the reference "
+                f"holds, but {metric} is not significantly worse: both sit at the bound"
+            )
+    elif (
+        high is not None
+        and not breaches(high.candidate, bounds)
+        and breaches(high.reference, bounds)
+    ):
+        high_comps = _compared(high, gate)
+        key = breaches(high.reference, bounds)[0].split(" ", 1)[0]
+        metric = key if key != "max_error_rate" else "error_rate"
+        decided = high_comps.get(metric)
+        cap_cand = high.candidate.throughput
+        change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
+        up = f"{axis} {fmt(_level(high.candidate))}"
+        if decided is not None and decided.verdict == IMPROVEMENT:
+            verdict = IMPROVEMENT
+            note = (
+                f"at {up}, one level above the reference's capacity, the candidate holds "
+                f"every bound where the reference breaks {metric}: its capacity is higher"
+            )
+        else:
+            note = f"at {up} the candidate holds the bounds the reference breaks, narrowly"
+    else:
+        thr = low_comps.get("throughput")
+        if thr is not None:
+            verdict = thr.verdict
+            note = (
+                f"both arms break the bounds between {where} and the next level: the same "
+                f"capacity to the search's resolution, compared on throughput at {where}"
+                + (f"; {thr.note}" if thr.note else "")
+            )
+            change = thr.change_pct
+    capacity = Comparison(
+        "capacity",
+        verdict,
+        "ab",
+        baseline=cap_ref,
+        current=cap_cand,
+        change_pct=change,
+        p_value=None,
+        note=note,
+    )
+    comps = [capacity]
+    if "error_rate" in low_comps:
+        comps.append(low_comps["error_rate"])
+    if low.comparisons is not None and "throughput" in low_comps and verdict == PASS:
+        comps[0] = replace(capacity, change_ci=low_comps["throughput"].change_ci)
+    return CapacityAB(
+        search=found,
+        at_load=low,
+        above=high,
+        comparisons=comps,
+        candidate=low.candidate.as_capacity(cap_cand),
+        reference=low.reference.as_capacity(found.capacity),
+    )

@@ -1,0 +1,355 @@
+"""Capacity: the highest load a model sustains while every latency bound of its SLA holds.
+
+:func:`find_capacity` searches over one load axis, concurrency (closed loop) or request rate
+(open loop), with a measurement function it is given:
+
+1. **Growth.** From ``start``, multiply the load by ``growth`` (2) until a bound breaks, the
+   ``limit`` is reached, or throughput stops growing: the best of the last ``gain_steps`` (2)
+   levels adds less than ``min_gain`` (5%) to the best before them (Model Analyzer's stop
+   rule for its concurrency sweeps, which gives up after a few levels that gain less than 5%).
+2. **Bisection** between the last level that held every bound and the first that broke one,
+   until they are ``resolution`` apart (1 for concurrency, 5% of the load for a rate).
+
+``load`` is the highest level that held every bound and the capacity the throughput
+(inferences/s) measured there; the knee is the lowest level whose throughput is within
+``min_gain`` of the best measured within the bounds (beyond it, more load only queues).
+
+Over ``request_rate`` each level is an open loop whose latency counts from the *scheduled*
+send time (see ``load/open_loop.py``): when the server falls behind, its queue shows in the
+latency of the very level that caused it, so the capacity cannot be inflated by a client
+that sends late (perf_analyzer times from the actual send, so a client that falls behind
+hides the queue from its ``--latency-threshold`` search).
+
+Pure with respect to the server: the caller's ``measure`` does the measuring, so the search
+is the same for a plain test, each arm of an A/B comparison and each candidate of a
+configuration search.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_triton_perf import metrics
+from pytest_triton_perf.errors import ArgumentError
+from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.numbers import fmt
+
+Level = Mapping[str, Any]
+
+#: The load axes a capacity is searched over.
+AXES = ("concurrency", "request_rate")
+#: SLA keys that limit a capacity: the latency bounds and the error-rate bound. Throughput
+#: and memory bounds are not properties of a load level's latency (memory is checked on the
+#: result at capacity like any measurement).
+LATENCY_KEYS = tuple(k for k, m in metrics.BY_SLA_KEY.items() if m.unit == "ms")
+LIMITING_KEYS = (*LATENCY_KEYS, "max_error_rate")
+#: Default highest load tried.
+DEFAULT_LIMIT = {"concurrency": 1024.0, "request_rate": 1_000_000.0}
+#: Growth factor per step, and the stop rule on throughput gains.
+GROWTH = 2.0
+MIN_GAIN = 0.05
+GAIN_STEPS = 2
+#: Relative resolution of a rate bisection (concurrency bisects to 1).
+RATE_RESOLUTION = 0.05
+#: Upper bound on measured levels, whatever the arguments.
+MAX_STEPS = 40
+
+
+def latency_bounds(bounds: Mapping[str, float]) -> dict[str, float]:
+    """The bounds that limit a capacity: latency keys, and ``max_error_rate`` (0 unless given)."""
+    out = {k: float(v) for k, v in bounds.items() if k in LATENCY_KEYS}
+    out["max_error_rate"] = float(bounds.get("max_error_rate", 0.0))
+    return out
+
+
+def breaches(result: PerfResult, bounds: Mapping[str, float]) -> tuple[str, ...]:
+    """The limiting bounds ``result`` breaks, as text (``"p99_ms 43.1 > 30"``); empty: it holds."""
+    figures = result.summary()
+    out = []
+    for key, bound in latency_bounds(bounds).items():
+        meta = metrics.BY_SLA_KEY[key]
+        value = figures[meta.name]
+        if value is None:
+            out.append(f"{key} unavailable (no request succeeded)")
+        elif value > bound:
+            out.append(f"{key} {fmt(value)} > {fmt(bound)}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class CapacityStep:
+    """One measured load level of a capacity search."""
+
+    load: float
+    phase: str  # "probe" (rate search: the closed-loop throughput it starts from), "grow", "bisect"
+    result: PerfResult
+    breached: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every limiting bound held at this level."""
+        return not self.breached
+
+    @property
+    def throughput(self) -> float:
+        """Inferences per second measured at this level."""
+        return self.result.throughput
+
+    def to_dict(self) -> dict[str, Any]:
+        """One row of the step table."""
+        figures = self.result.summary()
+        return {
+            "load": self.load,
+            "phase": self.phase,
+            "throughput": self.throughput,
+            **{k: figures[k] for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms")},
+            "error_rate": self.result.error_rate,
+            "passed": self.passed,
+            "breached": list(self.breached),
+        }
+
+
+@dataclass(frozen=True)
+class CapacityResult:
+    """What :func:`find_capacity` found. ``capacity`` is None when even the first level broke
+    a bound (``limited_by`` then names it)."""
+
+    model: str
+    over: str
+    bounds: dict[str, float]
+    capacity: float | None
+    load: float | None
+    steps: tuple[CapacityStep, ...]
+    limited_by: str  # a bound key, "plateau" (throughput stopped growing) or "limit"
+    knee: float | None
+    result: PerfResult | None
+    next_load: float | None
+    duration_s: float
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def unit(self) -> str:
+        """The load axis' unit word: ``concurrency`` or ``requests/s``."""
+        return "concurrency" if self.over == "concurrency" else "requests/s"
+
+    def describe(self) -> str:
+        """One line: ``capacity 98.2 infer/s at concurrency 4 (limited by p99_ms <= 30)``."""
+        if self.capacity is None:
+            first = self.steps[0] if self.steps else None
+            why = ", ".join(first.breached) if first else "nothing measured"
+            return (
+                f"no capacity within the bounds: the first level ({self.over} "
+                f"{_load_text(first.load if first else 0, self.over)}) already breaks {why}"
+            )
+        if self.limited_by in self.bounds:
+            why = f"limited by {self.limited_by} <= {fmt(self.bounds[self.limited_by])}"
+        elif self.limited_by == "plateau":
+            why = "throughput stopped growing"
+        else:
+            why = f"the search's limit {_load_text(self.load or 0, self.over)} was reached"
+        knee = f"; knee at {_load_text(self.knee, self.over)}" if self.knee is not None else ""
+        assert self.load is not None
+        return (
+            f"capacity {fmt(self.capacity)} infer/s at {self.over} "
+            f"{_load_text(self.load, self.over)} ({why}{knee}; {len(self.steps)} levels in "
+            f"{self.duration_s:.1f} s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (what reports get under ``record.analysis["capacity"]``)."""
+        return {
+            "kind": "capacity",
+            "model": self.model,
+            "over": self.over,
+            "bounds": dict(self.bounds),
+            "capacity": self.capacity,
+            "load": self.load,
+            "limited_by": self.limited_by,
+            "knee": self.knee,
+            "next_load": self.next_load,
+            "duration_s": self.duration_s,
+            "notes": list(self.notes),
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+    def step_table(self) -> str:
+        """The steps as a plain text table."""
+        keys = [k for k in LATENCY_KEYS if k in self.bounds]
+        head = f"{self.over:>14} {'phase':>6} {'infer/s':>9} " + " ".join(f"{k:>9}" for k in keys)
+        lines = [head]
+        for s in self.steps:
+            figures = s.result.summary()
+            cells = " ".join(f"{fmt(figures[metrics.BY_SLA_KEY[k].name]):>9}" for k in keys)
+            verdict = "ok" if s.passed else "breaks " + ", ".join(s.breached)
+            lines.append(
+                f"{_load_text(s.load, self.over):>14} {s.phase:>6} {fmt(s.throughput):>9} "
+                f"{cells}  {verdict}"
+            )
+        return "\n".join(lines)
+
+
+def _load_text(load: float, over: str) -> str:
+    return str(int(load)) if over == "concurrency" else f"{load:g}/s"
+
+
+def _number(name: str, value: Any, *, integer: bool, minimum: float) -> float | None:
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok or not math.isfinite(float(value)) or float(value) < minimum:
+        what = "an integer" if integer else "a number"
+        raise ArgumentError(f"capacity({name}={value!r}): {what} >= {minimum:g} is accepted")
+    return float(value)
+
+
+def find_capacity(
+    measure: Callable[[Level], PerfResult],
+    bounds: Mapping[str, float],
+    *,
+    over: str = "concurrency",
+    start: float | None = None,
+    limit: float | None = None,
+    resolution: float | None = None,
+    model: str = "",
+    growth: float = GROWTH,
+    min_gain: float = MIN_GAIN,
+    gain_steps: int = GAIN_STEPS,
+) -> CapacityResult:
+    """Search the highest load within ``bounds`` (SLA keys; the latency bounds and
+    ``max_error_rate`` limit it). ``measure({"concurrency": 4})`` or
+    ``measure({"request_rate": 120.0})`` measures one level. See the module's docstring."""
+    if over not in AXES:
+        raise ArgumentError(
+            f"capacity(over={over!r}): 'concurrency' (closed loop) or 'request_rate' (open "
+            f"loop) is accepted"
+        )
+    limits = latency_bounds(bounds)
+    if not any(k in LATENCY_KEYS for k in limits):
+        raise ArgumentError(
+            f"capacity of model '{model}': no latency bound to search under; give one in the "
+            f"test's sla marker (e.g. @pytest.mark.sla(p99_ms=30)) or as bounds={{'p99_ms': 30}} "
+            f"(latency keys: {', '.join(LATENCY_KEYS)})"
+        )
+    integer = over == "concurrency"
+    first = _number("start", start, integer=integer, minimum=1 if integer else 1e-3)
+    top = _number("limit", limit, integer=integer, minimum=1 if integer else 1e-3)
+    step_res = _number("resolution", resolution, integer=integer, minimum=1 if integer else 1e-6)
+    if top is None:
+        top = DEFAULT_LIMIT[over]
+    if first is not None and first > top:
+        raise ArgumentError(f"capacity(start={start!r}, limit={limit!r}): start exceeds the limit")
+    started = time.perf_counter()
+    steps: list[CapacityStep] = []
+    notes: list[str] = []
+
+    def run(load: float, phase: str, axis: str = over) -> CapacityStep:
+        value: float = int(load) if axis == "concurrency" else load
+        result = measure({axis: value})
+        step = CapacityStep(float(value), phase, result, breaches(result, limits))
+        steps.append(step)
+        return step
+
+    if first is None:
+        if integer:
+            first = 1.0
+        else:
+            # A serial client's throughput is a rate the model serves with no queue; an
+            # open loop at half of it starts well inside the bounds.
+            probe = run(1, "probe", "concurrency")
+            first = max(probe.throughput * 0.5, 1e-3)
+            notes.append(
+                f"started at half the closed-loop throughput at concurrency 1 "
+                f"({fmt(probe.throughput)} infer/s)"
+            )
+        first = min(first, top)
+
+    good: CapacityStep | None = None
+    bad: CapacityStep | None = None
+    limited_by = ""
+    load = first
+    grown: list[float] = []
+    while len(steps) < MAX_STEPS:
+        step = run(load, "grow")
+        if not step.passed:
+            bad = step
+            break
+        good = step
+        grown.append(step.throughput)
+        if len(grown) > gain_steps and max(grown[-gain_steps:]) < (1 + min_gain) * max(
+            grown[:-gain_steps]
+        ):
+            limited_by = "plateau"
+            break
+        if load >= top:
+            limited_by = "limit"
+            break
+        load = min(top, math.ceil(load * growth) if integer else load * growth)
+
+    if good is not None and bad is not None:
+        lo, hi = good.load, bad.load
+        while len(steps) < MAX_STEPS:
+            if integer:
+                if hi - lo <= (step_res or 1):
+                    break
+                mid = float((int(lo) + int(hi)) // 2)
+            else:
+                if hi / lo <= 1 + (step_res / lo if step_res else RATE_RESOLUTION):
+                    break
+                mid = math.sqrt(lo * hi)
+            step = run(mid, "bisect")
+            if step.passed:
+                lo = mid
+            else:
+                hi, bad = mid, step
+        limited_by = _limiting_key(bad, limits)
+    elif bad is not None:
+        limited_by = _limiting_key(bad, limits)
+    if not limited_by:
+        limited_by = "limit"  # MAX_STEPS reached while growing
+        notes.append(f"stopped after {MAX_STEPS} levels")
+
+    passing = [s for s in steps if s.passed and s.phase != "probe"]
+    if not passing:
+        return CapacityResult(
+            model, over, limits, None, None, tuple(steps), limited_by, None, None,
+            bad.load if bad else None, time.perf_counter() - started, tuple(notes),
+        )  # fmt: skip
+    # The highest level that held every bound; the knee, the lowest that reaches (within
+    # min_gain) the best throughput measured within the bounds.
+    best = max(passing, key=lambda s: s.load)
+    peak = max(s.throughput for s in passing)
+    knee = min(s.load for s in passing if s.throughput >= (1 - min_gain) * peak)
+    above = [s.load for s in steps if not s.passed and s.load > best.load]
+    next_load = float(
+        min(above) if above else (math.ceil(best.load * growth) if integer else best.load * growth)
+    )
+    return CapacityResult(
+        model=model,
+        over=over,
+        bounds=limits,
+        capacity=best.throughput,
+        load=best.load,
+        steps=tuple(steps),
+        limited_by=limited_by,
+        knee=knee,
+        result=best.result,
+        next_load=next_load,
+        duration_s=time.perf_counter() - started,
+        notes=tuple(notes),
+    )
+
+
+def _limiting_key(step: CapacityStep | None, limits: Mapping[str, float]) -> str:
+    """The bound key a breaking step broke first (in the order of ``limits``)."""
+    if step is None:
+        return ""
+    for key in limits:
+        if any(b.startswith(f"{key} ") for b in step.breached):
+            return key
+    return ""
