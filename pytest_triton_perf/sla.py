@@ -155,9 +155,9 @@ def merge_markers(
     if needs_latency and not any(BOUNDS[k].unit == "ms" for k in merged):
         key = needs_latency[0]
         raise ConfigError(
-            f"{test}: sla({key}={shown(merged[key])}) without a latency bound: a capacity is "
+            f"{test}: sla({key}={merged[key]:g}) without a latency bound: a capacity is "
             f"the load sustained while latency bounds hold, so give one too, e.g. "
-            f"sla({key}={shown(merged[key])}, p99_ms=30)."
+            f"sla({key}={merged[key]:g}, p99_ms=30)."
         )
     return SlaSpec(bounds=tuple(sorted(merged.items())), regression=regression or None)
 

@@ -138,19 +138,26 @@ def compare_capacity(
     if cand_low and not ref_low:
         key = cand_low[0].split(" ", 1)[0]
         metric = key if key != "max_error_rate" else "error_rate"
-        decided = low_comps.get(metric)
-        if decided is not None and decided.verdict == REGRESSION:
+        # The limiting figure itself, or (a p99 needs many requests to be decided) the
+        # median or the throughput: significantly worse at L means the candidate is slower.
+        worse = [
+            m
+            for m in dict.fromkeys((metric, "p50_ms", "throughput"))
+            if (c := low_comps.get(m)) is not None and c.verdict == REGRESSION
+        ]
+        if worse:
             verdict = REGRESSION
             note = (
                 f"at {where} (the reference's capacity) the candidate breaks "
-                f"{', '.join(cand_low)} where the reference holds: its capacity is below the "
-                f"reference's"
+                f"{', '.join(cand_low)} where the reference holds, and its {', '.join(worse)} "
+                f"is significantly worse there: its capacity is below the reference's"
             )
         else:
             verdict = INCONCLUSIVE
             note = (
                 f"at {where} the candidate breaks {', '.join(cand_low)}, the reference "
-                f"holds, but {metric} is not significantly worse: both sit at the bound"
+                f"holds, but neither {metric} nor p50 nor throughput is significantly worse: "
+                f"both sit at the bound"
             )
     elif (
         high is not None
@@ -160,11 +167,15 @@ def compare_capacity(
         high_comps = _compared(high, gate)
         key = breaches(high.reference, bounds)[0].split(" ", 1)[0]
         metric = key if key != "max_error_rate" else "error_rate"
-        decided = high_comps.get(metric)
         cap_cand = high.candidate.throughput
         change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
         up = f"{axis} {fmt(_level(high.candidate))}"
-        if decided is not None and decided.verdict == IMPROVEMENT:
+        better = [
+            m
+            for m in dict.fromkeys((metric, "p50_ms", "throughput"))
+            if (c := high_comps.get(m)) is not None and c.verdict == IMPROVEMENT
+        ]
+        if better:
             verdict = IMPROVEMENT
             note = (
                 f"at {up}, one level above the reference's capacity, the candidate holds "
