@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from pytest_triton_perf.capacity import CapacityResult, CapacityStep, find_capacity
 from pytest_triton_perf.errors import (
     ArgumentError,
     ConfigError,
@@ -29,6 +30,8 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "ArgumentError",
+    "CapacityResult",
+    "CapacityStep",
     "ConfigError",
     "InputSpecError",
     "LatencyStats",
@@ -42,4 +45,5 @@ __all__ = [
     "WindowResult",
     "Workload",
     "__version__",
+    "find_capacity",
 ]
