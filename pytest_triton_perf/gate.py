@@ -211,6 +211,8 @@ def evaluate_test(
             undecided_lines += _undecided_screen(label, undecided, info)
     if not all(c.passed for c in checks):
         problems.append(sla.failure_text(test, checks))
+    if spec is not None and spec.max_config_gap is not None:
+        problems += drift_problems(test, spec.max_config_gap, measured)
     if regression_lines:
         problems.append(f"Performance regression in {test}:\n" + "\n".join(regression_lines))
     if undecided_lines:
@@ -223,6 +225,52 @@ def evaluate_test(
             "through with --triton-perf-inconclusive=warn"
         )
     return TestVerdict(records, "\n\n".join(problems) or None)
+
+
+def drift_problems(test: str, max_gap: float, measured: Sequence[Measured]) -> list[str]:
+    """The configuration drift gate (``sla(max_config_gap=0.15)``): each search of the test
+    whose best configuration beats the committed one on the objective by more than
+    ``max_gap`` (relative) fails it, with the better configuration as a config.pbtxt diff."""
+    searches = [m.analysis["search"] for m in measured if "search" in m.analysis]
+    if not searches:
+        return [
+            f"Configuration drift gate of {test}: the sla sets max_config_gap={max_gap:g} but "
+            f"the test ran no triton_perf.search()"
+        ]
+    out = []
+    for doc in searches:
+        model, objective = doc.get("model"), doc.get("objective")
+        by_name = {c["name"]: c for c in doc.get("candidates", [])}
+        best, committed = (
+            by_name.get(doc.get("best") or ""),
+            by_name.get(doc.get("committed") or ""),
+        )
+        gap = doc.get("gap")
+        if gap is None:
+            why = (
+                f"the committed configuration was {committed['status']}: {committed['note']}"
+                if committed
+                else "the committed configuration was not measured"
+            )
+            out.append(
+                f"Configuration drift gate of {test}: model '{model}': no gap on {objective} "
+                f"could be computed ({why})"
+            )
+            continue
+        if gap <= max_gap or best is None:
+            continue
+        values = ", ".join(f"{k}={v}" for k, v in sorted(best.get("values", {}).items()))
+        lines = [
+            f"Configuration drift in {test}: model '{model}': the best configuration found, "
+            f"{best['name']} ({values}), beats the committed one by {gap:+.0%} on {objective} "
+            f"(max_config_gap {max_gap:.0%})",
+            f"  committed: {objective} {fmt(committed.get('objective') if committed else None)}"
+            f"; best: {objective} {fmt(best.get('objective'))}",
+            "  config.pbtxt diff (committed -> best):",
+        ]
+        lines += [f"    {line}" for line in str(best.get("config_diff", "")).splitlines()]
+        out.append("\n".join(lines))
+    return out
 
 
 def _regression_screen(

@@ -207,14 +207,16 @@ def default_bounds() -> dict[str, float]:
 
 def marker_help() -> str:
     """The ``sla`` marker's line in ``pytest --markers``."""
-    keys = ", ".join(f"{key}=" for key in (*BY_SLA_KEY, "regression"))
+    keys = ", ".join(f"{key}=" for key in (*BY_SLA_KEY, "regression", "max_config_gap"))
     units = ", ".join(dict.fromkeys(_UNIT_WORDS.get(m.unit, m.unit) for m in BY_SLA_KEY.values()))
     aliases = ", ".join(f"{a}=" for m in BY_SLA_KEY.values() for a in m.aliases)
     return (
         f"sla({keys}): service-level agreement checked against every "
         f"triton_perf.measure() result of the test ({units}); Model Analyzer's names "
         f"({aliases}) mean the same bounds; regression={{'p99': '15%'}} overrides minimum "
-        f"effects of baseline comparisons."
+        f"effects of baseline comparisons; min_capacity= checks triton_perf.capacity(); "
+        f"max_config_gap=0.15 fails when triton_perf.search() finds a configuration that "
+        f"beats the committed one by more."
     )
 
 

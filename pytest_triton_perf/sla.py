@@ -31,6 +31,10 @@ class Bound:
     unit: str
 
 
+#: Marker keys that are not bounds on a figure: per-test minimum effects of comparisons, and
+#: the configuration drift gate.
+NOT_BOUNDS = ("regression", "max_config_gap")
+
 #: SLA key -> what it bounds, from the metric catalogue.
 BOUNDS: dict[str, Bound] = {
     key: Bound(key, m.name, m.upper, m.unit) for key, m in metrics.BY_SLA_KEY.items()
@@ -47,6 +51,8 @@ class SlaSpec:
 
     bounds: tuple[tuple[str, float], ...]
     regression: dict[str, float | None] | None = None
+    #: ``sla(max_config_gap=0.15)``: the configuration drift gate of ``triton_perf.search``.
+    max_config_gap: float | None = None
 
     @property
     def as_dict(self) -> dict[str, float]:
@@ -100,8 +106,8 @@ def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> d
     bounds: dict[str, float] = {}
     written: dict[str, str] = {}
     for name, value in kwargs.items():
-        if name == "regression":
-            continue  # parsed by parse_regression: not a bound
+        if name in NOT_BOUNDS:
+            continue  # parsed by parse_regression / parse_config_gap: not a bound
         key = metrics.MARKER_KEYS.get(name)
         if key is None:
             close = difflib.get_close_matches(name, list(metrics.MARKER_KEYS), n=1, cutoff=0.5)
@@ -109,7 +115,8 @@ def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> d
             aliases = [a for a in metrics.MARKER_KEYS if a not in BOUNDS]
             raise ConfigError(
                 f"{test}: unknown sla key {name!r}.{hint} Valid keys: {', '.join(BOUNDS)}, "
-                f"regression (Model Analyzer's {', '.join(aliases)} are accepted too)."
+                f"{', '.join(NOT_BOUNDS)} (Model Analyzer's {', '.join(aliases)} are accepted "
+                f"too)."
             )
         if key in written:
             first = written[key]
@@ -120,6 +127,15 @@ def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> d
         written[key] = name
         bounds[key] = _check_value(test, name, key, value)
     return bounds
+
+
+def parse_config_gap(test: str, value: Any) -> float:
+    """``max_config_gap=0.15`` or ``"15%"``: how far the best configuration a search finds
+    may beat the committed one on the objective before the test fails."""
+    where = f"{test}: sla(max_config_gap={shown(value)})"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{where}: a fraction like 0.15 or a percentage like '15%' is accepted.")
+    return metrics.parse_effect(value, where=where)
 
 
 def parse_regression(test: str, value: Any) -> dict[str, float | None]:
@@ -141,6 +157,7 @@ def merge_markers(
     """Merge markers given closest first (function, class, module): closest wins per key."""
     merged: dict[str, float] = {}
     regression: dict[str, float | None] = {}
+    gap: float | None = None
     seen = False
     for args, kwargs in markers:
         seen = True
@@ -149,6 +166,8 @@ def merge_markers(
         if "regression" in kwargs:
             for metric, effect in parse_regression(test, kwargs["regression"]).items():
                 regression.setdefault(metric, effect)
+        if "max_config_gap" in kwargs and gap is None:
+            gap = parse_config_gap(test, kwargs["max_config_gap"])
     if not seen:
         return None
     needs_latency = [k for k in merged if metrics.BY_SLA_KEY[k].search_only]
@@ -159,7 +178,9 @@ def merge_markers(
             f"the load sustained while latency bounds hold, so give one too, e.g. "
             f"sla({key}={merged[key]:g}, p99_ms=30)."
         )
-    return SlaSpec(bounds=tuple(sorted(merged.items())), regression=regression or None)
+    return SlaSpec(
+        bounds=tuple(sorted(merged.items())), regression=regression or None, max_config_gap=gap
+    )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,14 @@ import pytest
 
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, Workload
-from pytest_triton_perf.sla import SlaSpec, evaluate, failure_text, merge_markers, parse_marker
+from pytest_triton_perf.sla import (
+    SlaSpec,
+    evaluate,
+    failure_text,
+    label,
+    merge_markers,
+    parse_marker,
+)
 
 
 def result(
@@ -242,3 +249,32 @@ def test_failure_screen_and_reports_write_figures_alike() -> None:
                 float(token)  # a figure: the screen writes it the same way
                 assert token in line, (token, line, reason)
     assert ">= 1000 " in screen  # 1000 as the reports write it, not 1000.0
+
+
+def test_max_config_gap_is_parsed_closest_first_and_is_not_a_bound() -> None:
+    spec = merge_markers("t", [((), {"max_config_gap": "15%"}), ((), {"max_config_gap": 0.3})])
+    assert spec is not None and spec.max_config_gap == pytest.approx(0.15)
+    assert spec.bounds == ()
+    spec = merge_markers("t", [((), {"p99_ms": 30, "max_config_gap": 0.2})])
+    assert spec is not None and spec.as_dict == {"p99_ms": 30} and spec.max_config_gap == 0.2
+
+
+@pytest.mark.parametrize("value", [True, "lots", -0.1, [0.1], None])
+def test_max_config_gap_rejects_what_is_not_a_fraction(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"t: sla\(max_config_gap=.*(fraction|percentage)"):
+        merge_markers("t", [((), {"max_config_gap": value})])
+
+
+def test_min_capacity_is_checked_only_on_capacity_results() -> None:
+    spec = merge_markers("t", [((), {"p99_ms": 500, "min_capacity": 10})])
+    plain = result()
+    checks = evaluate(spec, [plain])
+    # No search at all: min_capacity fails and says why.
+    missing = [c for c in checks if c.key == "min_capacity"]
+    assert len(missing) == 1 and not missing[0].passed
+    assert "ran no triton_perf.capacity() search" in missing[0].note
+    settled = plain.as_capacity(plain.throughput)
+    checks = evaluate(spec, [plain, settled])
+    by = [(c.measurement, c.key, c.passed) for c in checks if c.key == "min_capacity"]
+    assert by == [(label(settled), "min_capacity", settled.throughput >= 10)]
+    assert label(settled).endswith("capacity over concurrency batch=1 grpc")
