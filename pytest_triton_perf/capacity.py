@@ -325,6 +325,12 @@ def find_capacity(
     best = max(passing, key=lambda s: s.load)
     peak = max(s.throughput for s in passing)
     knee = min(s.load for s in passing if s.throughput >= (1 - min_gain) * peak)
+    if best.result.client_bound:
+        # The design's rule: never report the client's limit as the server's.
+        notes.append(
+            f"the load generator was saturated at {over} {_load_text(best.load, over)}: the "
+            f"capacity may be the client's limit, not the model's (raise workers=)"
+        )
     above = [s.load for s in steps if not s.passed and s.load > best.load]
     next_load = float(
         min(above) if above else (math.ceil(best.load * growth) if integer else best.load * growth)
