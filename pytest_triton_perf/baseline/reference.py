@@ -25,6 +25,7 @@ from pytest_triton_perf.server.base import TritonServer
 
 if TYPE_CHECKING:
     import tritonclient.http
+    from tritonclient.grpc import model_config_pb2
 
 SUFFIX = "__ref"
 #: The candidate's copy, loaded beside the reference so that both arms are set up alike.
@@ -74,15 +75,72 @@ def reference_name(model: str) -> str:
 
 
 def _config_json(config_path: Path, name: str) -> str:
-    from google.protobuf import json_format, text_format
+    from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     try:
         config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     except text_format.ParseError as e:
         raise TritonPerfError(f"reference config {config_path} does not parse: {e}") from None
-    config.name = name
-    return str(json_format.MessageToJson(config))
+    return config_json(config, name)
+
+
+def config_json(config: model_config_pb2.ModelConfig, name: str) -> str:
+    """``config`` as the repository API takes it (JSON), under the model name ``name``."""
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2
+
+    named = model_config_pb2.ModelConfig()
+    named.CopyFrom(config)
+    named.name = name
+    return str(json_format.MessageToJson(named))
+
+
+def model_files(src: Path) -> dict[str, bytes]:
+    """The files of the model directory ``src`` but its ``config.pbtxt``, keyed as the
+    repository API takes them (``file:1/model.py``); compiled caches left out."""
+    config = src / "config.pbtxt"
+    return {
+        f"file:{f.relative_to(src).as_posix()}": f.read_bytes()
+        for f in sorted(src.rglob("*"))
+        if f.is_file() and f != config and "__pycache__" not in f.parts
+    }
+
+
+def load_model_copy(
+    client: tritonclient.http.InferenceServerClient, src: Path, name: str, config: str
+) -> None:
+    """Load the model directory ``src`` under ``name`` with ``config`` (JSON, see
+    :func:`config_json`) through the repository API: the one way a variant of a model (an
+    A/B reference, a search candidate) enters a running server. Raises tritonclient's
+    InferenceServerException (Triton's message) or OSError."""
+    client.load_model(name, config=config, files=model_files(src))
+
+
+def loaded_models(client: tritonclient.http.InferenceServerClient) -> set[str]:
+    """Names the repository index shows as loaded, loading or still unloading."""
+    return {
+        str(m.get("name"))
+        for m in client.get_model_repository_index()
+        if m.get("state") in ("READY", "UNLOADING", "LOADING")
+    }
+
+
+def unload_models(
+    client: tritonclient.http.InferenceServerClient, names: Sequence[str], timeout_s: float
+) -> set[str]:
+    """Unload ``names`` and wait until the index no longer shows them (Triton unloads in
+    the background, once requests in flight are done); returns those still there after
+    ``timeout_s``. Best effort: a name the server does not know is no error."""
+    for name in names:
+        with contextlib.suppress(Exception):
+            client.unload_model(name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = loaded_models(client) & set(names)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
 
 
 def candidate_name(model: str) -> str:
@@ -165,24 +223,11 @@ class ReferenceModels:
         before it confirms an A/B regression. (Loading an unchanged model again is a no-op
         in Triton, hence the unload.)"""
         names = [n for k, n in self.loaded.items() if k in (model, candidate_name(model))]
-        for name in names:
-            with contextlib.suppress(Exception):
-                self._http().unload_model(name)
-        deadline = time.monotonic() + max(self.server.startup_timeout_s, 30.0)
-        while any(self._is_loaded(n) for n in names) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        unload_models(self._http(), names, max(self.server.startup_timeout_s, 30.0))
         for key in [k for k in (model, candidate_name(model)) if k in self.loaded]:
             del self.loaded[key]
         if model in self._arms:
             self.arms(model)
-
-    def _is_loaded(self, name: str) -> bool:
-        """Whether ``name`` still appears as loaded (ready or unloading) in the index."""
-        index = self._http().get_model_repository_index()
-        return any(
-            m.get("name") == name and m.get("state") in ("READY", "UNLOADING", "LOADING")
-            for m in index
-        )
 
     def ensure(self, model: str) -> str | None:
         """Load the reference of ``model`` once; None when the reference has no such model."""
@@ -206,13 +251,8 @@ class ReferenceModels:
                 f"A/B mode: {what} has no config.pbtxt; A/B mode needs an explicit model "
                 f"configuration."
             )
-        files = {
-            f"file:{f.relative_to(src).as_posix()}": f.read_bytes()
-            for f in sorted(src.rglob("*"))
-            if f.is_file() and f != config and "__pycache__" not in f.parts
-        }
         try:
-            self._http().load_model(name, config=_config_json(config, name), files=files)
+            load_model_copy(self._http(), src, name, _config_json(config, name))
         except (InferenceServerException, OSError) as e:
             raise TritonPerfError(
                 f"A/B mode: loading {what} as '{name}' failed: {e}. The server must allow "

@@ -1,0 +1,127 @@
+"""The candidates of a search: the cartesian product of the space applied to the committed
+configuration, without the combinations that cannot be valid, and the committed
+configuration itself (always ``<model>__cfg0``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_triton_perf.search.config import (
+    apply_values,
+    config_diff,
+    config_text,
+    invalid_reason,
+    same_config,
+    values_of,
+)
+
+if TYPE_CHECKING:
+    from pytest_triton_perf.capacity import CapacityResult
+    from pytest_triton_perf.measure.result import PerfResult
+
+SUFFIX = "__cfg"
+
+
+def candidate_name(model: str, index: int) -> str:
+    """The name candidate ``index`` of ``model`` is loaded under."""
+    return f"{model}{SUFFIX}{index}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One candidate measured at one rung."""
+
+    rung: int
+    final: bool
+    objective: float | None
+    figures: Mapping[str, Any]  # metric name -> value, as PerfResult.summary() names them
+    breaches: tuple[str, ...]  # constraints broken (strictly at full length)
+    result: PerfResult | None
+    capacity: CapacityResult | None = None
+
+
+@dataclass
+class Arm:
+    """A candidate while the search runs (the final, frozen form is ``Candidate``)."""
+
+    index: int
+    name: str
+    values: dict[str, Any]
+    config: Any  # ModelConfig
+    committed: bool
+    config_pbtxt: str
+    config_diff: str
+    measurements: list[Measurement] = field(default_factory=list)
+    status: str = "pending"  # then finalist, pruned, infeasible or failed
+    note: str = ""
+
+    @property
+    def last(self) -> Measurement | None:
+        """The latest measurement, or None before the first."""
+        return self.measurements[-1] if self.measurements else None
+
+    def describe(self) -> str:
+        """``instance_count=2, dynamic_batching=True`` (``committed`` appended)."""
+        text = ", ".join(f"{k}={v}" for k, v in self.values.items())
+        return f"{text} (committed)" if self.committed else text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The arms to measure, and the combinations left out."""
+
+    arms: tuple[Arm, ...]
+    skipped: tuple[tuple[dict[str, Any], str], ...]  # values, why not valid
+    merged: int  # combinations that gave a configuration already among the arms
+
+
+def plan(model: str, space: Mapping[str, tuple[Any, ...]], committed: Any) -> Plan:
+    """Every valid, distinct configuration of ``space`` applied to ``committed``; the
+    committed configuration first, as ``<model>__cfg0`` (with the values it has for the
+    space's keys, or the combination that gives exactly it)."""
+    keys = list(space)
+    committed_text = config_text(committed)
+    arms = [
+        Arm(
+            0,
+            candidate_name(model, 0),
+            values_of(committed, keys),
+            committed,
+            True,
+            committed_text,
+            "",
+        )
+    ]
+    skipped: list[tuple[dict[str, Any], str]] = []
+    merged = 0
+    for combo in itertools.product(*(space[k] for k in keys)):
+        values = dict(zip(keys, combo, strict=True))
+        config = apply_values(committed, values)
+        why = invalid_reason(values, config)
+        if why is not None:
+            skipped.append((values, why))
+            continue
+        same = next((a for a in arms if same_config(a.config, config)), None)
+        if same is not None:
+            if same.committed and same.values != values:
+                # The committed configuration is in the space: name it by that combination.
+                same.values = values
+            merged += 1
+            continue
+        index = len(arms)
+        arms.append(
+            Arm(
+                index,
+                candidate_name(model, index),
+                values,
+                config,
+                False,
+                config_text(config),
+                config_diff(committed, config),
+            )
+        )
+    return Plan(tuple(arms), tuple(skipped), merged)

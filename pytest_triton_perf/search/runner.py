@@ -1,0 +1,544 @@
+"""``run_search``: load each candidate configuration beside the model, measure it, rank.
+
+Each candidate is the model's own files with an edited configuration, loaded through
+Triton's repository API as ``<model>__cfg<N>`` (the A/B references' mechanism,
+:func:`pytest_triton_perf.baseline.reference.load_model_copy`), so a search runs the same on
+the local, container and remote launchers. One candidate is loaded at a time, measured and
+unloaded again before the next: candidates do not share the machine's memory or cores, and
+memory figures are each candidate's own. The committed configuration is loaded as a copy
+too (``<model>__cfg0``), so that every arm is set up alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pytest_triton_perf import metrics
+from pytest_triton_perf.baseline.reference import (
+    config_json,
+    load_model_copy,
+    unload_models,
+)
+from pytest_triton_perf.capacity import AXES, find_capacity
+from pytest_triton_perf.errors import ArgumentError, ServerDiedError, TritonPerfError
+from pytest_triton_perf.measure.engine import MeasureSettings
+from pytest_triton_perf.measure.engine import measure as engine_measure
+from pytest_triton_perf.numbers import fmt
+from pytest_triton_perf.search import strategy as strategies
+from pytest_triton_perf.search.candidates import Arm, Measurement, plan
+from pytest_triton_perf.search.config import parse_config
+from pytest_triton_perf.search.objective import (
+    SHORT_TOLERANCE,
+    breaches,
+    capacity_keys,
+    is_latency,
+    objective_value,
+    parse_objective,
+    parse_sla,
+)
+from pytest_triton_perf.search.result import Candidate, SearchResult
+from pytest_triton_perf.search.space import parse_space
+
+if TYPE_CHECKING:
+    import tritonclient.http
+
+    from pytest_triton_perf.capacity import CapacityResult
+    from pytest_triton_perf.measure.engine import Endpoints
+    from pytest_triton_perf.measure.result import PerfResult
+
+#: A rung-0 measurement: warm-up, windows and window length at most these.
+SHORT_WARMUP_S = 0.2
+SHORT_WINDOWS = 2
+SHORT_WINDOW_S = 0.3
+#: Bisection resolution of a capacity over concurrency at a short rung (full length: 1).
+COARSE_CONCURRENCY = 2.0
+#: Unloading a candidate: how long to wait until the index no longer shows it.
+UNLOAD_TIMEOUT_S = 60.0
+
+
+class MeasureFn(Protocol):
+    """How a search measures one load level of one candidate: ``measure(name,
+    settings=..., concurrency=..., ...)``; the default is the engine's ``measure`` on the
+    search's server."""
+
+    def __call__(self, model: str, *, settings: MeasureSettings, **kwargs: Any) -> PerfResult:
+        """Measure the model (candidate) ``model``."""
+        ...
+
+
+def rung0_settings(full: MeasureSettings) -> MeasureSettings:
+    """Rung 0's settings: at most 2 windows of 0.3 s after 0.2 s of warm-up, never
+    extended for stability, and never longer than ``full``."""
+    windows = min(full.windows, SHORT_WINDOWS)
+    return MeasureSettings(
+        warmup_s=min(full.warmup_s, SHORT_WARMUP_S),
+        windows=windows,
+        window_s=min(full.window_s, SHORT_WINDOW_S),
+        max_windows=windows,
+        stability_pct=full.stability_pct,
+        drain_timeout_s=full.drain_timeout_s,
+    )
+
+
+def rung_settings(short: MeasureSettings, full: MeasureSettings, rung: int) -> MeasureSettings:
+    """A short rung's settings: rung 0's windows, ``ETA`` times longer per rung, at most
+    ``full``'s."""
+    return MeasureSettings(
+        warmup_s=short.warmup_s,
+        windows=short.windows,
+        window_s=min(full.window_s, short.window_s * strategies.ETA**rung),
+        max_windows=short.max_windows,
+        stability_pct=short.stability_pct,
+        drain_timeout_s=short.drain_timeout_s,
+    )
+
+
+def model_directory(server: object, model: str, model_repository: Any = None) -> Path:
+    """The directory of ``model``'s files: in ``model_repository`` when given, else in the
+    server's own model repositories (local and container launchers)."""
+    if model_repository is not None:
+        where = Path(os.fspath(model_repository))
+        src = where / model
+        if not (src / "config.pbtxt").is_file():
+            raise ArgumentError(
+                f"model_repository={os.fspath(model_repository)!r}: no {model}/config.pbtxt "
+                f"there; give the model repository that holds model '{model}'."
+            )
+        return src
+    repositories = getattr(server, "model_repositories", ())
+    for repo in repositories:
+        if (Path(repo) / model / "config.pbtxt").is_file():
+            return Path(repo) / model
+    looked = (
+        f"the server's model repositories ({', '.join(str(r) for r in repositories)}) "
+        f"hold no {model}/config.pbtxt"
+        if repositories
+        else "the server has no local model repository (a remote server)"
+    )
+    raise ArgumentError(
+        f"search of model '{model}': its files are not at hand: {looked}. Pass "
+        f"model_repository=DIR (--model-repository) with the model's directory; each "
+        f"candidate is loaded from those files with its own configuration."
+    )
+
+
+class _Loader:
+    """Loads candidates through the repository API and unloads them again."""
+
+    def __init__(self, server: Any, src: Path):
+        self.src = src
+        self.timeout_s = max(float(getattr(server, "startup_timeout_s", 120.0)), 30.0)
+        self.http_url = str(server.http_url)
+        self.loaded: set[str] = set()
+        self._client: tritonclient.http.InferenceServerClient | None = None
+
+    def client(self) -> tritonclient.http.InferenceServerClient:
+        if self._client is None:
+            import tritonclient.http
+
+            self._client = tritonclient.http.InferenceServerClient(
+                self.http_url, network_timeout=self.timeout_s
+            )
+        return self._client
+
+    def load(self, arm: Arm) -> str | None:
+        """Load ``arm``; None when it loaded, else Triton's message."""
+        from tritonclient.utils import InferenceServerException
+
+        self.loaded.add(arm.name)  # a failed load may leave it half there: unload anyway
+        try:
+            load_model_copy(self.client(), self.src, arm.name, config_json(arm.config, arm.name))
+        except InferenceServerException as e:
+            return _one_line(str(e.message() or e))
+        except OSError as e:
+            return _one_line(str(e))
+        return None
+
+    def unload(self, names: set[str]) -> None:
+        """Unload ``names`` and wait until they are gone; raise when one stays loaded."""
+        if not names:
+            return
+        left = unload_models(self.client(), sorted(names), self.timeout_s)
+        self.loaded -= names - left
+        if left:
+            raise TritonPerfError(
+                f"candidate(s) {', '.join(sorted(left))} still loaded {self.timeout_s:g} s "
+                f"after the unload request; unload them by hand."
+            )
+
+    def close(self) -> None:
+        """Unload whatever is still loaded (errors, interrupts) and close the client."""
+        try:
+            if self.loaded:
+                with contextlib.suppress(Exception):
+                    self.unload(set(self.loaded))
+        finally:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+                self._client = None
+
+
+def _one_line(message: str) -> str:
+    """Triton's load error on one line: a Python model's traceback ("At: ...") left out."""
+    head = message.split("\n\nAt:")[0]
+    return " ".join(head.split()).rstrip(" ;")
+
+
+def _figures(result: PerfResult | None, capacity: float | None = None) -> dict[str, Any]:
+    figures: dict[str, Any] = dict(result.summary()) if result is not None else {}
+    figures["capacity"] = capacity
+    return figures
+
+
+@dataclass
+class _Search:
+    """One search's arguments, validated, and the evaluation of one arm at one rung."""
+
+    model: str
+    objective: str
+    bounds: dict[str, float]  # every constraint, max_error_rate=0 unless given
+    full: MeasureSettings
+    short: MeasureSettings
+    measure: MeasureFn
+    kwargs: dict[str, Any]  # the measurement's load, inputs, protocol
+    over: str
+    start: float | None
+    limit: float | None
+    loader: _Loader
+    notify: Callable[[str], None]
+    checked: bool = False  # whether the figures the search needs proved measurable
+
+    def evaluate(self, arm: Arm, rung: int, final: bool) -> None:
+        """Load ``arm``, measure it at ``rung``, unload it; a candidate that fails to load
+        or to measure is marked failed and the search goes on."""
+        try:
+            measurement = self._loaded_and_measured(arm, rung, final)
+        except BaseException:
+            # Unload, but let nothing hide the error (or the interrupt) that got here.
+            with contextlib.suppress(Exception):
+                self.loader.unload({arm.name})
+            raise
+        self.loader.unload({arm.name})
+        if measurement is None:
+            return
+        arm.measurements.append(measurement)
+        if not self.checked:
+            self._check_measurable(measurement)
+            self.checked = True
+        verdict = "ok" if not measurement.breaches else "breaks " + ", ".join(measurement.breaches)
+        self.notify(
+            f"  {arm.name} rung {rung}{' (full length)' if final else ''}: {self.objective} "
+            f"{fmt(measurement.objective)}, {verdict} [{arm.describe()}]"
+        )
+
+    def _loaded_and_measured(self, arm: Arm, rung: int, final: bool) -> Measurement | None:
+        """``arm`` loaded and measured; None (the arm marked failed) when it does not load
+        or its measurement fails. The committed configuration failing is an error: what
+        fails for it fails for every candidate (the server's model control, the load)."""
+        why = self.loader.load(arm)
+        if why is not None and arm.committed:
+            raise TritonPerfError(
+                f"search of model '{self.model}': loading a copy of it as '{arm.name}' "
+                f"failed: {why}. The server must allow model control "
+                f"(--model-control-mode=explicit)."
+            )
+        if why is not None:
+            arm.status = "failed"
+            arm.note = f"did not load: {why}"
+            self.notify(f"  {arm.name}: failed to load ({arm.describe()}): {why}")
+            return None
+        settings = self.full if final else rung_settings(self.short, self.full, rung)
+        try:
+            return self._measure(arm, rung, final, settings)
+        except ServerDiedError:
+            raise
+        except TritonPerfError as e:
+            if arm.committed:
+                raise
+            # E.g. a max_batch_size below the batch size measured: this candidate only.
+            arm.status = "failed"
+            arm.note = f"measurement failed at rung {rung}: {e}"
+            self.notify(f"  {arm.name}: {arm.note}")
+            return None
+
+    def _measure(self, arm: Arm, rung: int, final: bool, settings: MeasureSettings) -> Measurement:
+        tolerance = 0.0 if final else SHORT_TOLERANCE
+        if self.objective != "capacity":
+            result = self.measure(arm.name, settings=settings, **self.kwargs)
+            figures = _figures(result)
+            return Measurement(
+                rung,
+                final,
+                objective_value(self.objective, figures),
+                figures,
+                breaches(figures, self.bounds, tolerance),
+                result,
+            )
+
+        def level(load: Mapping[str, float]) -> PerfResult:
+            axis = {k: (int(v) if k == "concurrency" else float(v)) for k, v in load.items()}
+            return self.measure(arm.name, settings=settings, **self.kwargs, **axis)
+
+        resolution = None if final or self.over != "concurrency" else COARSE_CONCURRENCY
+        cap = find_capacity(
+            level,
+            self.bounds,
+            over=self.over,
+            start=self.start,
+            limit=self.limit,
+            resolution=resolution,
+            model=arm.name,
+        )
+        return self._capacity_measurement(cap, rung, final, tolerance)
+
+    def _capacity_measurement(
+        self, cap: CapacityResult, rung: int, final: bool, tolerance: float
+    ) -> Measurement:
+        """The capacity as a measurement: the latency and error bounds hold at its load by
+        construction; the other constraints are checked on the result there."""
+        others = {k: v for k, v in self.bounds.items() if k not in cap.bounds}
+        if cap.capacity is not None and cap.result is not None:
+            figures = _figures(cap.result, cap.capacity)
+            found = breaches(figures, others, tolerance)
+            return Measurement(rung, final, cap.capacity, figures, found, cap.result, cap)
+        first = cap.steps[0].result if cap.steps else None
+        figures = _figures(first)
+        # Not even the first level held the bounds: at full length that is a breach; a
+        # short measurement prunes only when it clearly is one.
+        if final:
+            found = cap.steps[0].breached if cap.steps else ("no level measured",)
+        else:
+            found = breaches(figures, cap.bounds, tolerance)
+        return Measurement(rung, final, None, figures, tuple(found), first, cap)
+
+    def _check_measurable(self, measurement: Measurement) -> None:
+        """Raise ArgumentError when the objective or a constraint names a figure this
+        server does not measure (GPU memory without a GPU or metrics)."""
+        result = measurement.result
+        needed = [self.objective] + [
+            metrics.BY_SLA_KEY[k].name for k in self.bounds if not is_latency(k)
+        ]
+        for name in needed:
+            if name.endswith("_memory_mb") and measurement.figures.get(name) is None:
+                reason = result.unavailable_reason(name) if result is not None else None
+                role = "objective" if name == self.objective else "constraint"
+                raise ArgumentError(
+                    f"search of model '{self.model}': the {role} {name} cannot be measured "
+                    f"here: {reason or 'no source measured it'}."
+                )
+
+
+def _candidate(arm: Arm, rank: int | None) -> Candidate:
+    last = arm.last
+    figures = last.figures if last is not None else {}
+    cap = last.capacity if last is not None else None
+    sla_ok = last is not None and not last.breaches and arm.status != "failed"
+    note = arm.note
+    if last is not None and last.capacity is not None and arm.status != "failed":
+        note = "; ".join(n for n in (note, last.capacity.describe()) if n)
+    return Candidate(
+        name=arm.name,
+        values=dict(arm.values),
+        config_pbtxt=arm.config_pbtxt,
+        config_diff=arm.config_diff,
+        committed=arm.committed,
+        status=arm.status,  # type: ignore[arg-type]
+        rank=rank,
+        objective=last.objective if last is not None else None,
+        capacity=cap.capacity if cap is not None else None,
+        p99_ms=figures.get("p99_ms"),
+        throughput=figures.get("throughput"),
+        gpu_memory_mb=figures.get("gpu_memory_mb"),
+        cpu_memory_mb=figures.get("cpu_memory_mb"),
+        sla_ok=sla_ok,
+        note=note,
+        rung=last.rung if last is not None else -1,
+        result=last.result if last is not None else None,
+        capacity_result=cap,
+    )
+
+
+def _number_or_none(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ArgumentError(
+            f"search {name}={value!r}: a number >= 0 is accepted (0.15: the best may beat "
+            f"the committed configuration by 15%)."
+        )
+    return float(value)
+
+
+def _capacity_axis(
+    model: str,
+    bounds: Mapping[str, float],
+    over: str | None,
+    start: float | None,
+    measure_kwargs: dict[str, Any],
+) -> tuple[str, float | None]:
+    """The load axis of a capacity objective and the level to start from; takes the load
+    (``concurrency`` or ``request_rate``) out of ``measure_kwargs``: the search sets it."""
+    if not any(is_latency(k) for k in bounds):
+        raise ArgumentError(
+            f"search of model '{model}' for capacity: no latency bound; a capacity is the "
+            f"load sustained while latency bounds hold, so give one in sla, e.g. "
+            f"sla={{'p99_ms': 30}}."
+        )
+    rate = measure_kwargs.get("request_rate")
+    axis = over or ("request_rate" if rate is not None else "concurrency")
+    if axis not in AXES:
+        raise ArgumentError(f"search over={over!r}: 'concurrency' or 'request_rate' is accepted.")
+    other = "request_rate" if axis == "concurrency" else "concurrency"
+    if measure_kwargs.get(other) is not None:
+        raise ArgumentError(
+            f"search over={axis!r} with {other}={measure_kwargs[other]!r}: the capacity is "
+            f"searched over one load; give {axis}=... (the level to start from) or start=..."
+        )
+    given = measure_kwargs.pop(axis, None)
+    measure_kwargs.pop(other, None)
+    return axis, start if start is not None else given
+
+
+def run_search(
+    server: Endpoints,
+    model: str,
+    space: Mapping[str, Any],
+    *,
+    objective: str = "capacity",
+    sla: Mapping[str, Any] | None = None,
+    strategy: str = "halving",
+    settings: MeasureSettings | None = None,
+    short_settings: MeasureSettings | None = None,
+    model_repository: str | os.PathLike[str] | None = None,
+    max_config_gap: float | None = None,
+    over: str | None = None,
+    start: float | None = None,
+    limit: float | None = None,
+    measure: MeasureFn | None = None,
+    notify: Callable[[str], None] | None = None,
+    **measure_kwargs: Any,
+) -> SearchResult:
+    """Search ``space`` (see ``search.space``) for the configuration of ``model`` that is
+    best on ``objective`` within ``sla``; returns every candidate ranked.
+
+    ``objective``: ``"capacity"`` (inferences/s within the SLA's latency bounds, searched
+    over ``over``: concurrency, or request_rate when ``request_rate`` is given;
+    ``start``/``limit`` bound that search), ``"throughput"``, ``"p99_ms"`` or
+    ``"gpu_memory_mb"`` at the load ``measure_kwargs`` give (``concurrency``,
+    ``request_rate``, ``batch_size``, ``protocol``, ``inputs``, ``shapes``, ... as the
+    engine's ``measure`` takes them). Model Analyzer's names (``perf_throughput``,
+    ``perf_latency_p99``, ``gpu_used_memory``) are accepted. ``sla``: SLA keys (Model
+    Analyzer's names accepted) checked on every measurement. ``strategy``: ``"halving"``
+    (successive halving, see ``search.strategy``) or ``"grid"``. ``settings``: the full
+    length of one measurement (``short_settings``: rung 0's, derived from it by default).
+    ``model_repository``: where the model's files are, when the server's own model
+    repositories are not at hand (a remote server). ``measure``: how one level is measured
+    (default: the measurement engine). ``notify``: receives a progress line per step.
+
+    Every candidate is unloaded before this returns, also on errors and interrupts. Raises
+    ArgumentError (a ValueError) for a bad space, objective, SLA or argument, before
+    anything is loaded.
+    """
+    started = time.perf_counter()
+    say = notify or (lambda line: None)
+    parsed_space = parse_space(space)
+    goal = parse_objective(objective)
+    bounds = parse_sla(sla)
+    if strategy not in strategies.STRATEGIES:
+        raise ArgumentError(
+            f"search strategy={strategy!r}: one of {', '.join(strategies.STRATEGIES)} is "
+            f"accepted (halving: short measurements first, grid: every candidate at full "
+            f"length)."
+        )
+    gap_limit = _number_or_none("max_config_gap", max_config_gap)
+    if goal == "capacity":
+        axis, first = _capacity_axis(model, bounds, over, start, measure_kwargs)
+    else:
+        needs_capacity = [k for k in bounds if k in capacity_keys()]
+        if needs_capacity:
+            raise ArgumentError(
+                f"search sla: {', '.join(needs_capacity)} bounds a capacity, which only the "
+                f"'capacity' objective measures (objective is {goal!r})."
+            )
+        if over is not None or start is not None or limit is not None:
+            raise ArgumentError(
+                f"search: over, start and limit bound a capacity search; objective {goal!r} "
+                f"measures at the load given (concurrency=..., request_rate=...)."
+            )
+        axis, first = "concurrency", None
+    full = settings or MeasureSettings()
+    short = short_settings or rung0_settings(full)
+    constraints = {**metrics.default_bounds(), **bounds}
+
+    src = model_directory(server, model, model_repository)
+    committed = parse_config(src / "config.pbtxt")
+    candidates = plan(model, parsed_space, committed)
+    arms = candidates.arms
+    say(
+        f"search of '{model}' ({goal}, {strategy}): {len(arms)} candidates "
+        f"({len(arms) - 1} from the space, the committed configuration as {arms[0].name})"
+        + (f"; {len(candidates.skipped)} combinations skipped" if candidates.skipped else "")
+    )
+    for values, why in candidates.skipped:
+        say(f"  skipped {', '.join(f'{k}={v}' for k, v in values.items())}: {why}")
+
+    def engine(model: str, *, settings: MeasureSettings, **kwargs: Any) -> PerfResult:
+        return engine_measure(server, model, settings=settings, **kwargs)
+
+    loader = _Loader(server, src)
+    search = _Search(
+        model=model,
+        objective=goal,
+        bounds=constraints,
+        full=full,
+        short=short,
+        measure=measure or engine,
+        kwargs=dict(measure_kwargs),
+        over=axis,
+        start=first,
+        limit=limit,
+        loader=loader,
+        notify=say,
+    )
+    try:
+        pruned = strategies.run_strategy(strategy, arms, search.evaluate, goal, say)
+    finally:
+        loader.close()
+    ranked = [_candidate(arm, r) for arm, r in strategies.rank(arms, goal)]
+    notes = []
+    if candidates.skipped:
+        notes.append(
+            f"{len(candidates.skipped)} combination(s) of the space cannot be valid "
+            f"configurations and were skipped"
+        )
+    result = SearchResult(
+        model=model,
+        objective=goal,
+        strategy=strategy,
+        space=parsed_space,
+        sla=bounds,
+        candidates=tuple(ranked),
+        duration_s=time.perf_counter() - started,
+        pruned=pruned,
+        skipped=len(candidates.skipped),
+        max_config_gap=gap_limit,
+        notes=tuple(notes),
+    )
+    best = result.best
+    say(
+        f"search of '{model}' done in {result.duration_s:.1f} s: "
+        + (
+            f"best {best.name} ({best.describe()}), {goal} {fmt(best.objective)}"
+            if best
+            else "no candidate holds the SLA"
+        )
+        + (f", {result.gap:+.0%} on the committed one" if result.gap else "")
+    )
+    return result
