@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.ab import ABPlan, run_ab
 from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.baseline.key import environment_key, git_commit, soft_environment
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from pytest_triton_perf.capacity import CapacityResult
     from pytest_triton_perf.measure.engine import MeasureSettings
+    from pytest_triton_perf.search import SearchResult
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 MEASURED_KEY = pytest.StashKey[list[Measured]]()
@@ -499,6 +501,79 @@ class TritonPerf:
         measured.host_load = host.finish()
         measured.analysis = {"capacity": found.to_dict()}
         self._record(measured)
+        return found
+
+    def search(
+        self,
+        model: str,
+        space: Mapping[str, Any],
+        *,
+        objective: str = "capacity",
+        sla: Mapping[str, Any] | None = None,
+        strategy: str = "halving",
+        over: str | None = None,
+        start: float | None = None,
+        limit: float | None = None,
+        model_repository: str | Path | None = None,
+        warmup_s: float | None = None,
+        windows: int | None = None,
+        window_s: float | None = None,
+        **measure_kwargs: Any,
+    ) -> SearchResult:
+        """Search the configurations of ``model`` in ``space`` for the best on
+        ``objective`` within the SLA: a :class:`~pytest_triton_perf.search.SearchResult`
+        with every candidate ranked and ``best`` (``best.values``, ``best.config_pbtxt``).
+
+        ``space`` maps instance_count, instance_kind, max_batch_size, dynamic_batching,
+        preferred_batch_size, max_queue_delay_us and parameters.<key> to lists of values.
+        ``objective``: "capacity" (needs a latency bound), "throughput", "p99_ms" or
+        "gpu_memory_mb" (Model Analyzer's names accepted). ``sla``: the constraints
+        (default: the test's marker bounds). ``strategy``: "halving" (successive halving:
+        short measurements first) or "grid". Each candidate is the model's files with an
+        edited config.pbtxt, loaded as ``<model>__cfg<N>`` and unloaded afterwards. The
+        marker's ``max_config_gap`` fails the test when the best beats the committed
+        configuration by more than that on the objective.
+        """
+        from pytest_triton_perf.search import run_search
+
+        spec = self._item.stash.get(SPEC_KEY, None)
+        if sla is None and spec is not None:
+            sla = {k: v for k, v in spec.bounds if not metrics.BY_SLA_KEY[k].search_only}
+        settings = measure_settings(
+            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
+        )
+        if model_repository is None and self.settings.url and self.settings.model_repository:
+            # A remote server: the candidates' files come from the local model repository.
+            model_repository = self.settings.model_repository
+        self.server.check_alive()
+        self.server.require_model(model)
+        host = HostLoad()
+        found = run_search(
+            self.server,
+            model,
+            space,
+            objective=objective,
+            sla=sla,
+            strategy=strategy,
+            settings=settings,
+            model_repository=model_repository,
+            max_config_gap=spec.max_config_gap if spec else None,
+            over=over,
+            start=start,
+            limit=limit,
+            **measure_kwargs,
+        )
+        # The record: the best candidate's measurement (or, with none within the SLA, the
+        # committed one's, whose breach then fails the test).
+        chosen = found.best or found.committed
+        result = chosen.result if chosen is not None else None
+        if result is not None:
+            if chosen is not None and chosen.capacity is not None:
+                result = result.as_capacity(chosen.capacity)
+            measured = Measured(result, config=self.session.model_config(self.server, model))
+            measured.host_load = host.finish()
+            measured.analysis = {"search": found.to_dict()}
+            self._record(measured)
         return found
 
     def _capacity_measured(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -246,6 +247,10 @@ def drift_problems(test: str, max_gap: float, measured: Sequence[Measured]) -> l
             by_name.get(doc.get("committed") or ""),
         )
         gap = doc.get("gap")
+        if gap is None and best is not None and committed is not None and best is not committed:
+            # The committed configuration broke the SLA (or failed) where the best holds it:
+            # drift beyond any gap.
+            gap = math.inf
         if gap is None:
             why = (
                 f"the committed configuration was {committed['status']}: {committed['note']}"
@@ -262,8 +267,14 @@ def drift_problems(test: str, max_gap: float, measured: Sequence[Measured]) -> l
         values = ", ".join(f"{k}={v}" for k, v in sorted(best.get("values", {}).items()))
         lines = [
             f"Configuration drift in {test}: model '{model}': the best configuration found, "
-            f"{best['name']} ({values}), beats the committed one by {gap:+.0%} on {objective} "
-            f"(max_config_gap {max_gap:.0%})",
+            f"{best['name']} ({values}), "
+            + (
+                f"beats the committed one by {gap:+.0%} on {objective}"
+                if math.isfinite(gap)
+                else f"holds the SLA where the committed one is {committed and committed['status']}"
+                f" ({committed and committed['note']})"
+            )
+            + f" (max_config_gap {max_gap:.0%})",
             f"  committed: {objective} {fmt(committed.get('objective') if committed else None)}"
             f"; best: {objective} {fmt(best.get('objective'))}",
             "  config.pbtxt diff (committed -> best):",

@@ -133,9 +133,21 @@ def parse_config_gap(test: str, value: Any) -> float:
     """``max_config_gap=0.15`` or ``"15%"``: how far the best configuration a search finds
     may beat the committed one on the objective before the test fails."""
     where = f"{test}: sla(max_config_gap={shown(value)})"
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{where}: a fraction like 0.15 or a percentage like '15%' is accepted.")
-    return metrics.parse_effect(value, where=where)
+    number = math.nan
+    if isinstance(value, str):
+        raw = value.strip()
+        try:
+            number = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except (ValueError, OverflowError):
+            number = math.nan
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    if not (0 <= number < math.inf):
+        raise ConfigError(
+            f"{where}: a fraction >= 0 like 0.15 or a percentage like '15%' is accepted (how "
+            f"much better than the committed configuration the best found may be)."
+        )
+    return number
 
 
 def parse_regression(test: str, value: Any) -> dict[str, float | None]:

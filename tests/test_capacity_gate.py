@@ -152,3 +152,45 @@ def test_ab_mode_searches_once_and_compares_two_levels(tmp_path: Path) -> None:
     # One search, on the reference only.
     search = record["analysis"]["capacity"]
     assert search["model"] == "sleepy" and search["capacity"] == pytest.approx(50, rel=0.2)
+
+
+DRIFT = """
+import pytest
+
+SPACE = {"dynamic_batching": [False, True]}
+
+@pytest.mark.sla(p99_ms=300, max_config_gap=0.15)
+def test_drift(triton_perf):
+    found = triton_perf.search("sleepy", SPACE, objective="throughput", concurrency=4)
+    assert found.best.values == {"dynamic_batching": True}
+
+@pytest.mark.sla(p99_ms=300, max_config_gap=10)
+def test_no_drift_within_a_wide_gap(triton_perf):
+    triton_perf.search("sleepy", SPACE, objective="throughput", concurrency=4)
+
+@pytest.mark.sla(p99_ms=300, max_config_gap=0.15)
+def test_gap_without_search(triton_perf):
+    triton_perf.measure("sleepy")
+"""
+
+
+def test_the_drift_gate_fails_naming_the_better_configuration(tmp_path: Path) -> None:
+    project = make_project(tmp_path)
+    (project / "test_gate.py").write_text(DRIFT)
+    out = project / "results.json"
+    run = pytest_in(project, "-rA", f"--triton-perf-json={out}")
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "FAILED test_gate.py::test_drift" in run.stdout
+    assert "PASSED test_gate.py::test_no_drift_within_a_wide_gap" in run.stdout
+    assert "FAILED test_gate.py::test_gap_without_search" in run.stdout
+    assert "sets max_config_gap=0.15 but the test ran no triton_perf.search()" in run.stdout
+    drift = run.stdout[run.stdout.index("Configuration drift in test_gate.py::test_drift") :]
+    assert "the best configuration found, sleepy__cfg1 (dynamic_batching=True)" in drift
+    assert "on throughput (max_config_gap 15%)" in drift
+    assert "+dynamic_batching {" in drift  # the config.pbtxt diff
+    doc = json.loads(out.read_text())
+    search = next(m for m in doc["measurements"] if m["test"].endswith("test_drift"))
+    found = search["analysis"]["search"]
+    assert found["best"] == "sleepy__cfg1" and found["committed"] == "sleepy__cfg0"
+    assert found["gap"] > 1  # four requests per 20 ms batch against one
+    assert "dynamic_batching" in found["best_config_pbtxt"]
