@@ -61,3 +61,48 @@ def test_simple_open_loop_rate_sweep(triton_perf):
 @pytest.mark.sla(p99_ms=5)
 def test_demo_failing_gate(triton_perf):
     triton_perf.measure("sleepy", concurrency=1)
+
+
+@pytest.mark.sla(p99_ms=100, min_capacity=40)
+def test_sleepy_capacity(triton_perf):
+    """How much load `sleepy` sustains while p99 stays within 100 ms: one instance that sleeps
+    20 ms per request serves about 50 inferences/s, whatever the concurrency. The search
+    doubles the concurrency until p99 breaks the bound or throughput stops growing, then
+    bisects; `min_capacity` gates the result."""
+    found = triton_perf.capacity("sleepy", windows=2, window_s=1.0)
+    assert found.limited_by in ("plateau", "p99_ms")
+
+
+# `sleepy` as committed is not its best configuration: one instance and no dynamic batching.
+# Two instances double its capacity; dynamic batching serves every queued request in one
+# 20 ms execution. The search finds that, and the drift gate would fail on it.
+SLEEPY_SPACE = {"instance_count": [1, 2], "dynamic_batching": [False, True]}
+
+
+@pytest.mark.sla(p99_ms=100)
+def test_sleepy_best_configuration(triton_perf):
+    """Model Analyzer's question as a test: which configuration sustains the most load
+    within the SLA? Short measurements first (successive halving), the finalists at full
+    length; every candidate is a copy `sleepy__cfg<N>` with an edited config.pbtxt."""
+    found = triton_perf.search(
+        "sleepy", SLEEPY_SPACE, objective="capacity", limit=8, windows=2, window_s=0.5
+    )
+    assert found.best.values["dynamic_batching"] is True
+    print(found.best.config_pbtxt)
+
+
+@pytest.mark.xfail(
+    reason="demonstration of the configuration drift gate: dynamic batching serves sleepy's "
+    "queued requests together, far more than 15% better than the committed config",
+    strict=True,
+)
+@pytest.mark.sla(p99_ms=300, max_config_gap=0.15)
+def test_demo_config_drift(triton_perf):
+    triton_perf.search(
+        "sleepy",
+        {"dynamic_batching": [False, True]},
+        objective="throughput",
+        concurrency=4,
+        windows=2,
+        window_s=0.5,
+    )
