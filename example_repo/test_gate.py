@@ -54,6 +54,16 @@ def test_simple_open_loop_rate_sweep(triton_perf):
         assert result.request_rate_achieved > 0.95 * result.workload.request_rate
 
 
+@pytest.mark.sla(p99_ms=50, max_error_rate=0)
+def test_accumulator_sequences(triton_perf):
+    """`accumulator` is stateful (Triton's sequence batcher): concurrency=4 keeps 4 sequences
+    in flight, each of 10 requests carrying its correlation ID and start/end flags. The SLA
+    bounds each request; the result also has the latency of whole sequences."""
+    result = triton_perf.measure("accumulator", concurrency=4, sequence_length=10)
+    assert result.sequences > 0 and result.sequence_errors == 0
+    assert result.sequence_latency_ms.p50 > result.latency_ms.p50
+
+
 @pytest.mark.xfail(
     reason="demonstration of a failing gate: sleepy takes 20 ms per request, the SLA allows 5",
     strict=True,

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pytest_triton_perf.load import grpc_client, h2_client, http_client
-from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor
+from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor, cancel_and_wait
 from pytest_triton_perf.load.open_loop import OpenLoop
 from pytest_triton_perf.load.recorder import Recorder, Records
 from pytest_triton_perf.load.schedule import offsets_ns
-from pytest_triton_perf.load.transport import InferClient
+from pytest_triton_perf.load.sequences import SequenceClient, SequencePlan, Sequencer
+from pytest_triton_perf.load.transport import InferClient, TransportError
 from pytest_triton_perf.urls import parse_url
 
 #: gRPC channels (one TCP connection each) opened per process; clients share them.
@@ -47,6 +48,7 @@ class LoadSpec:
     worker: int = 0
     workers: int = 1
     grpc_client: str = "lean"  # "lean" (h2_client) or "grpcio" (grpc.aio)
+    sequence: SequencePlan | None = None  # a sequence model: how its sequences run
 
     @property
     def open_loop(self) -> bool:
@@ -113,16 +115,35 @@ class LocalDriver:
         self._closed: ClosedLoop | None = None
         self._open: OpenLoop | None = None
         self._marks = (0.0, 0.0, 0.0)
+        self._sequencer = (
+            Sequencer(
+                load.sequence,
+                load.protocol,
+                load.payloads,
+                worker=load.worker,
+                workers=load.workers,
+            )
+            if load.sequence is not None
+            else None
+        )
 
     def _new_client(self) -> InferClient:
         load = self._load
+        client: (
+            http_client.HttpInferClient | h2_client.H2GrpcInferClient | grpc_client.GrpcInferClient
+        )
         if load.protocol == "http":
             host, port = parse_url(load.http_url, option="server address")
-            return http_client.HttpInferClient(host, port, load.payloads)
-        channel = self._channels[len(self._clients) % len(self._channels)]
-        if load.grpc_client == "lean":
-            return h2_client.H2GrpcInferClient(channel, load.payloads)
-        return grpc_client.GrpcInferClient(channel, load.payloads)
+            client = http_client.HttpInferClient(host, port, load.payloads)
+        else:
+            channel = self._channels[len(self._clients) % len(self._channels)]
+            if load.grpc_client == "lean":
+                client = h2_client.H2GrpcInferClient(channel, load.payloads)
+            else:
+                client = grpc_client.GrpcInferClient(channel, load.payloads)
+        if self._sequencer is not None:
+            return SequenceClient(client, self._sequencer)
+        return client
 
     def _tracked_client(self) -> InferClient:
         client = self._new_client()
@@ -149,7 +170,7 @@ class LocalDriver:
             await asyncio.gather(
                 *(
                     c.connect()
-                    for c in self._clients
+                    for c in map(_unwrapped, self._clients)
                     if isinstance(c, http_client.HttpInferClient | h2_client.H2GrpcInferClient)
                 )
             )
@@ -161,6 +182,8 @@ class LocalDriver:
         """Start a phase with a fresh recorder."""
         load = self._load
         self._recorder = Recorder()
+        if self._sequencer is not None:
+            self._sequencer.recorder = self._recorder
         self._marks = (time.perf_counter(), time.thread_time(), _cpu())
         if load.open_loop:
             assert load.request_rate is not None
@@ -212,7 +235,34 @@ class LocalDriver:
         elif self._closed is not None:
             cancelled = await self._closed.stop(timeout)
             self._closed = None
+        cancelled += await self._end_sequences(timeout)
         return cancelled, self._recorder.snapshot(), stats
+
+    async def _end_sequences(self, timeout: float) -> int:
+        """End every sequence still open (one request with ``sequence_end`` each), bounded
+        by ``timeout``; returns how many of those requests had to be cancelled."""
+        open_ = [c for c in self._clients if isinstance(c, SequenceClient) and c.in_sequence]
+        if not open_:
+            return 0
+        tasks = [asyncio.create_task(c.finish()) for c in open_]
+        pending = await self._supervisor.wait(tasks, timeout)
+        await cancel_and_wait(list(pending))
+        return len(pending)
+
+    async def probe_sequence(self) -> str | None:
+        """Send one whole sequence (one request, ``sequence_start`` and ``sequence_end``) on
+        the first client, off the clock; the server's error, or None when it was answered.
+        The IDs it uses are the sequencer's, so no later sequence reuses them."""
+        if self._sequencer is None or not self._clients:
+            return None
+        client = _unwrapped(self._clients[0])
+        sequencer = self._sequencer
+        request = sequencer.encode(0, sequencer.next_id(), True, True)
+        try:
+            return await client.infer_raw(request)
+        except TransportError as e:
+            await self._supervisor.check_alive()
+            return f"connection error: {e}"
 
     async def close(self) -> None:
         """Cancel and release everything."""
@@ -229,3 +279,8 @@ class LocalDriver:
                     ch.close()
                 else:
                     await ch.close()
+
+
+def _unwrapped(client: InferClient) -> Any:
+    """The protocol client under a sequence slot's wrapper (or the client itself)."""
+    return client.client if isinstance(client, SequenceClient) else client

@@ -8,7 +8,7 @@ non-OK status is the only error Triton reports over gRPC).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from pytest_triton_perf.load.transport import InputTensor, TransportError
@@ -48,6 +48,42 @@ def encode_request(
     return bytes(req.SerializeToString())
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _parameter(key: str, value: bytes) -> bytes:
+    """One entry of ``ModelInferRequest.parameters`` (field 4, a map of InferParameter)."""
+    k = key.encode()
+    entry = b"\x0a" + _varint(len(k)) + k + b"\x12" + _varint(len(value)) + value
+    return b"\x22" + _varint(len(entry)) + entry
+
+
+_FLAGS = {
+    (start, end): _parameter("sequence_start", b"\x08" + bytes([start]))
+    + _parameter("sequence_end", b"\x08" + bytes([end]))
+    for start in (False, True)
+    for end in (False, True)
+}
+
+
+def sequence_parameters(sequence_id: int | str, start: bool, end: bool) -> bytes:
+    """The ``sequence_id``, ``sequence_start`` and ``sequence_end`` parameters as protobuf
+    bytes to append to a serialised ModelInferRequest (appended map entries merge into the
+    message): what tritonclient sets, the id as ``int64_param`` or ``string_param``."""
+    if isinstance(sequence_id, str):
+        raw = sequence_id.encode()
+        value = b"\x1a" + _varint(len(raw)) + raw
+    else:
+        value = b"\x10" + _varint(sequence_id)
+    return _parameter("sequence_id", value) + _FLAGS[(start, end)]
+
+
 def _is_transport_failure(code: Any) -> bool:
     import grpc
 
@@ -66,12 +102,16 @@ class GrpcInferClient:
         except TypeError:  # pragma: no cover - older grpcio
             self._call = channel.unary_unary(MODEL_INFER)
 
-    async def infer(self, i: int) -> str | None:
+    def infer(self, i: int) -> Coroutine[Any, Any, str | None]:
         """Send request ``i``; None on OK, ``"<STATUS>: <details>"`` otherwise."""
+        return self.infer_raw(self._requests[i])
+
+    async def infer_raw(self, request: bytes) -> str | None:
+        """Send a serialised ModelInferRequest; the outcome as :meth:`infer`'s."""
         import grpc
 
         try:
-            await self._call(self._requests[i])
+            await self._call(request)
         except grpc.aio.AioRpcError as e:
             code = e.code()
             text = f"{code.name}: {e.details()}"

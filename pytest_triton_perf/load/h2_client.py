@@ -528,5 +528,10 @@ class H2GrpcInferClient:
         conn = await self._channel.connection()
         return await conn.call(self._block, self._messages[i])
 
+    async def infer_raw(self, request: bytes) -> str | None:
+        """Send a serialised ModelInferRequest; the outcome as :meth:`infer`'s."""
+        conn = await self._channel.connection()
+        return await conn.call(self._block, grpc_message(request))
+
     async def close(self) -> None:
         """Nothing to release: the channel is owned by whoever opened it."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 from urllib.parse import quote
 
 import httptools
@@ -49,16 +50,73 @@ def encode_request(
         "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
     }
     json_bytes = json.dumps(header, separators=(",", ":")).encode()
-    body = json_bytes + b"".join(t.data for t in inputs)
-    head = (
+    return RequestTemplate(
+        _head(host, model, version), json_bytes, b"".join(t.data for t in inputs)
+    ).render()
+
+
+def _head(host: str, model: str, version: str | None) -> bytes:
+    return (
         f"POST {infer_path(model, version)} HTTP/1.1\r\n"
         f"Host: {host}\r\n"
         "Content-Type: application/octet-stream\r\n"
-        f"Inference-Header-Content-Length: {len(json_bytes)}\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "\r\n"
     ).encode("latin-1")
-    return head + body
+
+
+_LENGTHS = b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class RequestTemplate:
+    """One inference request in parts: the head up to the length headers, the JSON header
+    and the binary tensor data. Sequence models render it with per-request parameters."""
+
+    head: bytes
+    json_header: bytes
+    binary: bytes
+
+    def render(self, parameters: bytes = b"") -> bytes:
+        """The complete request; ``parameters`` (``"key":value`` pairs, JSON) become the
+        request's ``parameters`` object."""
+        header = self.json_header
+        if parameters:
+            header = b'{"parameters":{' + parameters + b"}," + header[1:]
+        return (
+            self.head
+            + _LENGTHS % (len(header), len(header) + len(self.binary))
+            + header
+            + self.binary
+        )
+
+    @classmethod
+    def parse(cls, request: bytes) -> RequestTemplate:
+        """The parts of a request :func:`encode_request` wrote."""
+        end = request.index(b"\r\n\r\n") + 4
+        lines = request[:end].split(b"\r\n")
+        head = b"".join(
+            line + b"\r\n"
+            for line in lines
+            if line
+            and not line.lower().startswith(
+                (b"inference-header-content-length:", b"content-length:")
+            )
+        )
+        (json_len,) = (
+            int(line.split(b":", 1)[1])
+            for line in lines
+            if line.lower().startswith(b"inference-header-content-length:")
+        )
+        return cls(head, request[end : end + json_len], request[end + json_len :])
+
+
+def sequence_parameters(sequence_id: int | str, start: bool, end: bool) -> bytes:
+    """The ``sequence_id``, ``sequence_start`` and ``sequence_end`` request parameters as
+    :meth:`RequestTemplate.render` takes them (what tritonclient's HTTP client sends)."""
+    return b'"sequence_id":%s,"sequence_start":%s,"sequence_end":%s' % (
+        json.dumps(sequence_id).encode(),
+        b"true" if start else b"false",
+        b"true" if end else b"false",
+    )
 
 
 def _error_text(status: int, body: bytes) -> str:
@@ -163,8 +221,12 @@ class HttpInferClient:
         if self._conn is None or self._conn.closed:
             self._conn = await self._connect()
 
-    async def infer(self, i: int) -> str | None:
+    def infer(self, i: int) -> Coroutine[Any, Any, str | None]:
         """Send request ``i``; None on HTTP 200, the error text otherwise."""
+        return self.infer_raw(self._requests[i])
+
+    async def infer_raw(self, request: bytes) -> str | None:
+        """Send complete HTTP request bytes; the outcome as :meth:`infer`'s."""
         conn = self._conn
         if conn is None or conn.closed or not conn.keep_alive:
             if conn is not None and conn.transport is not None:
@@ -173,7 +235,7 @@ class HttpInferClient:
         assert conn.transport is not None
         waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         conn.waiter = waiter
-        conn.transport.write(self._requests[i])
+        conn.transport.write(request)
         try:
             return await waiter
         except asyncio.CancelledError:

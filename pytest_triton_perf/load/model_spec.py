@@ -40,6 +40,120 @@ class TensorSpec:
     optional: bool = False
 
 
+#: Control kinds of ``sequence_batching.control_input`` Triton fills from a request's flags.
+CONTROL_KINDS = (
+    "CONTROL_SEQUENCE_START",
+    "CONTROL_SEQUENCE_END",
+    "CONTROL_SEQUENCE_READY",
+    "CONTROL_SEQUENCE_CORRID",
+)
+#: Largest correlation ID the load generator sends for a CORRID control of each data type
+#: (gRPC carries the id as an int64 parameter, so 64-bit types stop at 2^63 - 1).
+CORRID_MAX = {
+    "TYPE_INT32": 2**31 - 1,
+    "TYPE_UINT32": 2**32 - 1,
+    "TYPE_INT64": 2**63 - 1,
+    "TYPE_UINT64": 2**63 - 1,
+    "TYPE_STRING": 2**63 - 1,
+}
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    """One control input of a sequence model: its name, kind and (for CORRID) data type."""
+
+    name: str
+    kind: str
+    data_type: str | None = None
+
+    def describe(self) -> str:
+        """``START (CONTROL_SEQUENCE_START)``, ``CORRID (CONTROL_SEQUENCE_CORRID, TYPE_STRING)``."""
+        extra = f", {self.data_type}" if self.data_type else ""
+        return f"{self.name} ({self.kind}{extra})"
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    """The ``sequence_batching`` section of a model configuration, as far as a load
+    generator needs it: the strategy, the sequence slots, the idle limit and the controls."""
+
+    strategy: str  # "direct" or "oldest"
+    slots: int  # sequences the batcher serves at once; more wait in its backlog
+    max_sequence_idle_us: int
+    controls: tuple[ControlInput, ...] = ()
+
+    @property
+    def corrid_type(self) -> str | None:
+        """Data type of the CONTROL_SEQUENCE_CORRID input, None when the model has none."""
+        for c in self.controls:
+            if c.kind == "CONTROL_SEQUENCE_CORRID":
+                return c.data_type or "TYPE_UINT64"
+        return None
+
+    @property
+    def string_ids(self) -> bool:
+        """True when the model's configuration asks for string correlation IDs."""
+        return self.corrid_type == "TYPE_STRING"
+
+    @property
+    def max_id(self) -> int:
+        """The largest correlation ID the model's CORRID control can hold."""
+        return CORRID_MAX.get(self.corrid_type or "TYPE_UINT64", 2**63 - 1)
+
+    def describe_controls(self) -> str:
+        """The control inputs as messages name them, or ``(none)``."""
+        return ", ".join(c.describe() for c in self.controls) or "(none)"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SequenceConfig | None:
+        """Parse the configuration JSON (``GET /v2/models/<m>/config``); None without
+        ``sequence_batching``.
+
+        Slots: with the ``oldest`` strategy, ``max_candidate_sequences``; with ``direct``
+        (the default), one per batch slot of every instance (``max_batch_size``, at least
+        1, times the instance count), as Triton's sequence batcher allots them.
+        """
+        seq = config.get("sequence_batching")
+        if not isinstance(seq, Mapping):
+            return None
+        max_batch = max(1, int(config.get("max_batch_size", 0) or 0))
+        instances = sum(
+            max(1, int(g.get("count", 1) or 1)) * max(1, len(g.get("gpus") or []))
+            for g in config.get("instance_group") or []
+            if isinstance(g, Mapping)
+        )
+        instances = max(1, instances)
+        oldest = seq.get("oldest")
+        if isinstance(oldest, Mapping):
+            strategy = "oldest"
+            slots = int(oldest.get("max_candidate_sequences", 0) or 0) or max_batch * instances
+        else:
+            strategy = "direct"
+            slots = max_batch * instances
+        controls = []
+        for entry in seq.get("control_input") or []:
+            for control in entry.get("control") or []:
+                kind = str(control.get("kind", ""))
+                data_type = control.get("data_type")
+                controls.append(
+                    ControlInput(
+                        name=str(entry.get("name", "")),
+                        kind=kind,
+                        data_type=(
+                            str(data_type)
+                            if kind == "CONTROL_SEQUENCE_CORRID"
+                            and data_type
+                            and data_type != "TYPE_INVALID"
+                            else None
+                        ),
+                    )
+                )
+        idle = int(seq.get("max_sequence_idle_microseconds", 0) or 0) or 1_000_000
+        return cls(
+            strategy=strategy, slots=slots, max_sequence_idle_us=idle, controls=tuple(controls)
+        )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a load generator needs to know about a served model."""
@@ -50,6 +164,8 @@ class ModelSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     decoupled: bool = False
+    # The configuration's ``sequence_batching`` (a stateful model), None without it.
+    sequence: SequenceConfig | None = None
 
     @property
     def batching(self) -> bool:
@@ -103,6 +219,7 @@ class ModelSpec:
             inputs=tensors(metadata.get("inputs", []), True),
             outputs=tensors(metadata.get("outputs", []), False),
             decoupled=bool(policy.get("decoupled", False)),
+            sequence=SequenceConfig.from_config(config),
         )
 
 

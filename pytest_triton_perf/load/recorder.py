@@ -16,6 +16,77 @@ import numpy as np
 MAX_ERROR_MESSAGES = 1000
 
 
+@dataclass(frozen=True)
+class SequenceRecords:
+    """Completed sequences of a sequence model as arrays: when the last response came, how
+    long the sequence took from its first send, whether every request succeeded, and how
+    many requests it had. Mergeable across processes like :class:`Records`."""
+
+    end_ns: np.ndarray
+    latency_ns: np.ndarray
+    ok: np.ndarray
+    length: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.end_ns)
+
+    @classmethod
+    def empty(cls) -> SequenceRecords:
+        """No sequences."""
+        return cls(
+            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, bool), np.empty(0, np.int64)
+        )
+
+    @classmethod
+    def merge(cls, parts: list[SequenceRecords]) -> SequenceRecords:
+        """Pool the sequences of several workers, ordered by completion time."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty()
+        end = np.concatenate([p.end_ns for p in parts])
+        order = np.argsort(end, kind="stable")
+        return cls(
+            end_ns=end[order],
+            latency_ns=np.concatenate([p.latency_ns for p in parts])[order],
+            ok=np.concatenate([p.ok for p in parts])[order],
+            length=np.concatenate([p.length for p in parts])[order],
+        )
+
+    def between(self, start_ns: int, end_ns: int) -> SequenceRecords:
+        """Sequences whose last response came in ``[start_ns, end_ns)``."""
+        mask = (self.end_ns >= start_ns) & (self.end_ns < end_ns)
+        return SequenceRecords(
+            self.end_ns[mask], self.latency_ns[mask], self.ok[mask], self.length[mask]
+        )
+
+
+@dataclass
+class SequenceRecorder:
+    """Append-only store of completed sequences (see :class:`SequenceRecords`)."""
+
+    end_ns: array = field(default_factory=lambda: array("q"))
+    latency_ns: array = field(default_factory=lambda: array("q"))
+    ok: array = field(default_factory=lambda: array("b"))
+    length: array = field(default_factory=lambda: array("q"))
+
+    def add(self, end_ns: int, latency_ns: int, ok: bool, length: int) -> None:
+        """Record one sequence whose last response came at ``end_ns``."""
+        self.end_ns.append(end_ns)
+        self.latency_ns.append(latency_ns)
+        self.ok.append(1 if ok else 0)
+        self.length.append(length)
+
+    def snapshot(self) -> SequenceRecords:
+        """The sequences so far as numpy arrays (copies)."""
+        n = len(self.end_ns)
+        return SequenceRecords(
+            end_ns=np.frombuffer(self.end_ns, dtype=np.int64, count=n).copy(),
+            latency_ns=np.frombuffer(self.latency_ns, dtype=np.int64, count=n).copy(),
+            ok=np.frombuffer(self.ok, dtype=np.int8, count=n).astype(bool),
+            length=np.frombuffer(self.length, dtype=np.int64, count=n).copy(),
+        )
+
+
 @dataclass
 class Recorder:
     """Append-only store of completed requests, cheap enough for the hot loop."""
@@ -26,6 +97,8 @@ class Recorder:
     error_messages: list[tuple[int, str]] = field(default_factory=list)
     # Open loop only: how long after its scheduled time each request was actually sent.
     send_delay_ns: array = field(default_factory=lambda: array("q"))
+    # Sequence models: every sequence completed, besides its requests above.
+    sequences: SequenceRecorder = field(default_factory=SequenceRecorder)
 
     def add(self, end_ns: int, latency_ns: int, error: str | None) -> None:
         """Record one completed request (``error`` None for a success)."""
@@ -61,6 +134,7 @@ class Recorder:
                 if len(self.send_delay_ns) >= n and n
                 else np.empty(0, np.int64)
             ),
+            sequences=self.sequences.snapshot(),
         )
 
 
@@ -74,6 +148,8 @@ class Records:
     error_messages: tuple[tuple[int, str], ...] = ()
     # Open loop: send delay per record (same order); empty for a closed loop.
     send_delay_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    # Sequence models: the sequences completed (empty otherwise).
+    sequences: SequenceRecords = field(default_factory=SequenceRecords.empty)
 
     def __len__(self) -> int:
         return len(self.end_ns)
@@ -100,6 +176,7 @@ class Records:
             ok=np.concatenate([p.ok for p in parts])[order],
             error_messages=tuple(msgs[:MAX_ERROR_MESSAGES]),
             send_delay_ns=delays,
+            sequences=SequenceRecords.merge([p.sequences for p in parts]),
         )
 
     def between(self, start_ns: int, end_ns: int) -> Records:
@@ -111,6 +188,7 @@ class Records:
             ok=self.ok[mask],
             error_messages=tuple(m for m in self.error_messages if start_ns <= m[0] < end_ns),
             send_delay_ns=self.send_delay_ns[mask] if self.scheduled else self.send_delay_ns,
+            sequences=self.sequences.between(start_ns, end_ns),
         )
 
     @property

@@ -43,3 +43,13 @@ class InferClient(Protocol):
     async def close(self) -> None:
         """Release the connection."""
         ...
+
+
+class RawInferClient(InferClient, Protocol):
+    """A client that also sends a request encoded by the caller (sequence models: every
+    request carries its own sequence ID and flags)."""
+
+    async def infer_raw(self, request: bytes) -> str | None:
+        """Send ``request`` (the protocol's encoding, see :mod:`sequences`) and wait for its
+        response; the same outcome as :meth:`InferClient.infer`."""
+        ...

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -36,16 +37,23 @@ import numpy as np
 from pytest_triton_perf import options
 from pytest_triton_perf.errors import ArgumentError, InputSpecError, MeasurementError
 from pytest_triton_perf.load.closed_loop import Supervisor
-from pytest_triton_perf.load.driver import GRPC_CLIENTS, Driver, LoadSpec, PhaseStats
+from pytest_triton_perf.load.driver import GRPC_CLIENTS, Driver, LoadSpec, LocalDriver, PhaseStats
 from pytest_triton_perf.load.inputs import InputsArg, encode_requests
 from pytest_triton_perf.load.loop import in_thread, run_coroutine
 from pytest_triton_perf.load.model_info import fetch_model_spec
 from pytest_triton_perf.load.model_spec import ModelSpec
 from pytest_triton_perf.load.recorder import Records
 from pytest_triton_perf.load.schedule import ARRIVALS
+from pytest_triton_perf.load.sequences import (
+    DEFAULT_LENGTH,
+    DEFAULT_VARIATION,
+    ID_TYPES,
+    SequencePlan,
+    random_id_base,
+)
 from pytest_triton_perf.load.workers import open_driver
 from pytest_triton_perf.measure.memory import MemoryPeaks, MemorySampler
-from pytest_triton_perf.measure.result import PerfResult, ServerBreakdown, Workload
+from pytest_triton_perf.measure.result import LatencyStats, PerfResult, ServerBreakdown, Workload
 from pytest_triton_perf.measure.server_stats import StatsReader, breakdown, other_traffic
 from pytest_triton_perf.measure.windows import is_stable, pool, window_results
 
@@ -151,6 +159,9 @@ def measure(
     max_in_flight: int | None = None,
     workers: int | Literal["auto"] = "auto",
     grpc_client: str = "lean",
+    sequence_length: int | None = None,
+    sequence_length_variation: float | None = None,
+    sequence_id_type: str = "auto",
 ) -> PerfResult:
     """Measure ``model`` under a closed loop (``concurrency``) or open loop (``request_rate``).
 
@@ -166,6 +177,14 @@ def measure(
     saturated. ``grpc_client``: ``"lean"`` (HTTP/2 written directly, the default: far less
     client CPU per request) or ``"grpcio"`` (grpc.aio).
 
+    Sequence models (``sequence_batching`` in the configuration): ``concurrency`` sequences
+    in flight, each of ``sequence_length`` requests (give or take
+    ``sequence_length_variation``, a fraction, seeded by ``seed``); without
+    ``sequence_length``, perf_analyzer's default of 20 +-20%, and the result's notes say so.
+    Correlation IDs are numbers, or strings where the model's CORRID control input is
+    TYPE_STRING (``sequence_id_type="auto"``; ``"uint64"`` or ``"string"`` to choose). See
+    :mod:`pytest_triton_perf.load.sequences`.
+
     Runs its own event loop, so it is called from synchronous code (or from any thread).
     Raises InputSpecError (a ValueError) for arguments the model or the load generator cannot
     take, naming the value and what is accepted; ModelNotReadyError for a model that is not
@@ -176,6 +195,15 @@ def measure(
     )
     endpoints.check_alive()
     spec = _fetch_spec(endpoints, model, version)
+    sequence, sequence_notes = _sequence_plan(
+        spec,
+        sequence_length,
+        sequence_length_variation,
+        sequence_id_type,
+        request_rate=request_rate,
+        concurrency=concurrency,
+        seed=seed,
+    )
     payloads, label = encode_requests(
         spec,
         inputs,
@@ -197,8 +225,14 @@ def measure(
         arrival="closed" if not open_loop else ("poisson" if arrival == "poisson" else "constant"),
         inputs=label,
         shapes=tuple(sorted((k, tuple(int(d) for d in v)) for k, v in (shapes or {}).items())),
+        sequence_length=sequence.length if sequence else None,
+        sequence_length_variation=sequence.variation if sequence else None,
     )
-    uses_seed = "random" in label or (open_loop and arrival == "poisson")
+    uses_seed = (
+        "random" in label
+        or (open_loop and arrival == "poisson")
+        or (sequence is not None and sequence.variation > 0)
+    )
     load = LoadSpec(
         protocol=workload.protocol,
         http_url=endpoints.http_url,
@@ -210,6 +244,7 @@ def measure(
         seed=seed,
         max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
         grpc_client=grpc_client,
+        sequence=sequence,
     )
     plan = _Plan(
         endpoints=endpoints,
@@ -219,6 +254,7 @@ def measure(
         settings=settings,
         seed=seed if uses_seed else None,
         workers=workers,
+        notes=sequence_notes,
     )
     return run_coroutine(lambda: _measure_async(plan))
 
@@ -260,6 +296,116 @@ def _check_args(
         )
 
 
+def _sequence_plan(
+    spec: ModelSpec,
+    length: int | None,
+    variation: float | None,
+    id_type: str,
+    *,
+    request_rate: float | None,
+    concurrency: int,
+    seed: int,
+) -> tuple[SequencePlan | None, tuple[str, ...]]:
+    """How a sequence model's sequences run, and what the result must say about it; None
+    for any other model. InputSpecError for sequence arguments that do not fit the model."""
+
+    def bad(what: str) -> InputSpecError:
+        return InputSpecError(f"model '{spec.name}': {what}")
+
+    config = spec.sequence
+    given = [
+        f"{name}={value!r}"
+        for name, value in (
+            ("sequence_length", length),
+            ("sequence_length_variation", variation),
+        )
+        if value is not None
+    ]
+    if config is None:
+        if given:
+            raise bad(
+                f"{', '.join(given)} applies to sequence models only; this model's"
+                " configuration has no sequence_batching"
+            )
+        return None, ()
+    if length is not None and not (_is_count(length) and length >= 1):
+        raise bad(
+            f"sequence_length must be an integer >= 1 (requests per sequence), got {length!r}"
+        )
+    if variation is not None and not (_is_number(variation) and 0 <= variation < 1):
+        raise bad(
+            "sequence_length_variation must be a fraction in [0, 1) (0.2 = +-20%),"
+            f" got {variation!r}"
+        )
+    if id_type not in ID_TYPES:
+        raise bad(
+            f"sequence_id_type must be one of {', '.join(map(repr, ID_TYPES))}, got {id_type!r}"
+        )
+    if request_rate is not None:
+        raise bad(
+            f"request_rate={request_rate!r}: an open loop cannot drive a sequence model (a"
+            " sequence's requests wait for each other, so no schedule of requests can be kept"
+            " without reordering a sequence or leaving it idle); use concurrency=N for N"
+            " sequences in flight"
+        )
+    notes = []
+    if length is None:
+        length = DEFAULT_LENGTH
+        variation = DEFAULT_VARIATION if variation is None else variation
+        notes.append(
+            f"sequence model: sequence_length not given, driven with perf_analyzer's default"
+            f" of {DEFAULT_LENGTH} requests per sequence +-{DEFAULT_VARIATION:.0%} (seeded);"
+            " pass sequence_length= to choose"
+        )
+    if concurrency > config.slots:
+        notes.append(
+            f"{concurrency} sequences in flight on {config.slots} sequence slot(s)"
+            f" ({config.strategy} strategy): the others wait in the sequence batcher's backlog,"
+            " which the server queue time shows"
+        )
+    string_ids = config.string_ids if id_type == "auto" else id_type == "string"
+    plan = SequencePlan(
+        length=length,
+        variation=float(variation or 0.0),
+        string_ids=string_ids,
+        max_id=config.max_id,
+        id_base=random_id_base(config.max_id),
+        seed=seed,
+    )
+    return plan, tuple(notes)
+
+
+async def _probe_sequences(plan: _Plan, supervisor: Supervisor) -> None:
+    """One sequence of one request before anything is measured: a model whose control
+    inputs the server cannot fill fails here with one clear error, not one per request."""
+    sequence = plan.load.sequence
+    config = plan.spec.sequence
+    assert sequence is not None and config is not None
+    load = dataclasses.replace(
+        plan.load, concurrency=1, workers=1, worker=0, sequence=sequence.for_probe()
+    )
+    driver = LocalDriver(load, supervisor)
+    try:
+        await driver.open()
+        error = await driver.probe_sequence()
+    finally:
+        await driver.close()
+    if error is None:
+        return
+    names = [c.name for c in config.controls]
+    about_controls = any(f"'{n}'" in error for n in names) or any(
+        w in error.lower() for w in ("correlation id", "sequence")
+    )
+    if about_controls:
+        ids = "string" if sequence.string_ids else "integer"
+        raise InputSpecError(
+            f"model '{plan.spec.name}': the server cannot fill its sequence control inputs"
+            f" {config.describe_controls()}: a sequence of one request ({ids} sequence_id,"
+            f" sequence_start and sequence_end set) over {plan.load.protocol} failed with:"
+            f" {error}"
+        )
+
+
 def _fetch_spec(endpoints: Endpoints, model: str, version: str | None) -> ModelSpec:
     try:
         return fetch_model_spec(endpoints.http_url, model, version)
@@ -281,6 +427,7 @@ class _Plan:
     settings: MeasureSettings
     seed: int | None
     workers: int | Literal["auto"]
+    notes: tuple[str, ...] = ()  # what the arguments chose that the result must say
 
 
 @dataclass(frozen=True)
@@ -311,6 +458,8 @@ async def _measure_async(plan: _Plan) -> PerfResult:
     sampler: MemorySampler | None = None
     try:
         workers = 1 if plan.workers == "auto" else plan.workers
+        if plan.load.sequence is not None:
+            await _probe_sequences(plan, supervisor)
         driver = await open_driver(plan.load, workers, supervisor)
         notes: list[str] = []
         if settings.warmup_s > 0:
@@ -323,7 +472,10 @@ async def _measure_async(plan: _Plan) -> PerfResult:
                 await driver.close()
                 driver = None
                 workers = min(cores, MAX_AUTO_WORKERS)
-                driver = await open_driver(plan.load, workers, supervisor)
+                load = plan.load
+                if load.sequence is not None:  # the warm-up's sequence IDs are not reused
+                    load = dataclasses.replace(load, sequence=load.sequence.renewed())
+                driver = await open_driver(load, workers, supervisor)
                 notes.append(f"load generator saturated in warm-up: using {workers} processes")
                 await _warm_up(driver, supervisor, settings)
 
@@ -423,6 +575,7 @@ def _result(plan: _Plan, seen: _Observed) -> PerfResult:
     wins = window_results(seen.records, seen.boundaries, batch)
     pooled = pool(seen.records, seen.boundaries, batch)
     unavailable = {**seen.unavailable, **seen.memory.unavailable}
+    sequences = span.sequences if plan.spec.sequence is not None else None
     return PerfResult(
         model=plan.spec.name,
         version=plan.workload.version,
@@ -445,22 +598,34 @@ def _result(plan: _Plan, seen: _Observed) -> PerfResult:
         # Answered after the last window closed: counted by the server, not in the figures.
         drained=len(seen.records.between(t_end, np.iinfo(np.int64).max)),
         client_cpu=seen.stats.loop_share,
-        notes=tuple(_notes(plan.settings, seen, late, client_bound)),
+        notes=tuple(_notes(plan.settings, seen, late, client_bound, plan.notes)),
         client_cpu_s=seen.stats.process_cpu_s,
         late_share=late,
         request_rate_achieved=len(span) / duration_s if duration_s > 0 else 0.0,
         workers=seen.workers,
         gpu_memory_delta_mb=seen.memory.gpu_delta_mb,
         other_traffic=seen.other_traffic,
+        sequences=len(sequences) if sequences is not None else None,
+        sequence_errors=int((~sequences.ok).sum()) if sequences is not None else None,
+        sequence_latency_ms=(
+            LatencyStats.from_samples(sequences.latency_ns[sequences.ok] / 1e6)
+            if sequences is not None
+            else None
+        ),
+        sequence_slots=plan.spec.sequence.slots if plan.spec.sequence is not None else None,
     )
 
 
 def _notes(
-    settings: MeasureSettings, seen: _Observed, late: float | None, client_bound: bool
+    settings: MeasureSettings,
+    seen: _Observed,
+    late: float | None,
+    client_bound: bool,
+    plan_notes: Sequence[str] = (),
 ) -> list[str]:
     """What a reader of the figures must know: a busy server, cancelled or late requests,
     a saturated load generator."""
-    notes = list(seen.notes)
+    notes = [*plan_notes, *seen.notes]
     if seen.other_traffic:
         notes.append(
             "the server was not idle: other models completed requests during the measurement ("

@@ -35,20 +35,36 @@ class Workload:
     arrival: Arrival = "closed"
     inputs: str = "random"
     shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Sequence models: requests per sequence, and its variation (a fraction: 0.2 = +-20%).
+    sequence_length: int | None = None
+    sequence_length_variation: float | None = None
 
     def describe(self) -> str:
-        """Short human text, e.g. ``conc=8 batch=1 grpc`` or ``rate=100/s poisson http``."""
+        """Short human text, e.g. ``conc=8 batch=1 grpc``, ``rate=100/s poisson http`` or,
+        for a sequence model, ``conc=4 batch=1 grpc seq=20+-20%``."""
         if self.arrival == "closed":
             load = f"conc={self.concurrency}"
         else:
             load = f"rate={self.request_rate:g}/s {self.arrival}"
-        return f"{load} batch={self.batch_size} {self.protocol}"
+        text = f"{load} batch={self.batch_size} {self.protocol}"
+        if self.sequence_length is not None:
+            text += " " + sequence_text(self.sequence_length, self.sequence_length_variation)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
         d = dataclasses.asdict(self)
         d["shapes"] = {name: list(shape) for name, shape in self.shapes}
+        if self.sequence_length is None:  # not a sequence model: the keys say nothing
+            del d["sequence_length"], d["sequence_length_variation"]
         return d
+
+
+def sequence_text(length: int, variation: float | None) -> str:
+    """``seq=20`` or ``seq=20+-20%``: a workload's sequence length as tables show it."""
+    if variation:
+        return f"seq={length}+-{variation * 100:g}%"
+    return f"seq={length}"
 
 
 @dataclass(frozen=True)
@@ -176,6 +192,14 @@ class PerfResult:
     # Inferences/s sustained within the latency bounds, on the result a capacity search
     # settled on (``triton_perf.capacity``); None for a plain measurement.
     capacity: float | None = None
+    # Sequence models (None otherwise): sequences completed in the windows (a sequence
+    # belongs to the window of its last response), how many had a failed request, the
+    # latency of the successful ones from their first send to their last response, and
+    # the sequence slots of the model's configuration (more sequences wait in the backlog).
+    sequences: int | None = None
+    sequence_errors: int | None = None
+    sequence_latency_ms: LatencyStats | None = None
+    sequence_slots: int | None = None
 
     def as_capacity(self, capacity: float) -> PerfResult:
         """This result as the one a capacity search settled on: ``capacity`` set, and each
@@ -231,4 +255,10 @@ class PerfResult:
             "gpu_memory_delta_mb": clean(self.gpu_memory_delta_mb),
             "other_traffic": dict(self.other_traffic),
             "capacity": self.capacity,
+            "sequences": self.sequences,
+            "sequence_errors": self.sequence_errors,
+            "sequence_latency_ms": (
+                self.sequence_latency_ms.to_dict() if self.sequence_latency_ms else None
+            ),
+            "sequence_slots": self.sequence_slots,
         }

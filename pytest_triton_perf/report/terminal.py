@@ -19,7 +19,10 @@ A capacity search adds its headline (``capacity: 812.3 infer/s at concurrency 8 
 p99_ms <= 30, broken at concurrency 9; knee at concurrency 8)``), preceded at ``-v`` by its
 step table; a configuration search adds its ranked candidate table, the best configuration
 and its lead over the committed one, the time spent and the candidates pruned, and at ``-v``
-the best configuration's config.pbtxt diff. At ``-q`` and quieter neither is shown.
+the best configuration's config.pbtxt diff. A measurement of a sequence model adds a line
+with its sequences, their latency, the model's sequence slots and the server's queue time,
+and the notes about its sequences (e.g. the default length it was driven with). At ``-q``
+and quieter none of these is shown.
 """
 
 from __future__ import annotations
@@ -193,6 +196,31 @@ def _analysis(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
     return lines
 
 
+def _sequences(records: Sequence[MeasurementRecord]) -> list[str]:
+    """A line per measurement of a sequence model: its sequences, their latency, the
+    model's sequence slots and the server's queue time, then what its notes say about the
+    sequences (the default length perf_analyzer's rule chose, a backlog)."""
+    lines = []
+    for r in records:
+        res = r.result
+        count = res.get("sequences")
+        if count is None:
+            continue
+        lat = res.get("sequence_latency_ms") or {}
+        server = res.get("server") or {}
+        parts = [f"{count} sequences ({res.get('sequence_errors') or 0} with errors)"]
+        if lat:
+            parts.append(
+                f"sequence latency p50 {fmt(lat.get('p50'))} ms, p99 {fmt(lat.get('p99'))} ms"
+            )
+        parts.append(f"{res.get('sequence_slots')} sequence slots")
+        if server:
+            parts.append(f"server queue {fmt(server.get('queue_ms'))} ms/request")
+        lines.append(f"sequences: {r.test} {r.label}: " + "; ".join(parts))
+        lines += [f"  note: {n}" for n in res.get("notes") or [] if "sequence" in str(n)]
+    return lines
+
+
 def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) -> list[str]:
     """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1)."""
     if not records:
@@ -210,6 +238,7 @@ def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) ->
         return [*lines, count_line]
     lines = _table([_row(r, verbose) for r in records], header)
     lines.extend(_hints(records, verbose))
+    lines.extend(_sequences(records))
     lines.extend(_analysis(records, verbose))
     lines.append(count_line)
     return lines

@@ -13,6 +13,7 @@ from typing import Any
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.measure.host import describe as describe_load
+from pytest_triton_perf.measure.result import sequence_text
 from pytest_triton_perf.numbers import fmt as fmt
 from pytest_triton_perf.numbers import fmt_interval as fmt_interval
 from pytest_triton_perf.numbers import fmt_mb as fmt_mb
@@ -73,7 +74,11 @@ def workload_text(record: MeasurementRecord) -> str:
     else:
         rate = num(w.get("request_rate"))
         load = f"rate={rate:g}/s {w.get('arrival')}" if rate is not None else "rate=?"
-    return f"{load} batch={w.get('batch_size', 1)} {w.get('protocol', '?')}"
+    text = f"{load} batch={w.get('batch_size', 1)} {w.get('protocol', '?')}"
+    length = w.get("sequence_length")
+    if isinstance(length, int):
+        text += " " + sequence_text(length, num(w.get("sequence_length_variation")))
+    return text
 
 
 def was_compared(record: MeasurementRecord) -> bool:

@@ -175,3 +175,39 @@ def test_an_underpowered_comparison_reads_as_such() -> None:
     )
     line = next(x for x in render_terminal([record], 0) if x.startswith("inconclusive:"))
     assert line.startswith(f"inconclusive: sleepy conc=1 batch=1 grpc: {note}; not gated")
+
+
+def test_a_sequence_model_gets_its_sequences_line_and_notes() -> None:
+    import dataclasses
+
+    from pytest_triton_perf.measure.result import LatencyStats, ServerBreakdown
+
+    base = make_result(model="accumulator", concurrency=4)
+    result = dataclasses.replace(
+        base,
+        workload=dataclasses.replace(
+            base.workload, sequence_length=20, sequence_length_variation=0.2
+        ),
+        sequences=374,
+        sequence_errors=0,
+        sequence_latency_ms=LatencyStats(40.0, 50.0, 55.0, 61.5, 42.0, 30.0, 70.0, 374),
+        sequence_slots=16,
+        server=ServerBreakdown(7525, 0, 7525, 4493, 0.132, 0.017, 0.106, 0.081),
+        notes=(
+            "sequence model: sequence_length not given, driven with perf_analyzer's default",
+            "the server was not idle",
+        ),
+    )
+    lines = render_terminal([make_record(result, test="t.py::test_acc")], 0)
+    assert _row(lines, "t.py::test_acc")[1:3] == ["accumulator", "conc=4 batch=1 grpc seq=20+-20%"]
+    i = lines.index(
+        "sequences: t.py::test_acc accumulator conc=4 batch=1 grpc seq=20+-20%: 374 sequences"
+        " (0 with errors); sequence latency p50 40.00 ms, p99 61.50 ms; 16 sequence slots;"
+        " server queue 0.132 ms/request"
+    )
+    assert lines[i + 1] == (
+        "  note: sequence model: sequence_length not given, driven with perf_analyzer's default"
+    )
+    assert "the server was not idle" not in lines[i + 2]
+    # Other models get no such line.
+    assert not any(x.startswith("sequences:") for x in render_terminal(mixed_records(), 0))
