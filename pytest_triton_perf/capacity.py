@@ -27,16 +27,20 @@ configuration search.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.errors import ArgumentError
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.numbers import fmt
+
+if TYPE_CHECKING:  # the engine pulls in the protocol clients: not at import time
+    from pytest_triton_perf.measure.engine import MeasureSettings
 
 Level = Mapping[str, Any]
 
@@ -57,6 +61,17 @@ GAIN_STEPS = 2
 RATE_RESOLUTION = 0.05
 #: Upper bound on measured levels, whatever the arguments.
 MAX_STEPS = 40
+#: Warm-up of the levels after the first: the server is warm by then, and the queue of the
+#: new level settles within it.
+LATER_WARMUP_S = 0.5
+
+
+def level_settings(settings: MeasureSettings, index: int) -> MeasureSettings:
+    """The settings of a search's level number ``index`` (0 first): after the first, the
+    warm-up is at most :data:`LATER_WARMUP_S`."""
+    if index == 0:
+        return settings
+    return dataclasses.replace(settings, warmup_s=min(settings.warmup_s, LATER_WARMUP_S))
 
 
 def latency_bounds(bounds: Mapping[str, float]) -> dict[str, float]:

@@ -45,9 +45,6 @@ REFERENCE_KEY = pytest.StashKey[tuple[Path, str]]()
 PERF_SESSION_KEY = pytest.StashKey["PerfSession"]()
 #: The test's parsed ``sla`` marker (set at collection by the plugin).
 SPEC_KEY = pytest.StashKey[SlaSpec | None]()
-#: Warm-up of a capacity search's levels after the first (the server is warm by then; the
-#: queue of the new level settles within it).
-CAPACITY_WARMUP_S = 0.5
 
 
 def make_server(
@@ -416,7 +413,7 @@ class TritonPerf:
         accepted). The result is recorded: ``min_capacity`` is checked against it, and it
         is compared with its baseline in history and A/B modes.
         """
-        from pytest_triton_perf.capacity import breaches, find_capacity
+        from pytest_triton_perf.capacity import breaches, find_capacity, level_settings
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
         spec = self._item.stash.get(SPEC_KEY, None)
@@ -437,14 +434,14 @@ class TritonPerf:
             **engine_options,
         }
         # The server is warm after the first level: later levels only let the queue settle.
-        later = dataclasses.replace(settings, warmup_s=min(settings.warmup_s, CAPACITY_WARMUP_S))
+        later = level_settings(settings, 1)
 
         def level_runner(name: str) -> Callable[[Mapping[str, Any]], PerfResult]:
             calls = [0]
 
             def run(level: Mapping[str, Any]) -> PerfResult:
+                use = level_settings(settings, calls[0])
                 calls[0] += 1
-                use = settings if calls[0] == 1 else later
                 return measure_engine(self.server, name, settings=use, **level, **options)
 
             return run

@@ -25,7 +25,7 @@ from pytest_triton_perf.baseline.reference import (
     load_model_copy,
     unload_models,
 )
-from pytest_triton_perf.capacity import AXES, find_capacity
+from pytest_triton_perf.capacity import AXES, find_capacity, level_settings
 from pytest_triton_perf.errors import ArgumentError, ServerDiedError, TritonPerfError
 from pytest_triton_perf.measure.engine import MeasureSettings
 from pytest_triton_perf.measure.engine import measure as engine_measure
@@ -282,9 +282,13 @@ class _Search:
                 result,
             )
 
+        levels = [0]
+
         def level(load: Mapping[str, float]) -> PerfResult:
             axis = {k: (int(v) if k == "concurrency" else float(v)) for k, v in load.items()}
-            return self.measure(arm.name, settings=settings, **self.kwargs, **axis)
+            use = level_settings(settings, levels[0])
+            levels[0] += 1
+            return self.measure(arm.name, settings=use, **self.kwargs, **axis)
 
         resolution = None if final or self.over != "concurrency" else COARSE_CONCURRENCY
         cap = find_capacity(
