@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_triton_perf.load import grpc_client, h2_client, http_client
+from pytest_triton_perf.load import grpc_client, h2_client, http_client, stream
 from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor
 from pytest_triton_perf.load.open_loop import OpenLoop
 from pytest_triton_perf.load.recorder import Recorder, Records
+from pytest_triton_perf.load.responses import ResponseRecorder
 from pytest_triton_perf.load.schedule import offsets_ns
 from pytest_triton_perf.load.transport import InferClient
 from pytest_triton_perf.urls import parse_url
@@ -47,6 +48,7 @@ class LoadSpec:
     worker: int = 0
     workers: int = 1
     grpc_client: str = "lean"  # "lean" (h2_client) or "grpcio" (grpc.aio)
+    stream: stream.StreamSpec | None = None  # a decoupled model: ModelStreamInfer, gRPC only
 
     @property
     def open_loop(self) -> bool:
@@ -120,6 +122,10 @@ class LocalDriver:
             host, port = parse_url(load.http_url, option="server address")
             return http_client.HttpInferClient(host, port, load.payloads)
         channel = self._channels[len(self._clients) % len(self._channels)]
+        if load.stream is not None and load.grpc_client == "lean":
+            return stream.H2StreamInferClient(channel, load.payloads, load.stream)
+        if load.stream is not None:
+            return stream.GrpcStreamInferClient(channel, load.payloads, load.stream)
         if load.grpc_client == "lean":
             return h2_client.H2GrpcInferClient(channel, load.payloads)
         return grpc_client.GrpcInferClient(channel, load.payloads)
@@ -150,7 +156,12 @@ class LocalDriver:
                 *(
                     c.connect()
                     for c in self._clients
-                    if isinstance(c, http_client.HttpInferClient | h2_client.H2GrpcInferClient)
+                    if isinstance(
+                        c,
+                        http_client.HttpInferClient
+                        | h2_client.H2GrpcInferClient
+                        | stream.H2StreamInferClient,
+                    )
                 )
             )
         except Exception:
@@ -160,7 +171,7 @@ class LocalDriver:
     async def start(self, t0_ns: int) -> None:
         """Start a phase with a fresh recorder."""
         load = self._load
-        self._recorder = Recorder()
+        self._recorder = Recorder(responses=ResponseRecorder() if load.stream else None)
         self._marks = (time.perf_counter(), time.thread_time(), _cpu())
         if load.open_loop:
             assert load.request_rate is not None

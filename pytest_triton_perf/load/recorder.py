@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pytest_triton_perf.load.responses import ResponseRecorder, ResponseRecords
+
 #: Error messages kept per recorder; every error is counted, only the text is capped.
 MAX_ERROR_MESSAGES = 1000
 
@@ -26,6 +28,8 @@ class Recorder:
     error_messages: list[tuple[int, str]] = field(default_factory=list)
     # Open loop only: how long after its scheduled time each request was actually sent.
     send_delay_ns: array = field(default_factory=lambda: array("q"))
+    # Streaming (decoupled) models only: each request's responses, filled by the loops.
+    responses: ResponseRecorder | None = None
 
     def add(self, end_ns: int, latency_ns: int, error: str | None) -> None:
         """Record one completed request (``error`` None for a success)."""
@@ -61,6 +65,7 @@ class Recorder:
                 if len(self.send_delay_ns) >= n and n
                 else np.empty(0, np.int64)
             ),
+            responses=self.responses.snapshot(n) if self.responses is not None else None,
         )
 
 
@@ -74,6 +79,8 @@ class Records:
     error_messages: tuple[tuple[int, str], ...] = ()
     # Open loop: send delay per record (same order); empty for a closed loop.
     send_delay_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    # Streaming (decoupled) models: each record's responses (same order); None otherwise.
+    responses: ResponseRecords | None = None
 
     def __len__(self) -> int:
         return len(self.end_ns)
@@ -94,12 +101,16 @@ class Records:
         delays = np.empty(0, np.int64)
         if all(len(p.send_delay_ns) == len(p) for p in parts):
             delays = np.concatenate([p.send_delay_ns for p in parts])[order]
+        streamed = [p.responses for p in parts if p.responses is not None]
         return cls(
             end_ns=end[order],
             latency_ns=np.concatenate([p.latency_ns for p in parts])[order],
             ok=np.concatenate([p.ok for p in parts])[order],
             error_messages=tuple(msgs[:MAX_ERROR_MESSAGES]),
             send_delay_ns=delays,
+            responses=(
+                ResponseRecords.merge(streamed, order) if len(streamed) == len(parts) else None
+            ),
         )
 
     def between(self, start_ns: int, end_ns: int) -> Records:
@@ -111,6 +122,7 @@ class Records:
             ok=self.ok[mask],
             error_messages=tuple(m for m in self.error_messages if start_ns <= m[0] < end_ns),
             send_delay_ns=self.send_delay_ns[mask] if self.scheduled else self.send_delay_ns,
+            responses=self.responses.select(mask) if self.responses is not None else None,
         )
 
     @property

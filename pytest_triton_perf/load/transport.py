@@ -43,3 +43,12 @@ class InferClient(Protocol):
     async def close(self) -> None:
         """Release the connection."""
         ...
+
+
+class StreamingClient(InferClient, Protocol):
+    """A client of a decoupled model: after ``infer`` returns, what its responses were."""
+
+    #: Arrival times (``perf_counter_ns``) of the last request's responses, in order.
+    response_ns: list[int]
+    #: Tokens counted in them (-1: not counted).
+    tokens: int
