@@ -105,7 +105,7 @@ def _prompt_inputs(spec: ModelSpec) -> list[TensorSpec]:
 def parse(spec: ModelSpec, prompt_length: Any) -> dict[str, Lengths]:
     """Input name -> length rule; InputSpecError for a value, an input name or an input
     datatype that prompts do not apply to."""
-    if isinstance(prompt_length, Mapping) and set(prompt_length) != {"mean", "stddev"}:
+    if isinstance(prompt_length, Mapping) and not set(prompt_length) <= {"mean", "stddev"}:
         if not prompt_length:
             raise InputSpecError(f"model '{spec.name}': prompt_length is an empty dict")
         rules = {}
