@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -46,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_vs_perf_analyzer import find_perf_analyzer  # noqa: E402
+from engine_vs_perf_analyzer import alternate, find_perf_analyzer  # noqa: E402
 
 from pytest_triton_perf.load.model_info import fetch_stats  # noqa: E402
 from pytest_triton_perf.measure.engine import MeasureSettings, measure  # noqa: E402
@@ -174,18 +173,6 @@ def run_ours(server: TritonServer, concurrency: int, settings: MeasureSettings) 
         responses=s.responses,
         cpu_s=r.client_cpu_s or 0.0,
     )
-
-
-def alternate(
-    repeats: int, ours: Callable[[], StreamFigures], theirs: Callable[[], StreamFigures]
-) -> tuple[list[StreamFigures], list[StreamFigures]]:
-    """A B B A ...: a trend of the machine hits both tools alike."""
-    a: list[StreamFigures] = []
-    b: list[StreamFigures] = []
-    for k in range(repeats):
-        for fn in (ours, theirs) if k % 2 == 0 else (theirs, ours):
-            (a if fn is ours else b).append(fn())
-    return a, b
 
 
 def main() -> None:
