@@ -219,6 +219,7 @@ class H2StreamInferClient:
 
     async def infer(self, i: int) -> str | None:
         """Send request ``i`` on the stream and wait for its final response."""
+        self.response_ns, self.tokens = [], -1  # a failure to connect had no responses
         conn, stream_id = await self._stream()
         request = _Request(self._spec)
         self._request = request
@@ -289,6 +290,7 @@ class GrpcStreamInferClient:
 
     async def infer(self, i: int) -> str | None:
         """Send request ``i`` on the call and wait for its final response."""
+        self.response_ns, self.tokens = [], -1
         if self._call is None or self._reader is None or self._reader.done():
             self._call = self._open()
             self._reader = asyncio.create_task(self._read(self._call))
