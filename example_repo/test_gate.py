@@ -64,6 +64,26 @@ def test_accumulator_sequences(triton_perf):
     assert result.sequence_latency_ms.p50 > result.latency_ms.p50
 
 
+@pytest.mark.sla(ttft_p99_ms=300, itl_p99_ms=80, min_output_tokens_per_s=300)
+def test_llm_streams_tokens_within_its_sla(triton_perf):
+    """`llm` is a decoupled model that streams 16 tokens per request like an LLM server:
+    first token after 40 ms (config parameter first_token_ms), then one every 10 ms
+    (token_ms). `measure` drives gRPC's ModelStreamInfer and times every response: time to
+    first token (TTFT) and inter-token latency (ITL) are gated like any latency, and so is
+    the token throughput, counted from the TOKEN output. In A/B mode TTFT and ITL are
+    compared with the reference, as p50 and p99 are."""
+    result = triton_perf.measure("llm", concurrency=8, token_output="TOKEN")
+    assert result.responses_per_request == 16
+
+
+@pytest.mark.sla(ttft_p50_ms=100)
+def test_llm_ttft_with_long_prompts(triton_perf):
+    """Prefill grows with the prompt (prefill_us_per_token): prompts of 512 to 2048 words,
+    drawn from a seeded distribution, make a prefill regression visible in TTFT."""
+    result = triton_perf.measure("llm", concurrency=4, prompt_length=(512, 2048))
+    assert result.ttft_ms.p50 > 40
+
+
 @pytest.mark.xfail(
     reason="demonstration of a failing gate: sleepy takes 20 ms per request, the SLA allows 5",
     strict=True,

@@ -88,6 +88,8 @@ def breaches(result: PerfResult, bounds: Mapping[str, float]) -> tuple[str, ...]
     for key, bound in latency_bounds(bounds).items():
         meta = metrics.BY_SLA_KEY[key]
         value = figures[meta.name]
+        if meta.streaming_only and result.stream is None:
+            continue  # TTFT and ITL bound streaming models only
         if value is None:
             out.append(f"{key} unavailable (no request succeeded)")
         elif value > bound:

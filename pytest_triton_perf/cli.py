@@ -355,6 +355,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
                 "file": str(args.base),
                 "revision": revision,
                 "histogram": b.histogram,
+                "stream_histograms": b.stream_histograms,
             },
         )
         compared.append(record)

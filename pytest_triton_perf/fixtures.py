@@ -327,7 +327,10 @@ class TritonPerf:
         ``arrival="constant"|"poisson"`` and ``seed``) as a list measures each level in turn
         and returns a list of results: a latency-throughput sweep in one call.
         ``warmup_s``, ``windows`` and ``window_s`` override the session's
-        ``--triton-perf-*`` defaults for this call. When comparing or saving, at least
+        ``--triton-perf-*`` defaults for this call. A decoupled model is streamed over
+        gRPC, every response timed (``ttft_ms``, ``itl_ms``, ... on the result; engine
+        options ``token_output``, ``stream_timeout_s``); ``prompt_length`` sets the length
+        of prompt inputs in tokens. When comparing or saving, at least
         ``--triton-perf-compare-windows`` windows are measured (per arm in A/B mode).
 
         Raises the package's errors, for ``pytest.raises`` to catch: InputSpecError (also a

@@ -26,6 +26,7 @@ from pytest_triton_perf.verdicts import (
     MeasurementRecord,
     SlaRecord,
     latency_histogram,
+    stream_histograms,
 )
 
 
@@ -97,6 +98,7 @@ def _history(
         "runs": len(runs),
         "revision": {k: last.get(k) for k in ("date", "git_commit", "config_hash")},
         "histogram": last.get("histogram"),
+        "stream_histograms": last.get("stream_histograms") or {},
     }
     comps = compare_results(runs, m.result.to_dict(), ctx.gate, mode="history")
     if any(c.verdict == REGRESSION for c in comps) and m.remeasure is not None:
@@ -133,6 +135,7 @@ def _ab(m: Measured, gate: GateSettings) -> tuple[list[Comparison], dict[str, An
         "design": m.ab_design,
         "reference": ref.to_dict(),
         "histogram": latency_histogram(ref.latencies_ms),
+        "stream_histograms": stream_histograms(ref.stream),
     }
     return comps, info
 
@@ -202,6 +205,7 @@ def evaluate_test(
             comparisons=tuple(comps),
             baseline=info,
             analysis=dict(m.analysis),
+            stream_histograms=stream_histograms(m.result.stream),
         )
         records.append(record)
         regressed = [c for c in comps if c.verdict == REGRESSION]
@@ -335,6 +339,7 @@ def baseline_run(record: MeasurementRecord, revision: dict[str, Any]) -> dict[st
         "config_hash": record.baseline.get("config_hash"),
         "result": record.result,
         "histogram": record.histogram,
+        **({"stream_histograms": record.stream_histograms} if record.stream_histograms else {}),
         "host_load": record.environment.get("host_load"),
     }
 

@@ -78,6 +78,9 @@ class Metric:
     #: Only a capacity search yields it (``triton_perf.capacity``): a plain measurement has
     #: no value and is neither checked nor compared on it.
     search_only: bool = False
+    #: Only a streaming (decoupled) model yields it: a request/response measurement has no
+    #: value and is neither checked nor compared on it.
+    streaming_only: bool = False
 
     @property
     def upper(self) -> bool:
@@ -107,6 +110,48 @@ def _latency(q: str, what: str, alias: str | None, gate: Gate | None = None) -> 
         aliases=(alias,) if alias else (),
         per_window=True,
         gate=gate,
+    )
+
+
+def _stream_latency(figure: str, q: str, what: str, gate: Gate) -> Metric:
+    return Metric(
+        name=f"{figure}_{q}_ms",
+        unit="ms",
+        higher_is_worse=True,
+        source=(f"{figure}_ms", q),
+        short=f"{figure}_{q}",
+        help=f"milliseconds, {what}, {_QUANTILE[q]} by nearest rank",
+        sla_key=f"{figure}_{q}_ms",
+        example="200" if figure == "ttft" else "50",
+        per_window=True,
+        gate=gate,
+        streaming_only=True,
+    )
+
+
+_QUANTILE = {"p50": "median", "p99": "99th percentile"}
+_TTFT = (
+    "time to first response (TTFT) of a streaming model, from the request's send (open loop: "
+    "its scheduled time)"
+)
+_ITL = (
+    "inter-response latency (ITL) of a streaming model: the gaps between consecutive "
+    "responses of a request, pooled over requests"
+)
+
+
+def _stream_rate(name: str, unit: str, what: str, example: str) -> Metric:
+    return Metric(
+        name=name,
+        unit=unit,
+        higher_is_worse=False,
+        source=(name,),
+        short=name.removesuffix("_per_s"),
+        help=what,
+        sla_key=f"min_{name}",
+        example=example,
+        per_window=True,
+        streaming_only=True,
     )
 
 
@@ -158,6 +203,23 @@ CATALOGUE: tuple[Metric, ...] = (
         gate=Gate(0.10),
         search_only=True,
     ),
+    _stream_latency("ttft", "p50", _TTFT, Gate(0.05, floor=0.2)),
+    _stream_latency("ttft", "p99", _TTFT, Gate(0.10, floor=0.5)),
+    _stream_latency("itl", "p50", _ITL, Gate(0.05, floor=0.2)),
+    _stream_latency("itl", "p99", _ITL, Gate(0.10, floor=0.5)),
+    _stream_rate(
+        "responses_per_s",
+        "responses/s",
+        "responses per second of a streaming model (of its successful requests)",
+        "100",
+    ),
+    _stream_rate(
+        "output_tokens_per_s",
+        "tokens/s",
+        "output tokens per second of a streaming model: elements of the output named by "
+        "measure(token_output=...) in its responses",
+        "100",
+    ),
     _memory("gpu", "MB = 10^6 bytes (as Model Analyzer), GPU memory used", "gpu_used_memory"),
     _memory("cpu", "MB = 10^6 bytes, Triton's nv_cpu_memory_used_bytes", "cpu_used_ram"),
     Metric(
@@ -193,7 +255,14 @@ METRIC_ALIASES: dict[str, str] = {
 }
 
 #: How the marker help spells units out.
-_UNIT_WORDS = {"ms": "ms", "infer/s": "inferences/s", "MB": "MB = 10^6 bytes", "": "a 0-1 rate"}
+_UNIT_WORDS = {
+    "ms": "ms",
+    "infer/s": "inferences/s",
+    "responses/s": "responses/s",
+    "tokens/s": "tokens/s",
+    "MB": "MB = 10^6 bytes",
+    "": "a 0-1 rate",
+}
 
 
 def default_bounds() -> dict[str, float]:

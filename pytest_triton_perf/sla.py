@@ -267,6 +267,20 @@ def evaluate(
                     f"the sla bounds {key} but the test ran no triton_perf.capacity() search",
                 )
             )
+        streamed = metrics.BY_SLA_KEY[key].streaming_only
+        if streamed and results and not any(r.stream is not None for r in results):
+            models = ", ".join(sorted({r.model for r in results}))
+            checks.append(
+                Check(
+                    "(no streaming model)",
+                    key,
+                    bound,
+                    None,
+                    False,
+                    f"the sla bounds {key}, a figure of streaming (decoupled) models, but the "
+                    f"test measured none ({models}: one response per request)",
+                )
+            )
     for result in results:
         figures = result.summary()
         for key, bound in bounds.items():
@@ -274,6 +288,8 @@ def evaluate(
             value = figures[meta.metric]
             if value is None and metrics.BY_SLA_KEY[key].search_only:
                 continue  # a plain measurement beside a capacity search: not its figure
+            if metrics.BY_SLA_KEY[key].streaming_only and result.stream is None:
+                continue  # a request/response model beside a streaming one: not its figure
             if value is None:
                 reason = result.unavailable_reason(meta.metric)
                 if reason is None and meta.metric.endswith("_ms"):

@@ -113,6 +113,9 @@ class MeasurementRecord:
     #: What a search made of measurements found: ``{"capacity": CapacityResult.to_dict()}``
     #: or ``{"search": SearchResult.to_dict()}`` (empty for a plain measurement).
     analysis: dict[str, Any] = field(default_factory=dict)
+    #: Streaming models: the pooled TTFTs and gaps between responses in log-spaced buckets,
+    #: ``{"ttft_ms": {...}, "itl_ms": {...}}`` (empty for a request/response model).
+    stream_histograms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -147,6 +150,7 @@ class MeasurementRecord:
             "verdict": self.verdict,
             "baseline": self.baseline,
             "analysis": self.analysis,
+            "stream_histograms": self.stream_histograms,
         }
 
     @classmethod
@@ -165,6 +169,7 @@ class MeasurementRecord:
             baseline=d.get("baseline", {}),
             outcome=d.get("outcome", ""),
             analysis=d.get("analysis") or {},
+            stream_histograms=d.get("stream_histograms") or {},
         )
 
 
@@ -182,4 +187,14 @@ def latency_histogram(latencies_ms: np.ndarray, buckets: int = 40) -> dict[str, 
     return {
         "edges_ms": [round(float(e), 6) for e in edges],
         "counts": [int(c) for c in counts],
+    }
+
+
+def stream_histograms(stream: Any) -> dict[str, dict[str, list[float]]]:
+    """The TTFT and inter-response histograms of a ``PerfResult.stream`` (None: ``{}``)."""
+    if stream is None:
+        return {}
+    return {
+        "ttft_ms": latency_histogram(stream.ttft_samples_ms),
+        "itl_ms": latency_histogram(stream.itl_samples_ms),
     }

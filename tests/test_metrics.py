@@ -12,7 +12,7 @@ from pytest_triton_perf import metrics, sla
 from pytest_triton_perf.baseline import compare
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.report import text
-from tests.report.factory import make_record, make_result
+from tests.report.factory import make_record, make_result, make_stream_result
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -92,15 +92,36 @@ def test_generated_tables_follow_the_catalogue() -> None:
 
 def test_comparison_defaults_are_todays() -> None:
     """The figures the gate was measured with (benchmarks/gate_quality.py)."""
-    assert compare.GATED_METRICS == ("p50_ms", "p99_ms", "throughput", "capacity")
+    assert compare.GATED_METRICS == (
+        "p50_ms",
+        "p99_ms",
+        "throughput",
+        "capacity",
+        "ttft_p50_ms",
+        "ttft_p99_ms",
+        "itl_p50_ms",
+        "itl_p99_ms",
+    )
+    # TTFT and ITL (streaming models only) are gated as the latency percentiles are.
     assert compare.DEFAULT_MIN_EFFECT == {
         "p50_ms": 0.05,
         "p99_ms": 0.10,
         "throughput": 0.05,
         "capacity": 0.10,
+        "ttft_p50_ms": 0.05,
+        "ttft_p99_ms": 0.10,
+        "itl_p50_ms": 0.05,
+        "itl_p99_ms": 0.10,
         "error_rate": 0.001,
     }
-    assert compare.DEFAULT_FLOOR == {"p50_ms": 0.2, "p99_ms": 0.5}
+    assert compare.DEFAULT_FLOOR == {
+        "p50_ms": 0.2,
+        "p99_ms": 0.5,
+        "ttft_p50_ms": 0.2,
+        "ttft_p99_ms": 0.5,
+        "itl_p50_ms": 0.2,
+        "itl_p99_ms": 0.5,
+    }
     assert {k: text.SHORT_METRIC[k] for k in ("p50_ms", "p99_ms", "throughput", "error_rate")} == {
         "p50_ms": "p50",
         "p99_ms": "p99",
@@ -110,8 +131,12 @@ def test_comparison_defaults_are_todays() -> None:
     assert sla.SlaSpec(bounds=()).with_defaults() == {"max_error_rate": 0.0}
 
 
-def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record() -> None:
-    result = make_result(gpu_memory_mb=1234.0, errors=3)
+@pytest.mark.parametrize("streaming", [False, True], ids=["request-response", "streaming"])
+def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record(streaming: bool) -> None:
+    if streaming:
+        result = make_stream_result(errors_every=10)
+    else:
+        result = make_result(gpu_memory_mb=1234.0, errors=3)
     as_dict = result.to_dict()
     record = make_record(result)
     assert result.summary() == {m.name: m.read(as_dict) for m in metrics.CATALOGUE}
@@ -129,6 +154,10 @@ def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record() -> None:
             assert compare.window_values(settled.to_dict(), m.name) == [
                 w.throughput for w in result.windows
             ]
+        elif m.streaming_only and not streaming:
+            # A request/response model has no per-response figures, nor do its windows.
+            assert m.read(result) is None and set(window_figures) == {None}
+            assert compare.window_values(as_dict, m.name) == []
         elif m.per_window:
             assert None not in window_figures, m.name
             assert compare.window_values(as_dict, m.name) == window_figures

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_triton_perf import options
+from pytest_triton_perf.measure import streaming
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, WindowResult
 from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
 
@@ -78,6 +79,7 @@ def merge_blocks(blocks: list[PerfResult]) -> PerfResult:
         cpu_memory_mb=peak([b.cpu_memory_mb for b in blocks]),
         first_error=errors[0] if errors else None,
         latencies_ms=latencies,
+        stream=streaming.merge([b.stream for b in blocks], duration),
     )
 
 

@@ -444,6 +444,7 @@ def compare_results(
     runs (each a ``PerfResult.to_dict()``)."""
     out = []
     searched = current.get("capacity") is not None
+    streamed = bool(current.get("streaming"))
     for meta in metrics.GATED:
         metric = meta.name
         if metric in gate.disabled:
@@ -452,6 +453,8 @@ def compare_results(
             # A capacity result is compared on its capacity (its latency sits at the bound
             # by construction, at a level that may differ between runs); a plain one never.
             continue
+        if meta.streaming_only and not streamed:
+            continue  # TTFT and ITL are figures of streaming models only
         if meta.counts is not None:
             failed, total = meta.counts
             b = (
@@ -461,7 +464,7 @@ def compare_results(
             c = (int(current[failed]), int(current[total]))
             out.append(compare_errors(b, c, gate, mode=mode, metric=metric))
             continue
-        if metric == "p99_ms":
+        if metric in ("p99_ms", "ttft_p99_ms"):
             few = _requests_per_window(current)
             if few is not None and few < MIN_REQUESTS_FOR_P99:
                 out.append(

@@ -43,7 +43,19 @@ def _pct(fraction: float) -> str:
 
 #: Latency percentiles decided over each arm's pooled blocks (their tail is too thin per
 #: block): metric name -> percentile.
-POOLED = {"p99_ms": 99.0}
+POOLED = {"p99_ms": 99.0, "ttft_p99_ms": 99.0, "itl_p99_ms": 99.0}
+
+
+def raw_values(block: PerfResult, metric: str) -> np.ndarray:
+    """The raw values (ms) a pooled percentile of ``metric`` is taken over: the block's
+    latencies, or for a streaming model its TTFTs or its gaps between responses."""
+    if metric.startswith(("ttft_", "itl_")):
+        if block.stream is None:
+            return np.empty(0)
+        if metric.startswith("ttft_"):
+            return block.stream.ttft_samples_ms
+        return block.stream.itl_samples_ms
+    return block.latencies_ms
 
 
 def block_values(blocks: Sequence[PerfResult], metric: str) -> list[float | None]:
@@ -75,6 +87,9 @@ class PairedAnalysis:
     gate: GateSettings
     looks: tuple[int, ...]
     decisions: dict[str, PairedDecision] = dataclasses.field(default_factory=dict)
+    #: Whether the blocks come from a streaming model (TTFT and ITL are decided too); set by
+    #: the first look.
+    streaming: bool = False
     #: Metrics given up as undecidable within the budget -> the MDE projected at the last look.
     futile: dict[str, float] = dataclasses.field(default_factory=dict)
 
@@ -84,11 +99,15 @@ class PairedAnalysis:
         return tuple(
             m.name
             for m in metrics.GATED
-            if m.per_window and not m.search_only and m.name not in self.gate.disabled
+            if m.per_window
+            and not m.search_only
+            and (self.streaming or not m.streaming_only)
+            and m.name not in self.gate.disabled
         )
 
     def look(self, ref: Sequence[PerfResult], cand: Sequence[PerfResult]) -> None:
         """Decide every metric still undecided on the blocks so far (one per pair and arm)."""
+        self.streaming = any(b.stream is not None for b in (*ref, *cand))
         pairs = min(len(ref), len(cand))
         for metric in self.metrics:
             known = self.decisions.get(metric)
@@ -103,8 +122,8 @@ class PairedAnalysis:
             decision: PairedDecision | None
             if metric in POOLED:
                 decision = decide_pooled(
-                    [b.latencies_ms for b in ref],
-                    [b.latencies_ms for b in cand],
+                    [raw_values(b, metric) for b in ref],
+                    [raw_values(b, metric) for b in cand],
                     POOLED[metric],
                     looks=self.looks,
                     alpha=self.gate.alpha,
@@ -178,10 +197,13 @@ class PairedAnalysis:
         stopped: str,
     ) -> list[Comparison]:
         """The comparisons of every gated metric, in catalogue order, when the analysis ends."""
+        self.streaming = self.streaming or any(b.stream is not None for b in (*ref, *cand))
         out: list[Comparison] = []
         for meta in metrics.GATED:
             metric = meta.name
             if metric in self.gate.disabled or meta.search_only:
+                continue
+            if meta.streaming_only and not self.streaming:
                 continue
             if meta.counts is not None:
                 out.append(self._errors(ref, cand, metric))
@@ -219,8 +241,8 @@ class PairedAnalysis:
         pooled = metric in POOLED
         if pooled:  # the figure the analysis compared: each arm's pooled percentile
             q = POOLED[metric]
-            base = pooled_quantile([b.latencies_ms for b in ref], q)
-            cur = pooled_quantile([b.latencies_ms for b in cand], q)
+            base = _pooled([raw_values(b, metric) for b in ref], q)
+            cur = _pooled([raw_values(b, metric) for b in cand], q)
         if d is None:
             few = (
                 f"; {metrics.BY_NAME[metric].short} is decided once each arm pooled "
@@ -291,3 +313,8 @@ class PairedAnalysis:
 def _median(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.median(present)) if present else None
+
+
+def _pooled(blocks: Sequence[np.ndarray], q: float) -> float | None:
+    """The pooled percentile, None when the blocks hold no value."""
+    return pooled_quantile(blocks, q) if sum(len(b) for b in blocks) else None

@@ -134,6 +134,8 @@ class ClosedLoop:
                     error = f"connection error: {e}"
                 t1 = perf_counter_ns()
                 add(t1, t1 - t0, error)
+                if self._recorder.responses is not None:  # a streaming model
+                    self._recorder.responses.add(t0, client)
         except asyncio.CancelledError:
             raise
         except BaseException as e:

@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pytest_triton_perf.load import grpc_client, h2_client, http_client
+from pytest_triton_perf.load import grpc_client, h2_client, http_client, stream
 from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor, cancel_and_wait
 from pytest_triton_perf.load.open_loop import OpenLoop
 from pytest_triton_perf.load.recorder import Recorder, Records
+from pytest_triton_perf.load.responses import ResponseRecorder
 from pytest_triton_perf.load.schedule import offsets_ns
 from pytest_triton_perf.load.sequences import SequenceClient, SequencePlan, Sequencer
 from pytest_triton_perf.load.transport import InferClient, TransportError
@@ -49,6 +50,7 @@ class LoadSpec:
     workers: int = 1
     grpc_client: str = "lean"  # "lean" (h2_client) or "grpcio" (grpc.aio)
     sequence: SequencePlan | None = None  # a sequence model: how its sequences run
+    stream: stream.StreamSpec | None = None  # a decoupled model: ModelStreamInfer, gRPC only
 
     @property
     def open_loop(self) -> bool:
@@ -137,6 +139,10 @@ class LocalDriver:
             client = http_client.HttpInferClient(host, port, load.payloads)
         else:
             channel = self._channels[len(self._clients) % len(self._channels)]
+            if load.stream is not None and load.grpc_client == "lean":
+                return stream.H2StreamInferClient(channel, load.payloads, load.stream)
+            if load.stream is not None:
+                return stream.GrpcStreamInferClient(channel, load.payloads, load.stream)
             if load.grpc_client == "lean":
                 client = h2_client.H2GrpcInferClient(channel, load.payloads)
             else:
@@ -171,7 +177,12 @@ class LocalDriver:
                 *(
                     c.connect()
                     for c in map(_unwrapped, self._clients)
-                    if isinstance(c, http_client.HttpInferClient | h2_client.H2GrpcInferClient)
+                    if isinstance(
+                        c,
+                        http_client.HttpInferClient
+                        | h2_client.H2GrpcInferClient
+                        | stream.H2StreamInferClient,
+                    )
                 )
             )
         except Exception:
@@ -181,7 +192,7 @@ class LocalDriver:
     async def start(self, t0_ns: int) -> None:
         """Start a phase with a fresh recorder."""
         load = self._load
-        self._recorder = Recorder()
+        self._recorder = Recorder(responses=ResponseRecorder() if load.stream else None)
         if self._sequencer is not None:
             self._sequencer.recorder = self._recorder
         self._marks = (time.perf_counter(), time.thread_time(), _cpu())

@@ -7,13 +7,15 @@ measurement shows the client's cost. Here a request is a pre-encoded HEADERS blo
 serialised message, written with one ``transport.write``; responses are read by a small frame
 parser. grpc.aio remains the fallback (``grpc_client``).
 
-Scope: unary calls over cleartext HTTP/2 (prior knowledge, as grpc uses), many streams per
-connection, flow control both ways. HPACK: requests are one pre-encoded block that leaves
-no table state; responses are decoded with the ``hpack`` package (Huffman strings and the
-dynamic table, which this client asks the server to keep at size 0), behind a cache of the
-few blocks a server repeats (:class:`ResponseHeaderDecoder`). A call succeeds only on a
-readable ``:status`` 200 and ``grpc-status`` 0; a header block that does not decode fails
-the calls of its connection with a :class:`TransportError` that says what was unreadable.
+Scope: unary calls, and bidirectional streams whose messages are handed to a callback as they
+arrive (``ModelStreamInfer``, see :mod:`stream`), over cleartext HTTP/2 (prior knowledge, as
+grpc uses), many streams per connection, flow control both ways. HPACK: requests are one
+pre-encoded block that leaves no table state; responses are decoded with the ``hpack``
+package (Huffman strings and the dynamic table, which this client asks the server to keep at
+size 0), behind a cache of the few blocks a server repeats (:class:`ResponseHeaderDecoder`).
+A call succeeds only on a readable ``:status`` 200 and ``grpc-status`` 0; a header block that
+does not decode fails the calls of its connection with a :class:`TransportError` that says
+what was unreadable.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import hpack
@@ -132,6 +134,11 @@ class _Stream:
     status: bytes | None = None  # :status
     grpc_status: bytes | None = None
     grpc_message: bytes = b""
+    # Bidirectional streams only: each complete gRPC message received goes to ``on_message``;
+    # the client's side stays open after its data (no END_STREAM).
+    on_message: Callable[[bytes], None] | None = None
+    received: bytearray = field(default_factory=bytearray)
+    unacked: int = 0  # bytes received on the stream and not yet returned by WINDOW_UPDATE
 
 
 def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
@@ -259,8 +266,31 @@ class H2Connection(asyncio.Protocol):
         st = self._streams.get(stream_id)
         if st is None:
             return
+        if st.on_message is not None:
+            self._on_stream_data(stream_id, st, payload)
         if flags & END_STREAM:
             self._complete(stream_id, st)
+
+    def _on_stream_data(self, stream_id: int, st: _Stream, payload: bytes) -> None:
+        """Split a bidirectional stream's data into gRPC messages (a 5-byte prefix each: the
+        compression flag and the length), each handed to the stream's callback."""
+        st.unacked += len(payload)
+        if st.unacked > MAX_WINDOW // 2:
+            # A long-lived stream: return the consumed bytes of its own window too.
+            self._write(_frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", st.unacked)))
+            st.unacked = 0
+        buf = st.received
+        buf += payload
+        pos = 0
+        while len(buf) - pos >= 5:
+            length = int.from_bytes(buf[pos + 1 : pos + 5], "big")
+            if len(buf) - pos < 5 + length:
+                break
+            message = bytes(buf[pos + 5 : pos + 5 + length])
+            pos += 5 + length
+            assert st.on_message is not None
+            st.on_message(message)
+        del buf[:pos]
 
     def _on_header_block(self) -> None:
         stream_id, end = self._headers_stream, self._headers_end_stream
@@ -357,12 +387,13 @@ class H2Connection(asyncio.Protocol):
         """Send as much of the stream's data as the windows allow; True when all sent."""
         chunks = []
         data = st.pending
+        last = 0 if st.on_message is not None else END_STREAM  # a stream stays open
         while data:
             allowed = min(len(data), self._send_window, st.window, self._peer_max_frame)
             if allowed <= 0:
                 break
             piece, data = data[:allowed], data[allowed:]
-            flags = 0 if data else END_STREAM
+            flags = 0 if data else last
             chunks.append(_frame_header(allowed, DATA, flags, stream_id) + piece)
             self._send_window -= allowed
             st.window -= allowed
@@ -378,8 +409,10 @@ class H2Connection(asyncio.Protocol):
             if st is not None and st.pending and not self._send_data(sid, st):
                 self._blocked.append(sid)
 
-    async def call(self, header_block: bytes, message: bytes) -> str | None:
-        """One unary call: None on grpc-status 0, else ``"<CODE>: <message>"``."""
+    async def _new_stream(
+        self, pending: bytes = b"", on_message: Callable[[bytes], None] | None = None
+    ) -> tuple[int, _Stream, asyncio.Transport]:
+        """A new stream's id and state, once the server's stream limit allows one."""
         while len(self._streams) >= self._peer_max_streams:
             if self._stream_slots is None:
                 self._stream_slots = asyncio.Event()
@@ -390,19 +423,27 @@ class H2Connection(asyncio.Protocol):
         stream_id = self._next_id
         self._next_id += 2
         waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        st = _Stream(waiter=waiter, pending=message, window=self._peer_initial_window)
+        st = _Stream(
+            waiter=waiter, pending=pending, window=self._peer_initial_window, on_message=on_message
+        )
         self._streams[stream_id] = st
+        return stream_id, st, self.transport
+
+    async def call(self, header_block: bytes, message: bytes) -> str | None:
+        """One unary call: None on grpc-status 0, else ``"<CODE>: <message>"``."""
+        stream_id, st, transport = await self._new_stream(pending=message)
+        waiter = st.waiter
         head = _frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
         if len(message) <= min(self._send_window, st.window, self._peer_max_frame):
             # The common case in one write: HEADERS and the whole message.
             self._send_window -= len(message)
             st.window -= len(message)
             st.pending = b""
-            self.transport.write(
+            transport.write(
                 head + _frame_header(len(message), DATA, END_STREAM, stream_id) + message
             )
         else:
-            self.transport.write(head)
+            transport.write(head)
             if not self._send_data(stream_id, st):
                 self._blocked.append(stream_id)
         try:
@@ -412,6 +453,43 @@ class H2Connection(asyncio.Protocol):
                 self._streams.pop(stream_id)
                 self._write(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))  # CANCEL
             raise
+
+    async def open_stream(
+        self, header_block: bytes, on_message: Callable[[bytes], None]
+    ) -> tuple[int, asyncio.Future[str | None]]:
+        """Open a bidirectional gRPC stream: its id, and a future that ends with the stream
+        (None on grpc-status 0, ``"<CODE>: <message>"`` otherwise; TransportError when the
+        connection goes). Each message the server sends goes to ``on_message`` on arrival."""
+        stream_id, st, transport = await self._new_stream(on_message=on_message)
+        transport.write(
+            _frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
+        )
+        return stream_id, st.waiter
+
+    def send_message(self, stream_id: int, message: bytes) -> None:
+        """Send one framed gRPC message on an open stream (queued behind flow control)."""
+        if self.closed or self.transport is None:
+            raise TransportError("HTTP/2 connection is closed")
+        st = self._streams.get(stream_id)
+        if st is None:
+            raise TransportError(f"HTTP/2 stream {stream_id} has ended")
+        if st.pending:
+            st.pending += message  # still waiting for window: keep the order
+            return
+        st.pending = message
+        if not self._send_data(stream_id, st):
+            self._blocked.append(stream_id)
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Cancel a stream (RST_STREAM CANCEL); whatever it receives later is dropped."""
+        st = self._streams.pop(stream_id, None)
+        if st is None:
+            return
+        if not st.waiter.done():
+            st.waiter.set_result("CANCELLED: stream reset by the client")
+        self._write(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))
+        if self._stream_slots is not None:
+            self._stream_slots.set()
 
     @property
     def next_stream_id(self) -> int:

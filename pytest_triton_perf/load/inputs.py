@@ -66,18 +66,29 @@ def encode_requests(
         build_inputs(spec, s, batch_size=batch_size, shapes=shapes, seed=seed + k)
         for k, s in enumerate(sets)
     ]
+    return encode_bodies(
+        spec, tensors, protocol=protocol, http_url=http_url, version=version
+    ), label
+
+
+def encode_bodies(
+    spec: ModelSpec,
+    tensors: Sequence[Sequence[InputTensor]],
+    *,
+    protocol: str,
+    http_url: str,
+    version: str | None = None,
+) -> tuple[bytes, ...]:
+    """One request body per input set, asking for every output: a complete HTTP/1.1 request
+    to ``http_url`` (``protocol="http"``) or a serialised ``ModelInferRequest``."""
     outputs = [o.name for o in spec.outputs]
     if protocol == "http":
         host, port = parse_url(http_url, option="server address")
-        payloads = tuple(
+        return tuple(
             http_client.encode_request(host_port(host, port), spec.name, version, t, outputs)
             for t in tensors
         )
-    else:
-        payloads = tuple(
-            grpc_client.encode_request(spec.name, version, t, outputs) for t in tensors
-        )
-    return payloads, label
+    return tuple(grpc_client.encode_request(spec.name, version, t, outputs) for t in tensors)
 
 
 def input_sets(
@@ -248,11 +259,6 @@ def build_inputs(
     mapping are not sent. Raises InputSpecError naming model, input, value and what is accepted.
     """
     check_batch_size(spec, batch_size)
-    if spec.decoupled:
-        raise InputSpecError(
-            f"model '{spec.name}' is decoupled (model_transaction_policy); this load generator"
-            " measures request/response models only"
-        )
     dims_by_name = resolve_dims(spec, shapes)
     user: Mapping[str, Any] | None = None
     if isinstance(inputs, str):

@@ -124,6 +124,8 @@ class OpenLoop:
                 error = f"connection error: {e}"
             end = perf_counter_ns()
             self._recorder.add_scheduled(end, end - ts, error, sent - ts)
+            if self._recorder.responses is not None:  # a streaming model: from the schedule
+                self._recorder.responses.add(ts, client)
         except asyncio.CancelledError:
             raise
         except BaseException as e:

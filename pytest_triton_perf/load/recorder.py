@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pytest_triton_perf.load.responses import ResponseRecorder, ResponseRecords
+
 #: Error messages kept per recorder; every error is counted, only the text is capped.
 MAX_ERROR_MESSAGES = 1000
 
@@ -99,6 +101,8 @@ class Recorder:
     send_delay_ns: array = field(default_factory=lambda: array("q"))
     # Sequence models: every sequence completed, besides its requests above.
     sequences: SequenceRecorder = field(default_factory=SequenceRecorder)
+    # Streaming (decoupled) models only: each request's responses, filled by the loops.
+    responses: ResponseRecorder | None = None
 
     def add(self, end_ns: int, latency_ns: int, error: str | None) -> None:
         """Record one completed request (``error`` None for a success)."""
@@ -135,6 +139,7 @@ class Recorder:
                 else np.empty(0, np.int64)
             ),
             sequences=self.sequences.snapshot(),
+            responses=self.responses.snapshot(n) if self.responses is not None else None,
         )
 
 
@@ -150,6 +155,8 @@ class Records:
     send_delay_ns: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     # Sequence models: the sequences completed (empty otherwise).
     sequences: SequenceRecords = field(default_factory=SequenceRecords.empty)
+    # Streaming (decoupled) models: each record's responses (same order); None otherwise.
+    responses: ResponseRecords | None = None
 
     def __len__(self) -> int:
         return len(self.end_ns)
@@ -170,6 +177,7 @@ class Records:
         delays = np.empty(0, np.int64)
         if all(len(p.send_delay_ns) == len(p) for p in parts):
             delays = np.concatenate([p.send_delay_ns for p in parts])[order]
+        streamed = [p.responses for p in parts if p.responses is not None]
         return cls(
             end_ns=end[order],
             latency_ns=np.concatenate([p.latency_ns for p in parts])[order],
@@ -177,6 +185,9 @@ class Records:
             error_messages=tuple(msgs[:MAX_ERROR_MESSAGES]),
             send_delay_ns=delays,
             sequences=SequenceRecords.merge([p.sequences for p in parts]),
+            responses=(
+                ResponseRecords.merge(streamed, order) if len(streamed) == len(parts) else None
+            ),
         )
 
     def between(self, start_ns: int, end_ns: int) -> Records:
@@ -189,6 +200,7 @@ class Records:
             error_messages=tuple(m for m in self.error_messages if start_ns <= m[0] < end_ns),
             send_delay_ns=self.send_delay_ns[mask] if self.scheduled else self.send_delay_ns,
             sequences=self.sequences.between(start_ns, end_ns),
+            responses=self.responses.select(mask) if self.responses is not None else None,
         )
 
     @property

@@ -53,3 +53,12 @@ class RawInferClient(InferClient, Protocol):
         """Send ``request`` (the protocol's encoding, see :mod:`sequences`) and wait for its
         response; the same outcome as :meth:`InferClient.infer`."""
         ...
+
+
+class StreamingClient(InferClient, Protocol):
+    """A client of a decoupled model: after ``infer`` returns, what its responses were."""
+
+    #: Arrival times (``perf_counter_ns``) of the last request's responses, in order.
+    response_ns: list[int]
+    #: Tokens counted in them (-1: not counted).
+    tokens: int

@@ -26,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -51,7 +52,9 @@ from pytest_triton_perf.load.sequences import (
     SequencePlan,
     random_id_base,
 )
+from pytest_triton_perf.load.stream import DEFAULT_TIMEOUT_S, StreamSpec
 from pytest_triton_perf.load.workers import open_driver
+from pytest_triton_perf.measure import streaming
 from pytest_triton_perf.measure.memory import MemoryPeaks, MemorySampler
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, ServerBreakdown, Workload
 from pytest_triton_perf.measure.server_stats import StatsReader, breakdown, other_traffic
@@ -162,6 +165,9 @@ def measure(
     sequence_length: int | None = None,
     sequence_length_variation: float | None = None,
     sequence_id_type: str = "auto",
+    token_output: str | None = None,
+    prompt_length: Any = None,
+    stream_timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> PerfResult:
     """Measure ``model`` under a closed loop (``concurrency``) or open loop (``request_rate``).
 
@@ -184,6 +190,15 @@ def measure(
     Correlation IDs are numbers, or strings where the model's CORRID control input is
     TYPE_STRING (``sequence_id_type="auto"``; ``"uint64"`` or ``"string"`` to choose). See
     :mod:`pytest_triton_perf.load.sequences`.
+    A decoupled model (``model_transaction_policy { decoupled: true }``) is driven over
+    gRPC's bidirectional ``ModelStreamInfer`` (either client), every response timed: the
+    result's ``stream`` carries TTFT, inter-response latency and responses per second
+    (:mod:`pytest_triton_perf.load.stream`). ``token_output`` names the output whose
+    element count is a response's tokens (output tokens per second); ``stream_timeout_s``
+    is the longest wait for a request's next response before it fails (default 10 s).
+    ``prompt_length`` sets the length of prompt inputs in tokens, for any model: ``128``,
+    ``(64, 512)``, ``{"mean": 256, "stddev": 64}`` or a dict of these by input name
+    (:mod:`pytest_triton_perf.load.prompts`).
 
     Runs its own event loop, so it is called from synchronous code (or from any thread).
     Raises InputSpecError (a ValueError) for arguments the model or the load generator cannot
@@ -204,7 +219,13 @@ def measure(
         concurrency=concurrency,
         seed=seed,
     )
-    payloads, label = encode_requests(
+    stream = _stream_spec(spec, protocol, token_output, stream_timeout_s)
+    encode: Any = encode_requests
+    if prompt_length is not None:
+        from pytest_triton_perf.load.prompts import encode_prompt_requests
+
+        encode = functools.partial(encode_prompt_requests, prompt_length=prompt_length)
+    payloads, label = encode(
         spec,
         inputs,
         protocol=protocol,
@@ -214,6 +235,11 @@ def measure(
         shapes=shapes,
         seed=seed,
     )
+    if stream is not None:
+        # The drain at the end of a phase outlasts the response timeout: a request that
+        # never ends is counted as failed, not cancelled unseen.
+        drain = max(settings.drain_timeout_s, stream.timeout_s + 1.0)
+        settings = dataclasses.replace(settings, drain_timeout_s=drain)
     open_loop = request_rate is not None
     workload = Workload(
         model=model,
@@ -230,6 +256,7 @@ def measure(
     )
     uses_seed = (
         "random" in label
+        or prompt_length is not None
         or (open_loop and arrival == "poisson")
         or (sequence is not None and sequence.variation > 0)
     )
@@ -245,6 +272,7 @@ def measure(
         max_in_flight=max_in_flight or DEFAULT_MAX_IN_FLIGHT,
         grpc_client=grpc_client,
         sequence=sequence,
+        stream=stream,
     )
     plan = _Plan(
         endpoints=endpoints,
@@ -404,6 +432,44 @@ async def _probe_sequences(plan: _Plan, supervisor: Supervisor) -> None:
             f" sequence_start and sequence_end set) over {plan.load.protocol} failed with:"
             f" {error}"
         )
+
+
+def _stream_spec(
+    spec: ModelSpec, protocol: str, token_output: str | None, timeout_s: float
+) -> StreamSpec | None:
+    """How a decoupled model is streamed (None for a request/response model); InputSpecError
+    for options it cannot take."""
+
+    def bad(what: str) -> InputSpecError:
+        return InputSpecError(f"model '{spec.name}': {what}")
+
+    if not (_is_number(timeout_s) and timeout_s > 0):
+        raise bad(f"stream_timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    if not spec.decoupled:
+        if token_output is not None:
+            raise bad(
+                f"token_output={token_output!r} counts the tokens of a streaming model's"
+                " responses; this model is not decoupled (one response per request)"
+            )
+        return None
+    if spec.sequence is not None:
+        raise bad(
+            "the model is decoupled and has sequence_batching: streamed sequences are not"
+            " driven (measure a decoupled model, or a sequence model, not both in one)"
+        )
+    if protocol != "grpc":
+        raise bad(
+            f"protocol={protocol!r}: the model is decoupled (model_transaction_policy {{"
+            " decoupled: true }) and Triton's HTTP /infer endpoint does not return its"
+            " streamed responses; measure it over gRPC (protocol='grpc', the default), which"
+            " drives the ModelStreamInfer stream"
+        )
+    if token_output is not None and token_output not in {o.name for o in spec.outputs}:
+        raise bad(
+            f"token_output={token_output!r} is not an output; its outputs are "
+            + (", ".join(repr(o.name) for o in spec.outputs) or "(none)")
+        )
+    return StreamSpec(spec.name, token_output, float(timeout_s))
 
 
 def _fetch_spec(endpoints: Endpoints, model: str, version: str | None) -> ModelSpec:
@@ -576,6 +642,14 @@ def _result(plan: _Plan, seen: _Observed) -> PerfResult:
     pooled = pool(seen.records, seen.boundaries, batch)
     unavailable = {**seen.unavailable, **seen.memory.unavailable}
     sequences = span.sequences if plan.spec.sequence is not None else None
+    tokens = plan.load.stream.token_output if plan.load.stream else None
+    if plan.load.stream is not None:
+        wins = streaming.with_windows(wins, seen.records, seen.boundaries, tokens)
+        if tokens is None:
+            unavailable["output_tokens_per_s"] = (
+                "tokens are not counted: name the output that carries them, e.g."
+                " measure(..., token_output='OUTPUT0')"
+            )
     return PerfResult(
         model=plan.spec.name,
         version=plan.workload.version,
@@ -613,6 +687,7 @@ def _result(plan: _Plan, seen: _Observed) -> PerfResult:
             else None
         ),
         sequence_slots=plan.spec.sequence.slots if plan.spec.sequence is not None else None,
+        stream=streaming.figures(seen.records, seen.boundaries, pooled.duration_s, tokens),
     )
 
 

@@ -103,6 +103,89 @@ class LatencyStats:
 
 
 @dataclass(frozen=True)
+class StreamWindow:
+    """A window's per-response figures (streaming models): of the requests that completed
+    in it, successful ones only, as its throughput counts them."""
+
+    ttft_ms: LatencyStats | None
+    itl_ms: LatencyStats | None
+    responses: int
+    responses_per_s: float
+    output_tokens_per_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (flat: the window's own keys)."""
+        return {
+            "ttft_ms": self.ttft_ms.to_dict() if self.ttft_ms else None,
+            "itl_ms": self.itl_ms.to_dict() if self.itl_ms else None,
+            "responses": self.responses,
+            "responses_per_s": self.responses_per_s,
+            "output_tokens_per_s": self.output_tokens_per_s,
+        }
+
+
+def _empty() -> np.ndarray:
+    return np.empty(0)
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """Per-response figures of a streaming (decoupled) measurement, over its successful
+    requests; times in milliseconds from each request's start (its send, or its scheduled
+    time in an open loop), percentiles by nearest rank over pooled values.
+
+    - ``ttft_ms``: time to the first response;
+    - ``itl_ms``: inter-response latency, the gaps between consecutive responses of a
+      request, *pooled* over all requests (each gap weighs the same; a stall shows in p99);
+    - ``itl_per_request_ms``: each request's mean gap, (last - first response) / (responses
+      - 1), over the requests with two or more responses: GenAI-Perf's inter-token latency
+      (each request weighs the same, however long). Their averages differ when requests
+      differ in length;
+    - ``second_response_ms``: time to the second response;
+    - ``responses_per_request``: mean responses per request (the empty message that carries
+      only the final flag is not a response);
+    - ``responses_per_s`` and ``output_tokens_per_s``: per second of the windows; tokens are
+      the elements of ``token_output`` in the responses (None: not counted).
+    """
+
+    ttft_ms: LatencyStats | None
+    itl_ms: LatencyStats | None
+    itl_per_request_ms: LatencyStats | None
+    second_response_ms: LatencyStats | None
+    responses: int
+    responses_per_request: float | None
+    responses_per_s: float
+    output_tokens: int | None
+    output_tokens_per_s: float | None
+    token_output: str | None = None
+    requests: int = 0  # the successful requests these figures are of
+    # The pooled raw values (ms), for A/B merging and intervals; never compared.
+    ttft_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
+    itl_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
+    itl_request_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
+    second_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (flat: the keys are the result's own)."""
+
+        def stats(s: LatencyStats | None) -> dict[str, Any] | None:
+            return s.to_dict() if s else None
+
+        return {
+            "ttft_ms": stats(self.ttft_ms),
+            "itl_ms": stats(self.itl_ms),
+            "itl_per_request_ms": stats(self.itl_per_request_ms),
+            "second_response_ms": stats(self.second_response_ms),
+            "responses": self.responses,
+            "responses_per_request": self.responses_per_request,
+            "responses_per_s": self.responses_per_s,
+            "output_tokens": self.output_tokens,
+            "output_tokens_per_s": self.output_tokens_per_s,
+            "token_output": self.token_output,
+        }
+
+
+@dataclass(frozen=True)
 class WindowResult:
     """One measurement window. A request belongs to the window in which it completed."""
 
@@ -116,11 +199,36 @@ class WindowResult:
     # Set on the windows of the level a capacity search settled on: their throughput, as
     # samples of the capacity for baseline comparisons.
     capacity: float | None = None
+    # Streaming (decoupled) models: the window's per-response figures.
+    stream: StreamWindow | None = None
+
+    @property
+    def ttft_ms(self) -> LatencyStats | None:
+        """Time to first response (streaming models; None otherwise)."""
+        return self.stream.ttft_ms if self.stream else None
+
+    @property
+    def itl_ms(self) -> LatencyStats | None:
+        """Gaps between consecutive responses, pooled (streaming models; None otherwise)."""
+        return self.stream.itl_ms if self.stream else None
+
+    @property
+    def responses_per_s(self) -> float | None:
+        """Responses per second (streaming models; None otherwise)."""
+        return self.stream.responses_per_s if self.stream else None
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Output tokens per second (None: not a streaming model, or tokens not counted)."""
+        return self.stream.output_tokens_per_s if self.stream else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
         d = dataclasses.asdict(self)
         d["latency_ms"] = self.latency_ms.to_dict() if self.latency_ms else None
+        del d["stream"]
+        if self.stream is not None:
+            d.update(self.stream.to_dict())
         return d
 
 
@@ -200,12 +308,51 @@ class PerfResult:
     sequence_errors: int | None = None
     sequence_latency_ms: LatencyStats | None = None
     sequence_slots: int | None = None
+    # Streaming (decoupled) models: per-response figures (TTFT, inter-response latency,
+    # responses and tokens per second); None for a request/response model.
+    stream: StreamFigures | None = None
 
     def as_capacity(self, capacity: float) -> PerfResult:
         """This result as the one a capacity search settled on: ``capacity`` set, and each
         window's throughput as a sample of it."""
         windows = tuple(dataclasses.replace(w, capacity=w.throughput) for w in self.windows)
         return dataclasses.replace(self, capacity=capacity, windows=windows)
+
+    @property
+    def ttft_ms(self) -> LatencyStats | None:
+        """Time to first response (streaming models; None otherwise), see StreamFigures."""
+        return self.stream.ttft_ms if self.stream else None
+
+    @property
+    def itl_ms(self) -> LatencyStats | None:
+        """Inter-response latency, gaps pooled over requests (streaming models; None
+        otherwise); ``itl_per_request_ms`` is GenAI-Perf's per-request mean."""
+        return self.stream.itl_ms if self.stream else None
+
+    @property
+    def itl_per_request_ms(self) -> LatencyStats | None:
+        """Each request's mean gap between responses (GenAI-Perf's inter-token latency)."""
+        return self.stream.itl_per_request_ms if self.stream else None
+
+    @property
+    def second_response_ms(self) -> LatencyStats | None:
+        """Time to second response (streaming models; None otherwise)."""
+        return self.stream.second_response_ms if self.stream else None
+
+    @property
+    def responses_per_s(self) -> float | None:
+        """Responses per second over the windows (streaming models; None otherwise)."""
+        return self.stream.responses_per_s if self.stream else None
+
+    @property
+    def responses_per_request(self) -> float | None:
+        """Mean responses per successful request (streaming models; None otherwise)."""
+        return self.stream.responses_per_request if self.stream else None
+
+    @property
+    def output_tokens_per_s(self) -> float | None:
+        """Output tokens per second (None: not streaming, or no ``token_output`` given)."""
+        return self.stream.output_tokens_per_s if self.stream else None
 
     @property
     def error_rate(self) -> float:
@@ -261,4 +408,6 @@ class PerfResult:
                 self.sequence_latency_ms.to_dict() if self.sequence_latency_ms else None
             ),
             "sequence_slots": self.sequence_slots,
+            "streaming": self.stream is not None,
+            **(self.stream.to_dict() if self.stream is not None else {}),
         }

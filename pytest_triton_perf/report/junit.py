@@ -14,7 +14,8 @@ Outcomes:
 - pass and improvement: a plain testcase; the verdict is in its properties.
 
 The figures are ``<properties>`` of each testcase (``measured``, ``bound``, ``interval_low``,
-``interval_high``, ``baseline``, ``change_pct``, ``p_value``, ``mde_pct``, ...), as pytest's own
+``interval_high``, ``baseline``, ``change_pct``, ``p_value``, ``mde_pct``, ...; a streaming
+model's ``ttft_p50_ms`` ... ``output_tokens_per_s`` on each of its testcases), as pytest's own
 ``--junitxml`` writes user properties. The ``junit-xml`` package builds the document; it has
 no testcase properties, so they are added to its element tree before writing.
 """
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_triton_perf import metrics
 from pytest_triton_perf.files import atomic_write_text
 from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.report.text import (
@@ -92,12 +94,18 @@ def _interval(ci: Sequence[float] | None, prefix: str = "") -> dict[str, str]:
 
 
 def _common(record: MeasurementRecord) -> dict[str, str]:
-    return _props(
+    props = _props(
         model=model_name(record),
         workload=workload_text(record),
         measurement_index=record.index,
         stable=record.result.get("stable"),
     )
+    if record.result.get("streaming"):
+        # A streaming model's per-response figures, on each of its testcases.
+        props.update(
+            _props(**{m.name: m.read(record.result) for m in metrics.CATALOGUE if m.streaming_only})
+        )
+    return props
 
 
 def _sla_case(record: MeasurementRecord, name: str, s: SlaRecord) -> _Case:

@@ -7,6 +7,9 @@ and revision; SLA breaches with the bound and the 95% interval), the measurement
 for action (improvements, inconclusive: left out under ``--triton-perf-inconclusive=pass``),
 and what each pass would have flagged, with the machine's load during the measurement.
 
+Streaming (decoupled) models get a table of their per-response figures (TTFT, inter-response
+latency pooled and per request, time to second response, responses and tokens per second).
+
 Capacity searches get a section of their own (the headline, then the step table), and so do
 configuration searches (the best configuration and its lead over the committed one, the time
 spent and the pruning, the ranked candidate table, the best config.pbtxt diff folded).
@@ -35,6 +38,8 @@ from pytest_triton_perf.report.analysis import (
     search_title,
 )
 from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
+from pytest_triton_perf.report.streaming import HEADER as STREAM_HEADER
+from pytest_triton_perf.report.streaming import stream_row, streamed
 from pytest_triton_perf.report.text import (
     could_see,
     counts_text,
@@ -211,6 +216,17 @@ def _fenced(text: str, language: str = "") -> list[str]:
     return [fence + language, *text.rstrip("\n").splitlines(), fence]
 
 
+def _stream_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    rows = []
+    for r in records:
+        if streamed(r):
+            test, *cells = stream_row(r)
+            rows.append([_code(test), *(_cell(c) for c in cells)])
+    if not rows:
+        return []
+    return ["", "### Streaming", "", *_table(STREAM_HEADER, rows)]
+
+
 def _capacity_details(records: Sequence[MeasurementRecord]) -> list[str]:
     lines: list[str] = []
     for r in records:
@@ -308,6 +324,7 @@ def render_markdown(
     if regressions:
         lines += ["", "### Regressions", *regressions]
     lines += _sla_details(records)
+    lines += _stream_details(records)
     lines += _capacity_details(records)
     lines += _search_details(records)
     improvements = _comparison_details(records, IMPROVEMENT)

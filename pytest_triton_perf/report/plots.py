@@ -15,6 +15,10 @@ global state and backend selection have no place in a test run (no display, mayb
   against throughput (steps in load order, each labelled with its load, those that broke a
   bound crossed), every bound a horizontal dashed line, the capacity point marked and
   labelled, the knee a dotted vertical line.
+- ``stream-<test>-<n>.png``, one per measurement of a streaming (decoupled) model: the
+  distributions of its time to first response (TTFT) and of the gaps between consecutive
+  responses (ITL), density over a log axis and cumulative share, against the baseline's
+  (stored run or A/B reference) when it has them, p50 and p99 marked.
 - ``search-<test>-<n>.png``, one per configuration search: every candidate measured on
   throughput (x) against p99 (y), the SLA's p99 bound (and minimum throughput) drawn, the
   best and the committed configuration marked (Model Analyzer's main chart); and
@@ -299,6 +303,68 @@ def _latency_plot(record: MeasurementRecord, path: Path) -> Path | None:
     verdict = record.verdict
     fig.suptitle(
         f"{record.test}\n{record.label}: {what}  [SLA {record.sla_verdict}, {verdict}]",
+        fontsize=11,
+    )
+    fig.savefig(path, format="png")
+    return path
+
+
+#: The distributions of a streaming plot: histogram key, axis label, result figure.
+STREAM_PANELS = (
+    ("ttft_ms", "time to first response (ms, log scale)", "TTFT"),
+    ("itl_ms", "gap between consecutive responses (ms, log scale)", "ITL"),
+)
+
+
+def _stream_baseline(record: MeasurementRecord) -> tuple[dict[str, Any], str] | None:
+    """The baseline's stream histograms (stored run, or A/B reference) and their label."""
+    b = record.baseline or {}
+    hists = b.get("stream_histograms")
+    if isinstance(hists, Mapping) and any(_hist(h) for h in hists.values()):
+        name = "A/B reference" if b.get("mode") == "ab" else "baseline"
+        if b.get("revision"):
+            name += f" ({revision_text(b['revision'], short=True)})"
+        return dict(hists), name
+    return None
+
+
+def _stream_plot(record: MeasurementRecord, path: Path) -> Path | None:
+    hists = record.stream_histograms or {}
+    if not any(_hist(hists.get(key)) for key, _, _ in STREAM_PANELS):
+        return None
+    fig = _figure(11, 7.6)
+    axes = fig.subplots(2, 2)
+    base = _stream_baseline(record)
+    for (key, label, short), (dens, cdf) in zip(STREAM_PANELS, axes, strict=True):
+        current = _hist(hists.get(key))
+        theirs = _hist(base[0].get(key)) if base else None
+        if theirs is not None and base is not None:
+            _draw_distribution(dens, cdf, theirs, BASELINE_COLOR, base[1], filled=True)
+        if current is not None:
+            _draw_distribution(dens, cdf, current, CURRENT_COLOR, "current", theirs is None)
+        stats = record.result.get(key)
+        for q, style in (("p50", "--"), ("p99", ":")):
+            value = num(stats.get(q)) if isinstance(stats, Mapping) else None
+            if value is not None:
+                for ax in (dens, cdf):
+                    ax.axvline(value, color=CURRENT_COLOR, linestyle=style, linewidth=1.2)
+        for ax in (dens, cdf):
+            ax.set_xscale("log")
+            _log_ticks(ax, hists.get(key), theirs)
+            ax.set_xlabel(label)
+            ax.grid(True, which="major", alpha=0.3)
+        p50 = fmt(stats.get("p50")) if isinstance(stats, Mapping) else "-"
+        p99 = fmt(stats.get("p99")) if isinstance(stats, Mapping) else "-"
+        dens.set_ylabel("share per decade")
+        dens.set_title(f"{short}: p50 {p50} ms (dashed), p99 {p99} ms (dotted)", fontsize=10)
+        cdf.set_ylabel("share at or below")
+        cdf.set_ylim(0, 1.03)
+        cdf.set_title(f"{short}, cumulative", fontsize=10)
+        cdf.legend(loc="best", fontsize=8.5)
+    what = f"current vs {base[1]}" if base else "current run only: no baseline histograms"
+    fig.suptitle(
+        f"{record.test}\n{record.label}: TTFT and inter-response latency, {what}  "
+        f"[SLA {record.sla_verdict}, {record.verdict}]",
         fontsize=11,
     )
     fig.savefig(path, format="png")
@@ -691,6 +757,17 @@ def write_plots(
     names = _unique_names(latency_keys)
     for r, (raw, _) in zip(records, latency_keys, strict=True):
         p = _latency_plot(r, out / f"{names[raw]}.png")
+        if p is not None:
+            written.append(p)
+
+    stream_keys = [
+        (f"{r.test}\0{r.index}", f"stream-{_safe(r.test)}-{r.index}")
+        for r in records
+        if r.stream_histograms
+    ]
+    names = _unique_names(stream_keys)
+    for r, (raw, _) in zip([r for r in records if r.stream_histograms], stream_keys, strict=True):
+        p = _stream_plot(r, out / f"{names[raw]}.png")
         if p is not None:
             written.append(p)
 

@@ -4,6 +4,7 @@ carries them (``triton_perf.<n>.p99_ms`` ...). The reports are rendered from the
 
 from __future__ import annotations
 
+from pytest_triton_perf import metrics
 from pytest_triton_perf.measure.result import PerfResult
 
 PREFIX = "triton_perf"
@@ -23,6 +24,8 @@ def properties_for(index: int, result: PerfResult) -> list[tuple[str, object]]:
         (_key(index, "stable"), result.stable),
     ]
     for name, value in result.summary().items():
+        if result.stream is None and metrics.BY_NAME[name].streaming_only:
+            continue  # not a figure of a request/response model
         props.append((_key(index, name), "unavailable" if value is None else round(value, 4)))
     return props
 

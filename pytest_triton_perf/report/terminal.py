@@ -15,6 +15,10 @@ Verbosity (pytest's ``-q`` / ``-v`` count):
   they would have flagged: ``pass: ... would have flagged >= 3.8% on p50``), with the
   machine's load during the measurement (``load 3.2, steal 0%``).
 
+A streaming (decoupled) model adds a line with its per-response figures (``streaming: llm
+conc=4 batch=1 grpc: TTFT p50 41.3 ms, p99 42.1 ms; ITL p50 10.0 ms, ...``), at default
+verbosity and above.
+
 A capacity search adds its headline (``capacity: 812.3 infer/s at concurrency 8 (limited by
 p99_ms <= 30, broken at concurrency 9; knee at concurrency 8)``), preceded at ``-v`` by its
 step table; a configuration search adds its ranked candidate table, the best configuration
@@ -42,6 +46,7 @@ from pytest_triton_perf.report.analysis import (
     search_table,
     search_title,
 )
+from pytest_triton_perf.report.streaming import stream_lines
 from pytest_triton_perf.report.text import (
     SHORT_METRIC,
     align,
@@ -239,6 +244,7 @@ def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) ->
     lines = _table([_row(r, verbose) for r in records], header)
     lines.extend(_hints(records, verbose))
     lines.extend(_sequences(records))
+    lines.extend(stream_lines(records, verbose))
     lines.extend(_analysis(records, verbose))
     lines.append(count_line)
     return lines

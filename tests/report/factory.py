@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from pytest_triton_perf.load.recorder import Records
+from pytest_triton_perf.load.responses import ResponseRecords
+from pytest_triton_perf.measure import streaming
 from pytest_triton_perf.measure.result import (
     LatencyStats,
     PerfResult,
@@ -17,6 +20,7 @@ from pytest_triton_perf.measure.result import (
     WindowResult,
     Workload,
 )
+from pytest_triton_perf.measure.windows import pool, window_results
 from pytest_triton_perf.report.json_report import results_document
 from pytest_triton_perf.sla import label
 from pytest_triton_perf.verdicts import (
@@ -24,6 +28,7 @@ from pytest_triton_perf.verdicts import (
     MeasurementRecord,
     SlaRecord,
     latency_histogram,
+    stream_histograms,
 )
 
 
@@ -85,6 +90,94 @@ def make_result(
     )
 
 
+def stream_records(
+    *,
+    ttft_ms: float = 40.0,
+    itl_ms: float = 10.0,
+    responses: int = 16,
+    concurrency: int = 4,
+    windows: int = 4,
+    window_s: float = 2.0,
+    errors_every: int = 0,
+    seed: int = 1,
+) -> tuple[Records, list[int]]:
+    """Raw records of a streaming closed loop, as the loops write them: ``concurrency``
+    slots, each request ``responses`` responses, TTFT and gaps log-normal around the given
+    values (a request with one token per response); every ``errors_every``-th request
+    failed. Returns the records and the window boundaries."""
+    rng = np.random.default_rng(seed)
+    end_ns, latency_ns, ok = [], [], []
+    first, second, last, count, gaps = [], [], [], [], []
+    horizon = int(windows * window_s * 1e9)
+    n = 0
+    for _ in range(concurrency):
+        t = 0
+        while True:
+            ttft = int(rng.lognormal(np.log(ttft_ms), 0.05) * 1e6)
+            g = (rng.lognormal(np.log(itl_ms), 0.1, responses - 1) * 1e6).astype(np.int64)
+            latency = ttft + int(g.sum())
+            t += latency
+            if t >= horizon:
+                break
+            n += 1
+            end_ns.append(t)
+            latency_ns.append(latency)
+            ok.append(not (errors_every and n % errors_every == 0))
+            first.append(ttft)
+            second.append(ttft + int(g[0]) if responses > 1 else -1)
+            last.append(latency)
+            count.append(responses)
+            gaps.append(g)
+    order = np.argsort(end_ns, kind="stable")
+    resp = ResponseRecords(
+        first_ns=np.array(first, np.int64),
+        second_ns=np.array(second, np.int64),
+        last_ns=np.array(last, np.int64),
+        count=np.array(count, np.int64),
+        tokens=np.array(count, np.int64),
+        gaps_ns=np.concatenate(gaps) if gaps else np.empty(0, np.int64),
+    )
+    records = Records(
+        end_ns=np.array(end_ns, np.int64)[order],
+        latency_ns=np.array(latency_ns, np.int64)[order],
+        ok=np.array(ok, bool)[order],
+        responses=ResponseRecords.merge([resp], order),
+    )
+    boundaries = [int(k * window_s * 1e9) for k in range(windows + 1)]
+    return records, boundaries
+
+
+def make_stream_result(
+    model: str = "llm",
+    *,
+    token_output: str | None = "TOKEN",
+    concurrency: int = 4,
+    **kwargs: Any,
+) -> PerfResult:
+    """A PerfResult of a streaming model, its figures computed by the engine's functions
+    from :func:`stream_records`."""
+    records, boundaries = stream_records(concurrency=concurrency, **kwargs)
+    pooled = pool(records, boundaries, 1)
+    wins = streaming.with_windows(
+        window_results(records, boundaries, 1), records, boundaries, token_output
+    )
+    return PerfResult(
+        model=model,
+        version=None,
+        workload=Workload(model=model, concurrency=concurrency),
+        throughput=pooled.throughput,
+        latency_ms=pooled.latency_ms,
+        requests=pooled.requests,
+        errors=pooled.errors,
+        windows=wins,
+        duration_s=pooled.duration_s,
+        stable=True,
+        latencies_ms=pooled.latencies_ms,
+        first_error="llm: failed" if pooled.errors else None,
+        stream=streaming.figures(records, boundaries, pooled.duration_s, token_output),
+    )
+
+
 def make_record(
     result: PerfResult,
     *,
@@ -124,6 +217,7 @@ def make_record(
         comparisons=comparisons,
         baseline=baseline or {},
         outcome=outcome,
+        stream_histograms=stream_histograms(result.stream),
     )
 
 
