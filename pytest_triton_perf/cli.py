@@ -11,6 +11,7 @@ Nothing here but ``search`` starts or needs Triton:
   flags are those of the report registry, ``report/registry.py``);
 - ``compare BASE.json CURRENT.json``: two results files, measurement by measurement (matched
   by test id and label), with the plugin's statistics;
+- ``schema``: the JSON Schema of YAML suites (``triton-perf*.yaml``), for editors;
 - ``search MODEL --space SPACE (--model-repository DIR | --triton-url HOST:PORT)``: a
   configuration search under an SLA (Model Analyzer's workflow without a test): the ranked
   candidates, and the best ``config.pbtxt`` (``--output``).
@@ -615,7 +616,22 @@ def build_parser() -> argparse.ArgumentParser:
     _report_options(p)
     p.set_defaults(func=cmd_compare)
     _search_parser(sub)
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of YAML suites (triton-perf*.yaml), for editors",
+        description="The JSON Schema (draft 07) of a YAML suite; yaml-language-server "
+        "reads it from a '# yaml-language-server: $schema=FILE' line at the top of a suite.",
+    )
+    p.set_defaults(func=cmd_schema)
     return parser
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    """The published schema file, as it is in the package."""
+    from pytest_triton_perf.suite.schema import SCHEMA_FILE
+
+    out.write(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return EXIT_OK
 
 
 def _search_parser(sub: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fnmatch
 import os
 import signal
 import sysconfig
@@ -187,6 +188,18 @@ def _prepare_reference(config: pytest.Config, settings: Settings) -> None:
         repo, root = export_git_ref(settings.model_repository, settings.baseline_ref)
         config.stash[EXPORT_KEY] = root
         config.stash[REFERENCE_KEY] = (repo, f"git revision {settings.baseline_ref}")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """YAML suites: files named as ``--triton-perf-yaml-pattern`` (``triton-perf*.yaml``)
+    are collected with one test per entry of their ``tests:`` list (``suite/``)."""
+    settings = parent.config.stash.get(SETTINGS_KEY, None)
+    patterns = settings.yaml_pattern if settings is not None else ()
+    if not any(fnmatch.fnmatch(file_path.name, p) for p in patterns):
+        return None
+    from pytest_triton_perf.suite.items import SuiteFile
+
+    return SuiteFile.from_parent(parent, path=file_path)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

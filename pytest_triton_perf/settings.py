@@ -58,6 +58,7 @@ class Settings:
     floor: dict[str, float | None] | None = default("floor")
     sla_mode: str = default("sla_mode")
     inconclusive: str = default("inconclusive")
+    yaml_pattern: tuple[str, ...] = default("yaml_pattern")
     json: Path | None = default("json")
     junit: Path | None = default("junit")
     markdown: Path | None = default("markdown")

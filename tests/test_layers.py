@@ -44,6 +44,8 @@ LAYERS: dict[str, int] = {
     "fixtures": 8,
     "plugin": 8,
     "cli": 8,
+    # YAML suites: collected by the plugin, run through the fixtures.
+    "suite": 8,
     "__init__": 8,
     "__main__": 8,
 }
@@ -59,7 +61,7 @@ LAYER_NAMES = {
     8: "top",
 }
 #: The only modules that may import pytest: everything else runs without it.
-PYTEST_IMPORTERS = {"plugin", "fixtures"}
+PYTEST_IMPORTERS = {"plugin", "fixtures", "suite.items"}
 
 
 def _modules() -> dict[str, Path]:

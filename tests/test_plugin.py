@@ -328,8 +328,11 @@ def test_example_gate_passes(tmp_path: Path) -> None:
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "1 xfailed" in proc.stdout
+    # test_demo_failing_gate and test_demo_config_drift
+    assert "2 xfailed" in proc.stdout
     assert "= triton-perf =" in proc.stdout
+    # The YAML suite beside test_gate.py ran too.
+    assert "triton-perf-suite.yaml::sleepy_capacity" in proc.stdout
 
 
 def test_help_lists_every_option_with_its_default(pytester: pytest.Pytester) -> None:

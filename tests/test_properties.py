@@ -147,6 +147,10 @@ def _check_value(opt: Option, value: Any) -> None:
         assert value == "off" or (isinstance(value, int) and value >= -1)
     elif name == "parse_docker_kwargs":
         assert isinstance(value, dict)
+    elif name == "file_patterns":
+        assert isinstance(value, tuple) and value
+        assert all(p and "/" not in p and "\\" not in p and not p.isspace() for p in value)
+        assert all("," not in p and " " not in p for p in value)
     else:  # a new option: give it an invariant here
         raise AssertionError(f"no invariant for {opt.flag} ({name})")
 

@@ -137,14 +137,26 @@ def load_input_data(
         where = f"{p} data[{k}]"
         if isinstance(entry, list):
             raise InputSpecError(f"{where}: sequence streams (lists of lists) are not supported")
-        if not isinstance(entry, dict):
-            raise InputSpecError(f"{where}: expected an object of input name -> values")
-        out.append(
-            {
-                name: _array_for(
-                    spec, name, value, dims[spec.input(name).name], f"{where}[{name!r}]"
-                )
-                for name, value in entry.items()
-            }
-        )
+        out.append(input_set(entry, spec, shapes, where=where, dims=dims))
     return out
+
+
+def input_set(
+    entry: Any,
+    spec: ModelSpec,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    *,
+    where: str,
+    dims: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray]:
+    """One input set written as an entry of perf_analyzer's ``data`` list (input name ->
+    flat values, ``{"content": ..., "shape": ...}`` or ``{"b64": ...}``), typed by the
+    model's metadata; ``where`` names it in errors (a YAML suite's inputs use it too)."""
+    if not isinstance(entry, Mapping):
+        raise InputSpecError(f"{where}: expected an object of input name -> values")
+    if dims is None:
+        dims = resolve_dims(spec, shapes)
+    return {
+        name: _array_for(spec, name, value, dims[spec.input(name).name], f"{where}[{name!r}]")
+        for name, value in entry.items()
+    }

@@ -375,6 +375,16 @@ OPTIONS: tuple[Option, ...] = (
         "a GitHub Actions warning annotation; fail fails the test.",
     ),
     Option(
+        "--triton-perf-yaml-pattern",
+        "yaml_pattern",
+        parsers.file_patterns,
+        ("triton-perf*.yaml",),
+        "GLOB",
+        "YAML suites: file names collected as suites of performance tests (glob patterns, "
+        "separated by commas or spaces).",
+        shown="triton-perf*.yaml",
+    ),
+    Option(
         "--triton-perf-json",
         "json",
         parsers.non_empty_text,

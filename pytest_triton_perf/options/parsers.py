@@ -129,3 +129,15 @@ def name_list(flag: str, text: str) -> tuple[str, ...]:
     if not names:
         raise ConfigError(f"{flag}={text!r}: a comma-separated list of model names is accepted.")
     return names
+
+
+def file_patterns(flag: str, text: str) -> tuple[str, ...]:
+    """Glob patterns of file names (``triton-perf*.yaml``), separated by commas or spaces."""
+    patterns = tuple(p for p in text.replace(",", " ").split() if p)
+    bad = [p for p in patterns if "/" in p or "\\" in p]
+    if not patterns or bad:
+        raise ConfigError(
+            f"{flag}={text!r}: file name patterns separated by commas or spaces are accepted "
+            f"(names, not paths), e.g. 'triton-perf*.yaml,perf-*.yml'."
+        )
+    return patterns
