@@ -237,10 +237,16 @@ def find_capacity(
     growth: float = GROWTH,
     min_gain: float = MIN_GAIN,
     gain_steps: int = GAIN_STEPS,
+    then: float | None = None,
 ) -> CapacityResult:
     """Search the highest load within ``bounds`` (SLA keys; the latency bounds and
     ``max_error_rate`` limit it). ``measure({"concurrency": 4})`` or
-    ``measure({"request_rate": 120.0})`` measures one level. See the module's docstring."""
+    ``measure({"request_rate": 120.0})`` measures one level. See the module's docstring.
+
+    A ``start`` above the capacity is not fatal: the search halves the load until a level
+    holds, then bisects. ``then`` is the level tried right after ``start`` instead of
+    ``start * growth``: a search that knows a bracket already (a configuration search's
+    longer rung starting from a shorter rung's answer) measures its two ends first."""
     if over not in AXES:
         raise ArgumentError(
             f"capacity(over={over!r}): 'concurrency' (closed loop) or 'request_rate' (open "
@@ -291,10 +297,16 @@ def find_capacity(
     limited_by = ""
     load = first
     grown: list[float] = []
+    bottom = 1.0 if integer else first / growth**6
+    following = _number("then", then, integer=integer, minimum=1 if integer else 1e-3)
     while len(steps) < MAX_STEPS:
         step = run(load, "grow")
         if not step.passed:
             bad = step
+            if good is None and load > bottom:
+                # A start given above the capacity: descend until a level holds.
+                load = max(bottom, math.floor(load / growth) if integer else load / growth)
+                continue
             break
         good = step
         grown.append(step.throughput)
@@ -306,6 +318,11 @@ def find_capacity(
         if load >= top:
             limited_by = "limit"
             break
+        if bad is not None:
+            break  # descended: the level above this one broke a bound already
+        if following is not None and following > load:
+            load, following = min(top, following), None
+            continue
         load = min(top, math.ceil(load * growth) if integer else load * growth)
 
     if good is not None and bad is not None:

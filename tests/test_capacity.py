@@ -198,3 +198,23 @@ def test_capacity_result_to_dict_has_the_step_table(server: LocalTritonServer) -
     assert all(s["passed"] and s["p99_ms"] > 19 for s in d["steps"])
     assert d["limited_by"] == "limit"
     assert "capacity" in found.describe() and "infer/s at concurrency" in found.describe()
+
+
+def test_a_start_above_the_capacity_descends_then_bisects() -> None:
+    run = synthetic_queue(10, 40)  # 10 ms up to c=40
+    found = find_capacity(run, {"p99_ms": 10.2}, start=200)
+    # 200 and 100 break; 50 too; 25 holds: then bisection between 25 and 50.
+    assert [s.load for s in found.steps][:4] == [200, 100, 50, 25]
+    assert found.load == 40 and found.next_load == 41
+    assert found.limited_by == "p99_ms"
+
+
+def test_a_known_bracket_is_measured_first() -> None:
+    run = synthetic_queue(10, 40)
+    found = find_capacity(run, {"p99_ms": 10.2}, start=38, then=42)
+    assert [s.load for s in found.steps] == [38, 42, 40, 41]
+    assert found.load == 40
+    run = synthetic_queue(10, 40)  # the bracket was too low: growth goes on from its top
+    found = find_capacity(run, {"p99_ms": 10.2}, start=10, then=20)
+    assert [s.load for s in found.steps][:3] == [10, 20, 40]
+    assert found.load == 40

@@ -12,6 +12,7 @@ too (``<model>__cfg0``), so that every arm is set up alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -283,6 +284,10 @@ class _Search:
             )
 
         levels = [0]
+        # A search's levels are not extended for stability (the windows asked for, no
+        # more): near the capacity every level is unstable, and extending each one would
+        # cost a search more than it tells (the final rung ranks at full length anyway).
+        settings = dataclasses.replace(settings, max_windows=settings.windows)
 
         def level(load: Mapping[str, float]) -> PerfResult:
             axis = {k: (int(v) if k == "concurrency" else float(v)) for k, v in load.items()}
@@ -291,14 +296,24 @@ class _Search:
             return self.measure(arm.name, settings=use, **self.kwargs, **axis)
 
         resolution = None if final or self.over != "concurrency" else COARSE_CONCURRENCY
+        # A longer rung starts from the bracket the shorter one found (its capacity's load
+        # and the first level above that broke a bound) instead of growing from 1 again.
+        start, then = self.start, None
+        before = arm.last.capacity if arm.last is not None else None
+        if before is not None and before.load is not None:
+            start, then = before.load, before.next_load
+            if self.limit is not None:
+                start = min(start, self.limit)
+                then = min(then, self.limit) if then is not None else None
         cap = find_capacity(
             level,
             self.bounds,
             over=self.over,
-            start=self.start,
+            start=start,
             limit=self.limit,
             resolution=resolution,
             model=arm.name,
+            then=then,
         )
         return self._capacity_measurement(cap, rung, final, tolerance)
 
