@@ -109,6 +109,14 @@ def test_an_interrupted_measurement_unregisters_and_removes_its_regions(
     assert_all_gone(server)
 
 
+def test_a_measurement_that_fails_removes_its_regions(server: LocalTritonServer) -> None:
+    """``seq_string_id``'s control inputs cannot be filled by Triton 2.51: the measurement
+    fails inside the run, after the regions were registered."""
+    with pytest.raises(InputSpecError, match="cannot fill its sequence control inputs"):
+        measure(server, "seq_string_id", sequence_length=2, shared_memory="system", settings=FAST)
+    assert_all_gone(server)
+
+
 class FakeEndpoints:
     """A server on another host: nothing runs there, the refusal comes before any call."""
 
@@ -133,3 +141,15 @@ def test_cuda_without_a_gpu_is_refused_with_the_reason(server: LocalTritonServer
         InputSpecError, match=r"shared_memory='cuda' is refused: .*(GPU|cuda-python)"
     ):
         measure(server, "simple", shared_memory="cuda", settings=FAST)
+
+
+@pytest.mark.skipif(
+    cuda_unavailable() is not None, reason=f"no CUDA regions here: {cuda_unavailable()}"
+)
+def test_cuda_regions_carry_the_tensors_where_a_gpu_exists(server: LocalTritonServer) -> None:
+    r = measure(server, "simple", concurrency=2, shared_memory="cuda", settings=FAST)
+    assert r.errors == 0 and r.requests > 0, r.first_error
+    assert r.outputs_verified is True, r.notes
+    assert r.workload.describe().endswith(" shm=cuda")
+    doc = request_json(server.http_url, "/v2/cudasharedmemory/status")
+    assert [x for x in doc or [] if x["name"].startswith(region_prefix())] == []
