@@ -83,9 +83,9 @@ def find_perf_analyzer(given: str | None) -> str:
     )
 
 
-def server_requests(server: TritonServer) -> int:
-    """Requests (success + fail) the server has counted for MODEL so far."""
-    s = StatsSnapshot.from_json(fetch_stats(server.http_url, MODEL))
+def server_requests(server: TritonServer, model: str = MODEL) -> int:
+    """Requests (success + fail) the server has counted for ``model`` so far."""
+    s = StatsSnapshot.from_json(fetch_stats(server.http_url, model))
     return s.success + s.fail
 
 
@@ -98,34 +98,31 @@ def run_perf_analyzer(
     rate: float | None = None,
     window_ms: int,
     env: dict[str, str],
+    model: str = MODEL,
+    extra: tuple[str, ...] = (),
 ) -> Figures:
-    """One perf_analyzer load level; its CPU measured by wait4 over the whole process.
+    """One perf_analyzer load level on ``model`` (``extra``: more of its arguments); its CPU
+    measured by wait4 over the whole process.
 
     perf_analyzer refuses to report an unstable point (exit 2); on a shared machine that is
     common, so it is then run once more with a looser stability band (30% instead of 10%).
     """
+    once = partial(
+        _perf_analyzer_once,
+        binary,
+        server,
+        protocol,
+        concurrency=concurrency,
+        rate=rate,
+        window_ms=window_ms,
+        env=env,
+        model=model,
+        extra=extra,
+    )
     try:
-        return _perf_analyzer_once(
-            binary,
-            server,
-            protocol,
-            concurrency=concurrency,
-            rate=rate,
-            window_ms=window_ms,
-            env=env,
-            stability_pct=10,
-        )
+        return once(stability_pct=10)
     except UnstableError:
-        return _perf_analyzer_once(
-            binary,
-            server,
-            protocol,
-            concurrency=concurrency,
-            rate=rate,
-            window_ms=window_ms,
-            env=env,
-            stability_pct=30,
-        )
+        return once(stability_pct=30)
 
 
 class UnstableError(RuntimeError):
@@ -142,23 +139,25 @@ def _perf_analyzer_once(
     window_ms: int,
     env: dict[str, str],
     stability_pct: int,
+    model: str = MODEL,
+    extra: tuple[str, ...] = (),
 ) -> Figures:
     url = server.grpc_url if protocol == "grpc" else server.http_url
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "pa.csv"
-        cmd = [binary, "-m", MODEL, "-u", url, "-i", protocol, "-p", str(window_ms)]
+        cmd = [binary, "-m", model, "-u", url, "-i", protocol, "-p", str(window_ms), *extra]
         cmd += ["-f", str(out), "-s", str(stability_pct), "-r", "10"]
         if rate is not None:
             cmd += ["--request-rate-range", f"{rate:g}", "--request-distribution", "constant"]
         else:
             cmd += ["--concurrency-range", str(concurrency)]
-        before = server_requests(server)
+        before = server_requests(server, model)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert proc.stdout is not None
         text = proc.stdout.read().decode(errors="replace")
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
-        requests = server_requests(server) - before
+        requests = server_requests(server, model) - before
         if proc.returncode == 2:
             raise UnstableError(text[-500:])
         if proc.returncode != 0 or not out.exists():

@@ -84,6 +84,18 @@ def test_llm_ttft_with_long_prompts(triton_perf):
     assert result.ttft_ms.p50 > 40
 
 
+@pytest.mark.sla(p99_ms=200, max_error_rate=0)
+def test_pipeline_steps(triton_perf):
+    """`pipeline` is an ensemble of two example models run inside the server: `scale`, then
+    `sleepy`. The SLA bounds the whole pipeline; the result breaks its server time down per
+    step (shown with -v, in the Markdown and JSON reports), and a regression against the
+    baseline names the step it comes from (raise scale's delay_ms to see it)."""
+    result = triton_perf.measure("pipeline", concurrency=2)
+    scale, sleepy = result.pipeline.steps
+    assert (scale.model, sleepy.model) == ("scale", "sleepy")
+    assert sleepy.share_ms > scale.share_ms  # sleepy sleeps 20 ms per execution
+
+
 @pytest.mark.xfail(
     reason="demonstration of a failing gate: sleepy takes 20 ms per request, the SLA allows 5",
     strict=True,

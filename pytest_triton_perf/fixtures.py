@@ -97,6 +97,7 @@ def make_server(
             pull=settings.pull,
             network=settings.network,
             shm_size=settings.shm_size,
+            ipc=settings.ipc,
             ulimit_memlock=ulimit_value(settings.ulimit_memlock),
             ulimit_stack=ulimit_value(settings.ulimit_stack),
             docker_kwargs=settings.docker_kwargs,

@@ -14,6 +14,7 @@ from typing import Any
 from pytest_triton_perf import sla
 from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.baseline.key import config_hash
+from pytest_triton_perf.baseline.steps import name_regressed_step
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.numbers import fmt, fmt_interval, fmt_p, fmt_pct
@@ -117,6 +118,8 @@ def _history(
                 )
             confirmed.append(c)
         comps = confirmed
+    # A pipeline's regression names the step it comes from.
+    comps = name_regressed_step(comps, runs, m.result.to_dict())
     return comps, info
 
 
@@ -128,6 +131,7 @@ def _ab(m: Measured, gate: GateSettings) -> tuple[list[Comparison], dict[str, An
         comps = list(m.comparisons)
     else:
         comps = compare_results([ref.to_dict()], m.result.to_dict(), gate, mode="ab")
+    comps = name_regressed_step(comps, [ref.to_dict()], m.result.to_dict())
     info = {
         "mode": "ab",
         "status": "compared",

@@ -36,6 +36,7 @@ class Settings:
     pull: str = default("pull")
     network: str = default("network")
     shm_size: str = default("shm_size")
+    ipc: str = default("ipc")
     ulimit_memlock: int | str = default("ulimit_memlock")  # bytes, -1 unlimited, or "off"
     ulimit_stack: int | str = default("ulimit_stack")
     docker_kwargs: dict[str, Any] | None = default("docker_kwargs")

@@ -8,10 +8,10 @@ non-OK status is the only error Triton reports over gRPC).
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-from pytest_triton_perf.load.transport import InputTensor, TransportError
+from pytest_triton_perf.load.transport import InputTensor, ShmRef, TransportError
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -32,8 +32,12 @@ def encode_request(
     version: str | None,
     inputs: Sequence[InputTensor],
     outputs: Sequence[str],
+    output_shm: Mapping[str, ShmRef] | None = None,
 ) -> bytes:
-    """Serialised ``ModelInferRequest`` carrying the inputs as raw_input_contents."""
+    """Serialised ``ModelInferRequest`` carrying the inputs as raw_input_contents, or, for
+    inputs with a shared-memory reference (``InputTensor.shm``), as the region parameters of
+    Triton's shared-memory extension; outputs named in ``output_shm`` are written by the
+    server into their region instead of the response."""
     from tritonclient.grpc import service_pb2
 
     req = service_pb2.ModelInferRequest(model_name=model, model_version=version or "")
@@ -42,10 +46,25 @@ def encode_request(
         tensor.name = t.name
         tensor.datatype = t.datatype
         tensor.shape.extend(t.shape)
-        req.raw_input_contents.append(t.data)
+        if t.shm is not None:
+            _set_shm(tensor.parameters, t.shm)
+        else:
+            req.raw_input_contents.append(t.data)
     for o in outputs:
-        req.outputs.add().name = o
+        out = req.outputs.add()
+        out.name = o
+        if output_shm and o in output_shm:
+            _set_shm(out.parameters, output_shm[o])
     return bytes(req.SerializeToString())
+
+
+def _set_shm(parameters: Any, ref: ShmRef) -> None:
+    """The three parameters that point a tensor at a registered region (what tritonclient's
+    ``set_shared_memory`` sets)."""
+    parameters["shared_memory_region"].string_param = ref.region
+    parameters["shared_memory_byte_size"].int64_param = ref.byte_size
+    if ref.offset:
+        parameters["shared_memory_offset"].int64_param = ref.offset
 
 
 def _varint(n: int) -> bytes:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import quote
 
 import httptools
 
-from pytest_triton_perf.load.transport import InputTensor, TransportError
+from pytest_triton_perf.load.transport import InputTensor, ShmRef, TransportError
 
 
 def infer_path(model: str, version: str | None) -> str:
@@ -35,24 +35,51 @@ def encode_request(
     version: str | None,
     inputs: Sequence[InputTensor],
     outputs: Sequence[str],
+    output_shm: Mapping[str, ShmRef] | None = None,
 ) -> bytes:
-    """The complete HTTP request bytes of one inference with binary inputs and outputs."""
+    """The complete HTTP request bytes of one inference with binary inputs and outputs.
+
+    Inputs with a shared-memory reference (``InputTensor.shm``) and outputs named in
+    ``output_shm`` carry the region parameters of Triton's shared-memory extension instead
+    of binary data: their bytes never cross the socket.
+    """
+    output_shm = output_shm or {}
     header = {
         "inputs": [
             {
                 "name": t.name,
                 "shape": list(t.shape),
                 "datatype": t.datatype,
-                "parameters": {"binary_data_size": len(t.data)},
+                "parameters": (
+                    _shm_parameters(t.shm)
+                    if t.shm is not None
+                    else {"binary_data_size": len(t.data)}
+                ),
             }
             for t in inputs
         ],
-        "outputs": [{"name": o, "parameters": {"binary_data": True}} for o in outputs],
+        "outputs": [
+            {
+                "name": o,
+                "parameters": (
+                    _shm_parameters(output_shm[o]) if o in output_shm else {"binary_data": True}
+                ),
+            }
+            for o in outputs
+        ],
     }
     json_bytes = json.dumps(header, separators=(",", ":")).encode()
-    return RequestTemplate(
-        _head(host, model, version), json_bytes, b"".join(t.data for t in inputs)
-    ).render()
+    binary = b"".join(t.data for t in inputs if t.shm is None)
+    return RequestTemplate(_head(host, model, version), json_bytes, binary).render()
+
+
+def _shm_parameters(ref: ShmRef) -> dict[str, Any]:
+    """A tensor's parameters pointing at a registered region (what tritonclient sends)."""
+    return {
+        "shared_memory_region": ref.region,
+        "shared_memory_byte_size": ref.byte_size,
+        **({"shared_memory_offset": ref.offset} if ref.offset else {}),
+    }
 
 
 def _head(host: str, model: str, version: str | None) -> bytes:

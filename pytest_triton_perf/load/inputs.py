@@ -27,7 +27,7 @@ from pytest_triton_perf.load.model_spec import (
     numpy_dtype,
     resolve_dims,
 )
-from pytest_triton_perf.load.transport import InputTensor
+from pytest_triton_perf.load.transport import InputTensor, ShmRef
 from pytest_triton_perf.urls import host_port, parse_url
 
 #: Length of the random strings generated for BYTES inputs (perf_analyzer's --string-length).
@@ -61,34 +61,54 @@ def encode_requests(
     HTTP/1.1 requests to ``http_url``) or ``"grpc"`` (serialised ``ModelInferRequest``).
     Raises InputSpecError naming the model, the input, the value and what is accepted.
     """
+    tensors, label = tensor_sets(spec, inputs, batch_size=batch_size, shapes=shapes, seed=seed)
+    payloads = encode_payloads(spec, tensors, protocol=protocol, http_url=http_url, version=version)
+    return payloads, label
+
+
+def tensor_sets(
+    spec: ModelSpec,
+    inputs: InputsArg,
+    *,
+    batch_size: int = 1,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> tuple[list[tuple[InputTensor, ...]], str]:
+    """The encoded input tensors of every input set (see :func:`encode_requests`), and the
+    label the workload records."""
     sets, label = input_sets(spec, inputs, shapes)
     tensors = [
         build_inputs(spec, s, batch_size=batch_size, shapes=shapes, seed=seed + k)
         for k, s in enumerate(sets)
     ]
-    return encode_bodies(
-        spec, tensors, protocol=protocol, http_url=http_url, version=version
-    ), label
+    return tensors, label
 
 
-def encode_bodies(
+def encode_payloads(
     spec: ModelSpec,
     tensors: Sequence[Sequence[InputTensor]],
     *,
     protocol: str,
     http_url: str,
     version: str | None = None,
+    output_shm: Sequence[Mapping[str, ShmRef]] | None = None,
 ) -> tuple[bytes, ...]:
-    """One request body per input set, asking for every output: a complete HTTP/1.1 request
-    to ``http_url`` (``protocol="http"``) or a serialised ``ModelInferRequest``."""
+    """One request body per input set of ``tensors``: complete HTTP/1.1 requests to
+    ``http_url`` or serialised gRPC ``ModelInferRequest``s. With shared memory, the inputs
+    carry their region references (``InputTensor.shm``) and ``output_shm[k]`` places set
+    ``k``'s outputs."""
     outputs = [o.name for o in spec.outputs]
+    places: Sequence[Mapping[str, ShmRef] | None] = output_shm or [None] * len(tensors)
     if protocol == "http":
         host, port = parse_url(http_url, option="server address")
         return tuple(
-            http_client.encode_request(host_port(host, port), spec.name, version, t, outputs)
-            for t in tensors
+            http_client.encode_request(host_port(host, port), spec.name, version, t, outputs, o)
+            for t, o in zip(tensors, places, strict=True)
         )
-    return tuple(grpc_client.encode_request(spec.name, version, t, outputs) for t in tensors)
+    return tuple(
+        grpc_client.encode_request(spec.name, version, t, outputs, o)
+        for t, o in zip(tensors, places, strict=True)
+    )
 
 
 def input_sets(

@@ -166,6 +166,17 @@ class ModelSpec:
     decoupled: bool = False
     # The configuration's ``sequence_batching`` (a stateful model), None without it.
     sequence: SequenceConfig | None = None
+    # ``platform`` and ``backend`` of the configuration ("ensemble" / "python", ...).
+    platform: str = ""
+    backend: str = ""
+    # An ensemble's composing models, one entry per step of ``ensemble_scheduling`` in the
+    # configuration's order (a model used by two steps appears twice).
+    ensemble_steps: tuple[str, ...] = ()
+
+    @property
+    def ensemble(self) -> bool:
+        """True for an ensemble (``platform: "ensemble"``)."""
+        return self.platform == "ensemble"
 
     @property
     def batching(self) -> bool:
@@ -220,7 +231,23 @@ class ModelSpec:
             outputs=tensors(metadata.get("outputs", []), False),
             decoupled=bool(policy.get("decoupled", False)),
             sequence=SequenceConfig.from_config(config),
+            platform=str(config.get("platform") or ""),
+            backend=str(config.get("backend") or ""),
+            ensemble_steps=ensemble_steps(config),
         )
+
+
+def ensemble_steps(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The composing model of each step of an ensemble configuration (JSON), in order; ()
+    for any other model."""
+    scheduling = config.get("ensemble_scheduling")
+    if not isinstance(scheduling, Mapping):
+        return ()
+    return tuple(
+        str(step.get("model_name"))
+        for step in scheduling.get("step") or []
+        if isinstance(step, Mapping) and step.get("model_name")
+    )
 
 
 def format_shape(shape: Sequence[int]) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from pytest_triton_perf.errors import InputSpecError
-from pytest_triton_perf.load.inputs import InputsArg, build_inputs, encode_bodies
+from pytest_triton_perf.load.inputs import InputsArg, build_inputs, encode_payloads
 from pytest_triton_perf.load.model_spec import ModelSpec, TensorSpec, numpy_dtype
 from pytest_triton_perf.load.transport import InputTensor
 
@@ -174,6 +174,23 @@ def encode_prompt_requests(
     """:data:`PROMPTS` request bodies with prompts as ``prompt_length`` says, and the label
     the workload records (``random,prompt=64-512``). The other inputs come from ``inputs``:
     ``"random"`` (seeded ``seed + k`` for request ``k``), ``"zero"`` or a dict of arrays."""
+    tensors, label = prompt_tensor_sets(
+        spec, inputs, prompt_length, batch_size=batch_size, shapes=shapes, seed=seed
+    )
+    payloads = encode_payloads(spec, tensors, protocol=protocol, http_url=http_url, version=version)
+    return payloads, label
+
+
+def prompt_tensor_sets(
+    spec: ModelSpec,
+    inputs: InputsArg,
+    prompt_length: Any,
+    *,
+    batch_size: int = 1,
+    shapes: Mapping[str, Sequence[int]] | None = None,
+    seed: int = 0,
+) -> tuple[list[tuple[InputTensor, ...]], str]:
+    """The input tensors of :func:`encode_prompt_requests`' requests, and the label."""
     rules = parse(spec, prompt_length)
     fixed = sorted(set(rules) & set(shapes or {}))
     if fixed:
@@ -226,11 +243,10 @@ def encode_prompt_requests(
             for n, a in prompts.items()
         }
         tensors.append(tuple(mine.get(t.name, t) for t in rest))
-    payloads = encode_bodies(spec, tensors, protocol=protocol, http_url=http_url, version=version)
     described = ",".join(
         f"{n}:{r.describe()}" if isinstance(prompt_length, Mapping) and n in prompt_length else ""
         for n, r in rules.items()
     )
     if not described.strip(","):
         described = next(iter(rules.values())).describe()
-    return payloads, f"{label},prompt={described}"
+    return tensors, f"{label},prompt={described}"

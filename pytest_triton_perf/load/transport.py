@@ -8,17 +8,31 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class ShmRef:
+    """Where a tensor lies in a shared-memory region registered with the server: the
+    region's registered name, the offset and the byte size (Triton's
+    ``shared_memory_region`` / ``shared_memory_offset`` / ``shared_memory_byte_size``)."""
+
+    region: str
+    offset: int
+    byte_size: int
+
+
+@dataclass(frozen=True)
 class InputTensor:
     """One input of one request, encoded once: full shape (batch included) and raw bytes.
 
     ``data`` is what both protocols carry: row-major little-endian values, or for BYTES each
     element as a 4-byte little-endian length followed by its bytes (Triton's wire format).
+    With ``shm`` set, the same bytes lie in a shared-memory region and the request carries
+    the reference instead of the bytes.
     """
 
     name: str
     datatype: str
     shape: tuple[int, ...]
     data: bytes
+    shm: ShmRef | None = None
 
 
 class TransportError(Exception):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -39,7 +38,7 @@ from pytest_triton_perf import options
 from pytest_triton_perf.errors import ArgumentError, InputSpecError, MeasurementError
 from pytest_triton_perf.load.closed_loop import Supervisor
 from pytest_triton_perf.load.driver import GRPC_CLIENTS, Driver, LoadSpec, LocalDriver, PhaseStats
-from pytest_triton_perf.load.inputs import InputsArg, encode_requests
+from pytest_triton_perf.load.inputs import InputsArg, encode_payloads, tensor_sets
 from pytest_triton_perf.load.loop import in_thread, run_coroutine
 from pytest_triton_perf.load.model_info import fetch_model_spec
 from pytest_triton_perf.load.model_spec import ModelSpec
@@ -52,12 +51,28 @@ from pytest_triton_perf.load.sequences import (
     SequencePlan,
     random_id_base,
 )
+from pytest_triton_perf.load.shared_memory import (
+    SharedMemory,
+    check_kind,
+    cuda_unavailable,
+    fixed_output_sizes,
+    reference_outputs,
+    refusal,
+)
 from pytest_triton_perf.load.stream import DEFAULT_TIMEOUT_S, StreamSpec
+from pytest_triton_perf.load.transport import InputTensor
 from pytest_triton_perf.load.workers import open_driver
 from pytest_triton_perf.measure import streaming
 from pytest_triton_perf.measure.memory import MemoryPeaks, MemorySampler
-from pytest_triton_perf.measure.result import LatencyStats, PerfResult, ServerBreakdown, Workload
-from pytest_triton_perf.measure.server_stats import StatsReader, breakdown, other_traffic
+from pytest_triton_perf.measure.pipeline import StepPlan, assess, check_composing_models, plan_steps
+from pytest_triton_perf.measure.result import (
+    LatencyStats,
+    PerfResult,
+    Pipeline,
+    ServerBreakdown,
+    Workload,
+)
+from pytest_triton_perf.measure.server_stats import StatsReader, breakdown
 from pytest_triton_perf.measure.windows import is_stable, pool, window_results
 
 #: How often the server handle is asked whether the server is still alive.
@@ -168,6 +183,8 @@ def measure(
     token_output: str | None = None,
     prompt_length: Any = None,
     stream_timeout_s: float = DEFAULT_TIMEOUT_S,
+    shared_memory: str = "none",
+    composing_models: Sequence[str] | None = None,
 ) -> PerfResult:
     """Measure ``model`` under a closed loop (``concurrency``) or open loop (``request_rate``).
 
@@ -200,6 +217,16 @@ def measure(
     ``(64, 512)``, ``{"mean": 256, "stddev": 64}`` or a dict of these by input name
     (:mod:`pytest_triton_perf.load.prompts`).
 
+    Pipelines: an ensemble's steps come from its configuration; a BLS model (a Python model
+    that calls others) names the models it calls with ``composing_models``. Either way the
+    result's ``pipeline`` breaks the server time down per composing model. See
+    :mod:`pytest_triton_perf.measure.pipeline`.
+
+    ``shared_memory``: ``"none"`` (tensors over the socket), ``"system"`` (inputs and outputs
+    through POSIX shared-memory regions registered with the server) or ``"cuda"`` (GPU
+    memory, where a GPU exists), as perf_analyzer's ``--shared-memory``; refused for a
+    server on another host. See :mod:`pytest_triton_perf.load.shared_memory`.
+
     Runs its own event loop, so it is called from synchronous code (or from any thread).
     Raises InputSpecError (a ValueError) for arguments the model or the load generator cannot
     take, naming the value and what is accepted; ModelNotReadyError for a model that is not
@@ -208,8 +235,13 @@ def measure(
     _check_args(
         model, concurrency, protocol, request_rate, arrival, max_in_flight, workers, grpc_client
     )
+    kind = check_kind(model, shared_memory)
+    declared = check_composing_models(model, composing_models)
+    if kind != "none":
+        _check_shared_memory(endpoints, model, kind)
     endpoints.check_alive()
     spec = _fetch_spec(endpoints, model, version)
+    steps = plan_steps(endpoints.http_url, spec, declared)
     sequence, sequence_notes = _sequence_plan(
         spec,
         sequence_length,
@@ -220,20 +252,18 @@ def measure(
         seed=seed,
     )
     stream = _stream_spec(spec, protocol, token_output, stream_timeout_s)
-    encode: Any = encode_requests
-    if prompt_length is not None:
-        from pytest_triton_perf.load.prompts import encode_prompt_requests
-
-        encode = functools.partial(encode_prompt_requests, prompt_length=prompt_length)
-    payloads, label = encode(
+    payloads, label, shm = _encode(
+        endpoints,
         spec,
+        kind,
         inputs,
-        protocol=protocol,
-        http_url=endpoints.http_url,
-        version=version,
-        batch_size=batch_size,
-        shapes=shapes,
-        seed=seed,
+        protocol,
+        version,
+        batch_size,
+        shapes,
+        seed,
+        sequence,
+        prompt_length,
     )
     if stream is not None:
         # The drain at the end of a phase outlasts the response timeout: a request that
@@ -253,6 +283,7 @@ def measure(
         shapes=tuple(sorted((k, tuple(int(d) for d in v)) for k, v in (shapes or {}).items())),
         sequence_length=sequence.length if sequence else None,
         sequence_length_variation=sequence.variation if sequence else None,
+        shared_memory=shm[0].kind if shm else None,
     )
     uses_seed = (
         "random" in label
@@ -283,8 +314,111 @@ def measure(
         seed=seed if uses_seed else None,
         workers=workers,
         notes=sequence_notes,
+        steps=steps,
     )
+    if shm is not None:
+        return _through_shared_memory(plan, *shm)
     return run_coroutine(lambda: _measure_async(plan))
+
+
+def _encode(
+    endpoints: Endpoints,
+    spec: ModelSpec,
+    kind: str,
+    inputs: InputsArg,
+    protocol: str,
+    version: str | None,
+    batch_size: int,
+    shapes: Mapping[str, Sequence[int]] | None,
+    seed: int,
+    sequence: SequencePlan | None,
+    prompt_length: Any = None,
+) -> tuple[tuple[bytes, ...], str, tuple[SharedMemory, list[dict[str, bytes]] | None] | None]:
+    """The request bodies and the inputs' label (see :func:`encode_requests`); with shared
+    memory, also the regions' layout (nothing created yet) and the server's answer over the
+    socket to each input set, which the outputs read back from the regions must equal. A
+    sequence model is not probed: its outputs are sized from its configuration."""
+    if prompt_length is not None:
+        from pytest_triton_perf.load.prompts import prompt_tensor_sets
+
+        tensors, label = prompt_tensor_sets(
+            spec, inputs, prompt_length, batch_size=batch_size, shapes=shapes, seed=seed
+        )
+    else:
+        tensors, label = tensor_sets(spec, inputs, batch_size=batch_size, shapes=shapes, seed=seed)
+    shm = None
+    expected: list[dict[str, bytes]] | None = None
+    if kind != "none":
+        if sequence is not None:
+            sizes = [fixed_output_sizes(spec, batch_size)] * len(tensors)
+        else:
+            expected = [_reference(endpoints, spec, version, t) for t in tensors]
+            sizes = [{name: len(data) for name, data in e.items()} for e in expected]
+        shm = SharedMemory.plan(kind, endpoints.http_url, tensors, sizes)
+    payloads = encode_payloads(
+        spec,
+        shm.inputs if shm else tensors,
+        protocol=protocol,
+        http_url=endpoints.http_url,
+        version=version,
+        output_shm=shm.outputs if shm else None,
+    )
+    return payloads, label, (shm, expected) if shm else None
+
+
+def _reference(
+    endpoints: Endpoints, spec: ModelSpec, version: str | None, tensors: Sequence[InputTensor]
+) -> dict[str, bytes]:
+    try:
+        return reference_outputs(endpoints.http_url, spec, version, tensors)
+    except MeasurementError:
+        endpoints.check_alive()
+        raise
+
+
+def _through_shared_memory(
+    plan: _Plan, shm: SharedMemory, expected: Sequence[Mapping[str, bytes]] | None
+) -> PerfResult:
+    """The measurement with its regions created and registered first, and unregistered and
+    removed afterwards whatever happens (a failure, an interrupt)."""
+    try:
+        shm.open()
+        result = run_coroutine(lambda: _measure_async(plan))
+        return _shared_memory_outcome(result, shm, expected)
+    finally:
+        shm.close()
+
+
+def _check_shared_memory(endpoints: Endpoints, model: str, kind: str) -> None:
+    """InputSpecError when the server cannot map this host's regions of ``kind`` (a
+    server on another host, a container with its own /dev/shm), or when this machine
+    cannot make them (``"cuda"`` without a GPU or cuda-python)."""
+    says = getattr(endpoints, "shared_memory_refusal", None)
+    why = refusal(kind, endpoints.http_url, says(kind) if callable(says) else None)
+    if why is None and kind == "cuda":
+        why = cuda_unavailable()
+    if why is not None:
+        raise InputSpecError(f"model '{model}': shared_memory={kind!r} is refused: {why}")
+
+
+def _shared_memory_outcome(
+    result: PerfResult, regions: SharedMemory, expected: Sequence[Mapping[str, bytes]] | None
+) -> PerfResult:
+    """The result with ``outputs_verified`` (the outputs read back from the output region
+    against the answer over the socket) and a note when they differ, before the regions go."""
+    if expected is None or result.requests == 0:
+        return result
+    differ = regions.verify(expected)
+    notes = result.notes
+    if differ:
+        notes = (
+            *notes,
+            f"shared memory ({regions.kind}): the outputs read back from the output region"
+            f" differ from the server's answer over the socket to the same inputs for"
+            f" {', '.join(differ)}: a model whose outputs vary between calls, or outputs not"
+            " written to the region",
+        )
+    return dataclasses.replace(result, outputs_verified=not differ, notes=notes)
 
 
 def _check_args(
@@ -494,6 +628,7 @@ class _Plan:
     seed: int | None
     workers: int | Literal["auto"]
     notes: tuple[str, ...] = ()  # what the arguments chose that the result must say
+    steps: StepPlan | None = None  # an ensemble's or a declared BLS model's steps
 
 
 @dataclass(frozen=True)
@@ -510,6 +645,7 @@ class _Observed:
     unavailable: Mapping[str, str]  # figure -> why it has no value
     other_traffic: tuple[tuple[str, int], ...]
     notes: tuple[str, ...]  # said while measuring (e.g. more worker processes)
+    pipeline: Pipeline | None = None  # per composing model, for ensembles and BLS models
 
 
 # --- the measurement ----------------------------------------------------------------------
@@ -549,7 +685,7 @@ async def _measure_async(plan: _Plan) -> PerfResult:
             endpoints.http_url, plan.spec.name, plan.workload.version, endpoints.check_alive
         )
         s0 = await server_stats.snapshot()
-        others0 = await server_stats.other_models()
+        all0 = await server_stats.all_models()
         # A container given some GPUs (--gpus) names them: NVML measures only those.
         sampler = MemorySampler(
             endpoints.metrics_url, gpu_devices=getattr(endpoints, "gpu_devices", None)
@@ -563,7 +699,9 @@ async def _measure_async(plan: _Plan) -> PerfResult:
         sampler = None
 
         s1 = await server_stats.settled(s0, len(records)) if s0 is not None else None
-        others1 = await server_stats.other_models()
+        all1 = await server_stats.all_models()
+        # Every model's counters over the same span: the pipeline's steps, other traffic.
+        seen = assess(plan.steps, plan.spec, all0, all1)
         observed = _Observed(
             records=records,
             boundaries=boundaries,
@@ -572,9 +710,10 @@ async def _measure_async(plan: _Plan) -> PerfResult:
             workers=workers,
             server=breakdown(s0, s1) if s0 is not None and s1 is not None else None,
             memory=memory,
-            unavailable=server_stats.unavailable,
-            other_traffic=other_traffic(others0, others1),
-            notes=tuple(notes),
+            unavailable={**server_stats.unavailable, **seen.unavailable},
+            other_traffic=seen.other_traffic,
+            notes=(*notes, *seen.notes),
+            pipeline=seen.pipeline,
         )
         return _result(plan, observed)
     finally:
@@ -688,6 +827,7 @@ def _result(plan: _Plan, seen: _Observed) -> PerfResult:
         ),
         sequence_slots=plan.spec.sequence.slots if plan.spec.sequence is not None else None,
         stream=streaming.figures(seen.records, seen.boundaries, pooled.duration_s, tokens),
+        pipeline=seen.pipeline,
     )
 
 

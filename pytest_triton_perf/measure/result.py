@@ -38,10 +38,13 @@ class Workload:
     # Sequence models: requests per sequence, and its variation (a fraction: 0.2 = +-20%).
     sequence_length: int | None = None
     sequence_length_variation: float | None = None
+    # Tensors through shared-memory regions ("system" or "cuda"); None: over the socket.
+    shared_memory: str | None = None
 
     def describe(self) -> str:
-        """Short human text, e.g. ``conc=8 batch=1 grpc``, ``rate=100/s poisson http`` or,
-        for a sequence model, ``conc=4 batch=1 grpc seq=20+-20%``."""
+        """Short human text, e.g. ``conc=8 batch=1 grpc``, ``rate=100/s poisson http``, for
+        a sequence model ``conc=4 batch=1 grpc seq=20+-20%``, with shared memory
+        ``conc=1 batch=1 grpc shm=system``."""
         if self.arrival == "closed":
             load = f"conc={self.concurrency}"
         else:
@@ -49,6 +52,8 @@ class Workload:
         text = f"{load} batch={self.batch_size} {self.protocol}"
         if self.sequence_length is not None:
             text += " " + sequence_text(self.sequence_length, self.sequence_length_variation)
+        if self.shared_memory:
+            text += f" shm={self.shared_memory}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +62,8 @@ class Workload:
         d["shapes"] = {name: list(shape) for name, shape in self.shapes}
         if self.sequence_length is None:  # not a sequence model: the keys say nothing
             del d["sequence_length"], d["sequence_length_variation"]
+        if self.shared_memory is None:  # over the socket, as every workload before it
+            del d["shared_memory"]
         return d
 
 
@@ -256,6 +263,70 @@ class ServerBreakdown:
         return d
 
 
+#: The four durations of a server-side breakdown, as ``ServerBreakdown`` names them.
+DURATIONS = ("queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms")
+
+
+@dataclass(frozen=True)
+class PipelineStep:
+    """One composing model of a pipeline (an ensemble step, or a model a BLS model calls),
+    from its own statistics over the same span as the pipeline's."""
+
+    model: str
+    server: ServerBreakdown
+    # The step's requests per request of the pipeline (1.0 for a plain ensemble step).
+    calls_per_request: float
+
+    @property
+    def time_ms(self) -> float:
+        """Server time of one request of this step: queue plus compute input, infer and
+        output (milliseconds, averages)."""
+        return sum(getattr(self.server, d) for d in DURATIONS)
+
+    @property
+    def share_ms(self) -> float:
+        """Server time this step adds to one request of the pipeline (milliseconds)."""
+        return self.time_ms * self.calls_per_request
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (with the derived ``time_ms`` and ``share_ms``)."""
+        return {
+            "model": self.model,
+            "calls_per_request": self.calls_per_request,
+            "time_ms": self.time_ms,
+            "share_ms": self.share_ms,
+            "server": self.server.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The server-side breakdown of a pipeline per composing model.
+
+    ``kind``: ``"ensemble"`` (steps from the configuration's ``ensemble_scheduling``) or
+    ``"bls"`` (a model that calls others). ``source``: where the steps came from:
+    ``"config"`` (the ensemble's configuration), ``"declared"`` (``composing_models=``) or
+    ``"traffic"`` (models whose requests grew by a whole multiple of the pipeline's during
+    the measurement, inferred, and still reported as other traffic).
+    """
+
+    kind: Literal["ensemble", "bls"]
+    source: Literal["config", "declared", "traffic"]
+    steps: tuple[PipelineStep, ...]
+
+    def step(self, model: str) -> PipelineStep | None:
+        """The step of ``model``, None when it is not one."""
+        return next((s for s in self.steps if s.model == model), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
 @dataclass(frozen=True)
 class PerfResult:
     """The result of one ``triton_perf.measure`` call at one load level."""
@@ -311,6 +382,13 @@ class PerfResult:
     # Streaming (decoupled) models: per-response figures (TTFT, inter-response latency,
     # responses and tokens per second); None for a request/response model.
     stream: StreamFigures | None = None
+    # Ensembles and BLS models: the server-side breakdown per composing model; None for a
+    # model that is neither.
+    pipeline: Pipeline | None = None
+    # Shared memory: whether the outputs read back from the output region after the last
+    # window equal the server's answer over the socket to the same inputs (None: not
+    # checked, e.g. over the socket or for a sequence model).
+    outputs_verified: bool | None = None
 
     def as_capacity(self, capacity: float) -> PerfResult:
         """This result as the one a capacity search settled on: ``capacity`` set, and each
@@ -410,4 +488,6 @@ class PerfResult:
             "sequence_slots": self.sequence_slots,
             "streaming": self.stream is not None,
             **(self.stream.to_dict() if self.stream is not None else {}),
+            "pipeline": self.pipeline.to_dict() if self.pipeline else None,
+            "outputs_verified": self.outputs_verified,
         }

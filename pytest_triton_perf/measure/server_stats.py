@@ -155,25 +155,39 @@ class StatsReader:
                 return end
             await asyncio.sleep(0.02)
 
-    def _other_models(self) -> dict[str, int]:
+    def _all_models(self) -> dict[str, StatsSnapshot]:
         try:
             doc = request_json(self.http_url, "/v2/models/stats")
         except Exception:
             return {}
-        counts: dict[str, int] = {}
+        grouped: dict[str, list[Any]] = {}
         for entry in doc.get("model_stats", []) if isinstance(doc, dict) else []:
-            name = str(entry.get("name", ""))
-            if name == self.model:
-                continue
-            stats = entry.get("inference_stats", {})
-            done = int(stats.get("success", {}).get("count", 0)) + int(
-                stats.get("fail", {}).get("count", 0)
-            )
-            counts[name] = counts.get(name, 0) + done
-        return counts
+            grouped.setdefault(str(entry.get("name", "")), []).append(entry)
+        try:
+            return {
+                name: StatsSnapshot.from_json({"model_stats": entries})
+                for name, entries in grouped.items()
+            }
+        except (ValueError, TypeError, AttributeError):
+            return {}
+
+    async def all_models(self) -> dict[str, StatsSnapshot]:
+        """Cumulative counters of every model of the server (the measured one included),
+        from one statistics call; {} when the server does not answer it."""
+        return await in_thread(self._all_models)
+
+    def _other_models(self) -> dict[str, int]:
+        return {
+            name: completed(snap) for name, snap in self._all_models().items() if name != self.model
+        }
 
     async def other_models(self) -> dict[str, int]:
         """Completed requests (success + failure) of every OTHER model, from one statistics
         call; {} when the server does not answer it. A shared server (--triton-url) may
         serve other traffic while we measure: the deltas of these counts reveal it."""
         return await in_thread(self._other_models)
+
+
+def completed(snapshot: StatsSnapshot) -> int:
+    """Requests a model completed, successful or failed."""
+    return snapshot.success + snapshot.fail

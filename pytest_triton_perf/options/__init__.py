@@ -177,6 +177,16 @@ OPTIONS: tuple[Option, ...] = (
         "1 MiB by default, growing with the tensors it passes; Docker's own default is 64 MB).",
     ),
     Option(
+        "--triton-ipc",
+        "ipc",
+        container.parse_ipc,
+        container.IPC_MODE,
+        "MODE",
+        "IPC namespace of the container: private (its own, with a /dev/shm of "
+        "--triton-shm-size) or host (docker run --ipc=host: the host's /dev/shm and CUDA IPC, "
+        "which measure(shared_memory='system'|'cuda') needs; --triton-shm-size does not apply).",
+    ),
+    Option(
         "--triton-ulimit-memlock",
         "ulimit_memlock",
         container.parse_ulimit,

@@ -16,6 +16,9 @@ from typing import Any
 from pytest_triton_perf.errors import ConfigError
 
 NETWORK_MODES = ("host", "ports")
+#: ``--triton-ipc``: the container's own IPC namespace and /dev/shm, or the host's.
+IPC_MODES = ("private", "host")
+IPC_MODE = "private"
 PULL_POLICIES = ("missing", "always", "never")
 PULL_POLICY = "missing"
 NETWORK_MODE = "host"
@@ -146,6 +149,18 @@ def parse_network(flag: str, text: str) -> str:
     return value
 
 
+def parse_ipc(flag: str, text: str) -> str:
+    """``private`` or ``host``."""
+    value = text.strip().lower()
+    if value not in IPC_MODES:
+        raise ConfigError(
+            f"{flag}={text!r}: accepted are private (the container's own IPC namespace and "
+            f"/dev/shm, sized by --triton-shm-size) and host (docker run --ipc=host: the "
+            f"host's, needed for measure(shared_memory='system'|'cuda'))."
+        )
+    return value
+
+
 _SIZE = re.compile(r"^([0-9]+)([bkmg]?)$")  # ASCII digits: \d would pass '٣g' to Docker
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -202,6 +217,7 @@ RESERVED_KWARGS = {
     "volumes": "(the model repositories are mounted by the launcher; use mounts)",
     "device_requests": "--gpus / --triton-gpus",
     "shm_size": "--triton-shm-size",
+    "ipc_mode": "--triton-ipc",
     "ulimits": "--triton-ulimit-memlock / --triton-ulimit-stack",
 }
 

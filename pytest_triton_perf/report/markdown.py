@@ -10,9 +10,12 @@ and what each pass would have flagged, with the machine's load during the measur
 Streaming (decoupled) models get a table of their per-response figures (TTFT, inter-response
 latency pooled and per request, time to second response, responses and tokens per second).
 
-Capacity searches get a section of their own (the headline, then the step table), and so do
-configuration searches (the best configuration and its lead over the committed one, the time
-spent and the pruning, the ranked candidate table, the best config.pbtxt diff folded).
+Ensembles and BLS models get a "Pipelines" section: per measurement, a table of its steps
+(requests, server queue and compute per request of the step, each step's share of one
+pipeline request). Capacity searches get a section of their own (the headline, then the step
+table), and so do configuration searches (the best configuration and its lead over the
+committed one, the time spent and the pruning, the ranked candidate table, the best
+config.pbtxt diff folded).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.streaming import HEADER as STREAM_HEADER
 from pytest_triton_perf.report.streaming import stream_row, streamed
 from pytest_triton_perf.report.text import (
+    PIPELINE_HEADER,
     could_see,
     counts_text,
     fmt,
@@ -51,6 +55,9 @@ from pytest_triton_perf.report.text import (
     fmt_pct,
     host_load,
     model_name,
+    pipeline_of,
+    pipeline_rows,
+    pipeline_title,
     revision_text,
     summary_figures,
     verdict_cell,
@@ -227,6 +234,33 @@ def _stream_details(records: Sequence[MeasurementRecord]) -> list[str]:
     return ["", "### Streaming", "", *_table(STREAM_HEADER, rows)]
 
 
+def _pipeline_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    """The "Pipelines" section: per ensemble or BLS measurement, its steps in a table."""
+    lines: list[str] = []
+    for r in records:
+        pipeline = pipeline_of(r)
+        if pipeline is None:
+            continue
+        lines += [
+            "",
+            f"**{_cell(r.test)}** {_cell(model_name(r))} {_cell(workload_text(r))}: "
+            f"{pipeline_title(pipeline)}",
+            "",
+            *_table(PIPELINE_HEADER, [[_cell(c) for c in row] for row in pipeline_rows(pipeline)]),
+        ]
+    if not lines:
+        return []
+    return [
+        "",
+        "### Pipelines",
+        "",
+        "Server time per composing model (Triton's statistics of each step over the same "
+        "windows): queue and compute per request of the step; *share* is what the step adds "
+        "to one request of the pipeline.",
+        *lines,
+    ]
+
+
 def _capacity_details(records: Sequence[MeasurementRecord]) -> list[str]:
     lines: list[str] = []
     for r in records:
@@ -325,6 +359,7 @@ def render_markdown(
         lines += ["", "### Regressions", *regressions]
     lines += _sla_details(records)
     lines += _stream_details(records)
+    lines += _pipeline_details(records)
     lines += _capacity_details(records)
     lines += _search_details(records)
     improvements = _comparison_details(records, IMPROVEMENT)

@@ -25,8 +25,10 @@ step table; a configuration search adds its ranked candidate table, the best con
 and its lead over the committed one, the time spent and the candidates pruned, and at ``-v``
 the best configuration's config.pbtxt diff. A measurement of a sequence model adds a line
 with its sequences, their latency, the model's sequence slots and the server's queue time,
-and the notes about its sequences (e.g. the default length it was driven with). At ``-q``
-and quieter none of these is shown.
+and the notes about its sequences (e.g. the default length it was driven with). At ``-v``, a
+measurement of an ensemble or a BLS model adds its per-step table (requests, server queue
+and compute per request of the step, and each step's share of one pipeline request). At
+``-q`` and quieter none of these is shown.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from pytest_triton_perf.report.analysis import (
 )
 from pytest_triton_perf.report.streaming import stream_lines
 from pytest_triton_perf.report.text import (
+    PIPELINE_HEADER,
     SHORT_METRIC,
     align,
     comparison_reason,
@@ -60,6 +63,9 @@ from pytest_triton_perf.report.text import (
     host_load,
     model_name,
     needs_attention,
+    pipeline_of,
+    pipeline_rows,
+    pipeline_title,
     summary_figures,
     verdict_cell,
     verdict_of,
@@ -226,6 +232,20 @@ def _sequences(records: Sequence[MeasurementRecord]) -> list[str]:
     return lines
 
 
+def _pipelines(records: Sequence[MeasurementRecord]) -> list[str]:
+    """Per measurement of an ensemble or a BLS model: what its steps are, then one row per
+    step with the step's server figures and its share of one pipeline request."""
+    lines = []
+    for r in records:
+        pipeline = pipeline_of(r)
+        if pipeline is None:
+            continue
+        lines.append(f"pipeline: {r.test} {r.label}: {pipeline_title(pipeline)}")
+        table = align([PIPELINE_HEADER, *pipeline_rows(pipeline)], range(1, len(PIPELINE_HEADER)))
+        lines += ["  " + line for line in table]
+    return lines
+
+
 def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) -> list[str]:
     """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1)."""
     if not records:
@@ -245,6 +265,8 @@ def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) ->
     lines.extend(_hints(records, verbose))
     lines.extend(_sequences(records))
     lines.extend(stream_lines(records, verbose))
+    if verbose:
+        lines.extend(_pipelines(records))
     lines.extend(_analysis(records, verbose))
     lines.append(count_line)
     return lines

@@ -78,6 +78,8 @@ def workload_text(record: MeasurementRecord) -> str:
     length = w.get("sequence_length")
     if isinstance(length, int):
         text += " " + sequence_text(length, num(w.get("sequence_length_variation")))
+    if w.get("shared_memory"):
+        text += f" shm={w['shared_memory']}"
     return text
 
 
@@ -295,3 +297,61 @@ def align(rows: Sequence[Sequence[str]], numeric: Iterable[int] = ()) -> list[st
         ]
         out.append("  ".join(cells).rstrip())
     return out
+
+
+#: Columns of a pipeline's per-step table: server milliseconds per request of the step
+#: (queue, compute input / infer / output), then the step's share of one pipeline request.
+PIPELINE_HEADER = [
+    "step",
+    "requests",
+    "per request",
+    "queue ms",
+    "input ms",
+    "infer ms",
+    "output ms",
+    "share ms",
+]
+
+
+def pipeline_of(record: MeasurementRecord) -> Mapping[str, Any] | None:
+    """The measurement's pipeline (``PerfResult.pipeline`` as a dict), None for a model that
+    is neither an ensemble nor a BLS model."""
+    doc = record.result.get("pipeline")
+    return doc if isinstance(doc, Mapping) and doc.get("steps") else None
+
+
+def pipeline_title(pipeline: Mapping[str, Any]) -> str:
+    """``ensemble of 2 steps (from its configuration)``, ``BLS model calling 1 model
+    (declared)``, ``... (inferred from traffic)``."""
+    steps = pipeline.get("steps") or []
+    n = len(steps)
+    source = {
+        "config": "from its configuration",
+        "declared": "declared with composing_models",
+        "traffic": "inferred from traffic",
+    }.get(str(pipeline.get("source")), str(pipeline.get("source")))
+    if pipeline.get("kind") == "ensemble":
+        what = f"ensemble of {n} step{'s' if n != 1 else ''}"
+    else:
+        what = f"BLS model calling {n} model{'s' if n != 1 else ''}"
+    return f"{what} ({source})"
+
+
+def pipeline_rows(pipeline: Mapping[str, Any]) -> list[list[str]]:
+    """One row per step, cells as :data:`PIPELINE_HEADER` names them."""
+    rows = []
+    for step in pipeline.get("steps") or []:
+        server = step.get("server") or {}
+        rows.append(
+            [
+                str(step.get("model")),
+                str(server.get("requests", 0) + server.get("failures", 0)),
+                fmt(step.get("calls_per_request")),
+                fmt(server.get("queue_ms")),
+                fmt(server.get("compute_input_ms")),
+                fmt(server.get("compute_infer_ms")),
+                fmt(server.get("compute_output_ms")),
+                fmt(step.get("share_ms")),
+            ]
+        )
+    return rows

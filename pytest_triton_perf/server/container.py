@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_triton_perf.errors import ServerDiedError, ServerStartError
 from pytest_triton_perf.options import STARTUP_TIMEOUT_S
 from pytest_triton_perf.options.container import (
+    IPC_MODE,
     NETWORK_MODE,
     PULL_POLICY,
     SHM_SIZE,
@@ -39,6 +40,7 @@ from pytest_triton_perf.options.container import (
     GpuRequest,
     limit_text,
     parse_image,
+    parse_ipc,
     parse_network,
     parse_pull,
 )
@@ -96,6 +98,11 @@ class ContainerTritonServer(TritonServer):
     default ports inside the container, published on 127.0.0.1 on ports the engine picks;
     the mapping is checked after the start.
 
+    ``ipc="host"`` shares the host's IPC namespace (``docker run --ipc=host``): Triton then
+    maps this host's ``/dev/shm`` (and CUDA IPC handles), which ``measure(shared_memory=...)``
+    needs; ``shm_size`` does not apply, the host's ``/dev/shm`` is used. ``"private"`` keeps
+    Docker's default: the container's own namespace, with a ``/dev/shm`` of ``shm_size``.
+
     ``ulimit_memlock`` / ``ulimit_stack``: bytes, -1 for unlimited, or None to leave the
     engine's default. ``docker_kwargs`` go to docker-py's ``containers.create`` as they are.
     ``notify`` receives the lines a user should see at once (pull progress, stale
@@ -114,6 +121,7 @@ class ContainerTritonServer(TritonServer):
         pull: str = PULL_POLICY,
         network: str = NETWORK_MODE,
         shm_size: str = SHM_SIZE,
+        ipc: str = IPC_MODE,
         ulimit_memlock: int | None = ULIMIT_MEMLOCK,
         ulimit_stack: int | None = ULIMIT_STACK,
         docker_kwargs: Mapping[str, Any] | None = None,
@@ -129,6 +137,7 @@ class ContainerTritonServer(TritonServer):
         self.pull = parse_pull("pull", pull)
         self.network = parse_network("network", network)
         self.shm_size = shm_size
+        self.ipc = parse_ipc("ipc", ipc)
         self.ulimit_memlock = ulimit_memlock
         self.ulimit_stack = ulimit_stack
         self.docker_kwargs = dict(docker_kwargs or {})
@@ -143,6 +152,17 @@ class ContainerTritonServer(TritonServer):
     def container_name(self) -> str | None:
         """The running container's name (its ``--id`` as well), None when there is none."""
         return self._container.name if self._container is not None else None
+
+    def shared_memory_refusal(self, kind: str) -> str | None:
+        """Why this server cannot map this host's shared-memory regions of ``kind``: a
+        container with its own IPC namespace has its own /dev/shm. None with ``ipc="host"``."""
+        if self.ipc == "host":
+            return None
+        return (
+            f"the server runs in container {self.container_name or '?'} with its own IPC"
+            f" namespace and /dev/shm (--triton-ipc={self.ipc}), where this host's regions do"
+            f" not exist: start it with --triton-ipc=host (docker run --ipc=host)"
+        )
 
     def describe(self) -> str:
         """One line: version, launcher, image and address."""
@@ -228,12 +248,16 @@ class ContainerTritonServer(TritonServer):
             "labels": owner_labels(),
             "detach": True,
             "volumes": {str(src): {"bind": dst, "mode": "ro"} for src, dst in mounts.items()},
-            "shm_size": self.shm_size,
             "ulimits": ulimits,
             # tini reaps the Python backend's stub processes and forwards SIGTERM.
             "init": True,
             **net,
         }
+        if self.ipc == "host":
+            # The host's /dev/shm: the size is the host's, Docker takes no shm_size here.
+            kwargs["ipc_mode"] = "host"
+        else:
+            kwargs["shm_size"] = self.shm_size
         if self.gpus is not None:
             kwargs["device_requests"] = [device_request(self.gpus)]
         kwargs.update(self.docker_kwargs)

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
+from pytest_triton_perf.errors import (
+    InputSpecError,
+    ModelNotReadyError,
+    ServerDiedError,
+    ServerStartError,
+)
+from pytest_triton_perf.load.shared_memory import region_names
 from pytest_triton_perf.measure.engine import MeasureSettings, measure
 from pytest_triton_perf.options.container import parse_gpus, ulimit_value
 from pytest_triton_perf.server import container as container_module
@@ -118,6 +124,29 @@ def test_measures_a_model_in_the_container(container_server: ContainerTritonServ
     assert result.errors == 0 and result.requests > 0
     assert result.throughput > 0
     assert 0 < result.latency_ms.p50 <= result.latency_ms.p99
+
+
+def test_shared_memory_is_refused_in_a_container_with_its_own_ipc_namespace(
+    container_server: ContainerTritonServer,
+) -> None:
+    with pytest.raises(InputSpecError) as info:
+        measure(container_server, "simple", shared_memory="system", settings=FAST)
+    text = str(info.value)
+    assert "with its own IPC namespace and /dev/shm (--triton-ipc=private)" in text
+    assert "start it with --triton-ipc=host (docker run --ipc=host)" in text
+    assert region_names() == []
+
+
+def test_shared_memory_through_a_container_on_the_hosts_ipc_namespace(
+    docker_client: Any, memlock: str
+) -> None:
+    with launcher(memlock, [EXAMPLE_MODELS], models=["simple"], ipc="host") as srv:
+        host = docker_client.containers.get(srv.container_name).attrs["HostConfig"]
+        assert host["IpcMode"] == "host"
+        result = measure(srv, "simple", concurrency=2, shared_memory="system", settings=FAST)
+        assert result.errors == 0 and result.requests > 0, result.first_error
+        assert result.outputs_verified is True
+    assert region_names() == []
 
 
 def test_killed_container_fails_fast_then_is_removed_and_its_log_kept(

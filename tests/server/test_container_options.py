@@ -15,6 +15,7 @@ from pytest_triton_perf.options.container import (
     parse_docker_kwargs,
     parse_gpus,
     parse_image,
+    parse_ipc,
     parse_shm_size,
     parse_ulimit,
 )
@@ -172,6 +173,21 @@ def test_image_selects_the_container_launcher_and_url_wins_over_it() -> None:
     assert isinstance(make_server(s), RemoteTritonServer)
     s = settings(image="triton:1", model_repository=str(EXAMPLE_MODELS), ulimit_memlock="off")
     assert make_server(s).ulimit_memlock is None  # type: ignore[attr-defined]
+
+
+def test_ipc_host_shares_the_hosts_shared_memory_and_private_refuses_it() -> None:
+    s = settings(image="triton:1", model_repository=str(EXAMPLE_MODELS), ipc="host")
+    server = make_server(s)
+    assert isinstance(server, ContainerTritonServer)
+    assert server.ipc == "host" and server.shared_memory_refusal("system") is None
+    private = make_server(settings(image="triton:1", model_repository=str(EXAMPLE_MODELS)))
+    assert isinstance(private, ContainerTritonServer) and private.ipc == "private"
+    why = private.shared_memory_refusal("system")
+    assert why is not None and "start it with --triton-ipc=host (docker run --ipc=host)" in why
+    with pytest.raises(ConfigError, match="--triton-ipc='shareable': accepted are private"):
+        parse_ipc("--triton-ipc", "shareable")
+    with pytest.raises(ConfigError, match="'ipc_mode' is set by the launcher; use --triton-ipc"):
+        parse_docker_kwargs("--triton-docker-kwargs", '{"ipc_mode": "host"}')
 
 
 def test_gpus_without_image_is_a_usage_error() -> None:
