@@ -84,7 +84,10 @@ class PairedAnalysis:
         return tuple(
             m.name
             for m in metrics.GATED
-            if m.per_window and not m.search_only and m.name not in self.gate.disabled
+            if m.per_window
+            and not m.search_only
+            and not m.colocation_only  # compared round by round (colocation.py)
+            and m.name not in self.gate.disabled
         )
 
     def look(self, ref: Sequence[PerfResult], cand: Sequence[PerfResult]) -> None:
@@ -181,7 +184,7 @@ class PairedAnalysis:
         out: list[Comparison] = []
         for meta in metrics.GATED:
             metric = meta.name
-            if metric in self.gate.disabled or meta.search_only:
+            if metric in self.gate.disabled or meta.search_only or meta.colocation_only:
                 continue
             if meta.counts is not None:
                 out.append(self._errors(ref, cand, metric))

@@ -78,6 +78,11 @@ def workload_text(record: MeasurementRecord) -> str:
     length = w.get("sequence_length")
     if isinstance(length, int):
         text += " " + sequence_text(length, num(w.get("sequence_length_variation")))
+    together = record.result.get("together_with") or []
+    if together:  # co-location: the others measured in the same windows
+        text += f" with {'+'.join(map(str, together))}"
+    if record.result.get("footprint"):
+        text = f"footprint (under load: {text})"
     return text
 
 
