@@ -585,7 +585,9 @@ class TritonPerf:
         ``together_with``; the reports show one record for the group.
 
         ``interference`` (default on): the models are then measured alone and together in
-        ``rounds`` interleaved rounds (default 6, at least 10 in A/B mode) of short blocks
+        ``rounds`` interleaved rounds (default 6; in A/B mode, where the reference group and
+        the candidate group alternate, ``--triton-perf-compare-windows`` pairs, 10, when at
+        least 6 and not given) of short blocks
         (``--triton-perf-block-s``), and each result's ``interference`` holds its
         co-location cost: p99 and throughput together / alone with 95% intervals. The
         cost is a metric like the others (``colocation_p99``, ``colocation_throughput``):
