@@ -15,7 +15,9 @@ from pytest_triton_perf.errors import (
     ServerStartError,
     TritonPerfError,
 )
+from pytest_triton_perf.footprint import Footprint
 from pytest_triton_perf.measure.result import (
+    Interference,
     LatencyStats,
     PerfResult,
     ServerBreakdown,
@@ -33,7 +35,9 @@ __all__ = [
     "CapacityResult",
     "CapacityStep",
     "ConfigError",
+    "Footprint",
     "InputSpecError",
+    "Interference",
     "LatencyStats",
     "MeasurementError",
     "ModelNotReadyError",

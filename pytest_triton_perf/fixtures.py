@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     import tritonclient.http
 
     from pytest_triton_perf.capacity import CapacityResult
+    from pytest_triton_perf.footprint import Footprint
     from pytest_triton_perf.measure.engine import MeasureSettings
     from pytest_triton_perf.search import SearchResult
 
@@ -340,16 +341,7 @@ class TritonPerf:
         """
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
-        # Validated first (ArgumentError naming a bad value), then raised to the comparison's
-        # windows: a comparison needs enough windows per arm to reach significance.
-        settings = measure_settings(
-            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
-        )
-        if self.settings.compare or self.settings.save or self.settings.ab_mode:
-            least = max(settings.windows, self.settings.compare_windows)
-            settings = dataclasses.replace(
-                settings, windows=least, max_windows=max(settings.max_windows, least)
-            )
+        settings = self._call_settings(warmup_s, windows, window_s)
         # Validated by the engine, which names the model and the bad value.
         sweep = isinstance(concurrency, (list, tuple)) or isinstance(request_rate, (list, tuple))
         levels: list[dict[str, Any]]
@@ -421,7 +413,7 @@ class TritonPerf:
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
         spec = self._item.stash.get(SPEC_KEY, None)
-        limits = spec.with_defaults() if spec else {}
+        limits = spec.bounds_for(model) if spec else {}
         if bounds:
             limits.update(parse_marker(f"capacity({model!r}, bounds=...)", (), dict(bounds)))
         settings = measure_settings(
@@ -577,6 +569,180 @@ class TritonPerf:
             self._record(measured)
         return found
 
+    def measure_together(
+        self,
+        loads: Mapping[str, Mapping[str, Any]],
+        *,
+        interference: bool = True,
+        rounds: int | None = None,
+        warmup_s: float | None = None,
+        windows: int | None = None,
+        window_s: float | None = None,
+    ) -> dict[str, PerfResult]:
+        """Measure several models at the same time, in the same windows, each under its own
+        workload: ``{"a": dict(concurrency=4), "b": dict(request_rate=200)}`` (any
+        :meth:`measure` keyword per model; ``warmup_s``, ``windows`` and ``window_s`` are the
+        group's). Returns a :class:`PerfResult` per model, each naming the others in
+        ``together_with``; the reports show one record for the group.
+
+        ``interference`` (default on): the models are then measured alone and together in
+        ``rounds`` interleaved rounds (default 6; in A/B mode, where the reference group and
+        the candidate group alternate, ``--triton-perf-compare-windows`` pairs, 10, when at
+        least 6 and not given) of short blocks
+        (``--triton-perf-block-s``), and each result's ``interference`` holds its
+        co-location cost: p99 and throughput together / alone with 95% intervals. The
+        cost is a metric like the others (``colocation_p99``, ``colocation_throughput``):
+        stored with the record and compared with its baseline in history and A/B modes.
+        The test's ``sla`` bounds apply to every model; ``sla(models={"a": {...}})`` adds a
+        model's own.
+        """
+        from pytest_triton_perf import colocation
+        from pytest_triton_perf.measure.engine import measure_group
+
+        groups = colocation.check_loads(loads)
+        if rounds is not None:
+            colocation.check_rounds(rounds)
+        settings = self._call_settings(warmup_s, windows, window_s)
+        self.server.check_alive()
+        for model, options in groups.items():
+            self.server.require_model(model, options.get("version"))
+
+        def run(
+            group: Mapping[str, Mapping[str, Any]], s: MeasureSettings
+        ) -> dict[str, PerfResult]:
+            return measure_group(self.server, group, settings=s)
+
+        host = HostLoad()
+        block_s = self.settings.block_s
+        refs = self.session.references
+        arms = {m: refs.arms(m) for m in groups} if refs is not None else {}
+        missing = [m for m, a in arms.items() if a is None]
+        measured: list[Measured]
+        if refs is not None and not missing:
+            n = rounds or max(colocation.INTERFERENCE_ROUNDS, self.settings.compare_windows)
+            outcome = colocation.measure_together_ab(
+                run,
+                groups,
+                settings,
+                arms={m: (a[0], a[1]) for m, a in arms.items() if a is not None},
+                rounds=n + n % 2,  # whole quads: half the pairs with the candidate first
+                interference=interference,
+                block_s=block_s,
+                gate=self._test_gate(),
+            )
+            assert outcome.references is not None and outcome.comparisons is not None
+            setup = "; ".join(
+                f"'{a[0]}' = '{m}' from {refs.origin}" for m, a in arms.items() if a is not None
+            )
+            design = {
+                "method": "paired, fixed design (group)",
+                "pairs": outcome.rounds,
+                "elapsed_s": round(outcome.elapsed_s, 2),
+                "stopped": "fixed",
+                "confirmed": False,
+            }
+            measured = [
+                Measured(
+                    outcome.results[m],
+                    "ab",
+                    reference=outcome.references[m],
+                    reference_note=f"{setup}; the reference group and the candidate group "
+                    f"alternated",
+                    config=self.session.model_config(self.server, m),
+                    comparisons=outcome.comparisons[m],
+                    ab_design=design,
+                )
+                for m in groups
+            ]
+        else:
+
+            def full() -> colocation.GroupOutcome:
+                return colocation.measure_together(
+                    run,
+                    groups,
+                    settings,
+                    interference_rounds=(rounds or colocation.INTERFERENCE_ROUNDS)
+                    if interference
+                    else None,
+                    block_s=block_s,
+                )
+
+            outcome = full()
+            mode = "history" if self.settings.compare else None
+            again: dict[str, PerfResult] = {}
+
+            def remeasure(model: str) -> PerfResult:
+                # One re-run of the whole group confirms every model's comparison.
+                if not again:
+                    again.update(full().results)
+                return again[model]
+
+            measured = [
+                Measured(
+                    outcome.results[m],
+                    mode,
+                    remeasure=functools.partial(remeasure, m) if mode else None,
+                    config=self.session.model_config(self.server, m),
+                )
+                for m in groups
+            ]
+            if refs is not None:
+                for m in measured:
+                    m.mode = "ab"
+                    m.reference_note = (
+                        f"model(s) {', '.join(missing)} do not exist in the reference "
+                        f"({refs.origin}): the group is not compared"
+                    )
+        load = host.finish()
+        for i, m in enumerate(measured):
+            m.host_load = load
+            if i == 0:  # the group's one record
+                m.analysis = {"group": outcome.analysis(block_s if outcome.rounds else None)}
+            self._record(m)
+        return dict(outcome.results)
+
+    def footprint(
+        self,
+        model: str,
+        *,
+        model_repository: str | Path | None = None,
+        **load: Any,
+    ) -> Footprint:
+        """The memory footprint of ``model``: a
+        :class:`~pytest_triton_perf.footprint.Footprint` with ``cpu_memory_mb`` and
+        ``gpu_memory_mb`` (deltas in MB; None with the reason where no source exists),
+        per-device GPU deltas, the samples and a placement snippet (``placement()``: a
+        Kubernetes resource request and the TMS lease quota).
+
+        The model is loaded alone into the running server (as itself when not loaded, else
+        as a fresh copy ``<model>__fp``), memory is sampled before the load, after it and
+        under load (``load``: :meth:`measure` keywords of a short measurement, e.g.
+        ``concurrency=4``), and it is unloaded again. The result is recorded:
+        ``max_cpu_memory_mb`` and ``max_gpu_memory_mb`` of the test's ``sla`` bound the
+        footprint's deltas. ``model_repository``: the model's files, for a copy on a
+        remote server.
+        """
+        from pytest_triton_perf.footprint import measure_footprint
+        from pytest_triton_perf.measure.engine import measure as measure_engine
+
+        if model_repository is None and self.settings.url and self.settings.model_repository:
+            model_repository = self.settings.model_repository
+        host = HostLoad()
+        found = measure_footprint(
+            self.server,
+            model,
+            measure=measure_engine,
+            model_repository=model_repository,
+            **load,
+        )
+        record = found.record()
+        if record is not None:
+            measured = Measured(record, config=self.session.model_config(self.server, model))
+            measured.host_load = host.finish()
+            measured.analysis = {"footprint": found.to_dict()}
+            self._record(measured)
+        return found
+
     def _capacity_measured(
         self,
         found: CapacityResult,
@@ -650,6 +816,23 @@ class TritonPerf:
             ),
             outcome.search,
         )
+
+    def _call_settings(
+        self, warmup_s: float | None, windows: int | None, window_s: float | None
+    ) -> MeasureSettings:
+        """A measurement's settings: the session's with the call's overrides, validated first
+        (ArgumentError naming a bad value), then raised to the comparison's windows when
+        comparing or saving: a comparison needs enough windows per arm to reach
+        significance."""
+        settings = measure_settings(
+            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
+        )
+        if self.settings.compare or self.settings.save or self.settings.ab_mode:
+            least = max(settings.windows, self.settings.compare_windows)
+            settings = dataclasses.replace(
+                settings, windows=least, max_windows=max(settings.max_windows, least)
+            )
+        return settings
 
     def _test_gate(self) -> GateSettings:
         """The session's decision rule with the test's own minimum effects."""

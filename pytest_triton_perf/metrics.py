@@ -81,6 +81,13 @@ class Metric:
     #: Only a streaming (decoupled) model yields it: a request/response measurement has no
     #: value and is neither checked nor compared on it.
     streaming_only: bool = False
+    #: Only a co-location measurement with its interference rounds yields it
+    #: (``triton_perf.measure_together``): other results have no value and are neither
+    #: checked nor compared on it.
+    colocation_only: bool = False
+    #: Where the figure's samples are (one per round), for metrics that windows do not
+    #: carry: a path into the result's ``to_dict()``, as ``source``.
+    samples: tuple[str, ...] = ()
 
     @property
     def upper(self) -> bool:
@@ -95,6 +102,16 @@ class Metric:
                 return None
             value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
         return value
+
+    def read_samples(self, source: Any) -> list[float]:
+        """The figure's per-round samples (``samples``) from a ``PerfResult`` or its
+        ``to_dict()``; empty when it has none."""
+        value = source
+        for part in self.samples:
+            if value is None:
+                return []
+            value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
+        return [float(v) for v in value or () if v is not None]
 
 
 def _latency(q: str, what: str, alias: str | None, gate: Gate | None = None) -> Metric:
@@ -220,6 +237,31 @@ CATALOGUE: tuple[Metric, ...] = (
         "measure(token_output=...) in its responses",
         "100",
     ),
+    Metric(
+        name="colocation_p99",
+        unit="x",
+        higher_is_worse=True,
+        source=("interference", "p99_ratio"),
+        short="coloc_p99",
+        help="p99 latency together / alone (triton_perf.measure_together; 1.0: no "
+        "co-location cost)",
+        per_window=True,
+        gate=Gate(0.10),
+        colocation_only=True,
+        samples=("interference", "p99_rounds"),
+    ),
+    Metric(
+        name="colocation_throughput",
+        unit="x",
+        higher_is_worse=False,
+        source=("interference", "throughput_ratio"),
+        short="coloc_throughput",
+        help="throughput together / alone (triton_perf.measure_together; 1.0: no co-location cost)",
+        per_window=True,
+        gate=Gate(0.05),
+        colocation_only=True,
+        samples=("interference", "throughput_rounds"),
+    ),
     _memory("gpu", "MB = 10^6 bytes (as Model Analyzer), GPU memory used", "gpu_used_memory"),
     _memory("cpu", "MB = 10^6 bytes, Triton's nv_cpu_memory_used_bytes", "cpu_used_ram"),
     Metric(
@@ -276,7 +318,7 @@ def default_bounds() -> dict[str, float]:
 
 def marker_help() -> str:
     """The ``sla`` marker's line in ``pytest --markers``."""
-    keys = ", ".join(f"{key}=" for key in (*BY_SLA_KEY, "regression", "max_config_gap"))
+    keys = ", ".join(f"{key}=" for key in (*BY_SLA_KEY, "regression", "max_config_gap", "models"))
     units = ", ".join(dict.fromkeys(_UNIT_WORDS.get(m.unit, m.unit) for m in BY_SLA_KEY.values()))
     aliases = ", ".join(f"{a}=" for m in BY_SLA_KEY.values() for a in m.aliases)
     return (
@@ -285,7 +327,8 @@ def marker_help() -> str:
         f"({aliases}) mean the same bounds; regression={{'p99': '15%'}} overrides minimum "
         f"effects of baseline comparisons; min_capacity= checks triton_perf.capacity(); "
         f"max_config_gap=0.15 fails when triton_perf.search() finds a configuration that "
-        f"beats the committed one by more."
+        f"beats the committed one by more; models={{'a': {{'p99_ms': 30}}}} bounds one "
+        f"model's results (triton_perf.measure_together)."
     )
 
 

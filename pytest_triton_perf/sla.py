@@ -33,7 +33,7 @@ class Bound:
 
 #: Marker keys that are not bounds on a figure: per-test minimum effects of comparisons, and
 #: the configuration drift gate.
-NOT_BOUNDS = ("regression", "max_config_gap")
+NOT_BOUNDS = ("regression", "max_config_gap", "models")
 
 #: SLA key -> what it bounds, from the metric catalogue.
 BOUNDS: dict[str, Bound] = {
@@ -53,6 +53,9 @@ class SlaSpec:
     regression: dict[str, float | None] | None = None
     #: ``sla(max_config_gap=0.15)``: the configuration drift gate of ``triton_perf.search``.
     max_config_gap: float | None = None
+    #: ``sla(models={"a": {"p99_ms": 30}})``: bounds of one model's results (co-location),
+    #: model -> ((key, bound), ...); they add to the test's bounds and win over them.
+    models: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
 
     @property
     def as_dict(self) -> dict[str, float]:
@@ -63,6 +66,13 @@ class SlaSpec:
         """The bounds to evaluate: the given ones plus ``max_error_rate=0`` unless set."""
         d = metrics.default_bounds()
         d.update(self.bounds)
+        return d
+
+    def bounds_for(self, model: str) -> dict[str, float]:
+        """The bounds of ``model``'s results: the test's (with the defaults) and, over them,
+        the model's own from ``sla(models={...})``."""
+        d = self.with_defaults()
+        d.update(dict(self.models).get(model, ()))
         return d
 
 
@@ -163,6 +173,35 @@ def parse_regression(test: str, value: Any) -> dict[str, float | None]:
     return metrics.parse_metric_map(value, where=where)
 
 
+def parse_models(test: str, value: Any) -> dict[str, dict[str, float]]:
+    """``models={"a": {"p99_ms": 30}, "b": {"min_throughput": 100}}``: bounds per model, each
+    validated as a marker's (errors name the test, the model and the key)."""
+    where = f"{test}: sla(models={shown(value)})"
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(
+            f"{where}: a dict of model name -> bounds is accepted, e.g. "
+            f'sla(models={{"a": {{"p99_ms": 30}}, "b": {{"min_throughput": 100}}}}).'
+        )
+    out: dict[str, dict[str, float]] = {}
+    for model, bounds in value.items():
+        if not isinstance(model, str) or not model:
+            raise ConfigError(f"{where}: {shown(model)} is not a model name (a string).")
+        inner = f'{test}: sla(models={{"{model}": ...}})'
+        if not isinstance(bounds, Mapping):
+            raise ConfigError(
+                f"{inner}: the bounds of model '{model}' must be a dict, got {shown(bounds)}; "
+                f'write e.g. models={{"{model}": {{"p99_ms": 30}}}}.'
+            )
+        for key in bounds:
+            if key in NOT_BOUNDS:
+                raise ConfigError(
+                    f"{inner}: {key} applies to the whole test, not to one model; move it out "
+                    f"of models={{...}} into the sla marker itself."
+                )
+        out[model] = parse_marker(inner, (), dict(bounds))
+    return out
+
+
 def merge_markers(
     test: str, markers: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
 ) -> SlaSpec | None:
@@ -170,9 +209,14 @@ def merge_markers(
     merged: dict[str, float] = {}
     regression: dict[str, float | None] = {}
     gap: float | None = None
+    per_model: dict[str, dict[str, float]] = {}
     seen = False
     for args, kwargs in markers:
         seen = True
+        if "models" in kwargs:
+            for model, bounds in parse_models(test, kwargs["models"]).items():
+                for key, value in bounds.items():
+                    per_model.setdefault(model, {}).setdefault(key, value)
         for key, value in parse_marker(test, args, kwargs).items():
             merged.setdefault(key, value)
         if "regression" in kwargs:
@@ -182,16 +226,20 @@ def merge_markers(
             gap = parse_config_gap(test, kwargs["max_config_gap"])
     if not seen:
         return None
-    needs_latency = [k for k in merged if metrics.BY_SLA_KEY[k].search_only]
-    if needs_latency and not any(BOUNDS[k].unit == "ms" for k in merged):
-        key = needs_latency[0]
-        raise ConfigError(
-            f"{test}: sla({key}={merged[key]:g}) without a latency bound: a capacity is "
-            f"the load sustained while latency bounds hold, so give one too, e.g. "
-            f"sla({key}={merged[key]:g}, p99_ms=30)."
-        )
+    for bounds in (merged, *({**merged, **b} for b in per_model.values())):
+        needs_latency = [k for k in bounds if metrics.BY_SLA_KEY[k].search_only]
+        if needs_latency and not any(BOUNDS[k].unit == "ms" for k in bounds):
+            key = needs_latency[0]
+            raise ConfigError(
+                f"{test}: sla({key}={bounds[key]:g}) without a latency bound: a capacity is "
+                f"the load sustained while latency bounds hold, so give one too, e.g. "
+                f"sla({key}={bounds[key]:g}, p99_ms=30)."
+            )
     return SlaSpec(
-        bounds=tuple(sorted(merged.items())), regression=regression or None, max_config_gap=gap
+        bounds=tuple(sorted(merged.items())),
+        regression=regression or None,
+        max_config_gap=gap,
+        models=tuple((m, tuple(sorted(b.items()))) for m, b in sorted(per_model.items())),
     )
 
 
@@ -222,7 +270,13 @@ def label(result: PerfResult) -> str:
         w = result.workload
         axis = "concurrency" if w.arrival == "closed" else f"request_rate {w.arrival}"
         return f"{result.model}{version} capacity over {axis} batch={w.batch_size} {w.protocol}"
-    return f"{result.model}{version} {result.workload.describe()}"
+    if result.footprint:
+        return f"{result.model}{version} footprint"
+    text = f"{result.model}{version} {result.workload.describe()}"
+    if result.together_with:
+        # A model measured beside others: its own baseline, not its solo measurement's.
+        text += f" with {'+'.join(result.together_with)}"
+    return text
 
 
 def interval(result: PerfResult, metric: str) -> tuple[float, float] | None:
@@ -254,6 +308,21 @@ def evaluate(
     """
     bounds = spec.with_defaults() if spec else metrics.default_bounds()
     checks: list[Check] = []
+    measured = {r.model for r in results}
+    for model, own in spec.models if spec else ():
+        if model not in measured:
+            for key, bound in own:
+                checks.append(
+                    Check(
+                        f"(model {model} not measured)",
+                        key,
+                        bound,
+                        None,
+                        False,
+                        f"sla(models=...) bounds model '{model}' but the test measured no "
+                        f"result of it (measured: {', '.join(sorted(measured)) or 'none'})",
+                    )
+                )
     for key, bound in bounds.items():
         searched = metrics.BY_SLA_KEY[key].search_only
         if searched and not any(r.capacity is not None for r in results):
@@ -283,7 +352,7 @@ def evaluate(
             )
     for result in results:
         figures = result.summary()
-        for key, bound in bounds.items():
+        for key, bound in (spec.bounds_for(result.model) if spec else bounds).items():
             meta = BOUNDS[key]
             value = figures[meta.metric]
             if value is None and metrics.BY_SLA_KEY[key].search_only:

@@ -39,6 +39,9 @@ LAYERS: dict[str, int] = {
     # capacity and configuration searches: measurements under the SLA's bounds.
     "capacity": 6,
     "search": 6,
+    # models together: co-location groups and memory footprints.
+    "colocation": 6,
+    "footprint": 6,
     "report": 7,
     # 8: the top: pytest wiring, the CLI, the package's public face.
     "fixtures": 8,

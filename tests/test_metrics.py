@@ -3,6 +3,7 @@ README's ``sla`` table says what it says."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from pytest_triton_perf import metrics, sla
 from pytest_triton_perf.baseline import compare
 from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.measure.result import Interference
 from pytest_triton_perf.report import text
 from tests.report.factory import make_record, make_result, make_stream_result
 
@@ -101,6 +103,8 @@ def test_comparison_defaults_are_todays() -> None:
         "ttft_p99_ms",
         "itl_p50_ms",
         "itl_p99_ms",
+        "colocation_p99",
+        "colocation_throughput",
     )
     # TTFT and ITL (streaming models only) are gated as the latency percentiles are.
     assert compare.DEFAULT_MIN_EFFECT == {
@@ -112,6 +116,8 @@ def test_comparison_defaults_are_todays() -> None:
         "ttft_p99_ms": 0.10,
         "itl_p50_ms": 0.05,
         "itl_p99_ms": 0.10,
+        "colocation_p99": 0.10,
+        "colocation_throughput": 0.05,
         "error_rate": 0.001,
     }
     assert compare.DEFAULT_FLOOR == {
@@ -158,6 +164,29 @@ def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record(streaming: 
             # A request/response model has no per-response figures, nor do its windows.
             assert m.read(result) is None and set(window_figures) == {None}
             assert compare.window_values(as_dict, m.name) == []
+        elif m.colocation_only:
+            # Only a group measured with its interference rounds has it, round by round.
+            assert m.read(result) is None and set(window_figures) == {None}
+            assert compare.window_values(as_dict, m.name) == []
+            cost = dataclasses.replace(
+                result,
+                interference=Interference(
+                    rounds=2,
+                    together_with=("b",),
+                    alone_p99_ms=10.0,
+                    together_p99_ms=12.0,
+                    alone_throughput=100.0,
+                    together_throughput=90.0,
+                    p99_ratio=1.2,
+                    p99_interval=(1.1, 1.3),
+                    throughput_ratio=0.9,
+                    throughput_interval=(0.8, 1.0),
+                    p99_rounds=(1.1, 1.3),
+                    throughput_rounds=(0.85, 0.95),
+                ),
+            )
+            assert m.read(cost) == m.read(cost.to_dict()) in (1.2, 0.9)
+            assert compare.window_values(cost.to_dict(), m.name) in ([1.1, 1.3], [0.85, 0.95])
         elif m.per_window:
             assert None not in window_figures, m.name
             assert compare.window_values(as_dict, m.name) == window_figures

@@ -39,7 +39,10 @@ def test_marker_is_registered_for_strict_markers(pytester: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.OK
     result = pytester.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(
-        ["@pytest.mark.sla(p50_ms=*min_capacity=*max_error_rate=, regression=, max_config_gap=)*"]
+        [
+            "@pytest.mark.sla(p50_ms=*min_capacity=*max_error_rate=, regression=,"
+            " max_config_gap=, models=)*"
+        ]
     )
 
 

@@ -278,3 +278,64 @@ def test_min_capacity_is_checked_only_on_capacity_results() -> None:
     by = [(c.measurement, c.key, c.passed) for c in checks if c.key == "min_capacity"]
     assert by == [(label(settled), "min_capacity", settled.throughput >= 10)]
     assert label(settled).endswith("capacity over concurrency batch=1 grpc")
+
+
+# -- per-model bounds: sla(models={...}) -----------------------------------------------------
+
+
+def test_models_bounds_apply_to_their_model_over_the_tests() -> None:
+    spec = merge_markers(
+        "t",
+        [((), {"p99_ms": 30, "models": {"a": {"p99_ms": 10}, "b": {"min_throughput": 50}}})],
+    )
+    assert spec is not None and spec.as_dict == {"p99_ms": 30}
+    assert spec.bounds_for("a") == {"p99_ms": 10, "max_error_rate": 0.0}
+    assert spec.bounds_for("b") == {"p99_ms": 30, "min_throughput": 50, "max_error_rate": 0.0}
+    assert spec.bounds_for("c") == {"p99_ms": 30, "max_error_rate": 0.0}
+    a = result(p99=20.0, model="a", workload=Workload("a"))
+    b = result(p99=20.0, throughput=40.0, model="b", workload=Workload("b"))
+    failed = {(c.measurement.split()[0], c.key) for c in evaluate(spec, [a, b]) if not c.passed}
+    assert failed == {("a", "p99_ms"), ("b", "min_throughput")}
+
+
+def test_models_bounds_merge_closest_first_per_model_and_key() -> None:
+    spec = merge_markers(
+        "t",
+        [
+            ((), {"models": {"a": {"p99_ms": 10}}}),
+            ((), {"models": {"a": {"p99_ms": 99, "p50_ms": 5}, "b": {"p50_ms": 7}}}),
+        ],
+    )
+    assert spec is not None
+    assert dict(spec.models) == {"a": (("p50_ms", 5.0), ("p99_ms", 10.0)), "b": (("p50_ms", 7.0),)}
+
+
+def test_a_model_bounded_but_not_measured_fails_naming_it() -> None:
+    spec = merge_markers("t", [((), {"models": {"ghost": {"p99_ms": 10}}})])
+    checks = evaluate(spec, [result()])
+    missing = [c for c in checks if not c.passed]
+    assert len(missing) == 1 and missing[0].key == "p99_ms"
+    assert "bounds model 'ghost' but the test measured no result of it" in missing[0].note
+    assert "measured: sleepy" in missing[0].note
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a", r"t: sla\(models='a'\): a dict of model name -> bounds is accepted"),
+        ({}, r"a dict of model name -> bounds is accepted"),
+        ({"a": 30}, r'sla\(models=\{"a": \.\.\.\}\): the bounds of model \'a\' must be a dict'),
+        ({"a": {"p99": 30}}, r'sla\(models=\{"a": \.\.\.\}\): unknown sla key \'p99\''),
+        ({"a": {"p99_ms": -1}}, r'sla\(models=\{"a": \.\.\.\}\)\): sla\(p99_ms=-1\)|p99_ms=-1'),
+        ({"a": {"regression": False}}, r"regression applies to the whole test"),
+        ({1: {"p99_ms": 3}}, r"1 is not a model name"),
+    ],
+)
+def test_models_rejects_bad_input_naming_test_model_and_key(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        merge_markers("t", [((), {"models": value})])
+
+
+def test_label_names_the_models_measured_beside_and_a_footprint() -> None:
+    assert label(result(together_with=("b", "c"))) == "sleepy conc=1 batch=1 grpc with b+c"
+    assert label(result(footprint=True)) == "sleepy footprint"

@@ -98,6 +98,8 @@ def window_values(result: Mapping[str, Any], metric: str) -> list[float]:
     meta = metrics.BY_NAME[metric]
     if not meta.per_window:
         return []
+    if meta.samples:  # a figure of rounds, not of windows (co-location)
+        return meta.read_samples(result)
     return [float(v) for w in result.get("windows", []) if (v := meta.read(w)) is not None]
 
 
@@ -455,6 +457,8 @@ def compare_results(
             continue
         if meta.streaming_only and not streamed:
             continue  # TTFT and ITL are figures of streaming models only
+        if meta.colocation_only and meta.read(current) is None:
+            continue  # only a co-location measurement has a co-location cost
         if meta.counts is not None:
             failed, total = meta.counts
             b = (

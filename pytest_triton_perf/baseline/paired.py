@@ -102,6 +102,7 @@ class PairedAnalysis:
             if m.per_window
             and not m.search_only
             and (self.streaming or not m.streaming_only)
+            and not m.colocation_only  # compared round by round (colocation.py)
             and m.name not in self.gate.disabled
         )
 
@@ -201,7 +202,7 @@ class PairedAnalysis:
         out: list[Comparison] = []
         for meta in metrics.GATED:
             metric = meta.name
-            if metric in self.gate.disabled or meta.search_only:
+            if metric in self.gate.disabled or meta.search_only or meta.colocation_only:
                 continue
             if meta.streaming_only and not self.streaming:
                 continue

@@ -15,6 +15,12 @@ latency counted from the scheduled send time). The load runs in this process, or
 worker processes when one cannot keep up (``workers``); either way windows are cut from the
 raw records, so merged figures are exact.
 
+Several models at once (:func:`measure_group`, co-location): one driver per model in the same
+event loop, warmed up, snapshotted and started together, so every model's windows share the
+same boundaries (one window clock) and ``k``-th windows of two models cover the same time.
+One run with several drivers rather than parallel runs: a single clock needs no
+cross-thread barrier, and an interrupt stops every driver through the one loop.
+
 Each step lives where its concern does: request encoding in ``load.inputs``, the event loop
 and the load drivers in ``load``, Triton's statistics (and other models' traffic) in
 ``measure.server_stats``, memory in ``measure.memory``, windows and pooling in
@@ -160,7 +166,61 @@ class Endpoints(Protocol):
         ...
 
 
-def measure(
+def measure(endpoints: Endpoints, model: str, **options: Any) -> PerfResult:
+    """Measure ``model`` under a closed loop (``concurrency``) or open loop
+    (``request_rate``): :func:`prepare`'s arguments, run in a fresh event loop.
+
+    Runs its own event loop, so it is called from synchronous code (or from any thread).
+    Raises what :func:`prepare` raises, and ServerDiedError when the server goes away
+    during the measurement.
+    """
+    plan = prepare(endpoints, model, **options)
+    if plan.shm is not None:
+        return _through_shared_memory(plan, *plan.shm)
+    return run_coroutine(lambda: _measure_async([plan]))[0]
+
+
+def measure_group(
+    endpoints: Endpoints,
+    loads: Mapping[str, Mapping[str, Any]],
+    *,
+    settings: MeasureSettings = MeasureSettings(),
+) -> dict[str, PerfResult]:
+    """Measure several models at the same time, in the same windows: ``loads`` maps each
+    model to its own :func:`prepare` keywords (``concurrency``, ``request_rate``, ...);
+    ``settings`` (warm-up, windows, stability) is the group's.
+
+    One event loop drives one load driver per model (each in this process or in worker
+    processes of its own); the warm-up, the statistics snapshots and every window
+    boundary are shared, so window ``k`` of each model covers the same span of time. The
+    stability rule holds when every model's windows are stable. Each model's result is
+    cut from its own records, as :func:`measure` does, names the others in
+    ``together_with``, and does not count their requests as other traffic.
+    """
+    if not loads:
+        raise ArgumentError("measure_group: no models to measure; give {model: {...}, ...}")
+    plans = []
+    for model, keywords in loads.items():
+        if "settings" in keywords:
+            raise ArgumentError(
+                f"model '{model}': settings apply to the whole group (the same windows for "
+                f"every model); pass settings= to measure_group"
+            )
+        if keywords.get("shared_memory", "none") != "none":
+            raise ArgumentError(
+                f"model '{model}': shared_memory is not available for models measured "
+                f"together; measure it alone for its shared-memory figures"
+            )
+        plans.append(prepare(endpoints, model, settings=settings, **keywords))
+    results = run_coroutine(lambda: _measure_async(plans))
+    names = tuple(loads)
+    return {
+        name: dataclasses.replace(result, together_with=tuple(n for n in names if n != name))
+        for name, result in zip(names, results, strict=True)
+    }
+
+
+def prepare(
     endpoints: Endpoints,
     model: str,
     *,
@@ -185,8 +245,10 @@ def measure(
     stream_timeout_s: float = DEFAULT_TIMEOUT_S,
     shared_memory: str = "none",
     composing_models: Sequence[str] | None = None,
-) -> PerfResult:
-    """Measure ``model`` under a closed loop (``concurrency``) or open loop (``request_rate``).
+) -> _Plan:
+    """Validate the arguments of a measurement of ``model`` under a closed loop
+    (``concurrency``) or open loop (``request_rate``) and prepare it (model metadata read,
+    requests encoded); :func:`measure` runs it.
 
     Inputs are built from the model's metadata and configuration: ``"random"`` (seeded by
     ``seed``), ``"zero"``, a dict of numpy arrays (one sample or a whole batch each), the path
@@ -227,10 +289,9 @@ def measure(
     memory, where a GPU exists), as perf_analyzer's ``--shared-memory``; refused for a
     server on another host. See :mod:`pytest_triton_perf.load.shared_memory`.
 
-    Runs its own event loop, so it is called from synchronous code (or from any thread).
     Raises InputSpecError (a ValueError) for arguments the model or the load generator cannot
     take, naming the value and what is accepted; ModelNotReadyError for a model that is not
-    ready; ServerDiedError when the server goes away during the measurement.
+    ready.
     """
     _check_args(
         model, concurrency, protocol, request_rate, arrival, max_in_flight, workers, grpc_client
@@ -315,10 +376,9 @@ def measure(
         workers=workers,
         notes=sequence_notes,
         steps=steps,
+        shm=shm,
     )
-    if shm is not None:
-        return _through_shared_memory(plan, *shm)
-    return run_coroutine(lambda: _measure_async(plan))
+    return plan
 
 
 def _encode(
@@ -383,7 +443,7 @@ def _through_shared_memory(
     removed afterwards whatever happens (a failure, an interrupt)."""
     try:
         shm.open()
-        result = run_coroutine(lambda: _measure_async(plan))
+        result = run_coroutine(lambda: _measure_async([plan]))[0]
         return _shared_memory_outcome(result, shm, expected)
     finally:
         shm.close()
@@ -629,6 +689,8 @@ class _Plan:
     workers: int | Literal["auto"]
     notes: tuple[str, ...] = ()  # what the arguments chose that the result must say
     steps: StepPlan | None = None  # an ensemble's or a declared BLS model's steps
+    #: Shared memory: the regions' layout and the server's answers to verify (None: none).
+    shm: tuple[SharedMemory, list[dict[str, bytes]] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -651,71 +713,97 @@ class _Observed:
 # --- the measurement ----------------------------------------------------------------------
 
 
-async def _measure_async(plan: _Plan) -> PerfResult:
-    """The sequence of the module docstring, in the running loop."""
-    endpoints, settings = plan.endpoints, plan.settings
+async def _measure_async(plans: Sequence[_Plan]) -> list[PerfResult]:
+    """The sequence of the module docstring, in the running loop, for one model or for a
+    group measured together (one driver each, every phase and window edge shared)."""
+    endpoints, settings = plans[0].endpoints, plans[0].settings
     supervisor = Supervisor(lambda: in_thread(endpoints.check_alive))
     watchdog = asyncio.create_task(supervisor.watch(ALIVE_INTERVAL_S))
-    driver: Driver | None = None
+    drivers: list[Driver | None] = [None] * len(plans)
     sampler: MemorySampler | None = None
     try:
-        workers = 1 if plan.workers == "auto" else plan.workers
-        if plan.load.sequence is not None:
-            await _probe_sequences(plan, supervisor)
-        driver = await open_driver(plan.load, workers, supervisor)
-        notes: list[str] = []
+        workers = [1 if plan.workers == "auto" else plan.workers for plan in plans]
+        for plan in plans:
+            if plan.load.sequence is not None:
+                await _probe_sequences(plan, supervisor)
+        for i, plan in enumerate(plans):
+            drivers[i] = await open_driver(plan.load, workers[i], supervisor)
+        notes: list[list[str]] = [[] for _ in plans]
         if settings.warmup_s > 0:
-            stats = await _warm_up(driver, supervisor, settings)
+            stats = await _warm_up(_opened(drivers), supervisor, settings)
             cores = os.cpu_count() or 1
-            # Only a saturated event loop calls for more processes: late sends alone may come
-            # from a machine the server keeps busy, where more processes would not help.
-            if plan.workers == "auto" and cores > 1 and stats.loop_share >= CLIENT_BOUND_CPU:
+            saturated = False
+            for i, plan in enumerate(plans):
+                # Only a saturated event loop calls for more processes: late sends alone may
+                # come from a machine the server keeps busy, where more processes would not
+                # help.
+                if plan.workers != "auto" or cores <= 1 or stats[i].loop_share < CLIENT_BOUND_CPU:
+                    continue
                 # One process could not keep up: share the load among several.
-                await driver.close()
-                driver = None
-                workers = min(cores, MAX_AUTO_WORKERS)
+                saturated = True
+                driver, drivers[i] = drivers[i], None
+                if driver is not None:
+                    await driver.close()
+                workers[i] = min(cores, MAX_AUTO_WORKERS)
                 load = plan.load
                 if load.sequence is not None:  # the warm-up's sequence IDs are not reused
                     load = dataclasses.replace(load, sequence=load.sequence.renewed())
-                driver = await open_driver(load, workers, supervisor)
-                notes.append(f"load generator saturated in warm-up: using {workers} processes")
-                await _warm_up(driver, supervisor, settings)
+                drivers[i] = await open_driver(load, workers[i], supervisor)
+                notes[i].append(
+                    f"load generator saturated in warm-up: using {workers[i]} processes"
+                )
+            if saturated:
+                await _warm_up(_opened(drivers), supervisor, settings)
 
-        server_stats = StatsReader(
-            endpoints.http_url, plan.spec.name, plan.workload.version, endpoints.check_alive
-        )
-        s0 = await server_stats.snapshot()
-        all0 = await server_stats.all_models()
+        readers = [
+            StatsReader(endpoints.http_url, p.spec.name, p.workload.version, endpoints.check_alive)
+            for p in plans
+        ]
+        s0 = [await r.snapshot() for r in readers]
+        all0 = await readers[0].all_models()
         # A container given some GPUs (--gpus) names them: NVML measures only those.
         sampler = MemorySampler(
             endpoints.metrics_url, gpu_devices=getattr(endpoints, "gpu_devices", None)
         )
         await in_thread(sampler.start)
 
-        boundaries = await _windows(driver, supervisor, settings, plan.workload.batch_size)
+        batches = [p.workload.batch_size for p in plans]
+        boundaries = await _windows(_opened(drivers), supervisor, settings, batches)
         peaks = asyncio.get_running_loop().run_in_executor(None, sampler.stop)
-        cancelled, records, stats = await driver.stop(settings.drain_timeout_s)
+        stopped = await asyncio.gather(
+            *(d.stop(settings.drain_timeout_s) for d in _opened(drivers))
+        )
         memory = await peaks
         sampler = None
 
-        s1 = await server_stats.settled(s0, len(records)) if s0 is not None else None
-        all1 = await server_stats.all_models()
-        # Every model's counters over the same span: the pipeline's steps, other traffic.
-        seen = assess(plan.steps, plan.spec, all0, all1)
-        observed = _Observed(
-            records=records,
-            boundaries=boundaries,
-            stats=stats,
-            cancelled=cancelled,
-            workers=workers,
-            server=breakdown(s0, s1) if s0 is not None and s1 is not None else None,
-            memory=memory,
-            unavailable={**server_stats.unavailable, **seen.unavailable},
-            other_traffic=seen.other_traffic,
-            notes=(*notes, *seen.notes),
-            pipeline=seen.pipeline,
-        )
-        return _result(plan, observed)
+        ends = [
+            await reader.settled(start, len(stop[1])) if start is not None else None
+            for reader, start, stop in zip(readers, s0, stopped, strict=True)
+        ]
+        all1 = await readers[0].all_models()
+        # The others of a group are measured with it, not someone else's traffic.
+        group = {p.spec.name for p in plans}
+        results = []
+        for i, plan in enumerate(plans):
+            cancelled, records, stats_i = stopped[i]
+            start, s1 = s0[i], ends[i]
+            # Every model's counters over the same span: the pipeline's steps, other traffic.
+            seen = assess(plan.steps, plan.spec, all0, all1)
+            observed = _Observed(
+                records=records,
+                boundaries=boundaries,
+                stats=stats_i,
+                cancelled=cancelled,
+                workers=workers[i],
+                server=breakdown(start, s1) if start is not None and s1 is not None else None,
+                memory=memory,
+                unavailable={**readers[i].unavailable, **seen.unavailable},
+                other_traffic=tuple((n, c) for n, c in seen.other_traffic if n not in group),
+                notes=(*notes[i], *seen.notes),
+                pipeline=seen.pipeline,
+            )
+            results.append(_result(plan, observed))
+        return results
     finally:
         if sampler is not None:
             with contextlib.suppress(Exception):
@@ -723,28 +811,45 @@ async def _measure_async(plan: _Plan) -> PerfResult:
         watchdog.cancel()
         with contextlib.suppress(BaseException):
             await watchdog
-        if driver is not None:
-            await driver.close()
+        for driver in drivers:
+            if driver is not None:
+                await driver.close()
         supervisor.close()
 
 
-async def _warm_up(driver: Driver, supervisor: Supervisor, settings: MeasureSettings) -> PhaseStats:
-    """Send for ``warmup_s``, then stop and drain: the first window starts with nothing in
-    flight, and statistics snapshot S0 sees no request in progress."""
-    await driver.start(time.perf_counter_ns())
+def _opened(drivers: Sequence[Driver | None]) -> list[Driver]:
+    """The drivers of a run, every one open (a gap is a bug of the run's sequence)."""
+    assert all(d is not None for d in drivers)
+    return [d for d in drivers if d is not None]
+
+
+async def _warm_up(
+    drivers: Sequence[Driver], supervisor: Supervisor, settings: MeasureSettings
+) -> list[PhaseStats]:
+    """Send for ``warmup_s`` (every driver from the same instant), then stop and drain: the
+    first window starts with nothing in flight, and statistics snapshot S0 sees no request
+    in progress."""
+    t0 = time.perf_counter_ns()
+    for driver in drivers:
+        await driver.start(t0)
     await supervisor.sleep(settings.warmup_s)
-    _, _, stats = await driver.stop(settings.drain_timeout_s)
-    return stats
+    stopped = await asyncio.gather(*(d.stop(settings.drain_timeout_s) for d in drivers))
+    return [stats for _, _, stats in stopped]
 
 
 async def _windows(
-    driver: Driver, supervisor: Supervisor, settings: MeasureSettings, batch_size: int
+    drivers: Sequence[Driver],
+    supervisor: Supervisor,
+    settings: MeasureSettings,
+    batch_sizes: Sequence[int],
 ) -> list[int]:
-    """Start the load and cut windows until the stability rule holds (at least ``windows``,
-    at most ``max_windows``); returns the boundaries, t0 first. The load is still running."""
+    """Start the load and cut windows until the stability rule holds for every driver (at
+    least ``windows``, at most ``max_windows``); returns the boundaries, t0 first, shared by
+    all the drivers. The load is still running."""
     t0 = time.perf_counter_ns()
     boundaries = [t0]
-    await driver.start(t0)
+    for driver in drivers:
+        await driver.start(t0)
     window_ns = int(settings.window_s * 1e9)
     while True:
         target = t0 + len(boundaries) * window_ns
@@ -755,8 +860,11 @@ async def _windows(
             continue
         if measured >= settings.max_windows:
             return boundaries
-        wins = window_results(await driver.snapshot(), boundaries, batch_size)
-        if is_stable(wins, settings.stability_pct):
+        stable = True
+        for driver, batch in zip(drivers, batch_sizes, strict=True):
+            wins = window_results(await driver.snapshot(), boundaries, batch)
+            stable = stable and is_stable(wins, settings.stability_pct)
+        if stable:
             return boundaries
 
 
@@ -870,4 +978,4 @@ def _notes(
     return notes
 
 
-__all__ = ["Endpoints", "MeasureSettings", "measure"]
+__all__ = ["Endpoints", "MeasureSettings", "measure", "measure_group", "prepare"]

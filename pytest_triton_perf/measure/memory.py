@@ -59,8 +59,10 @@ class NvmlSource:
                 raise RuntimeError("no GPU devices")
             if devices is None:
                 self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+                self.devices = tuple(str(i) for i in range(count))
             else:
                 self._handles = [_device_handle(pynvml, d) for d in devices]
+                self.devices = tuple(devices)
         except BaseException:
             pynvml.nvmlShutdown()
             raise
@@ -68,6 +70,13 @@ class NvmlSource:
     def used_bytes(self) -> float:
         """Used device memory in bytes, all devices."""
         return float(sum(self._nvml.nvmlDeviceGetMemoryInfo(h).used for h in self._handles))
+
+    def used_by_device(self) -> dict[str, float]:
+        """Used device memory in bytes per GPU, named as ``devices`` names them."""
+        return {
+            name: float(self._nvml.nvmlDeviceGetMemoryInfo(h).used)
+            for name, h in zip(self.devices, self._handles, strict=True)
+        }
 
     def close(self) -> None:
         """Shut NVML down."""
@@ -225,3 +234,37 @@ def _peak(a: float | None, b: float | None) -> float | None:
     if b is None:
         return a
     return max(a, b)
+
+
+def process_tree_memory(pid: int) -> tuple[float, int, str]:
+    """Host memory of process ``pid`` and its descendants (e.g. Triton's Python backend
+    stubs), in bytes: (bytes, processes counted, what was summed).
+
+    The sum of PSS (proportional set size: a page shared by n processes counts 1/n in each)
+    where every process's ``smaps`` can be read, so that libraries shared between the
+    server and its stubs count once; RSS otherwise (a server of another user, e.g. in a
+    container), which counts shared pages in every process. Raises psutil.NoSuchProcess
+    when ``pid`` is gone.
+    """
+    import psutil
+
+    root = psutil.Process(pid)
+    procs = [root]
+    with contextlib.suppress(psutil.Error):
+        procs += root.children(recursive=True)
+    pss: list[float] = []
+    rss: list[float] = []
+    for proc in procs:
+        try:
+            rss.append(float(proc.memory_info().rss))
+        except psutil.NoSuchProcess:
+            if proc is root:
+                raise
+            continue  # a child that ended meanwhile holds no memory
+        except psutil.Error:
+            continue
+        with contextlib.suppress(psutil.Error, AttributeError):
+            pss.append(float(proc.memory_full_info().pss))
+    if len(pss) == len(rss):
+        return sum(pss), len(pss), "PSS"
+    return sum(rss), len(rss), "RSS"

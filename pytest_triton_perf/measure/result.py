@@ -328,6 +328,52 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Interference:
+    """The co-location cost of one model of a group (``triton_perf.measure_together``): the
+    model measured alone and together with the others in interleaved rounds, as ratios
+    together / alone (1.0: no cost) with 95% intervals.
+
+    ``p99_ratio`` compares the p99 of the pooled blocks of each arm (its interval from a
+    pair bootstrap over the rounds); ``throughput_ratio`` is the geometric mean of the
+    rounds' ratios (its interval a paired Student-t on their logarithms). ``*_rounds`` hold
+    each round's ratio: the samples baseline comparisons use.
+    """
+
+    rounds: int
+    together_with: tuple[str, ...]
+    alone_p99_ms: float | None
+    together_p99_ms: float | None
+    alone_throughput: float | None
+    together_throughput: float | None
+    p99_ratio: float | None
+    p99_interval: tuple[float, float] | None
+    throughput_ratio: float | None
+    throughput_interval: tuple[float, float] | None
+    p99_rounds: tuple[float, ...] = ()
+    throughput_rounds: tuple[float, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def p99_change(self) -> float | None:
+        """Relative p99 change together vs alone (0.25: 25% slower together)."""
+        return None if self.p99_ratio is None else self.p99_ratio - 1.0
+
+    @property
+    def throughput_change(self) -> float | None:
+        """Relative throughput change together vs alone (-0.2: 20% less together)."""
+        return None if self.throughput_ratio is None else self.throughput_ratio - 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        d = dataclasses.asdict(self)
+        for key in ("together_with", "p99_rounds", "throughput_rounds", "notes"):
+            d[key] = list(d[key])
+        for key in ("p99_interval", "throughput_interval"):
+            d[key] = list(d[key]) if d[key] is not None else None
+        return d
+
+
+@dataclass(frozen=True)
 class PerfResult:
     """The result of one ``triton_perf.measure`` call at one load level."""
 
@@ -389,6 +435,13 @@ class PerfResult:
     # window equal the server's answer over the socket to the same inputs (None: not
     # checked, e.g. over the socket or for a sequence model).
     outputs_verified: bool | None = None
+    # Co-location (``triton_perf.measure_together``): the other models measured at the
+    # same time, in the same windows, and this model's co-location cost when measured.
+    together_with: tuple[str, ...] = ()
+    interference: Interference | None = None
+    # The record of a memory footprint (``triton_perf.footprint``): ``gpu_memory_mb`` and
+    # ``cpu_memory_mb`` are the model's own deltas, not the server's totals.
+    footprint: bool = False
 
     def as_capacity(self, capacity: float) -> PerfResult:
         """This result as the one a capacity search settled on: ``capacity`` set, and each
@@ -490,4 +543,7 @@ class PerfResult:
             **(self.stream.to_dict() if self.stream is not None else {}),
             "pipeline": self.pipeline.to_dict() if self.pipeline else None,
             "outputs_verified": self.outputs_verified,
+            "together_with": list(self.together_with),
+            "interference": self.interference.to_dict() if self.interference else None,
+            "footprint": self.footprint,
         }

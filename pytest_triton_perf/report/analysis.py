@@ -356,3 +356,129 @@ def best_diff(search: Mapping[str, Any]) -> str:
     committed configuration is the best or no diff is known)."""
     best = candidate(search, search.get("best"))
     return str(best.get("config_diff") or "") if best is not None else ""
+
+
+# -- co-location and memory footprint ---------------------------------------------------------
+
+
+def group_of(record: MeasurementRecord) -> Mapping[str, Any] | None:
+    """The co-location group behind ``record`` (``GroupOutcome.analysis()``), or None: the
+    group's one record is its first model's."""
+    found = (record.analysis or {}).get("group")
+    return found if isinstance(found, Mapping) else None
+
+
+def footprint_of(record: MeasurementRecord) -> Mapping[str, Any] | None:
+    """The memory footprint behind ``record`` (``Footprint.to_dict()``), or None."""
+    found = (record.analysis or {}).get("footprint")
+    return found if isinstance(found, Mapping) else None
+
+
+def ratio_text(ratio: Any, interval: Any = None) -> str:
+    """A ratio together / alone as a change: ``+23% [+15%, +31%]``; ``-`` when unknown."""
+    r = num(ratio)
+    if r is None:
+        return "-"
+    text = f"{100 * (r - 1):+.1f}%"
+    if isinstance(interval, (list, tuple)) and len(interval) == 2:
+        lo, hi = num(interval[0]), num(interval[1])
+        if lo is not None and hi is not None:
+            text += f" [{100 * (lo - 1):+.1f}%, {100 * (hi - 1):+.1f}%]"
+    return text
+
+
+def group_title(group: Mapping[str, Any]) -> str:
+    """``a + b together: a conc=4 batch=1 grpc, b rate=200/s constant grpc``."""
+    models = [str(m) for m in group.get("models") or []]
+    loads = group.get("loads") or {}
+    return f"{' + '.join(models) or '?'} together: " + ", ".join(
+        f"{m} {loads.get(m, '?')}" for m in models
+    )
+
+
+def group_table(group: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): each model's figures together in the same windows and, when the
+    interference rounds ran, its p99 and throughput alone and together with the change and
+    its 95% interval."""
+    models = [str(m) for m in group.get("models") or []]
+    figures = group.get("figures") or {}
+    costs = group.get("interference") or {}
+    header = ["model", "p99 ms", "infer/s"]
+    if costs:
+        header += [
+            "alone p99",
+            "together p99",
+            "p99 change [95%]",
+            "alone infer/s",
+            "together infer/s",
+            "infer/s change [95%]",
+        ]
+    rows = []
+    for m in models:
+        f = figures.get(m) or {}
+        row = [m, fmt(f.get("p99_ms")), fmt(f.get("throughput"), 1)]
+        if costs:
+            c = costs.get(m) or {}
+            row += [
+                fmt(c.get("alone_p99_ms")),
+                fmt(c.get("together_p99_ms")),
+                ratio_text(c.get("p99_ratio"), c.get("p99_interval")),
+                fmt(c.get("alone_throughput"), 1),
+                fmt(c.get("together_throughput"), 1),
+                ratio_text(c.get("throughput_ratio"), c.get("throughput_interval")),
+            ]
+        rows.append(row)
+    return header, rows
+
+
+def group_lines(group: Mapping[str, Any]) -> list[str]:
+    """The design line and what the interference analysis noted, per model."""
+    lines = [f"design: {group.get('design') or '-'} ({duration_text(group.get('elapsed_s'))})"]
+    for m, c in (group.get("interference") or {}).items():
+        lines += [f"note: {m}: {n}" for n in (c or {}).get("notes") or [] if n]
+    return lines
+
+
+def footprint_headline(fp: Mapping[str, Any]) -> str:
+    """``footprint of hog (loaded as hog__fp): host +201.3 MB, GPU unavailable (...)``."""
+    unavailable = fp.get("unavailable") or {}
+    parts = []
+    for key, label in (("cpu_memory_mb", "host"), ("gpu_memory_mb", "GPU")):
+        value = num(fp.get(key))
+        if value is None:
+            parts.append(f"{label} unavailable ({unavailable.get(key) or 'no source'})")
+        else:
+            parts.append(f"{label} {value:+.1f} MB")
+    devices = fp.get("gpu_memory_mb_by_device") or {}
+    if len(devices) > 1:
+        parts[-1] += (
+            " (" + ", ".join(f"GPU {d} {num(v) or 0:+.1f}" for d, v in devices.items()) + ")"
+        )
+    return (
+        f"footprint of {fp.get('model') or '?'} (loaded as {fp.get('loaded_as') or '?'}): "
+        + ", ".join(parts)
+    )
+
+
+def footprint_table(fp: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): each stage's host memory and GPU memory per device (MB)."""
+    samples = [s for s in fp.get("samples") or [] if isinstance(s, Mapping)]
+    devices = sorted({str(d) for s in samples for d in (s.get("gpu_mb") or {})})
+    header = ["stage", "host MB", *(f"GPU {d} MB" for d in devices)]
+    rows = []
+    for s in samples:
+        gpu = s.get("gpu_mb") or {}
+        rows.append(
+            [str(s.get("stage") or "-"), fmt_mb(s.get("cpu_mb"))]
+            + [fmt_mb(gpu.get(d)) for d in devices]
+        )
+    return header, rows
+
+
+def footprint_sources(fp: Mapping[str, Any]) -> list[str]:
+    """Where the figures came from, and what the measurement noted."""
+    lines = [f"{k}: {fp[k]}" for k in ("cpu_source", "gpu_source") if fp.get(k)]
+    if fp.get("workload"):
+        lines.append(f"under load: {fp['workload']}")
+    lines += [f"note: {n}" for n in fp.get("notes") or [] if n]
+    return lines

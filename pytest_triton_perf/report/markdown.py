@@ -15,7 +15,9 @@ Ensembles and BLS models get a "Pipelines" section: per measurement, a table of 
 pipeline request). Capacity searches get a section of their own (the headline, then the step
 table), and so do configuration searches (the best configuration and its lead over the
 committed one, the time spent and the pruning, the ranked candidate table, the best
-config.pbtxt diff folded).
+config.pbtxt diff folded). So do models measured together (each model's figures together and
+its co-location cost: p99 and throughput alone against together, with the change and its 95%
+interval) and memory footprints (each stage's memory, the sources, the placement snippet).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.files import atomic_write_text
+from pytest_triton_perf.footprint import placement_lines
 from pytest_triton_perf.report.analysis import (
     best_diff,
     capacity_effort,
@@ -35,6 +38,14 @@ from pytest_triton_perf.report.analysis import (
     capacity_of,
     capacity_table,
     capacity_title,
+    footprint_headline,
+    footprint_of,
+    footprint_sources,
+    footprint_table,
+    group_lines,
+    group_of,
+    group_table,
+    group_title,
     search_lines,
     search_of,
     search_table,
@@ -294,6 +305,35 @@ def _search_details(records: Sequence[MeasurementRecord]) -> list[str]:
     return ["", "### Configuration search", *lines] if lines else []
 
 
+def _group_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    lines: list[str] = []
+    for r in records:
+        group = group_of(r)
+        if group is None:
+            continue
+        header, rows = group_table(group)
+        lines += ["", f"#### {_code(r.test)}: {_cell(group_title(group))}", ""]
+        lines += _table(header, [[_cell(c) for c in row] for row in rows])
+        lines += ["", *(f"- {_cell(x)}" for x in group_lines(group))]
+    return ["", "### Co-location", *lines] if lines else []
+
+
+def _footprint_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    lines: list[str] = []
+    for r in records:
+        fp = footprint_of(r)
+        if fp is None:
+            continue
+        header, rows = footprint_table(fp)
+        lines += ["", f"#### {_code(r.test)}: **{_cell(footprint_headline(fp))}**", ""]
+        lines += _table(header, [[_cell(c) for c in row] for row in rows])
+        lines += ["", *(f"- {_cell(x)}" for x in footprint_sources(fp))]
+        placement = placement_lines(fp)
+        if placement:
+            lines += ["", "Placement:", "", *_fenced("\n".join(placement), "yaml")]
+    return ["", "### Memory footprint", *lines] if lines else []
+
+
 def _environment(environment: Mapping[str, Any]) -> list[str]:
     rows = [
         [_cell(k), _cell(environment[k])]
@@ -362,6 +402,8 @@ def render_markdown(
     lines += _pipeline_details(records)
     lines += _capacity_details(records)
     lines += _search_details(records)
+    lines += _group_details(records)
+    lines += _footprint_details(records)
     improvements = _comparison_details(records, IMPROVEMENT)
     if improvements:
         lines += ["", "### Improvements", "", "Accept them with `--triton-perf-save`."]

@@ -24,6 +24,9 @@ global state and backend selection have no place in a test run (no display, mayb
   best and the committed configuration marked (Model Analyzer's main chart); and
   ``search-memory-<test>-<n>.png``, GPU memory (x) against p99, when any candidate has a
   GPU memory figure.
+- ``colocation-<test>-<n>.png``, one per group of models measured together with their
+  interference rounds: each model's p99 and throughput alone and together, the together bar
+  with the 95% interval of the change, the change written above it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from pytest_triton_perf.report.analysis import (
     bound_text,
     bounded_latencies,
     capacity_of,
+    group_of,
     load_text,
+    ratio_text,
     search_of,
     short_name,
 )
@@ -712,6 +717,77 @@ def search_memory_figure(test: str, search: Mapping[str, Any]) -> Figure | None:
     return _search_figure(test, search, "gpu_memory_mb", "GPU memory (MB)", "max_gpu_memory_mb")
 
 
+def group_figure(test: str, group: Mapping[str, Any]) -> Figure | None:
+    """A co-location group's cost: per model, p99 and throughput alone (blue) and together
+    (orange), the together bar with the 95% interval of its ratio to alone and the change
+    written above it. None when the interference rounds did not run."""
+    costs = group.get("interference") or {}
+    models = [str(m) for m in group.get("models") or [] if m in costs]
+    if not models:
+        return None
+    fig = _figure(4 + 2.2 * len(models), 4.8)
+    axes = fig.subplots(1, 2)
+    panels = (
+        ("p99", "p99 latency (ms)", "alone_p99_ms", "together_p99_ms", "p99_ratio", "p99_interval"),
+        (
+            "throughput",
+            "throughput (inferences/s)",
+            "alone_throughput",
+            "together_throughput",
+            "throughput_ratio",
+            "throughput_interval",
+        ),
+    )
+    for ax, (_, label, alone_key, together_key, ratio_key, interval_key) in zip(
+        axes, panels, strict=True
+    ):
+        top = 0.0
+        for i, m in enumerate(models):
+            c = costs[m] or {}
+            alone, together = num(c.get(alone_key)), num(c.get(together_key))
+            if alone is not None:
+                ax.bar(i - 0.2, alone, 0.4, color=BASELINE_COLOR, label="alone" if i == 0 else None)
+            if together is None:
+                continue
+            err = None
+            interval = c.get(interval_key)
+            if alone is not None and isinstance(interval, (list, tuple)) and len(interval) == 2:
+                lo, hi = num(interval[0]), num(interval[1])
+                if lo is not None and hi is not None:
+                    err = [[max(0.0, together - alone * lo)], [max(0.0, alone * hi - together)]]
+            peak = together + (err[1][0] if err else 0.0)
+            top = max(top, peak, alone or 0.0)
+            ax.bar(
+                i + 0.2,
+                together,
+                0.4,
+                color=CURRENT_COLOR,
+                yerr=err,
+                capsize=4,
+                label="together" if i == 0 else None,
+            )
+            ax.annotate(
+                ratio_text(c.get(ratio_key)),
+                (i + 0.2, peak),
+                xytext=(0, 6),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+            )
+        ax.set_xticks(range(len(models)), models)
+        if top > 0:
+            ax.set_ylim(0, top * 1.3)  # room for the change labels and the legend
+        ax.set_ylabel(label)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(loc="best", fontsize=8.5)
+    fig.suptitle(
+        f"{test}\nco-location cost: {' + '.join(models)}, {group.get('rounds') or '?'} rounds "
+        f"alone vs together (95% intervals)",
+        fontsize=10,
+    )
+    return fig
+
+
 def _analysis_plots(records: Sequence[MeasurementRecord], out: Path) -> list[Path]:
     """The capacity and search plots of ``records`` in ``out``."""
     figures: list[tuple[str, str, Figure]] = []
@@ -723,6 +799,11 @@ def _analysis_plots(records: Sequence[MeasurementRecord], out: Path) -> list[Pat
             fig = capacity_figure(r.test, cap)
             if fig is not None:
                 figures.append((f"capacity\0{raw}", f"capacity-{stem}", fig))
+        group = group_of(r)
+        if group is not None:
+            fig = group_figure(r.test, group)
+            if fig is not None:
+                figures.append((f"colocation\0{raw}", f"colocation-{stem}", fig))
         search = search_of(r)
         if search is not None:
             for kind, make in (("search", search_figure), ("search-memory", search_memory_figure)):

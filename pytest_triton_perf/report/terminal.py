@@ -27,14 +27,19 @@ the best configuration's config.pbtxt diff. A measurement of a sequence model ad
 with its sequences, their latency, the model's sequence slots and the server's queue time,
 and the notes about its sequences (e.g. the default length it was driven with). At ``-v``, a
 measurement of an ensemble or a BLS model adds its per-step table (requests, server queue
-and compute per request of the step, and each step's share of one pipeline request). At
-``-q`` and quieter none of these is shown.
+and compute per request of the step, and each step's share of one pipeline request). Models
+measured together (``measure_together``) add their group's table: each model's figures
+together and, with the interference rounds, alone against together with the change and its
+95% interval (the design at ``-v``). A memory footprint adds its headline (host and GPU
+deltas, or why one is unavailable), at ``-v`` with each stage's memory, the sources and the
+placement snippet. At ``-q`` and quieter none of these is shown.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pytest_triton_perf.footprint import placement_lines
 from pytest_triton_perf.report.analysis import (
     best_diff,
     capacity_effort,
@@ -43,6 +48,14 @@ from pytest_triton_perf.report.analysis import (
     capacity_of,
     capacity_table,
     capacity_title,
+    footprint_headline,
+    footprint_of,
+    footprint_sources,
+    footprint_table,
+    group_lines,
+    group_of,
+    group_table,
+    group_title,
     search_lines,
     search_of,
     search_table,
@@ -204,6 +217,21 @@ def _analysis(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
             if verbose and diff:
                 lines.append("best config.pbtxt, diff against the committed one:")
                 lines += ["  " + x for x in diff.rstrip("\n").splitlines()]
+        group = group_of(r)
+        if group is not None:
+            lines.append(f"co-location: {r.test}: {group_title(group)}")
+            header, rows = group_table(group)
+            lines += _indented(header, rows, ("model",))
+            lines += [f"  {x}" for x in group_lines(group) if verbose or x.startswith("note")]
+        fp = footprint_of(r)
+        if fp is not None:
+            lines.append(f"{footprint_headline(fp)} — {r.test}")
+            if verbose:
+                header, rows = footprint_table(fp)
+                lines += _indented(header, rows, ("stage",))
+                lines += [f"  {x}" for x in footprint_sources(fp)]
+                lines.append("  placement:")
+                lines += [f"    {x}" for x in placement_lines(fp)]
     return lines
 
 

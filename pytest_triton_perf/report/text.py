@@ -80,6 +80,11 @@ def workload_text(record: MeasurementRecord) -> str:
         text += " " + sequence_text(length, num(w.get("sequence_length_variation")))
     if w.get("shared_memory"):
         text += f" shm={w['shared_memory']}"
+    together = record.result.get("together_with") or []
+    if together:  # co-location: the others measured in the same windows
+        text += f" with {'+'.join(map(str, together))}"
+    if record.result.get("footprint"):
+        text = f"footprint (under load: {text})"
     return text
 
 
