@@ -45,8 +45,13 @@ def test_python_instances_follow_the_model_configs(tmp_path: Path) -> None:
     assert python_instances([tmp_path], None) == 2 + 3 + 1
     assert python_instances([tmp_path], ["no_group", "onnx"]) == 1
     assert python_instances([tmp_path], ["broken"]) == 0  # Triton reports it at load
-    # The suite's own repositories: every model a Python one with one instance.
-    models = [p.parent.name for p in EXAMPLE_MODELS.glob("*/config.pbtxt")]
+    # The example models: every Python one has one instance (the ensemble has none).
+    models = [
+        p.parent.name
+        for p in EXAMPLE_MODELS.glob("*/config.pbtxt")
+        if 'backend: "python"' in p.read_text()
+    ]
+    assert "pipeline" not in models
     assert python_instances([EXAMPLE_MODELS], None) == len(models) > 0
     assert python_instances([EXAMPLE_MODELS, TEST_MODELS], ["simple", "dynamic"]) == 2
 
