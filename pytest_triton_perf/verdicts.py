@@ -113,6 +113,9 @@ class MeasurementRecord:
     #: What a search made of measurements found: ``{"capacity": CapacityResult.to_dict()}``
     #: or ``{"search": SearchResult.to_dict()}`` (empty for a plain measurement).
     analysis: dict[str, Any] = field(default_factory=dict)
+    #: The test's ``triton_perf.extra_info``: free-form JSON-ready metadata, stored with
+    #: every measurement of the test and shown by the reports.
+    extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -147,6 +150,7 @@ class MeasurementRecord:
             "verdict": self.verdict,
             "baseline": self.baseline,
             "analysis": self.analysis,
+            "extra_info": self.extra_info,
         }
 
     @classmethod
@@ -165,6 +169,7 @@ class MeasurementRecord:
             baseline=d.get("baseline", {}),
             outcome=d.get("outcome", ""),
             analysis=d.get("analysis") or {},
+            extra_info=d.get("extra_info") or {},
         )
 
 

@@ -21,6 +21,7 @@ no testcase properties, so they are added to its element tree before writing.
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -92,12 +93,17 @@ def _interval(ci: Sequence[float] | None, prefix: str = "") -> dict[str, str]:
 
 
 def _common(record: MeasurementRecord) -> dict[str, str]:
-    return _props(
+    props = _props(
         model=model_name(record),
         workload=workload_text(record),
         measurement_index=record.index,
         stable=record.result.get("stable"),
     )
+    # The test's triton_perf.extra_info, one property per key; values other than text as JSON.
+    for key, value in record.extra_info.items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        props[f"extra_info.{key}"] = text
+    return props
 
 
 def _sla_case(record: MeasurementRecord, name: str, s: SlaRecord) -> _Case:

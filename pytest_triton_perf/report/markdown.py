@@ -38,6 +38,7 @@ from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.text import (
     could_see,
     counts_text,
+    extra_infos,
     fmt,
     fmt_interval,
     fmt_mb,
@@ -204,6 +205,12 @@ def _sla_details(records: Sequence[MeasurementRecord]) -> list[str]:
     return ["", "### SLA breaches and marginal results", "", *_table(header, rows)]
 
 
+def _extra_info(records: Sequence[MeasurementRecord]) -> list[str]:
+    """A line per test with ``triton_perf.extra_info``."""
+    lines = [f"- {_code(test)}: {_cell(text)}" for test, text in extra_infos(records)]
+    return ["", "### Extra info", "", *lines] if lines else []
+
+
 def _fenced(text: str, language: str = "") -> list[str]:
     """A fenced code block longer than any run of backticks in ``text``."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -303,6 +310,7 @@ def render_markdown(
             ]
         )
     lines += _table(header, rows)
+    lines += _extra_info(records)
 
     regressions = _comparison_details(records, REGRESSION)
     if regressions:
