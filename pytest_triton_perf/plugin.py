@@ -21,7 +21,12 @@ import pytest
 
 from pytest_triton_perf import __version__, metrics, sla
 from pytest_triton_perf.baseline.reference import export_git_ref, remove_export
-from pytest_triton_perf.baseline.shards import assign_shards, read_durations, save_durations
+from pytest_triton_perf.baseline.shards import (
+    DURATIONS_FILE,
+    assign_shards,
+    read_durations,
+    save_durations,
+)
 from pytest_triton_perf.baseline.store import BaselineError, BaselineStore
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.fixtures import (
@@ -276,12 +281,16 @@ class ShardSelector:
         dropped = [item for item in items if plan.assignment[item.nodeid] != mine]
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-        self.line = (
-            f"triton-perf: shard {self.index}/{self.count}: {len(keep)} of {len(items)} "
-            f"tests, about {plan.expected_s[mine]:.0f} s of "
-            f"{sum(plan.expected_s):.0f} s ({plan.balanced} placed by the durations stored "
-            f"in {self.baseline_dir.name}/durations.json, {plan.hashed} by their ids)"
-        )
+        where = f"{self.baseline_dir.name}/{DURATIONS_FILE}"
+        share = f"triton-perf: shard {self.index}/{self.count}: {len(keep)} of {len(items)} tests"
+        if plan.balanced:
+            self.line = (
+                f"{share}, about {plan.expected_s[mine]:.0f} s of {sum(plan.expected_s):.0f} s "
+                f"by the durations in {where} ({plan.balanced} tests with a stored duration, "
+                f"{plan.hashed} without)"
+            )
+        else:
+            self.line = f"{share} (no stored durations in {where}: split by test id)"
         items[:] = keep
 
     def pytest_report_collectionfinish(self) -> list[str]:

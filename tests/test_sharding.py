@@ -38,8 +38,8 @@ def test_shards_are_disjoint_complete_and_balanced_by_stored_durations(
         )
         shards.append(ran(result))
         result.stdout.fnmatch_lines(
-            [f"triton-perf: shard {k}/3: {len(shards[-1])} of 7 tests, * (0 placed by the "
-             f"durations stored in .triton-perf/durations.json, 7 by their ids)"]
+            [f"triton-perf: shard {k}/3: {len(shards[-1])} of 7 tests (no stored durations in "
+             f".triton-perf/durations.json: split by test id)"]
         )  # fmt: skip
         assert f"{7 - len(shards[-1])} deselected" in result.stdout.str()
     assert set().union(*shards) == everything
@@ -56,7 +56,10 @@ def test_shards_are_disjoint_complete_and_balanced_by_stored_durations(
     )
     assert ran(result) == {"test_plain.py::test_3"}
     result.stdout.fnmatch_lines(
-        ["triton-perf: shard 1/2: 1 of 7 tests, about 6 s of 12 s (7 placed *"]
+        [
+            "triton-perf: shard 1/2: 1 of 7 tests, about 6 s of 12 s by the durations in "
+            ".triton-perf/durations.json (7 tests with a stored duration, 0 without)"
+        ]
     )
 
 
