@@ -388,8 +388,11 @@ def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_
     assert f"A/B against the previous accepted revision `{before}`" in summary
     results = json.loads(_reports(workflow, workspace)["json"].read_text())
     measurements = {(m["test"], m["label"]): m for m in results["measurements"]}
-    assert {(m["baseline"] or {}).get("mode") for m in measurements.values()} == {"ab"}
-    assert {m["baseline"]["status"] for m in measurements.values()} == {"compared"}
+    # A configuration search's record (its best candidate) is not compared with a reference.
+    compared = {k: m for k, m in measurements.items() if "search" not in m["analysis"]}
+    assert len(compared) < len(measurements)  # the example has searches: the filter works
+    assert {(m["baseline"] or {}).get("mode") for m in compared.values()} == {"ab"}
+    assert {m["baseline"]["status"] for m in compared.values()} == {"compared"}
     assert results["session"]["saved"]
     assert [s["shard"] for s in results["session"]["merged_from"]] == ["1/2", "2/2"]
     assert all(s["measurements"] for s in results["session"]["merged_from"])
@@ -405,9 +408,11 @@ def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_
     docs = [
         json.loads(_git(origin, "show", f"{DEFAULT_BRANCH}:{path}"))
         for path in listed.splitlines()
-        if path.endswith(".json") and not path.endswith("/environment.json")
-    ]
+        if path.endswith(".json") and path.count("/") > baseline_dir.count("/") + 1
+        and not path.endswith("/environment.json")
+    ]  # fmt: skip
     assert docs, merged.log()
+    # Beside the key directories, the tests' durations that balance the next run's shards.
     assert f"{baseline_dir}/durations.json" in listed.splitlines()
     for doc in docs:
         measured = measurements[(doc["test"], doc["label"])]
@@ -415,8 +420,9 @@ def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_
         assert saved["git_commit"] == sha
         for figure in ("requests", "throughput", "latency_ms"):
             assert saved["result"][figure] == measured["result"][figure], figure
-        reference = measured["baseline"]["reference"]
-        assert saved["result"]["latency_ms"]["avg"] != reference["latency_ms"]["avg"]
+        if (doc["test"], doc["label"]) in compared:
+            reference = measured["baseline"]["reference"]
+            assert saved["result"]["latency_ms"]["avg"] != reference["latency_ms"]["avg"]
     # The gate image is removed at the end; the stand-in stays for the next rehearsal.
     gate_image = interpolate(workflow["env"]["GATE_IMAGE"], {"github": github})
     with pytest.raises(docker.errors.ImageNotFound):
