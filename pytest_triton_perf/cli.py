@@ -12,12 +12,17 @@ Nothing here but ``search`` starts or needs Triton:
 - ``compare BASE.json CURRENT.json``: two results files, measurement by measurement (matched
   by test id and label), with the plugin's statistics;
 - ``schema``: the JSON Schema of YAML suites (``triton-perf*.yaml``), for editors;
+- ``merge RESULTS.json... [-o MERGED.json] [--baselines DIR]... [--baseline-dir DIR]``: the
+  results files of a sharded run (``--triton-perf-shard=K/N``, one per CI runner) as one
+  results file and one set of reports, and the shards' baseline directories merged into
+  one (each file's runs united, the newest 20 kept);
 - ``search MODEL --space SPACE (--model-repository DIR | --triton-url HOST:PORT)``: a
   configuration search under an SLA (Model Analyzer's workflow without a test): the ranked
   candidates, and the best ``config.pbtxt`` (``--output``).
 
-Exit status: 0 fine, 1 a regression was found (``compare``) or no configuration holds the
-SLA (``search``), 2 a usage or file error (the message names the file).
+Exit status: 0 fine, 1 a regression was found (``compare``), no configuration holds the
+SLA (``search``), or a merged measurement failed its test or a shard is missing (``merge``),
+2 a usage or file error (the message names the file).
 """
 
 from __future__ import annotations
@@ -242,18 +247,117 @@ def _write_reports(
             print(line, file=out)
 
 
-def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
-    """Render the reports of a results file."""
+def _table_options(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, str | None]:
+    """``--columns`` and ``--sort``, parsed as the plugin's options are."""
+    from pytest_triton_perf.errors import ConfigError
+    from pytest_triton_perf.options import parsers
+
+    try:
+        columns = parsers.columns("--columns", args.columns) if args.columns else None
+        sort = parsers.sort_column("--sort", args.sort) if args.sort else None
+    except ConfigError as e:
+        raise CliError(str(e)) from None
+    return columns, sort
+
+
+def _print_terminal(
+    records: Sequence[MeasurementRecord], args: argparse.Namespace, out: TextIO
+) -> None:
     from pytest_triton_perf.report.terminal import render_terminal
 
+    columns, sort = _table_options(args)
+    verbosity = args.verbose - args.quiet
+    lines = render_terminal(records, verbosity, columns=columns, sort=sort)
+    for line in lines or ["no measurements"]:
+        print(line, file=out)
+
+
+def cmd_render(args: argparse.Namespace, out: TextIO) -> int:
+    """Render the reports of a results file."""
+    _table_options(args)  # a bad column is an error before anything is written
     document, records = read_results(args.results)
     requests = cli_requests(args)
     if args.terminal or not requests:
-        verbosity = args.verbose - args.quiet
-        for line in render_terminal(records, verbosity) or ["no measurements"]:
-            print(line, file=out)
+        _print_terminal(records, args, out)
     _write_reports(requests, records, _context(document, args), out)
     return EXIT_OK
+
+
+# -- merge ---------------------------------------------------------------------------------
+
+
+def cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    """Merge the results files (and baseline directories) of a sharded run."""
+    from pytest_triton_perf.report.json_report import write_json
+    from pytest_triton_perf.report.merge import merge_results
+
+    _table_options(args)
+    requests = cli_requests(args)
+    for d in args.baselines:
+        if not Path(d).is_dir():
+            raise CliError(
+                f"--baselines {d}: no such directory; give a shard's baseline directory "
+                f"(its --triton-perf-baseline-dir)"
+            )
+    parts = []
+    for path in args.results:
+        document, records = read_results(path)
+        parts.append((Path(path), document, records))
+    merged = merge_results(parts)
+    _print_terminal(merged.records, args, out)
+    shards = [str(s["shard"]) for s in merged.document["session"]["merged_from"] if s["shard"]]
+    print(
+        f"merged {len(parts)} results file{'s' if len(parts) != 1 else ''}"
+        + (f" (shards {', '.join(shards)})" if shards else "")
+        + f": {len(merged.records)} measurement{'s' if len(merged.records) != 1 else ''}",
+        file=out,
+    )
+    for note in merged.notes:
+        print(f"note: {note}", file=out)
+    if args.output:
+        write_json(args.output, merged.document)
+        print(f"wrote {args.output}", file=out)
+    if args.baselines:
+        _merge_baselines(args.baselines, Path(args.baseline_dir), out)
+    context = ReportContext(
+        environment=merged.document["environment"],
+        session=merged.document["session"],
+        title=args.title,
+    )
+    _write_reports(requests, merged.records, context, out)
+    failed = sorted({r.test for r in merged.records if r.outcome == "failed"})
+    for test in failed:
+        print(f"failed: {test}", file=out)
+    for shard in merged.missing:
+        print(f"missing: shard {shard}: no results file of it was given", file=out)
+    return EXIT_REGRESSION if failed or merged.missing else EXIT_OK
+
+
+def _merge_baselines(sources: Sequence[str], destination: Path, out: TextIO) -> None:
+    """Each shard's baseline directory into ``destination``: runs united per file (none
+    lost, none twice, the newest kept), test durations the newest per test."""
+    from pytest_triton_perf.baseline.shards import merge_durations
+    from pytest_triton_perf.baseline.store import BaselineError, BaselineStore
+
+    store = BaselineStore(destination)
+    files = runs = 0
+    durations = False
+    try:
+        for source in sources:
+            if Path(source).resolve() == destination.resolve():
+                continue
+            changed, added = store.merge(source)
+            files += changed
+            runs += added
+            durations = merge_durations(destination, Path(source)) or durations
+    except BaselineError as e:
+        raise CliError(str(e)) from None
+    print(
+        f"baselines: merged {len(sources)} director{'ies' if len(sources) != 1 else 'y'} "
+        f"into {destination}: {files} file(s) changed, {runs} run(s) added"
+        + ("; test durations updated" if durations else ""),
+        file=out,
+    )
 
 
 def _context(document: Mapping[str, Any], args: argparse.Namespace) -> ReportContext:
@@ -561,6 +665,25 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 
+def _terminal_options(p: argparse.ArgumentParser) -> None:
+    """The terminal summary's flags: verbosity, columns and order, as the plugin's."""
+    from pytest_triton_perf.options.parsers import COLUMNS
+
+    p.add_argument("-v", "--verbose", action="count", default=0, help="longer summary")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="shorter summary")
+    p.add_argument(
+        "--columns",
+        metavar="COLS",
+        help=f"columns of the table, comma-separated, from: {', '.join(COLUMNS)} (as "
+        f"--triton-perf-columns)",
+    )
+    p.add_argument(
+        "--sort",
+        metavar="COL",
+        help="sort the table by a column; -COL descending (as --triton-perf-sort)",
+    )
+
+
 def _report_options(p: argparse.ArgumentParser) -> None:
     add_cli_options(p)
     p.add_argument("--title", default=DEFAULT_TITLE, help="Markdown title (default: %(default)s)")
@@ -597,9 +720,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the terminal summary (the default when no other output is asked for)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="longer summary")
-    p.add_argument("-q", "--quiet", action="count", default=0, help="shorter summary")
+    _terminal_options(p)
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "merge",
+        help="merge the results files of a sharded run (--triton-perf-shard) into one, with "
+        "one set of reports; merge the shards' baseline directories",
+        description="Merge the results files of the shards of one run (each written by "
+        "--triton-perf-json with --triton-perf-shard=K/N) into one results file and one set "
+        "of reports; with --baselines, merge each shard's baseline directory into "
+        "--baseline-dir (the runs of a file present in several united, the newest 20 kept).",
+        epilog="Exit status: 0 ok, 1 a merged measurement's test failed or a shard of N is "
+        "missing, 2 usage or file error.",
+    )
+    p.add_argument("results", nargs="+", metavar="RESULTS.json")
+    p.add_argument("-o", "--output", metavar="PATH", help="write the merged results file")
+    p.add_argument(
+        "--baselines",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a shard's baseline directory, merged into --baseline-dir (once per shard)",
+    )
+    p.add_argument(
+        "--baseline-dir",
+        default=DEFAULT_DIR,
+        metavar="DIR",
+        help="the baseline directory the shards' are merged into (default: %(default)s)",
+    )
+    _report_options(p)
+    _terminal_options(p)
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser(
         "compare",

@@ -19,10 +19,11 @@ from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.baseline.key import environment_key, git_commit, soft_environment
 from pytest_triton_perf.baseline.reference import ReferenceModels
 from pytest_triton_perf.baseline.store import BaselineStore
-from pytest_triton_perf.errors import ConfigError, TritonPerfError
+from pytest_triton_perf.errors import ArgumentError, ConfigError, TritonPerfError
 from pytest_triton_perf.gate import GateContext, Measured
 from pytest_triton_perf.measure.host import HostLoad
 from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.options import SMOKE_WINDOW_S
 from pytest_triton_perf.report.summary import properties_for
 from pytest_triton_perf.server.base import TritonServer
 from pytest_triton_perf.server.http import ProbeError, get_json
@@ -46,6 +47,8 @@ REFERENCE_KEY = pytest.StashKey[tuple[Path, str]]()
 PERF_SESSION_KEY = pytest.StashKey["PerfSession"]()
 #: The test's parsed ``sla`` marker (set at collection by the plugin).
 SPEC_KEY = pytest.StashKey[SlaSpec | None]()
+#: The test's ``triton_perf.extra_info``, read by the plugin after the test body.
+EXTRA_INFO_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def make_server(
@@ -148,7 +151,12 @@ def measure_settings(settings: Settings, **overrides: Any) -> MeasureSettings:
     windows = values["windows"]
     if isinstance(windows, int) and not isinstance(windows, bool):
         values.setdefault("max_windows", max(MeasureSettings.max_windows, windows))
-    return MeasureSettings(**values)
+    measured = MeasureSettings(**values)  # validated even when the smoke check replaces it
+    if settings.disable:
+        return dataclasses.replace(
+            measured, warmup_s=0.0, windows=1, window_s=SMOKE_WINDOW_S, max_windows=1
+        )
+    return measured
 
 
 def _xdist_worker(config: pytest.Config) -> tuple[int, int] | None:
@@ -301,11 +309,30 @@ class TritonPerf:
         self.session = session
         self._item = item
         self.measured: list[Measured] = item.stash.setdefault(MEASURED_KEY, [])
+        item.stash.setdefault(EXTRA_INFO_KEY, {})
 
     @property
     def results(self) -> list[PerfResult]:
         """Every result this test measured so far."""
         return [m.result for m in self.measured]
+
+    @property
+    def extra_info(self) -> dict[str, Any]:
+        """Free-form metadata of this test, stored with each of its measurements (the JSON
+        results, the baselines) and shown in the reports, as pytest-benchmark's
+        ``benchmark.extra_info``: ``triton_perf.extra_info["model_sha"] = "4f2a..."``. Set
+        it at any point of the test; what it holds when the test body ends is recorded.
+        Values must be JSON-ready (strings, numbers, booleans, None, lists, dicts)."""
+        return self._item.stash[EXTRA_INFO_KEY]
+
+    @extra_info.setter
+    def extra_info(self, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping):
+            raise ArgumentError(
+                f"triton_perf.extra_info must be a mapping (a dict), got "
+                f"{type(value).__name__} {value!r}"
+            )
+        self._item.stash[EXTRA_INFO_KEY] = dict(value)
 
     def measure(
         self,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -345,6 +346,7 @@ def baseline_run(record: MeasurementRecord, revision: dict[str, Any]) -> dict[st
         "histogram": record.histogram,
         **({"stream_histograms": record.stream_histograms} if record.stream_histograms else {}),
         "host_load": record.environment.get("host_load"),
+        **({"extra_info": record.extra_info} if record.extra_info else {}),
     }
 
 
@@ -357,3 +359,42 @@ def summarize_improvements(records: Sequence[MeasurementRecord]) -> list[str]:
             what = ", ".join(f"{c.metric} {fmt_pct(c.change_pct)}" for c in better)
             out.append(f"improvement: {r.test} {r.label}: {what}; accept with --triton-perf-save")
     return out
+
+
+def smoke_failure(test: str, measured: Sequence[Measured]) -> str | None:
+    """``--triton-perf-disable``: the one check left of each measurement is that the model
+    answered, without errors. The failure text, or None when every measurement did."""
+    problems = []
+    for m in measured:
+        r = m.result
+        name = sla.label(r)
+        if r.errors:
+            first = f": {r.first_error}" if r.first_error else ""
+            problems.append(f"  {name}: {r.errors} of {r.requests} request(s) failed{first}")
+        elif r.requests + r.drained == 0:
+            problems.append(f"  {name}: no request completed")
+    if not problems:
+        return None
+    return (
+        f"Smoke check of {test} failed (--triton-perf-disable: a few requests per "
+        f"measurement, no SLA or baseline verdicts):\n" + "\n".join(problems)
+    )
+
+
+def extra_info_problem(test: str, extra_info: Mapping[str, Any]) -> str | None:
+    """Why a test's ``triton_perf.extra_info`` cannot be stored (None when it can): every
+    key a string, every value JSON-ready and finite."""
+    for key, value in extra_info.items():
+        if not isinstance(key, str):
+            return (
+                f"triton_perf.extra_info of {test}: key {key!r} is a {type(key).__name__}; "
+                f"keys must be strings"
+            )
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            return (
+                f"triton_perf.extra_info of {test}: {key!r} = {value!r} cannot be stored as "
+                f"JSON ({e}); give strings, finite numbers, booleans, None, lists or dicts"
+            )
+    return None

@@ -22,9 +22,16 @@ import pytest
 
 from pytest_triton_perf import __version__, metrics, sla
 from pytest_triton_perf.baseline.reference import export_git_ref, remove_export
-from pytest_triton_perf.baseline.store import BaselineStore
+from pytest_triton_perf.baseline.shards import (
+    DURATIONS_FILE,
+    assign_shards,
+    read_durations,
+    save_durations,
+)
+from pytest_triton_perf.baseline.store import BaselineError, BaselineStore
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.fixtures import (
+    EXTRA_INFO_KEY,
     MEASURED_KEY,
     PERF_SESSION_KEY,
     REFERENCE_KEY,
@@ -36,7 +43,7 @@ from pytest_triton_perf.fixtures import (
     triton_perf_session,
     triton_server,
 )
-from pytest_triton_perf.gate import baseline_run, evaluate_test
+from pytest_triton_perf.gate import baseline_run, evaluate_test, extra_info_problem, smoke_failure
 from pytest_triton_perf.options import BASELINE_DIR, OPTIONS, Option
 from pytest_triton_perf.report import registry
 from pytest_triton_perf.report.context import ReportContext
@@ -54,6 +61,8 @@ __all__ = [
 
 SUMMARY_KEY = pytest.StashKey["PerfSummary"]()
 RECORDS_KEY = pytest.StashKey[list[MeasurementRecord]]()
+#: ``--triton-perf-disable``: the smoke checks a test ran (its measurements).
+SMOKE_KEY = pytest.StashKey[int]()
 EXPORT_KEY = pytest.StashKey[Path]()
 #: The notice, when another plugin or conftest took an option's short twin (``--gpus``).
 ALIAS_NOTICE_KEY = pytest.StashKey[list[str]]()
@@ -159,13 +168,38 @@ def pytest_configure(config: pytest.Config) -> None:
         missing = registry.missing_extras(lambda name: getattr(settings, name))
         if missing:
             raise ConfigError("\n".join(missing))
+        ignored = _disabled_comparisons(settings)
+        if ignored:  # smoke checks have no verdicts: nothing to compare with or to save
+            settings = dataclasses.replace(
+                settings, save=False, compare=False, baseline_ref=None, baseline_repo=None
+            )
         config.stash[SETTINGS_KEY] = settings
         _prepare_reference(config, settings)
     except ConfigError as e:
         raise pytest.UsageError(str(e)) from None
     summary = PerfSummary(config)
+    if ignored:
+        summary.messages.append(f"--triton-perf-disable: {', '.join(ignored)} ignored")
     config.stash[SUMMARY_KEY] = summary
     config.pluginmanager.register(summary, "triton-perf-summary")
+    if settings.shard is not None:
+        config.pluginmanager.register(ShardSelector(settings), "triton-perf-shard")
+
+
+def _disabled_comparisons(settings: Settings) -> list[str]:
+    """The comparison and saving options that ``--triton-perf-disable`` leaves unused."""
+    if not settings.disable:
+        return []
+    return [
+        flag
+        for flag, on in (
+            ("--triton-perf-save", settings.save),
+            ("--triton-perf-compare", settings.compare),
+            ("--triton-perf-baseline-ref", settings.baseline_ref),
+            ("--triton-perf-baseline-repo", settings.baseline_repo),
+        )
+        if on
+    ]
 
 
 def _prepare_reference(config: pytest.Config, settings: Settings) -> None:
@@ -202,8 +236,17 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return SuiteFile.from_parent(parent, path=file_path)
 
 
+def is_perf_test(item: pytest.Item) -> bool:
+    """A perf test: one that uses the ``triton_perf`` fixture or carries an ``sla`` marker
+    (what ``--triton-perf-skip`` and ``--triton-perf-only`` tell apart)."""
+    return "triton_perf" in getattr(item, "fixturenames", ()) or (
+        item.get_closest_marker("sla") is not None
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Validate every ``sla`` marker before any server starts."""
+    """Validate every ``sla`` marker before any server starts; skip the perf tests, or the
+    others, as ``--triton-perf-skip`` / ``--triton-perf-only`` ask."""
     errors = []
     for item in items:
         markers = [(m.args, m.kwargs) for m in item.iter_markers("sla")]
@@ -213,6 +256,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             errors.append(str(e))
     if errors:
         raise pytest.UsageError("invalid sla marker:\n" + "\n".join(errors))
+    settings = config.stash[SETTINGS_KEY]
+    if settings.skip or settings.only:
+        skip = pytest.mark.skip(
+            reason="perf test (--triton-perf-skip)"
+            if settings.skip
+            else "not a perf test (--triton-perf-only)"
+        )
+        for item in items:
+            if is_perf_test(item) == settings.skip:
+                item.add_marker(skip)
+
+
+class ShardSelector:
+    """``--triton-perf-shard=K/N``: keeps this shard's tests and deselects the others,
+    after every other selection (``-k``, ``-m``), so that every runner splits the same set.
+    Registered only when the option is given."""
+
+    def __init__(self, settings: Settings):
+        assert settings.shard is not None and settings.baseline_dir is not None
+        self.index, self.count = settings.shard
+        self.baseline_dir = settings.baseline_dir
+        self.line = ""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Assign every collected test to a shard (``baseline/shards.py``)."""
+        try:
+            durations = read_durations(self.baseline_dir)
+        except BaselineError as e:
+            raise pytest.UsageError(f"--triton-perf-shard: {e}") from None
+        plan = assign_shards([item.nodeid for item in items], self.count, durations)
+        mine = self.index - 1
+        keep = [item for item in items if plan.assignment[item.nodeid] == mine]
+        dropped = [item for item in items if plan.assignment[item.nodeid] != mine]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        where = f"{self.baseline_dir.name}/{DURATIONS_FILE}"
+        share = f"triton-perf: shard {self.index}/{self.count}: {len(keep)} of {len(items)} tests"
+        if plan.balanced:
+            self.line = (
+                f"{share}, about {plan.expected_s[mine]:.0f} s of {sum(plan.expected_s):.0f} s "
+                f"by the durations in {where} ({plan.balanced} tests with a stored duration, "
+                f"{plan.hashed} without)"
+            )
+        else:
+            self.line = f"{share} (no stored durations in {where}: split by test id)"
+        items[:] = keep
+
+    def pytest_report_collectionfinish(self) -> list[str]:
+        """The shard's share, under pytest's collection line."""
+        return [self.line] if self.line else []
 
 
 @pytest.hookimpl(wrapper=True)
@@ -229,6 +325,16 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
                 pytrace=False,
             )
         return
+    if item.config.stash[SETTINGS_KEY].disable:
+        item.stash[SMOKE_KEY] = len(measured)
+        failure = smoke_failure(item.nodeid, measured)
+        if failure:
+            pytest.fail(failure, pytrace=False)
+        return
+    extra_info = item.stash.get(EXTRA_INFO_KEY, {})
+    problem = extra_info_problem(item.nodeid, extra_info)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     session = item.config.stash[PERF_SESSION_KEY]
     try:
         verdict = evaluate_test(
@@ -244,6 +350,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
         problem = ""
     if problem:  # a corrupt baseline, a server gone during the confirming re-run
         pytest.fail(problem, pytrace=False)
+    if extra_info:
+        verdict.records = [
+            dataclasses.replace(r, extra_info=dict(extra_info)) for r in verdict.records
+        ]
     item.stash[RECORDS_KEY] = verdict.records
     for record in verdict.records:
         item.user_properties.append(sla_property(record.index, record.sla_verdict))
@@ -267,6 +377,9 @@ def pytest_runtest_makereport(
     if call.when == "call":
         records = item.stash.get(RECORDS_KEY, [])
         report.triton_perf = [r.to_dict() for r in records]  # type: ignore[attr-defined]
+        smoke = item.stash.get(SMOKE_KEY, 0)
+        if smoke:
+            report.triton_perf_smoke = smoke  # type: ignore[attr-defined]
     return report
 
 
@@ -337,6 +450,11 @@ class PerfSummary:
         self.crashed: list[str] = []
         #: Test id -> (file, 0-based line), for GitHub annotations.
         self.locations: dict[str, tuple[str, int | None]] = {}
+        #: Test id -> seconds of its call phase, for the durations that balance shards.
+        self.durations: dict[str, float] = {}
+        #: ``--triton-perf-disable``: smoke checks run, and the tests that ran them.
+        self.smoke_checks = 0
+        self.smoke_tests = 0
         self._previous_sigterm: Any = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -365,9 +483,14 @@ class PerfSummary:
             return
         if report.when != "call":
             return
+        smoke = getattr(report, "triton_perf_smoke", 0)
+        if smoke:
+            self.smoke_checks += smoke
+            self.smoke_tests += 1
         records = getattr(report, "triton_perf", None) or []
         if records:
             self.locations[report.nodeid] = (str(report.location[0]), report.location[1])
+            self.durations[report.nodeid] = report.duration
         for d in records:
             record = MeasurementRecord.from_dict(d)
             self.records.append(dataclasses.replace(record, outcome=report.outcome))
@@ -386,6 +509,12 @@ class PerfSummary:
                 f"{len(self.crashed)} test(s) crashed with their worker "
                 f"({', '.join(self.crashed[:3])}{more}): no measurement of theirs is reported "
                 f"or saved"
+            )
+        if self.smoke_tests:
+            self.messages.append(
+                f"measurements disabled (--triton-perf-disable): {self.smoke_checks} smoke "
+                f"check(s) in {self.smoke_tests} test(s), a few requests each; no SLA "
+                f"checks, comparisons or baselines"
             )
         used = bool(self.records) or self.config.stash.get(PERF_SESSION_KEY, None) is not None
         if interrupted and (settings.save or used):
@@ -432,6 +561,11 @@ class PerfSummary:
             f"saved {len(self.saved)} baseline run(s) to {settings.baseline_dir}"
             + (f"; {skipped} measurement(s) of failed tests not saved" if skipped else "")
         )
+        try:  # how long each perf test took: what balances --triton-perf-shard
+            save_durations(settings.baseline_dir, self.durations)
+        except TritonPerfError as e:
+            self.messages.append(f"ERROR saving test durations: {e}")
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write_reports(self, settings: Settings) -> None:
         """Every output the registry finds asked for, with a line each in the summary."""
@@ -445,6 +579,7 @@ class PerfSummary:
                 "plugin_version": __version__,
                 "args": list(self.config.invocation_params.args),
                 "saved": [str(p) for p in self.saved],
+                **({"shard": "{}/{}".format(*settings.shard)} if settings.shard else {}),
             },
             inconclusive=settings.inconclusive,
         )
@@ -460,13 +595,18 @@ class PerfSummary:
         from pytest_triton_perf.report.terminal import render_terminal
 
         terminalreporter.section("triton-perf")
-        for line in render_terminal(self.records, self.config.get_verbosity()):
-            terminalreporter.write_line(line)
         settings = self.config.stash[SETTINGS_KEY]
-        if settings.inconclusive == "warn" and os.environ.get("GITHUB_ACTIONS") == "true":
-            from pytest_triton_perf.report.annotations import inconclusive_annotations
+        for line in render_terminal(
+            self.records,
+            self.config.get_verbosity(),
+            columns=settings.columns,
+            sort=settings.sort,
+        ):
+            terminalreporter.write_line(line)
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            from pytest_triton_perf.report.annotations import gate_annotations
 
-            for line in inconclusive_annotations(self.records, self.locations):
+            for line in gate_annotations(self.records, self.locations, settings.inconclusive):
                 terminalreporter.write_line(line)
         for line in self.messages:
             terminalreporter.write_line(line, red=line.startswith(("ERROR", "baselines were NOT")))

@@ -44,6 +44,10 @@ class Settings:
     warmup_s: float = default("warmup_s")
     windows: int = default("windows")
     window_s: float = default("window_s")
+    disable: bool = default("disable")
+    skip: bool = default("skip")
+    only: bool = default("only")
+    shard: tuple[int, int] | None = default("shard")  # (K, N): shard K of N, 1-based
     save: bool = default("save")
     compare: bool = default("compare")
     baseline_dir: Path | None = default("baseline_dir")
@@ -60,9 +64,13 @@ class Settings:
     sla_mode: str = default("sla_mode")
     inconclusive: str = default("inconclusive")
     yaml_pattern: tuple[str, ...] = default("yaml_pattern")
+    columns: tuple[str, ...] | None = default("columns")
+    sort: str | None = default("sort")  # a column, "-" first for descending
     json: Path | None = default("json")
     junit: Path | None = default("junit")
     markdown: Path | None = default("markdown")
+    csv: Path | None = default("csv")
+    benchmark_json: Path | None = default("benchmark_json")
     plots: Path | None = default("plots")
 
     @property
@@ -111,6 +119,11 @@ def build_settings(
         raise ConfigError(
             "--triton-perf-compare (history mode) and --triton-perf-baseline-ref/-repo "
             "(A/B mode) exclude each other: choose one comparison per run."
+        )
+    if values["skip"] and values["only"]:
+        raise ConfigError(
+            "--triton-perf-skip (skip the perf tests) and --triton-perf-only (run only the "
+            "perf tests) exclude each other: give one."
         )
     if values["baseline_ref"] and values["baseline_repo"]:
         raise ConfigError(

@@ -116,6 +116,9 @@ class MeasurementRecord:
     #: Streaming models: the pooled TTFTs and gaps between responses in log-spaced buckets,
     #: ``{"ttft_ms": {...}, "itl_ms": {...}}`` (empty for a request/response model).
     stream_histograms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    #: The test's ``triton_perf.extra_info``: free-form JSON-ready metadata, stored with
+    #: every measurement of the test and shown by the reports.
+    extra_info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -151,6 +154,7 @@ class MeasurementRecord:
             "baseline": self.baseline,
             "analysis": self.analysis,
             "stream_histograms": self.stream_histograms,
+            "extra_info": self.extra_info,
         }
 
     @classmethod
@@ -170,6 +174,7 @@ class MeasurementRecord:
             outcome=d.get("outcome", ""),
             analysis=d.get("analysis") or {},
             stream_histograms=d.get("stream_histograms") or {},
+            extra_info=d.get("extra_info") or {},
         )
 
 

@@ -19,6 +19,7 @@ from pytest_triton_perf import sla
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.metrics import MARKER_KEYS, METRIC_ALIASES, parse_metric_map
 from pytest_triton_perf.options import OPTIONS, Option
+from pytest_triton_perf.options.parsers import COLUMNS
 from pytest_triton_perf.urls import parse_url
 
 BOUNDED = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -42,6 +43,7 @@ words = st.sampled_from(
         "http://", "grpc://", "localhost", "127.0.0.1", ":8000", "[::1]", "/", "@sha256:",
         "nvcr.io/nvidia/tritonserver:24.08-py3", "{", "}", '{"init": false}', '{"image": 1}',
         "[]", "p50", "p99", "throughput", "error_rate", "errors", "p50_ms", "=", ",",
+        "/", "1/2", "memory", "-", "queue", "test",
     ]
 )  # fmt: skip
 metric_pairs = st.lists(
@@ -151,6 +153,14 @@ def _check_value(opt: Option, value: Any) -> None:
         assert isinstance(value, tuple) and value
         assert all(p and "/" not in p and "\\" not in p and not p.isspace() for p in value)
         assert all("," not in p and " " not in p for p in value)
+    elif name == "columns":
+        assert isinstance(value, tuple) and value and len(set(value)) == len(value)
+        assert set(value) <= set(COLUMNS)
+    elif name == "sort_column":
+        assert value.removeprefix("-") in COLUMNS
+    elif name == "shard":
+        k, n = value
+        assert isinstance(k, int) and isinstance(n, int) and 1 <= k <= n
     else:  # a new option: give it an invariant here
         raise AssertionError(f"no invariant for {opt.flag} ({name})")
 

@@ -59,6 +59,12 @@ def test_ini_value_is_validated_naming_the_key() -> None:
         ("--triton-perf-windows", "2.5", "a whole number >= 1"),
         ("--triton-startup-timeout", "inf", "a positive number"),
         ("--triton-models", " , ", "comma-separated list"),
+        ("--triton-perf-shard", "3/2", "K/N with whole numbers 1 <= K <= N"),
+        ("--triton-perf-shard", "1", "e.g. 1/4"),
+        ("--triton-perf-columns", "test,p98", "unknown column 'p98'. Did you mean 'p99'?"),
+        ("--triton-perf-columns", " ", "a comma-separated list of columns"),
+        ("--triton-perf-sort", "-latency", "unknown column 'latency'"),
+        ("--triton-perf-sort", "memory", "names 2 columns (gpu_memory, cpu_memory)"),
     ],
 )
 def test_bad_values_name_flag_value_and_form(flag: str, text: str, fragment: str) -> None:
@@ -133,3 +139,18 @@ def test_consumers_default_to_the_option_table() -> None:
     params = inspect.signature(ContainerTritonServer.__init__).parameters
     for dest in ("pull", "network", "shm_size", "ulimit_memlock", "ulimit_stack"):
         assert params[dest].default == default(dest), dest
+
+
+def test_columns_and_sort_accept_the_reports_names_and_aliases() -> None:
+    columns, sort = BY_FLAG["--triton-perf-columns"], BY_FLAG["--triton-perf-sort"]
+    parsed = columns.parse(columns.flag, "test, P90,p99_ms,memory,server_queue,p90")
+    assert parsed == ("test", "p90", "p99", "gpu_memory", "cpu_memory", "queue")
+    assert sort.parse(sort.flag, "-p99_ms") == "-p99"
+    assert sort.parse(sort.flag, "throughput") == "throughput"
+    assert BY_FLAG["--triton-perf-shard"].parse("--triton-perf-shard", " 2/3 ") == (2, 3)
+
+
+def test_skip_and_only_exclude_each_other() -> None:
+    with pytest.raises(ConfigError, match=r"--triton-perf-skip .* and --triton-perf-only"):
+        build({"skip": True, "only": True})
+    assert build({"only": True}).only

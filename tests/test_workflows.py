@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.options import OPTIONS
+from pytest_triton_perf.report.json_report import read_results, write_json
 from pytest_triton_perf.report.registry import FORMATS
+from pytest_triton_perf.verdicts import MeasurementRecord
 from tests.conftest import REPO
+from tests.report.factory import document, mixed_records
 from tests.workflow_rehearsal import (
     ExpressionError,
     Substitution,
     condition,
     evaluate,
     interpolate,
+    matrix_entries,
     run_job,
     runner_environment,
 )
@@ -75,60 +84,113 @@ def test_actionlint_finds_a_broken_workflow(tmp_path: Path) -> None:
     assert "no_such_property" in proc.stdout
 
 
-def test_perf_gate_runs_the_example_gate_on_a_gpu_runner() -> None:
-    text = (REPO / ".github" / "workflows" / "perf-gate.yml").read_text()
+PERF_GATE = REPO / ".github" / "workflows" / "perf-gate.yml"
+
+
+def test_perf_gate_runs_the_example_gate_on_gpu_runners_and_merges_them() -> None:
+    text = PERF_GATE.read_text()
     assert "runs-on: [self-hosted, linux, gpu]" in text
     assert "nvcr.io/nvidia/tritonserver:24.08-py3" in text
+    gate, merge = _steps("gate"), _steps("merge")
     for option in (
         "--gpus=all",
-        "--triton-perf-baseline-ref=",
-        "--triton-perf-compare",
-        "--triton-perf-save",
+        '--triton-perf-shard="$SHARD"',
         "--triton-perf-json=perf/results.json",
-        "--triton-perf-junit=perf/junit.xml",
-        "--triton-perf-markdown=perf/summary.md",
-        "--triton-perf-plots=perf/plots",
     ):
-        assert option in text
+        assert option in gate["Perf gate"]["run"]
+    for option in ("--triton-perf-baseline-ref=", "--triton-perf-compare"):
+        assert option in gate["Choose the baseline"]["run"]
+    assert "--triton-perf-save" in gate["Perf gate"]["env"]["SAVE_ARGS"]
+    for option in (
+        "triton-perf merge shards/*/results.json -o perf/results.json",
+        "--junit perf/junit.xml",
+        "--markdown perf/summary.md",
+        "--plots perf/plots",
+        "--step-summary",
+        '--baseline-dir "$BASELINE_DIR"',
+    ):
+        assert option in merge["Merge the shards"]["run"]
 
 
-# The extra each report option needs, from the report registry and the option table.
+def test_the_gate_is_a_matrix_of_shards_and_the_merge_waits_for_all() -> None:
+    """Each matrix entry runs shard K of N, N the matrix's size; the merge job needs the
+    gate, runs after a failed shard (not a cancelled run), and commits only when every
+    shard passed."""
+    workflow = yaml.safe_load(PERF_GATE.read_text())
+    entries = matrix_entries(workflow["jobs"]["gate"])
+    assert len(entries) >= 2
+    shard_env = _steps("gate")["Perf gate"]["env"]["SHARD"]
+    shards = [interpolate(shard_env, {**e, "github": GITHUB_PUSH}) for e in entries]
+    assert shards == [f"{k}/{len(entries)}" for k in range(1, len(entries) + 1)]
+    assert workflow["jobs"]["gate"]["strategy"]["fail-fast"] is False
+    merge = workflow["jobs"]["merge"]
+    assert merge["needs"] == "gate"
+    for result, runs in (("success", True), ("failure", True)):
+        needs = {"needs": {"gate": {"result": result}}, "github": GITHUB_PUSH}
+        assert condition(merge["if"], needs, failed=False) is runs
+    commit = _steps("merge")["Commit the new baseline"]["if"]
+    for result, commits in (("success", True), ("failure", False)):
+        needs = {"needs": {"gate": {"result": result}}, "github": GITHUB_PUSH}
+        assert condition(commit, needs, failed=False) is commits
+    upload = _steps("gate")["Upload this shard's results"]
+    assert interpolate(upload["with"]["name"], entries[1]) == "perf-shard-2"
+    download = next(s for s in merge["steps"] if "download-artifact" in s.get("uses", ""))
+    assert download["with"] == {"pattern": "perf-shard-*", "path": "shards"}
+
+
+# The extra each report option needs (the plugin's option and the CLI's flag), from the
+# report registry and the option table.
 REPORT_EXTRAS = {
-    option.flag: fmt.extra
+    flag: fmt.extra
     for fmt in FORMATS
     if fmt.extra
-    for option in OPTIONS
-    if option.dest == fmt.setting
+    for flag in [
+        *(option.flag for option in OPTIONS if option.dest == fmt.setting),
+        *([fmt.cli_flag] if fmt.cli_flag else []),
+    ]
 }
 
 
+def _steps(job: str) -> dict[str, dict[str, Any]]:
+    """The steps of a job of the perf gate, by name."""
+    workflow = yaml.safe_load(PERF_GATE.read_text())
+    return {step.get("name", ""): step for step in workflow["jobs"][job]["steps"]}
+
+
 def _perf_gate_steps() -> dict[str, dict[str, Any]]:
-    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "perf-gate.yml").read_text())
-    return {step.get("name", ""): step for step in workflow["jobs"]["gate"]["steps"]}
+    return _steps("gate")
 
 
 def test_perf_gate_installs_the_extras_its_reports_need() -> None:
-    """The defect of the first perf gate: `--triton-perf-plots` with `pip install .`."""
+    """The defect of the first perf gate: `--triton-perf-plots` with `pip install .`; each
+    job that writes a report installs the extra it needs."""
     assert REPORT_EXTRAS.get("--triton-perf-plots") == "plots"
-    steps = _perf_gate_steps()
-    installs = re.findall(
-        r"pip install[^\n]*?[\"']?\.\[([a-z,]+)\]", steps["Install the plugin"]["run"]
-    )
-    extras = {extra for group in installs for extra in group.split(",")}
-    for option, extra in REPORT_EXTRAS.items():
-        if option in steps["Perf gate"]["run"]:
-            assert extra in extras, f"{option} needs the '{extra}' extra installed"
+    assert REPORT_EXTRAS.get("--plots") == "plots"
+    asked = 0
+    for job in ("gate", "merge"):
+        steps = _steps(job)
+        installs = re.findall(
+            r"pip install[^\n]*?[\"']?\.\[([a-z,]+)\]", steps["Install the plugin"]["run"]
+        )
+        extras = {extra for group in installs for extra in group.split(",")}
+        scripts = "\n".join(str(step.get("run", "")) for step in steps.values())
+        for flag, extra in REPORT_EXTRAS.items():
+            if re.search(rf"{re.escape(flag)}[= ]", scripts):
+                asked += 1
+                assert extra in extras, f"{job}: {flag} needs the '{extra}' extra installed"
+    assert asked, "no job writes plots: the check checks nothing"
 
 
 def test_the_rehearsal_substitutions_still_apply() -> None:
-    """Each change the rehearsal makes finds its text in the workflow (checked here without
+    """Each change the rehearsals make finds its text in the workflow (checked here without
     a Docker engine, so an edit that invalidates one fails everywhere)."""
     from tests.container.test_workflow_rehearsal import SUBSTITUTIONS
 
-    steps = _perf_gate_steps()
-    for sub in SUBSTITUTIONS:
-        assert sub.step in steps, f"no step {sub.step!r}"
-        sub.apply(steps[sub.step]["run"])
+    for job, substitutions in (("gate", SUBSTITUTIONS), ("merge", LOCAL_INSTALL)):
+        steps = _steps(job)
+        for sub in substitutions:
+            assert sub.step in steps, f"no step {sub.step!r} in job {job}"
+            sub.apply(steps[sub.step]["run"])
 
 
 GITHUB_PUSH = {
@@ -343,3 +405,133 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert command in readme
     assert command in (REPO / ".ci" / "run").read_text()
     assert "bash .ci/run" in (REPO / ".github" / "workflows" / "tests.yml").read_text()
+
+
+# -- the merge job, rehearsed without Docker -------------------------------------------------
+
+#: The merge job's install step, here: the suite's own environment stands in for a fresh
+#: virtual environment with the plugin (the container rehearsal installs it for real).
+LOCAL_INSTALL = (
+    Substitution(
+        "Install the plugin",
+        "python3 -m venv .venv\n.venv/bin/python -m pip install -q --upgrade pip\n"
+        '.venv/bin/python -m pip install -q ".[plots]"\n',
+        "mkdir -p .venv/bin\n"
+        f"printf '#!/bin/sh\\nexec env PYTHONPATH=%s %s -m pytest_triton_perf \"$@\"\\n' "
+        f"{shlex.quote(str(REPO))} {shlex.quote(sys.executable)} >.venv/bin/triton-perf\n"
+        "chmod +x .venv/bin/triton-perf\n",
+        "the suite's environment has the plugin and matplotlib: no install",
+    ),
+)
+KEY = {"triton": "2.51.0", "gpu_count": 0, "cpu": "Test CPU", "cpu_count": 2}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _rehearse_merge(
+    tmp_path: Path, failed_shard: bool
+) -> tuple[Any, Path, Path, list[MeasurementRecord]]:
+    """The merge job after two shards of a push to the default branch: each shard's
+    artifact holds its results and its copy of the history with the run it saved. Returns
+    the job's run, the workspace, the bare origin and the shards' records."""
+    workflow = yaml.safe_load(PERF_GATE.read_text())
+    baseline_dir = workflow["env"]["BASELINE_DIR"]
+    source = tmp_path / "source"
+    committed = BaselineStore(source / baseline_dir)
+    committed.save(KEY, "t.py::test_a", "a", {"date": "2026-11-20T10:00:00Z", "n": 0},
+                   workload={}, environment={})  # fmt: skip
+    _git(tmp_path, "init", "-q", "-b", "main", str(source))
+    _git(source, "add", "-A")
+    _git(source, "-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "c")
+    _git(tmp_path, "clone", "-q", "--bare", str(source), "origin.git")
+    workspace = tmp_path / "work"
+    _git(tmp_path, "clone", "-q", str(tmp_path / "origin.git"), str(workspace))
+    _git(workspace, "config", "user.name", "rehearsal")
+    _git(workspace, "config", "user.email", "rehearsal@localhost")
+    records = [r for r in mixed_records() if r.outcome != "failed"][:2]
+    if failed_shard:
+        records[1] = dataclasses.replace(records[1], outcome="failed")
+    artifacts = tmp_path / "artifacts"
+    for k, (test, record) in enumerate(
+        zip(("t.py::test_a", "t.py::test_b"), records, strict=True), 1
+    ):
+        perf = artifacts / f"perf-shard-{k}"
+        doc = document([record])
+        doc["session"]["shard"] = f"{k}/2"
+        write_json(perf / "results.json", doc)
+        shutil.copytree(source / baseline_dir, perf / "baselines")
+        run = {"date": f"2026-11-21T10:00:0{k}Z", "n": k}
+        BaselineStore(perf / "baselines").save(
+            KEY, test, test[-1], run, workload={}, environment={}
+        )
+    uploaded: list[str] = []
+
+    def uses(action: str, with_values: Mapping[str, str], env: Mapping[str, str]) -> None:
+        if action.startswith("actions/checkout@"):
+            return  # the workspace is the checkout
+        if action.startswith("actions/download-artifact@"):
+            pattern, path = with_values["pattern"], workspace / with_values["path"]
+            for artifact in sorted(artifacts.glob(pattern)):
+                shutil.copytree(artifact, path / artifact.name)
+            return
+        if action.startswith("actions/upload-artifact@"):
+            assert (workspace / with_values["path"]).is_dir(), with_values["path"]
+            uploaded.append(with_values["path"])
+            return
+        raise AssertionError(f"the rehearsal does not know how to perform {action}")
+
+    github = {
+        **GITHUB_PUSH,
+        "sha": _git(workspace, "rev-parse", "HEAD"),
+        "event": {**GITHUB_PUSH["event"], "before": None},
+    }
+    gate_result = "failure" if failed_shard else "success"
+    run = run_job(
+        workflow,
+        "merge",
+        workspace=workspace,
+        github=github,
+        base_env=runner_environment(drop_prefix=sys.prefix),
+        runner_temp=tmp_path / "temp",
+        substitutions=LOCAL_INSTALL,
+        uses=uses,
+        contexts={"needs": {"gate": {"result": gate_result}}},
+    )
+    assert uploaded == ["perf/"], run.log()
+    return run, workspace, tmp_path / "origin.git", records
+
+
+def test_the_merge_job_reports_the_whole_run_and_commits_one_history(tmp_path: Path) -> None:
+    run, workspace, origin, records = _rehearse_merge(tmp_path, failed_shard=False)
+    assert not run.failed, run.log()
+    summary = (tmp_path / "temp" / "step_summary.md").read_text()
+    assert summary.startswith("## Triton performance") and summary.count("| `") >= 2
+    doc, merged = read_results(workspace / "perf" / "results.json")
+    assert [r.test for r in merged] == [r.test for r in records]
+    assert [s["shard"] for s in doc["session"]["merged_from"]] == ["1/2", "2/2"]
+    for report in ("junit.xml", "summary.md"):
+        assert (workspace / "perf" / report).is_file()
+    assert list((workspace / "perf" / "plots").glob("*.png"))
+    # One commit on the default branch with both shards' runs and the committed one.
+    assert _git(origin, "log", "-1", "--format=%s", "main").startswith("perf baseline from ")
+    baseline_dir = yaml.safe_load(PERF_GATE.read_text())["env"]["BASELINE_DIR"]
+    runs = {}
+    for path in _git(origin, "ls-tree", "-r", "--name-only", "main", baseline_dir).splitlines():
+        if path.endswith(".json") and not path.endswith("/environment.json"):
+            stored = json.loads(_git(origin, "show", f"main:{path}"))
+            runs[stored["test"]] = [r["n"] for r in stored["runs"]]
+    assert runs == {"t.py::test_a": [0, 1], "t.py::test_b": [2]}
+
+
+def test_after_a_failed_shard_the_merge_job_reports_and_commits_nothing(tmp_path: Path) -> None:
+    run, _, origin, records = _rehearse_merge(tmp_path, failed_shard=True)
+    merge = run.step("Merge the shards")
+    assert merge.returncode == 1 and f"failed: {records[1].test}" in merge.output
+    assert not run.step("Upload results").skipped  # the merged report is kept
+    assert run.step("Commit the new baseline").skipped
+    assert "## Triton performance" in (tmp_path / "temp" / "step_summary.md").read_text()
+    assert _git(origin, "log", "-1", "--format=%s", "main") == "c"

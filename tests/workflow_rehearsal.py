@@ -282,10 +282,13 @@ def run_job(
     env_overrides: Mapping[str, str] | None = None,
     uses: Callable[[str, Mapping[str, str], Mapping[str, str]], None] | None = None,
     timeout: float = 900,
+    contexts: Mapping[str, Any] | None = None,
 ) -> JobRun:
     """Run the steps of ``workflow``'s ``job`` in ``workspace`` as GitHub's runner would.
 
-    ``github`` is the ``github`` context; ``base_env`` the runner's environment;
+    ``github`` is the ``github`` context; ``contexts`` the job's others: ``matrix`` and
+    ``strategy`` for one entry of a matrix (:func:`matrix_entries`), ``needs`` for a job
+    that needs others; ``base_env`` the runner's environment;
     ``env_overrides`` replace values of the workflow's ``env`` (after evaluation);
     ``uses(action, with_values, env)`` performs a ``uses:`` step (an AssertionError there
     fails the step). A substitution naming a step the job does not have fails at once.
@@ -299,7 +302,7 @@ def run_job(
                 f"longer has: {names}"
             )
     result = JobRun()
-    contexts: dict[str, Any] = {"github": github, "steps": {}}
+    contexts = {**(contexts or {}), "github": github, "steps": {}}
     env_overrides = dict(env_overrides or {})
     runner_temp.mkdir(parents=True, exist_ok=True)
     summary = runner_temp / "step_summary.md"
@@ -375,3 +378,25 @@ def runner_environment(*, drop_prefix: str) -> dict[str, str]:
     )
     env.update(CI="true", GITHUB_ACTIONS="true")
     return env
+
+
+def matrix_entries(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``matrix`` and ``strategy`` contexts of each entry of a job's matrix, in GitHub's
+    order (the last key varies fastest), for :func:`run_job`'s ``contexts``. A job without
+    a matrix has one entry. ``include`` and ``exclude`` are not rehearsed (refused)."""
+    import itertools
+
+    strategy = job.get("strategy") or {}
+    matrix = dict(strategy.get("matrix") or {})
+    fail_fast = bool(strategy.get("fail-fast", True))
+    if "include" in matrix or "exclude" in matrix:
+        raise ExpressionError("matrix include/exclude is not rehearsed")
+    keys = list(matrix)
+    combos = list(itertools.product(*(matrix[k] for k in keys))) or [()]
+    return [
+        {
+            "matrix": dict(zip(keys, values, strict=True)),
+            "strategy": {"job-index": i, "job-total": len(combos), "fail-fast": fail_fast},
+        }
+        for i, values in enumerate(combos)
+    ]

@@ -14,6 +14,7 @@ error naming the file and the position and is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -61,24 +62,24 @@ def measurement_file(test: str, label: str) -> str:
     return slug(f"{test}__{label}", 150) + ".json"
 
 
-def read_json(path: Path) -> Any:
-    """Parse ``path``; errors name the file, the line/column and the cause."""
+def read_json(path: Path, what: str = "baseline file") -> Any:
+    """Parse ``path``; errors name the file (a ``what``), the line/column and the cause."""
     try:
         raw = path.read_bytes()
     except OSError as e:
-        raise BaselineError(f"cannot read baseline file {path}: {e.strerror or e}") from None
+        raise BaselineError(f"cannot read {what} {path}: {e.strerror or e}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BaselineError(
-            f"baseline file {path} is not valid UTF-8 at byte {e.start}: {e.reason}. "
+            f"{what} {path} is not valid UTF-8 at byte {e.start}: {e.reason}. "
             f"It was left untouched; restore it from version control or delete it."
         ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise BaselineError(
-            f"baseline file {path} is not valid JSON at line {e.lineno} column {e.colno} "
+            f"{what} {path} is not valid JSON at line {e.lineno} column {e.colno} "
             f"(char {e.pos}): {e.msg}. It was left untouched; restore it from version "
             f"control or delete it."
         ) from None
@@ -89,11 +90,46 @@ def _dumps(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def _lock_path(directory: Path) -> str:
+def merge_runs(*run_lists: list[dict[str, Any]], max_runs: int = MAX_RUNS) -> list[dict[str, Any]]:
+    """The union of several copies of one measurement's runs: each run once (two runs are
+    the same when their JSON is), oldest first by date (a tie keeps the order given), the
+    newest ``max_runs`` kept. Shards of one CI run each carry the committed runs plus their
+    own new ones: merged, nothing is lost and nothing counted twice."""
+    unique: dict[str, dict[str, Any]] = {}
+    for runs in run_lists:
+        for run in runs:
+            unique.setdefault(_dumps(run), run)
+    ordered = sorted(unique.values(), key=lambda run: str(run.get("date") or ""))
+    return ordered[-max_runs:]
+
+
+def lock_path(directory: Path) -> str:
     """A lock file outside the committed baseline directory, shared by every process of
     this machine that writes there."""
     digest = hashlib.sha1(str(directory.resolve()).encode()).hexdigest()[:16]
     return str(Path(tempfile.gettempdir()) / f"triton-perf-baseline-{digest}.lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path, what: str = "baseline file") -> Iterator[None]:
+    """Hold the lock of ``path``'s directory (created if need be) while it is rewritten; a
+    lock held elsewhere too long, or a write that fails, is a BaselineError naming the file.
+    Shared by every process of this machine that writes there."""
+    from filelock import FileLock, Timeout
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(lock_path(path.parent), timeout=LOCK_TIMEOUT_S):
+            yield
+    except Timeout:
+        raise BaselineError(
+            f"could not lock {path.parent} within {LOCK_TIMEOUT_S:g} s: another run is "
+            f"saving baselines there."
+        ) from None
+    except OSError as e:
+        raise BaselineError(
+            f"cannot write {what} {path}: {e.strerror or e}. The previous file, if any, is intact."
+        ) from None
 
 
 class BaselineStore:
@@ -161,37 +197,55 @@ class BaselineStore:
         Under a file lock so concurrent savers (parallel CI jobs on one checkout) never lose
         each other's writes; an existing corrupt file raises and stays as it is.
         """
-        from filelock import FileLock, Timeout
-
         path = self.path(key, test, label)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(_lock_path(path.parent), timeout=LOCK_TIMEOUT_S)
-            with lock:
-                doc = self.read_file(path) if path.exists() else None
-                runs = list(doc["runs"]) if doc else []
-                runs.append(dict(run))
+        with locked(path):
+            doc = self.read_file(path) if path.exists() else None
+            runs = list(doc["runs"]) if doc else []
+            runs.append(dict(run))
+            document = {
+                "schema_version": SCHEMA_VERSION,
+                "test": test,
+                "label": label,
+                "key": dict(key),
+                "workload": dict(workload),
+                "runs": runs[-max_runs:],
+            }
+            atomic_write_text(path, _dumps(document))
+            env_path = path.parent / "environment.json"
+            if not env_path.exists():
+                described = {"key": dict(key), "first": dict(environment)}
+                atomic_write_text(env_path, _dumps(described))
+        return path
+
+    def merge(self, source: str | os.PathLike[str], max_runs: int = MAX_RUNS) -> tuple[int, int]:
+        """Merge the baseline directory ``source`` (a shard's copy) into this one: for each
+        of its files, the union of both files' runs (:func:`merge_runs`); a key directory's
+        ``environment.json`` is copied when this one has none. Returns (files changed, runs
+        added). A corrupt file on either side raises BaselineError naming it; nothing of
+        this store is left half-written."""
+        theirs = BaselineStore(source)
+        changed = added = 0
+        for src in theirs.iter_files():
+            doc = theirs.read_file(src)
+            path = self.root / src.parent.name / src.name
+            with locked(path):
+                mine = self.read_file(path) if path.exists() else None
+                old = list(mine["runs"]) if mine else []
+                runs = merge_runs(old, list(doc["runs"]), max_runs=max_runs)
+                env_src = src.parent / "environment.json"
+                env_path = path.parent / "environment.json"
+                if env_src.is_file() and not env_path.exists():
+                    atomic_write_text(env_path, env_src.read_text(encoding="utf-8"))
+                if mine is not None and runs == old:
+                    continue
+                head = mine or doc
                 document = {
                     "schema_version": SCHEMA_VERSION,
-                    "test": test,
-                    "label": label,
-                    "key": dict(key),
-                    "workload": dict(workload),
-                    "runs": runs[-max_runs:],
+                    **{k: head.get(k) for k in ("test", "label", "key", "workload")},
+                    "runs": runs,
                 }
                 atomic_write_text(path, _dumps(document))
-                env_path = path.parent / "environment.json"
-                if not env_path.exists():
-                    described = {"key": dict(key), "first": dict(environment)}
-                    atomic_write_text(env_path, _dumps(described))
-        except Timeout:
-            raise BaselineError(
-                f"could not lock {path.parent} within {LOCK_TIMEOUT_S:g} s: another run is "
-                f"saving baselines there."
-            ) from None
-        except OSError as e:
-            raise BaselineError(
-                f"cannot write baseline file {path}: {e.strerror or e}. The previous file, if "
-                f"any, is intact."
-            ) from None
-        return path
+            changed += 1
+            known = {_dumps(r) for r in old}
+            added += sum(_dumps(r) not in known for r in runs)
+        return changed, added

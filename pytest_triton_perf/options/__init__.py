@@ -21,6 +21,8 @@ from pytest_triton_perf.options import container, parsers
 STARTUP_TIMEOUT_S = 120.0
 #: Where baselines live, relative to pytest's rootdir (``--triton-perf-baseline-dir``).
 BASELINE_DIR = ".triton-perf"
+#: ``--triton-perf-disable``: each measurement is one window this long, without warm-up.
+SMOKE_WINDOW_S = 0.25
 
 
 def _gate_defaults(kind: str) -> str:
@@ -248,6 +250,48 @@ OPTIONS: tuple[Option, ...] = (
         "Length of one measurement window.",
     ),
     Option(
+        "--triton-perf-disable",
+        "disable",
+        parsers.switch,
+        False,
+        "",
+        f"Run the tests with every measurement shrunk to a smoke check: no warm-up, one "
+        f"window of {SMOKE_WINDOW_S:g} s (a few requests, which must all succeed), and no "
+        f"verdicts: no SLA checks, comparisons or saved baselines. For quick functional runs.",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-skip",
+        "skip",
+        parsers.switch,
+        False,
+        "",
+        "Skip the perf tests (those using the triton_perf fixture or marked sla).",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-only",
+        "only",
+        parsers.switch,
+        False,
+        "",
+        "Run only the perf tests (those using the triton_perf fixture or marked sla); skip "
+        "the others.",
+        switch=True,
+    ),
+    Option(
+        "--triton-perf-shard",
+        "shard",
+        parsers.shard,
+        None,
+        "K/N",
+        "Run shard K of N (one CI runner of N): each test belongs to exactly one shard, "
+        "chosen from its id, balanced by the test durations stored with the baselines "
+        "(durations.json, written by --triton-perf-save). Merge the shards' results with "
+        "'triton-perf merge'.",
+        shown="none, every test runs",
+    ),
+    Option(
         "--triton-perf-save",
         "save",
         parsers.switch,
@@ -395,6 +439,26 @@ OPTIONS: tuple[Option, ...] = (
         shown="triton-perf*.yaml",
     ),
     Option(
+        "--triton-perf-columns",
+        "columns",
+        parsers.columns,
+        None,
+        "COLS",
+        "Columns of the terminal table, comma-separated, from: "
+        + ", ".join(parsers.COLUMNS)
+        + " (memory = gpu_memory,cpu_memory; server_queue = queue).",
+        shown="test,model,workload,p50,p99,throughput,errors,sla,baseline; -v adds memory",
+    ),
+    Option(
+        "--triton-perf-sort",
+        "sort",
+        parsers.sort_column,
+        None,
+        "COL",
+        "Sort the terminal table by a column (ascending; -COL descending, e.g. -p99).",
+        shown="none, the order the tests ran",
+    ),
+    Option(
         "--triton-perf-json",
         "json",
         parsers.non_empty_text,
@@ -419,6 +483,26 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "PATH",
         "Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set).",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-csv",
+        "csv",
+        parsers.non_empty_text,
+        None,
+        "PATH",
+        "Write one CSV row per measurement (figures, verdicts, extra_info).",
+        path=True,
+    ),
+    Option(
+        "--triton-perf-benchmark-json",
+        "benchmark_json",
+        parsers.non_empty_text,
+        None,
+        "DIR",
+        "Write github-action-benchmark's input into DIR: customSmallerIsBetter.json "
+        "(latencies, memory) and customBiggerIsBetter.json (throughput, capacity), one file "
+        "per 'tool' of the action.",
         path=True,
     ),
     Option(

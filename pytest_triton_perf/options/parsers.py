@@ -4,11 +4,13 @@ flag, the bad value and the accepted form. The container launcher's parsers live
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from collections.abc import Callable
 
 from pytest_triton_perf.errors import ConfigError
-from pytest_triton_perf.metrics import parse_metric_map
+from pytest_triton_perf.metrics import CATALOGUE, parse_metric_map
 from pytest_triton_perf.urls import parse_url
 
 POSITIVE_S = "a positive number of seconds"
@@ -141,3 +143,97 @@ def file_patterns(flag: str, text: str) -> tuple[str, ...]:
             f"(names, not paths), e.g. 'triton-perf*.yaml,perf-*.yml'."
         )
     return patterns
+
+
+#: The columns of the terminal table (``--triton-perf-columns``, ``--triton-perf-sort``), in
+#: the order ``pytest --help`` lists them; ``report/terminal.py`` renders each.
+COLUMNS = (
+    "test",
+    "model",
+    "workload",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "avg",
+    "throughput",
+    "capacity",
+    "requests",
+    "errors",
+    "error_rate",
+    "gpu_memory",
+    "cpu_memory",
+    "queue",
+    "compute",
+    "sla",
+    "baseline",
+    "extra",
+)
+#: Other names of columns: the metric catalogue's figure names (``p99_ms``), and words a
+#: reader may reach for. ``memory`` stands for both memory columns.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    **{m.name: (m.short,) for m in CATALOGUE if m.short in COLUMNS and m.name != m.short},
+    "memory": ("gpu_memory", "cpu_memory"),
+    "server_queue": ("queue",),
+    "queue_ms": ("queue",),
+    "compute_infer": ("compute",),
+    "compute_ms": ("compute",),
+    "infer/s": ("throughput",),
+    "extra_info": ("extra",),
+}
+
+
+def _column(flag: str, text: str, name: str) -> tuple[str, ...]:
+    """The columns ``name`` stands for; ConfigError with the closest name otherwise."""
+    key = name.strip().lower()
+    if key in COLUMNS:
+        return (key,)
+    if key in COLUMN_ALIASES:
+        return COLUMN_ALIASES[key]
+    known = [*COLUMNS, *COLUMN_ALIASES]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(
+        f"{flag}={text!r}: unknown column {name.strip()!r}.{hint} Accepted: "
+        f"{', '.join(COLUMNS)} (also memory = gpu_memory,cpu_memory, server_queue = queue, "
+        f"p99_ms = p99, ...)."
+    )
+
+
+def columns(flag: str, text: str) -> tuple[str, ...]:
+    """Column names separated by commas, e.g. ``test,p90,p99,memory,queue``: each once, in
+    the order given."""
+    names = [n for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(
+            f"{flag}={text!r}: a comma-separated list of columns is accepted, e.g. "
+            f"'test,p50,p99,throughput,memory,queue'."
+        )
+    out: dict[str, None] = {}
+    for name in names:
+        out.update(dict.fromkeys(_column(flag, text, name)))
+    return tuple(out)
+
+
+def sort_column(flag: str, text: str) -> str:
+    """One column to sort the terminal table by, ascending; ``-p99`` for descending."""
+    raw = text.strip()
+    descending = raw.startswith("-")
+    found = _column(flag, text, raw.removeprefix("-"))
+    if len(found) != 1:
+        raise ConfigError(
+            f"{flag}={text!r}: {raw.removeprefix('-')!r} names {len(found)} columns "
+            f"({', '.join(found)}); sort by one of them."
+        )
+    return ("-" if descending else "") + found[0]
+
+
+def shard(flag: str, text: str) -> tuple[int, int]:
+    """``K/N``: shard K (1-based) of N."""
+    m = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", text, re.ASCII)
+    if m is None or not 1 <= int(m[1]) <= int(m[2]):
+        raise ConfigError(
+            f"{flag}={text!r}: K/N with whole numbers 1 <= K <= N is accepted (shard K of "
+            f"N), e.g. 1/4."
+        )
+    return int(m[1]), int(m[2])

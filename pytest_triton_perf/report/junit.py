@@ -22,6 +22,7 @@ no testcase properties, so they are added to its element tree before writing.
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -105,6 +106,10 @@ def _common(record: MeasurementRecord) -> dict[str, str]:
         props.update(
             _props(**{m.name: m.read(record.result) for m in metrics.CATALOGUE if m.streaming_only})
         )
+    # The test's triton_perf.extra_info, one property per key; values other than text as JSON.
+    for key, value in record.extra_info.items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        props[f"extra_info.{key}"] = text
     return props
 
 

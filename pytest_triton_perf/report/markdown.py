@@ -58,6 +58,7 @@ from pytest_triton_perf.report.text import (
     PIPELINE_HEADER,
     could_see,
     counts_text,
+    extra_infos,
     fmt,
     fmt_interval,
     fmt_mb,
@@ -227,6 +228,12 @@ def _sla_details(records: Sequence[MeasurementRecord]) -> list[str]:
     return ["", "### SLA breaches and marginal results", "", *_table(header, rows)]
 
 
+def _extra_info(records: Sequence[MeasurementRecord]) -> list[str]:
+    """A line per test with ``triton_perf.extra_info``."""
+    lines = [f"- {_code(test)}: {_cell(text)}" for test, text in extra_infos(records)]
+    return ["", "### Extra info", "", *lines] if lines else []
+
+
 def _fenced(text: str, language: str = "") -> list[str]:
     """A fenced code block longer than any run of backticks in ``text``."""
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -393,6 +400,7 @@ def render_markdown(
             ]
         )
     lines += _table(header, rows)
+    lines += _extra_info(records)
 
     regressions = _comparison_details(records, REGRESSION)
     if regressions:

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf.errors import TritonPerfError
-from pytest_triton_perf.report import json_report, junit, markdown, plots
+from pytest_triton_perf.report import (
+    benchmark_json,
+    csv_report,
+    json_report,
+    junit,
+    markdown,
+    plots,
+)
 from pytest_triton_perf.report.context import ReportContext, Writer
 from pytest_triton_perf.verdicts import MeasurementRecord
 
@@ -98,6 +105,25 @@ FORMATS: tuple[ReportFormat, ...] = (
         metavar=None,
         cli_help="append the Markdown summary to $GITHUB_STEP_SUMMARY",
         cli_verb="appended to",
+    ),
+    ReportFormat(
+        "csv",
+        csv_report.write_report,
+        setting="csv",
+        cli_flag="--csv",
+        cli_help="write one CSV row per measurement to PATH",
+        summary="CSV: {destination}",
+    ),
+    ReportFormat(
+        "benchmark-json",
+        benchmark_json.write_report,
+        setting="benchmark_json",
+        cli_flag="--benchmark-json",
+        metavar="DIR",
+        cli_help="write github-action-benchmark's customSmallerIsBetter.json and "
+        "customBiggerIsBetter.json into DIR",
+        skip_empty=True,
+        summary="github-action-benchmark: {count} file(s) in {destination}",
     ),
     ReportFormat(
         "plots",

@@ -37,8 +37,10 @@ placement snippet. At ``-q`` and quieter none of these is shown.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from pytest_triton_perf import metrics
 from pytest_triton_perf.footprint import placement_lines
 from pytest_triton_perf.report.analysis import (
     best_diff,
@@ -69,6 +71,8 @@ from pytest_triton_perf.report.text import (
     comparison_reason,
     could_see,
     counts_text,
+    extra_infos,
+    extra_text,
     fmt,
     fmt_mb,
     fmt_pct,
@@ -76,13 +80,14 @@ from pytest_triton_perf.report.text import (
     host_load,
     model_name,
     needs_attention,
+    num,
     pipeline_of,
     pipeline_rows,
     pipeline_title,
-    summary_figures,
     verdict_cell,
     verdict_of,
     was_compared,
+    with_unit,
     workload_text,
 )
 from pytest_triton_perf.verdicts import (
@@ -94,33 +99,124 @@ from pytest_triton_perf.verdicts import (
     MeasurementRecord,
 )
 
-HEADER = ["test", "model", "workload", "p50 ms", "p99 ms", "infer/s", "errors", "SLA", "baseline"]
-MEMORY_HEADER = ["GPU MB", "CPU MB"]
-_NUMERIC = ("ms", "/s", "MB", "errors")
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the table: its header, its cell, and the value rows sort by."""
+
+    header: str
+    cell: Callable[[MeasurementRecord], str]
+    key: Callable[[MeasurementRecord], float | str | None]
+    numeric: bool = True  # right-aligned
 
 
-def _row(record: MeasurementRecord, verbose: bool) -> list[str]:
-    f = summary_figures(record)
-    errors = record.result.get("errors")
-    cells = [
-        record.test,
-        model_name(record),
-        workload_text(record),
-        fmt(f["p50_ms"]),
-        fmt(f["p99_ms"]),
-        fmt(f["throughput"], 1),
-        str(errors) if errors is not None else "-",
-        record.sla_verdict,
-        verdict_cell(record),
-    ]
+def _figure(name: str, header: str | None = None, digits: int | None = None) -> Column:
+    """A column of a catalogue figure (``p99_ms``), headed ``p99 ms`` unless told."""
+    metric = metrics.BY_NAME[name]
+
+    def value(r: MeasurementRecord) -> float | None:
+        return num(metric.read(r.result))
+
+    def cell(r: MeasurementRecord) -> str:
+        v = value(r)
+        return fmt_mb(v) if metric.unit == "MB" else fmt(v, digits) if digits else fmt(v)
+
+    return Column(header or f"{metric.short} {metric.unit}", cell, value)
+
+
+def _field(*path: str) -> Callable[[MeasurementRecord], float | None]:
+    """The number at ``path`` in a record's result (None when absent)."""
+
+    def value(r: MeasurementRecord) -> float | None:
+        v: object = r.result
+        for part in path:
+            v = v.get(part) if isinstance(v, dict) else None
+        return num(v)
+
+    return value
+
+
+def _text(header: str, cell: Callable[[MeasurementRecord], str]) -> Column:
+    return Column(header, cell, cell, numeric=False)
+
+
+def _number(header: str, value: Callable[[MeasurementRecord], float | None]) -> Column:
+    return Column(header, lambda r: fmt(value(r)), value)
+
+
+def _whole(header: str, value: Callable[[MeasurementRecord], float | None]) -> Column:
+    return Column(header, lambda r: "-" if value(r) is None else f"{value(r):.0f}", value)
+
+
+#: Every column ``--triton-perf-columns`` and ``--triton-perf-sort`` name (the names are
+#: the option parser's, ``options.parsers.COLUMNS``).
+COLUMNS: dict[str, Column] = {
+    "test": _text("test", lambda r: r.test),
+    "model": _text("model", model_name),
+    "workload": _text("workload", workload_text),
+    **{q: _figure(f"{q}_ms") for q in ("p50", "p90", "p95", "p99", "avg")},
+    "throughput": _figure("throughput", "infer/s", 1),
+    "capacity": _figure("capacity", "capacity", 1),
+    "requests": _whole("requests", _field("requests")),
+    "errors": _whole("errors", _field("errors")),
+    "error_rate": Column(
+        "error rate",
+        lambda r: with_unit(_field("error_rate")(r), "error_rate"),
+        _field("error_rate"),
+    ),
+    "gpu_memory": _figure("gpu_memory_mb", "GPU MB"),
+    "cpu_memory": _figure("cpu_memory_mb", "CPU MB"),
+    "queue": _number("queue ms", _field("server", "queue_ms")),
+    "compute": _number("compute ms", _field("server", "compute_infer_ms")),
+    "sla": _text("SLA", lambda r: r.sla_verdict),
+    "baseline": _text("baseline", verdict_cell),
+    "extra": _text("extra_info", lambda r: extra_text(r.extra_info) or "-"),
+}
+#: The table without ``--triton-perf-columns``; ``-v`` adds the memory columns before errors.
+DEFAULT_COLUMNS = (
+    "test",
+    "model",
+    "workload",
+    "p50",
+    "p99",
+    "throughput",
+    "errors",
+    "sla",
+    "baseline",
+)
+MEMORY_COLUMNS = ("gpu_memory", "cpu_memory")
+
+
+def _columns(columns: Sequence[str] | None, verbose: bool) -> list[str]:
+    if columns:
+        return list(columns)
+    names = list(DEFAULT_COLUMNS)
     if verbose:
-        cells[6:6] = [fmt_mb(f["gpu_memory_mb"]), fmt_mb(f["cpu_memory_mb"])]
-    return cells
+        at = names.index("errors")
+        names[at:at] = MEMORY_COLUMNS
+    return names
 
 
-def _table(rows: list[list[str]], header: list[str]) -> list[str]:
-    numeric = [i for i, h in enumerate(header) if h.endswith(_NUMERIC)]
-    return align([header, *rows], numeric)
+def _sorted(records: Sequence[MeasurementRecord], sort: str | None) -> list[MeasurementRecord]:
+    """``records`` by the column ``sort`` names (``-p99``: descending); a record without a
+    value last either way; equal values in the order measured (the sort is stable)."""
+    if not sort:
+        return list(records)
+    key = COLUMNS[sort.removeprefix("-")].key
+    valued = [(key(r), i, r) for i, r in enumerate(records) if key(r) is not None]
+    missing = [r for r in records if key(r) is None]
+    if sort.startswith("-"):
+        valued.sort(key=lambda t: (t[0], -t[1]), reverse=True)
+    else:
+        valued.sort(key=lambda t: (t[0], t[1]))
+    return [r for _, _, r in valued] + missing
+
+
+def _table(records: Sequence[MeasurementRecord], names: Sequence[str]) -> list[str]:
+    cols = [COLUMNS[n] for n in names]
+    rows = [[c.cell(r) for c in cols] for r in records]
+    numeric = [i for i, c in enumerate(cols) if c.numeric]
+    return align([[c.header for c in cols], *rows], numeric)
 
 
 def _name(record: MeasurementRecord, verbose: bool) -> str:
@@ -274,23 +370,38 @@ def _pipelines(records: Sequence[MeasurementRecord]) -> list[str]:
     return lines
 
 
-def render_terminal(records: Sequence[MeasurementRecord], verbosity: int = 0) -> list[str]:
-    """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1)."""
+def _extra(records: Sequence[MeasurementRecord]) -> list[str]:
+    """A line per test with ``triton_perf.extra_info``: ``extra_info: t.py::test_a: k=v``."""
+    return [f"extra_info: {test}: {text}" for test, text in extra_infos(records)]
+
+
+def render_terminal(
+    records: Sequence[MeasurementRecord],
+    verbosity: int = 0,
+    *,
+    columns: Sequence[str] | None = None,
+    sort: str | None = None,
+) -> list[str]:
+    """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1).
+
+    ``columns``: the table's columns (names of :data:`COLUMNS`; None: the default table);
+    ``sort``: a column to order its rows by (``-p99`` descending; None: as measured).
+    """
     if not records:
         return []
     count_line = f"triton-perf: {counts_text(records)}"
     if verbosity <= -2:
         return [count_line]
     verbose = verbosity > 0
-    header = list(HEADER)
-    if verbose:
-        header[6:6] = MEMORY_HEADER
+    names = _columns(columns, verbose)
+    rows = _sorted(records, sort)
     if verbosity < 0:
-        shown = [r for r in records if needs_attention(r)]
-        lines = _table([_row(r, False) for r in shown], header) if shown else []
+        shown = [r for r in rows if needs_attention(r)]
+        lines = _table(shown, names) if shown else []
         return [*lines, count_line]
-    lines = _table([_row(r, verbose) for r in records], header)
+    lines = _table(rows, names)
     lines.extend(_hints(records, verbose))
+    lines.extend(_extra(records))
     lines.extend(_sequences(records))
     lines.extend(stream_lines(records, verbose))
     if verbose:

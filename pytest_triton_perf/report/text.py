@@ -6,6 +6,7 @@ Markdown summary and the JUnit file never disagree about the same measurement.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -86,6 +87,25 @@ def workload_text(record: MeasurementRecord) -> str:
     if record.result.get("footprint"):
         text = f"footprint (under load: {text})"
     return text
+
+
+def extra_text(extra_info: Mapping[str, Any]) -> str:
+    """A test's ``triton_perf.extra_info`` in one line: ``dataset=val2017, shards=4``
+    (strings as they are, other values as JSON)."""
+    return ", ".join(
+        f"{k}={v if isinstance(v, str) else json.dumps(v, sort_keys=True)}"
+        for k, v in extra_info.items()
+    )
+
+
+def extra_infos(records: Iterable[MeasurementRecord]) -> list[tuple[str, str]]:
+    """(test id, :func:`extra_text`) of each test with ``triton_perf.extra_info``, once per
+    test (every measurement of a test carries the same)."""
+    found: dict[str, str] = {}
+    for r in records:
+        if r.extra_info and r.test not in found:
+            found[r.test] = extra_text(r.extra_info)
+    return list(found.items())
 
 
 def was_compared(record: MeasurementRecord) -> bool:

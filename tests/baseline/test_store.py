@@ -6,6 +6,7 @@ import errno
 import json
 import multiprocessing
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,53 @@ def test_concurrent_savers_leave_a_valid_file_with_every_run(tmp_path: Path) -> 
     assert doc is not None
     got = sorted(r["result"]["n"] for r in doc["runs"])
     assert got == sorted([100 + n for n in range(10)] + [200 + n for n in range(10)])
+
+
+# -- merging the baseline directories of a sharded run --------------------------------------
+
+
+def test_merge_runs_unites_copies_without_doubles_and_keeps_the_newest() -> None:
+    from pytest_triton_perf.baseline.store import merge_runs
+
+    committed = [run(n) for n in range(5)]
+    shard_a, shard_b = [*committed, run(7)], [*committed, run(6)]
+    merged = merge_runs(committed, shard_a, shard_b)
+    assert [r["result"]["n"] for r in merged] == [0, 1, 2, 3, 4, 6, 7]  # by date
+    assert [r["result"]["n"] for r in merge_runs(shard_a, shard_b, max_runs=3)] == [4, 6, 7]
+
+
+def test_merging_shards_loses_no_run_and_counts_none_twice(tmp_path: Path) -> None:
+    """The same file saved by two shards (both carry the committed runs): the union; a
+    file only one shard has: copied with its environment; merging again changes nothing."""
+    committed = BaselineStore(tmp_path / "repo")
+    save(committed, 1)
+    shards = []
+    for n in (2, 3):
+        shard = tmp_path / f"shard{n}"
+        shutil.copytree(committed.root, shard)
+        save(BaselineStore(shard), n)
+        shards.append(shard)
+    BaselineStore(shards[1]).save(
+        KEY, "tests/test_x.py::test_other", LABEL, run(4), workload={}, environment={"a": 1}
+    )
+    for shard, expected in zip(shards, [(1, 1), (2, 2)], strict=True):
+        assert committed.merge(shard) == expected
+    doc = committed.load(KEY, TEST, LABEL)
+    assert doc is not None and [r["result"]["n"] for r in doc["runs"]] == [1, 2, 3]
+    assert doc["workload"] == {"model": "sleepy"}
+    other = committed.load(KEY, "tests/test_x.py::test_other", LABEL)
+    assert other is not None and [r["result"]["n"] for r in other["runs"]] == [4]
+    assert committed.merge(shards[0]) == committed.merge(shards[1]) == (0, 0)
+
+
+def test_merging_a_corrupt_shard_file_names_it_and_changes_nothing(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path / "repo")
+    path = save(store, 1)
+    before = path.read_bytes()
+    shard = tmp_path / "shard"
+    shutil.copytree(store.root, shard)
+    broken = shard / path.parent.name / path.name
+    broken.write_text("{ not json")
+    with pytest.raises(BaselineError, match=f"baseline file {broken} is not valid JSON"):
+        store.merge(shard)
+    assert path.read_bytes() == before

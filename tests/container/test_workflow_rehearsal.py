@@ -1,13 +1,17 @@
-"""Rehearsal of `.github/workflows/perf-gate.yml`: the gate job's own steps, read from the
-YAML, run here against the private Docker engine and the CPU Triton image.
+"""Rehearsal of `.github/workflows/perf-gate.yml`: its jobs' own steps, read from the YAML,
+run here against the private Docker engine and the CPU Triton image: each entry of the gate's
+matrix (one shard of the tests each, in a fresh checkout as on its own runner), then the merge
+job over the shards' uploaded artifacts.
 
-A workflow edit that would break the gate on the GPU runner breaks these tests: the install
+A workflow edit that would break the gate on the GPU runners breaks these tests: the install
 step runs as written into a fresh virtual environment, the image step builds the gate image
 from the workflow's own Dockerfile, the baseline step picks the arguments (A/B against the
 merge base for a pull request, against the branch's head before the push for a push to the
-default branch), the gate step runs its `pytest` command, the upload step's paths must hold
-every report the gate names, and on the default branch the gate saves its measurements into the
-history and the commit step commits and pushes them (to a local bare "origin").
+default branch), the gate step runs its `pytest` command for its shard, each shard's upload
+must hold its results (and, on the default branch, its copy of the history with the runs it
+saved), the merge job merges them into one report whose files must exist under its upload's
+path, and on the default branch it commits the merged history and pushes it (to a local bare
+"origin").
 
 What this machine cannot do as the GPU runner does is substituted, each change named:
 
@@ -28,8 +32,10 @@ What this machine cannot do as the GPU runner does is substituted, each change n
   base, no save, no commit) on two tests, one of them with an ONNX reference model loaded from
   git, which keeps it near a minute.
 - `actions/checkout`: the workspace is a git repository of this working tree (tracked and
-  untracked, not ignored, files), pushed to a bare "origin"; `actions/upload-artifact`: its
-  paths are checked, not uploaded.
+  untracked, not ignored, files), pushed to a bare "origin", reset to the job's commit before
+  each job (the virtual environment stays, as a warm runner's cache would);
+  `actions/upload-artifact`: its paths are checked and copied aside under the artifact's
+  name; `actions/download-artifact`: those copies, by the step's pattern, into its path.
 
 The example's pytest.ini keeps the other windows short (1 s warm-up, 3 windows of 1 s).
 """
@@ -54,7 +60,6 @@ import docker.errors
 import pytest
 import yaml
 
-from pytest_triton_perf.options import OPTIONS
 from pytest_triton_perf.report.registry import FORMATS
 from tests.conftest import REPO
 from tests.container.conftest import IMAGE
@@ -62,6 +67,7 @@ from tests.workflow_rehearsal import (
     JobRun,
     Substitution,
     interpolate,
+    matrix_entries,
     run_job,
     runner_environment,
 )
@@ -70,15 +76,18 @@ WORKFLOW_FILE = REPO / ".github" / "workflows" / "perf-gate.yml"
 JOB = "gate"
 IMAGE_STEP = "Triton image with what the models import"
 GATE_STEP = "Perf gate"
+MERGE_JOB = "merge"
+MERGE_STEP = "Merge the shards"
 COMMIT_STEP = "Commit the new baseline"
 DEFAULT_BRANCH = "main"
 COMPARE_WINDOWS = "--triton-perf-compare-windows=5"
 PR_TESTS = "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs"
 STAND_IN_IMAGE = f"{IMAGE.rsplit(':', 1)[0]}-pip:{IMAGE.rsplit(':', 1)[-1]}"
-# The report options (from the report registry): in the gate command, each names a file or
-# folder that must exist and be uploaded.
+# The report flags of `triton-perf merge` (from the report registry) and its merged results
+# file: in the merge command, each names a file or folder that must exist and be uploaded.
 REPORT_OPTIONS = {
-    option.flag: fmt.name for fmt in FORMATS for option in OPTIONS if option.dest == fmt.setting
+    "-o": "json",
+    **{fmt.cli_flag: fmt.name for fmt in FORMATS if fmt.cli_flag and fmt.metavar},
 }
 
 STAND_IN_DOCKERFILE = """\
@@ -183,6 +192,13 @@ def _checkout(origin: Path, workspace: Path, ref: str) -> str:
     return _git(workspace, "rev-parse", "HEAD")
 
 
+def _reset(workspace: Path) -> None:
+    """A fresh checkout of the commit the workspace is at, for the next job (its own
+    runner), keeping the virtual environment."""
+    _git(workspace, "reset", "-q", "--hard")
+    _git(workspace, "clean", "-q", "-ffdx", "-e", "/.venv")
+
+
 def _rehearse(
     workflow: Mapping[str, Any],
     workspace: Path,
@@ -191,19 +207,28 @@ def _rehearse(
     memlock: str,
     runner_temp: Path,
     addopts: tuple[str, ...] = (),
-) -> tuple[JobRun, list[Path]]:
-    """Run the gate job; returns its run and the paths the upload step found."""
+) -> tuple[list[JobRun], JobRun, list[Path]]:
+    """Run each shard of the gate job, then the merge job; returns the shards' runs, the
+    merge job's run and the paths its upload step found. Each job has its own
+    ``runner_temp / <job>`` (its step summary)."""
+    artifacts = runner_temp / "artifacts"
     uploaded: list[Path] = []
 
     def uses(action: str, with_values: Mapping[str, str], env: Mapping[str, str]) -> None:
         if action.startswith("actions/checkout@"):
             return  # the workspace is the checkout
         if action.startswith("actions/upload-artifact@"):
-            for line in filter(None, map(str.strip, with_values["path"].splitlines())):
-                path = workspace / line
-                assert path.exists(), f"{action}: {line} does not exist"
-                assert not path.is_dir() or any(path.iterdir()), f"{action}: {line} is empty"
-                uploaded.append(path)
+            (line,) = filter(None, map(str.strip, with_values["path"].splitlines()))
+            path = workspace / line
+            assert path.is_dir() and any(path.iterdir()), f"{action}: {line} is empty or absent"
+            shutil.copytree(path, artifacts / with_values["name"])
+            uploaded.append(path)
+            return
+        if action.startswith("actions/download-artifact@"):
+            found = sorted(artifacts.glob(with_values["pattern"]))
+            assert found, f"{action}: no artifact matches {with_values['pattern']}"
+            for artifact in found:
+                shutil.copytree(artifact, workspace / with_values["path"] / artifact.name)
             return
         raise AssertionError(f"the rehearsal does not know how to perform {action}")
 
@@ -212,47 +237,73 @@ def _rehearse(
     if memlock == "off":
         options.append("--triton-ulimit-memlock=off")
     base_env["PYTEST_ADDOPTS"] = shlex.join(options)
-    run = run_job(
+    shards = []
+    for entry in matrix_entries(workflow["jobs"][JOB]):
+        _reset(workspace)
+        run = run_job(
+            workflow,
+            JOB,
+            workspace=workspace,
+            github=github,
+            base_env=base_env,
+            runner_temp=runner_temp / f"{JOB}-{entry['matrix']['shard']}",
+            substitutions=SUBSTITUTIONS,
+            env_overrides={"TRITON_IMAGE": stand_in},
+            uses=uses,
+            contexts=entry,
+        )
+        print(f"rehearsal of {github['event_name']}, shard {entry['matrix']}: {run.timings()}")
+        shards.append(run)
+    result = "failure" if any(r.failed for r in shards) else "success"
+    _reset(workspace)
+    uploaded.clear()  # the merge job's own upload from here
+    merged = run_job(
         workflow,
-        JOB,
+        MERGE_JOB,
         workspace=workspace,
         github=github,
         base_env=base_env,
-        runner_temp=runner_temp,
-        substitutions=SUBSTITUTIONS,
-        env_overrides={"TRITON_IMAGE": stand_in},
+        runner_temp=runner_temp / MERGE_JOB,
         uses=uses,
+        contexts={"needs": {JOB: {"result": result}}},
     )
-    print(f"rehearsal of {github['event_name']}: {run.timings()}")
-    return run, uploaded
+    print(f"rehearsal of {github['event_name']}, merge: {merged.timings()}")
+    return shards, merged, uploaded
 
 
 def _reports(workflow: Mapping[str, Any], workspace: Path) -> dict[str, Path]:
-    """The reports the gate command writes, by format (json, junit, markdown, plots)."""
-    gate = next(s for s in workflow["jobs"][JOB]["steps"] if s.get("name") == GATE_STEP)
-    found = re.findall(r"(--[a-z-]+)=(\S+)", gate["run"])
+    """The reports the merge command writes, by format (json, junit, markdown, plots)."""
+    merge = next(s for s in workflow["jobs"][MERGE_JOB]["steps"] if s.get("name") == MERGE_STEP)
+    found = re.findall(r"(--[a-z-]+|-o) (\S+)", merge["run"])
     return {
         REPORT_OPTIONS[flag]: workspace / path for flag, path in found if flag in REPORT_OPTIONS
     }
 
 
 def _check_reports(
-    workflow: Mapping[str, Any], run: JobRun, uploaded: list[Path], workspace: Path
+    workflow: Mapping[str, Any],
+    shards: list[JobRun],
+    merged: JobRun,
+    uploaded: list[Path],
+    workspace: Path,
 ) -> None:
-    """Every step that ran passed, and every report the gate command names exists, holds
-    what its format promises, and lies under a path the upload step took."""
-    gate_output = "" if run.step(GATE_STEP).skipped else run.step(GATE_STEP).output
-    hint = (
-        "\n(the gate failed on the example's SLA bounds: they assume a machine that other "
-        "work does not saturate)"
-        if "SLA breached" in gate_output
-        else ""
-    )
-    assert not run.failed, run.log() + hint
+    """Every step that ran passed, each shard measured its share, and every report the merge
+    command names exists, holds what its format promises, and lies under the uploaded path."""
+    for run in (*shards, merged):
+        gate_output = "\n".join(s.output for s in run.steps if s.name == GATE_STEP)
+        hint = (
+            "\n(the gate failed on the example's SLA bounds: they assume a machine that other "
+            "work does not saturate)"
+            if "SLA breached" in gate_output
+            else ""
+        )
+        assert not run.failed, run.log() + hint
+    for run in shards:
+        assert "triton-perf: shard " in run.step(GATE_STEP).output, run.log()
     reports = _reports(workflow, workspace)
-    assert reports, "the gate step names no report"
+    assert set(reports) == {"json", "junit", "markdown", "plots"}, reports
     for report in reports.values():
-        assert report.exists(), f"{report.relative_to(workspace)} missing\n{run.log()}"
+        assert report.exists(), f"{report.relative_to(workspace)} missing\n{merged.log()}"
         assert any(report == u or u in report.parents for u in uploaded), (
             f"{report.relative_to(workspace)} is not under an uploaded path: {uploaded}"
         )
@@ -297,15 +348,18 @@ def rehearse(
     memlock: str,
     tmp_path: Path,
 ) -> Callable[..., JobRun]:
-    """``rehearse(github, addopts=())``: the gate job run for that ``github`` context (the
-    runner's temporary directory is ``tmp_path``), its reports checked."""
+    """``rehearse(github, addopts=())``: the gate's shards and the merge job run for that
+    ``github`` context (each job's runner directory under ``tmp_path``), the merged reports
+    checked; returns the shards' runs and the merge job's."""
 
-    def rehearse_job(github: Mapping[str, Any], addopts: tuple[str, ...] = ()) -> JobRun:
-        run, uploaded = _rehearse(
+    def rehearse_job(
+        github: Mapping[str, Any], addopts: tuple[str, ...] = ()
+    ) -> tuple[list[JobRun], JobRun]:
+        shards, merged, uploaded = _rehearse(
             workflow, workspace, github, stand_in_image, memlock, tmp_path, addopts
         )
-        _check_reports(workflow, run, uploaded, workspace)
-        return run
+        _check_reports(workflow, shards, merged, uploaded, workspace)
+        return shards, merged
 
     return rehearse_job
 
@@ -315,7 +369,7 @@ def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_
     workflow: dict[str, Any],
     origin: Path,
     workspace: Path,
-    rehearse: Callable[..., JobRun],
+    rehearse: Callable[..., tuple[list[JobRun], JobRun]],
     tmp_path: Path,
 ) -> None:
     before = _checkout(origin, workspace, f"origin/{DEFAULT_BRANCH}")
@@ -325,37 +379,50 @@ def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_
     _git(workspace, "push", "-q", "origin", f"HEAD:{DEFAULT_BRANCH}")
     sha = _git(workspace, "rev-parse", "HEAD")
     github = _github("push", sha, f"refs/heads/{DEFAULT_BRANCH}", before=before)
-    run = rehearse(github)
-    # The gate: A/B against the previous accepted revision, every measurement compared.
-    assert run.outputs["baseline"]["args"] == f"--triton-perf-baseline-ref={before}"
-    summary = (tmp_path / "step_summary.md").read_text()
+    shards, merged = rehearse(github)
+    # The gate: A/B against the previous accepted revision, every measurement compared, on
+    # each shard; the merged report has them all, from both shards.
+    for run in shards:
+        assert run.outputs["baseline"]["args"] == f"--triton-perf-baseline-ref={before}"
+    summary = (tmp_path / f"{JOB}-1" / "step_summary.md").read_text()
     assert f"A/B against the previous accepted revision `{before}`" in summary
     results = json.loads(_reports(workflow, workspace)["json"].read_text())
     measurements = {(m["test"], m["label"]): m for m in results["measurements"]}
-    assert {(m["baseline"] or {}).get("mode") for m in measurements.values()} == {"ab"}
-    assert {m["baseline"]["status"] for m in measurements.values()} == {"compared"}
+    # A configuration search's record (its best candidate) is not compared with a reference.
+    compared = {k: m for k, m in measurements.items() if "search" not in m["analysis"]}
+    assert len(compared) < len(measurements)  # the example has searches: the filter works
+    assert {(m["baseline"] or {}).get("mode") for m in compared.values()} == {"ab"}
+    assert {m["baseline"]["status"] for m in compared.values()} == {"compared"}
     assert results["session"]["saved"]
+    assert [s["shard"] for s in results["session"]["merged_from"]] == ["1/2", "2/2"]
+    assert all(s["measurements"] for s in results["session"]["merged_from"])
+    merged_summary = (tmp_path / MERGE_JOB / "step_summary.md").read_text()
+    assert merged_summary.count("| `test_gate.py::") >= len(measurements)
     # The history: this run's (the candidate arm's) measurements, committed and pushed.
-    assert not run.step(COMMIT_STEP).skipped
+    assert not merged.step(COMMIT_STEP).skipped
     subject = _git(origin, "log", "-1", "--format=%s", DEFAULT_BRANCH)
-    assert subject == f"perf baseline from {sha[:12]} [skip ci]", run.log()
+    assert subject == f"perf baseline from {sha[:12]} [skip ci]", merged.log()
     assert _git(origin, "rev-parse", f"{DEFAULT_BRANCH}~1") == sha
     baseline_dir = workflow["env"]["BASELINE_DIR"]
     listed = _git(origin, "ls-tree", "-r", "--name-only", DEFAULT_BRANCH, baseline_dir)
     docs = [
         json.loads(_git(origin, "show", f"{DEFAULT_BRANCH}:{path}"))
         for path in listed.splitlines()
-        if path.endswith(".json") and not path.endswith("/environment.json")
-    ]
-    assert docs, run.log()
+        if path.endswith(".json") and path.count("/") > baseline_dir.count("/") + 1
+        and not path.endswith("/environment.json")
+    ]  # fmt: skip
+    assert docs, merged.log()
+    # Beside the key directories, the tests' durations that balance the next run's shards.
+    assert f"{baseline_dir}/durations.json" in listed.splitlines()
     for doc in docs:
         measured = measurements[(doc["test"], doc["label"])]
         (saved,) = doc["runs"]
         assert saved["git_commit"] == sha
         for figure in ("requests", "throughput", "latency_ms"):
             assert saved["result"][figure] == measured["result"][figure], figure
-        reference = measured["baseline"]["reference"]
-        assert saved["result"]["latency_ms"]["avg"] != reference["latency_ms"]["avg"]
+        if (doc["test"], doc["label"]) in compared:
+            reference = measured["baseline"]["reference"]
+            assert saved["result"]["latency_ms"]["avg"] != reference["latency_ms"]["avg"]
     # The gate image is removed at the end; the stand-in stays for the next rehearsal.
     gate_image = interpolate(workflow["env"]["GATE_IMAGE"], {"github": github})
     with pytest.raises(docker.errors.ImageNotFound):
@@ -366,7 +433,7 @@ def test_pull_request_gates_ab_against_the_merge_base(
     workflow: dict[str, Any],
     origin: Path,
     workspace: Path,
-    rehearse: Callable[..., JobRun],
+    rehearse: Callable[..., tuple[list[JobRun], JobRun]],
     tmp_path: Path,
 ) -> None:
     base = _checkout(origin, workspace, f"origin/{DEFAULT_BRANCH}")
@@ -376,11 +443,12 @@ def test_pull_request_gates_ab_against_the_merge_base(
     _git(workspace, "commit", "-q", "-am", "a change")
     head = _git(workspace, "rev-parse", "HEAD")
     github = _github("pull_request", head, "refs/pull/1/merge", base_ref=DEFAULT_BRANCH)
-    run = rehearse(github, addopts=("-k", PR_TESTS))
-    assert run.outputs["baseline"]["args"] == f"--triton-perf-baseline-ref={base}"
-    assert run.step(COMMIT_STEP).skipped
+    shards, merged = rehearse(github, addopts=("-k", PR_TESTS))
+    for run in shards:
+        assert run.outputs["baseline"]["args"] == f"--triton-perf-baseline-ref={base}"
+    assert merged.step(COMMIT_STEP).skipped
     assert _git(origin, "rev-parse", DEFAULT_BRANCH) == base, "a pull request pushed a commit"
-    summary = (tmp_path / "step_summary.md").read_text()
+    summary = (tmp_path / f"{JOB}-2" / "step_summary.md").read_text()
     assert f"A/B against the merge base `{base}`" in summary
     results = json.loads(_reports(workflow, workspace)["json"].read_text())
     measurements = results["measurements"]

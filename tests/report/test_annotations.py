@@ -1,9 +1,18 @@
-"""GitHub Actions annotations of inconclusive comparisons."""
+"""GitHub Actions annotations of SLA breaches, regressions and inconclusive comparisons."""
 
 from __future__ import annotations
 
-from pytest_triton_perf.report.annotations import inconclusive_annotations
+import dataclasses
+
+import pytest
+
+from pytest_triton_perf.report.annotations import gate_annotations, inconclusive_annotations
 from tests.report.factory import comparison, make_record, make_result, mixed_records
+
+LOCATIONS = {
+    "tests/test_gate.py::test_slow": ("tests/test_gate.py", 11),
+    "tests/test_gate.py::test_shaky": ("tests/test_gate.py", 41),
+}
 
 
 def test_one_warning_per_undecided_measurement_at_the_tests_line() -> None:
@@ -29,3 +38,35 @@ def test_messages_and_file_names_are_escaped_and_a_missing_location_is_left_out(
     assert line.endswith("p50: a%0Ab: 5%25")
     (bare,) = inconclusive_annotations([record], {})
     assert bare.startswith("::warning::triton-perf inconclusive: t.py::test_a[x,y]")
+
+
+def test_breaches_and_regressions_are_errors_on_the_tests_line() -> None:
+    """test_slow breached its p99 bound and regressed: two errors at its line; the
+    inconclusive test a warning; passes and improvements nothing."""
+    lines = gate_annotations(mixed_records(), LOCATIONS)
+    breach, regression, undecided = lines
+    assert breach.startswith(
+        "::error file=tests/test_gate.py,line=12::triton-perf SLA breach: "
+        "tests/test_gate.py::test_slow sleepy conc=1 batch=1 http: p99_ms "
+    )
+    assert "> bound 25.00 ms, 95%25 interval" in breach
+    assert regression.startswith(
+        "::error file=tests/test_gate.py,line=12::triton-perf regression: "
+        "tests/test_gate.py::test_slow sleepy conc=1 batch=1 http: p99_ms +"
+    )
+    assert "p=0.0004" in regression and "%0A" not in regression
+    assert undecided.startswith("::warning file=tests/test_gate.py,line=42::")
+
+
+@pytest.mark.parametrize(
+    ("policy", "level"), [("pass", None), ("warn", "warning"), ("fail", "error")]
+)
+def test_inconclusive_follows_the_policy(policy: str, level: str | None) -> None:
+    shaky = mixed_records()[3]
+    lines = gate_annotations([shaky], LOCATIONS, policy)
+    assert [x.split(" ", 1)[0] for x in lines] == ([f"::{level}"] if level else [])
+
+
+def test_an_expected_failure_is_not_annotated() -> None:
+    slow = dataclasses.replace(mixed_records()[1], outcome="skipped")  # xfail
+    assert gate_annotations([slow], LOCATIONS) == []

@@ -99,10 +99,20 @@ def test_the_cli_offers_exactly_the_registered_flags() -> None:
     parser = cli.build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     wanted = {f.cli_flag for f in FORMATS if f.cli_flag}
-    assert wanted == {"--junit", "--markdown", "--plots", "--step-summary"}
+    assert wanted == {
+        "--junit",
+        "--markdown",
+        "--plots",
+        "--step-summary",
+        "--csv",
+        "--benchmark-json",
+    }
+    terminal = {"-v", "--verbose", "-q", "--quiet", "--columns", "--sort"}
     others = {
-        "render": {"-h", "--help", "--title", "--terminal", "-v", "--verbose", "-q", "--quiet"},
+        "render": {"-h", "--help", "--title", "--terminal", *terminal},
         "compare": {"-h", "--help", "--title", "--alpha", "--min-effect"},
+        "merge": {"-h", "--help", "--title", "-o", "--output", "--baselines", "--baseline-dir"}
+        | terminal,
     }
     for command, rest in others.items():
         flags = {s for a in sub.choices[command]._actions for s in a.option_strings}

@@ -211,3 +211,72 @@ def test_a_sequence_model_gets_its_sequences_line_and_notes() -> None:
     assert "the server was not idle" not in lines[i + 2]
     # Other models get no such line.
     assert not any(x.startswith("sequences:") for x in render_terminal(mixed_records(), 0))
+
+
+# -- --triton-perf-columns and --triton-perf-sort ---------------------------------------------
+
+
+def test_every_column_of_the_option_is_rendered() -> None:
+    """The option's names (``options/parsers.py``) and the table's columns are the same."""
+    from pytest_triton_perf.options.parsers import COLUMNS as NAMES
+    from pytest_triton_perf.report.terminal import COLUMNS
+
+    assert tuple(COLUMNS) == NAMES
+    lines = render_terminal(mixed_records(), 0, columns=NAMES)
+    assert len(re.split(r"\s{2,}", lines[0])) == len(NAMES)
+
+
+def test_chosen_columns_in_their_order_and_rows_sorted() -> None:
+    import dataclasses
+
+    records = mixed_records()
+    records[0] = dataclasses.replace(records[0], extra_info={"dataset": "val", "n": 4})
+    columns = ("test", "p90", "p95", "avg", "gpu_memory", "cpu_memory", "requests", "extra")
+    lines = render_terminal(records, 1, columns=columns, sort="-p99")
+    assert re.split(r"\s{2,}", lines[0]) == [
+        "test",
+        "p90 ms",
+        "p95 ms",
+        "avg ms",
+        "GPU MB",
+        "CPU MB",
+        "requests",
+        "extra_info",
+    ]
+    tests = [x.split()[0] for x in lines[1:6]]
+    p99 = {r.test: r.result["latency_ms"]["p99"] for r in records}
+    assert tests == sorted(p99, key=lambda t: -p99[t])  # slowest first
+    row = _row(lines, "tests/test_gate.py::test_pass")
+    assert row[1] == f"{records[0].result['latency_ms']['p90']:.2f}"
+    assert row[4:] == ["-", "512", "800", "dataset=val, n=4"]
+    ascending = render_terminal(records, 0, sort="throughput")
+    assert [x.split()[0] for x in ascending[1:6]][-1] == "tests/test_gate.py::test_fast"
+    # -q keeps the chosen columns and order for the rows that need attention.
+    quiet = render_terminal(records, -1, columns=("test", "p99"), sort="-p99")
+    assert re.split(r"\s{2,}", quiet[0]) == ["test", "p99 ms"]
+    assert quiet[1].startswith("tests/test_gate.py::test_slow")
+
+
+def test_server_queue_column_and_a_missing_value_sorted_last() -> None:
+    import dataclasses
+
+    records = mixed_records()[:3]
+    server = {"queue_ms": 1.5, "compute_infer_ms": 19.25}
+    records[1] = dataclasses.replace(records[1], result={**records[1].result, "server": server})
+    lines = render_terminal(records, 0, columns=("test", "queue", "compute"), sort="queue")
+    assert re.split(r"\s{2,}", lines[0]) == ["test", "queue ms", "compute ms"]
+    assert _row(lines, "tests/test_gate.py::test_slow")[1:] == ["1.50", "19.25"]
+    assert lines[1].startswith("tests/test_gate.py::test_slow")  # the only value: first
+    assert _row(lines, "tests/test_gate.py::test_pass")[1:] == ["-", "-"]
+
+
+def test_extra_info_has_a_line_per_test() -> None:
+    import dataclasses
+
+    records = [
+        dataclasses.replace(r, extra_info={"commit": "4f2a", "batch": [1, 2]})
+        for r in mixed_records()[:2]
+    ]
+    lines = render_terminal(records, 0)
+    assert "extra_info: tests/test_gate.py::test_pass: commit=4f2a, batch=[1, 2]" in lines
+    assert not any("extra_info" in x for x in render_terminal(records, -1))
