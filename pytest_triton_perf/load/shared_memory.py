@@ -42,6 +42,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -395,10 +396,17 @@ class SharedMemory:
         problems = []
         while self.registered:
             name = self.registered.pop()
-            try:
-                request_json(self.http_url, self._path(name, "unregister"), method="POST")
-            except (HttpStatusError, OSError) as e:
-                problems.append(f"unregister '{name}': {e}")
+            # A request that failed a moment ago may still hold the region in the server:
+            # an unregister can be refused once; try again briefly before giving up.
+            for attempt in range(UNREGISTER_ATTEMPTS):
+                try:
+                    request_json(self.http_url, self._path(name, "unregister"), method="POST")
+                    break
+                except (HttpStatusError, OSError) as e:
+                    if attempt == UNREGISTER_ATTEMPTS - 1:
+                        problems.append(f"unregister '{name}': {e}")
+                    else:
+                        time.sleep(0.2)
         while self.regions:
             region = self.regions.pop()
             try:
@@ -406,6 +414,10 @@ class SharedMemory:
             except Exception as e:
                 problems.append(f"remove '{region.name}': {e}")
         return problems
+
+
+#: Tries of each unregister when the regions are closed.
+UNREGISTER_ATTEMPTS = 5
 
 
 # --- output sizes and reference outputs ----------------------------------------------------
