@@ -88,6 +88,16 @@ def _compared(outcome: ABOutcome, gate: GateSettings) -> dict[str, Comparison]:
     return {c.metric: c for c in comps}
 
 
+def _decided(comps: dict[str, Comparison], metric: str, verdict: str) -> list[str]:
+    """Which of the limiting figure, the median and the throughput got ``verdict``: a p99
+    needs many requests to be decided, the median and the throughput fewer."""
+    return [
+        m
+        for m in dict.fromkeys((metric, "p50_ms", "throughput"))
+        if (c := comps.get(m)) is not None and c.verdict == verdict
+    ]
+
+
 def compare_capacity(
     measure: Callable[..., PerfResult],
     search: Callable[[str], CapacityResult],
@@ -140,11 +150,7 @@ def compare_capacity(
         metric = key if key != "max_error_rate" else "error_rate"
         # The limiting figure itself, or (a p99 needs many requests to be decided) the
         # median or the throughput: significantly worse at L means the candidate is slower.
-        worse = [
-            m
-            for m in dict.fromkeys((metric, "p50_ms", "throughput"))
-            if (c := low_comps.get(m)) is not None and c.verdict == REGRESSION
-        ]
+        worse = _decided(low_comps, metric, REGRESSION)
         if worse:
             verdict = REGRESSION
             note = (
@@ -170,11 +176,7 @@ def compare_capacity(
         cap_cand = high.candidate.throughput
         change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
         up = f"{axis} {fmt(_level(high.candidate))}"
-        better = [
-            m
-            for m in dict.fromkeys((metric, "p50_ms", "throughput"))
-            if (c := high_comps.get(m)) is not None and c.verdict == IMPROVEMENT
-        ]
+        better = _decided(high_comps, metric, IMPROVEMENT)
         if better:
             verdict = IMPROVEMENT
             note = (
