@@ -49,6 +49,7 @@ from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.ab import BLOCK_WARMUP_S, merge_blocks
 from pytest_triton_perf.baseline.compare import GateSettings, smallest_change
 from pytest_triton_perf.baseline.paired import METHOD, PairedAnalysis, log_ratios
+from pytest_triton_perf.baseline.reference import base_name
 from pytest_triton_perf.baseline.sequential import (
     MIN_POOLED_REQUESTS,
     decide,
@@ -429,12 +430,7 @@ def measure_together_ab(
 def _named(result: PerfResult, model: str, others: Sequence[str]) -> PerfResult:
     """``result`` (of a copy served under a derived name) reported under ``model``, beside
     ``others`` by their own names."""
-    return dataclasses.replace(
-        result,
-        model=model,
-        workload=dataclasses.replace(result.workload, model=model),
-        together_with=tuple(others),
-    )
+    return result.renamed(model, step_name=base_name, together_with=others)
 
 
 def cost_rounds(model: str, rounds: Rounds, metric: str) -> list[float | None]:

@@ -499,9 +499,7 @@ def measure_footprint(
                 f"{loader.timeout_s:g} s after the unload"
             )
         sources.close()
-    result = dataclasses.replace(
-        result, model=model, workload=dataclasses.replace(result.workload, model=model)
-    )
+    result = result.renamed(model)
     return _footprint(model, name, samples, sources, load_s, result, loader.notes)
 
 

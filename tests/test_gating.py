@@ -205,10 +205,12 @@ def test_ab_mode_pairs_blocks_of_symmetric_arms_and_stops_when_decided(tmp_path:
 def test_a_slow_models_p99_regression_is_gated_over_pooled_blocks(tmp_path: Path) -> None:
     """sleepy gives about 23 requests per 0.5 s block, far below the 100 a block's own p99
     needs: the p99 is decided over each arm's pooled blocks. With p50 and throughput off,
-    a +20% service time is caught on p99 alone, at the default block length."""
+    a +50% service time is caught on p99 alone, at the default block length. (A +20% change
+    sits near what 60 s of such blocks can see, about 19% on a busy 2-core runner: the
+    confirmation with fresh instances left it undecided in one CI run.)"""
     project = make_project(tmp_path)
     commit(project)
-    set_service_time(project, 24)
+    set_service_time(project, 30)
     out = project / "out" / "results.json"
     result = pytest_in(
         project,
@@ -222,7 +224,7 @@ def test_a_slow_models_p99_regression_is_gated_over_pooled_blocks(tmp_path: Path
     assert "p50_ms" not in comps and "throughput" not in comps
     assert comps["p99_ms"]["verdict"] == "regression", comps["p99_ms"]["note"]
     assert "pooled over blocks" in comps["p99_ms"]["note"]
-    assert 10 < comps["p99_ms"]["change_pct"] < 35
+    assert 25 < comps["p99_ms"]["change_pct"] < 80
 
 
 @pytest.mark.parametrize(

@@ -96,3 +96,47 @@ def test_the_reports_show_the_steps(slowed: dict[str, object]) -> None:
     steps = record["result"]["pipeline"]["steps"]
     assert [s["model"] for s in steps] == ["scale", "sleepy"]
     assert steps[0]["server"]["compute_infer_ms"] >= 6  # the 8 ms delay, on a busy machine
+
+
+def test_an_ab_comparison_of_a_pipeline_sees_a_change_in_one_step(tmp_path: Path) -> None:
+    """A/B mode against the committed revision: each arm of the ensemble runs its own
+    copies of the composing models (the reference's `scale` as committed, the candidate's
+    as changed), so a change in one step alone is a regression of the pipeline, located in
+    that step; the result and the reference report the steps under their own names."""
+    project = tmp_path / "project"
+    for model in ("pipeline", "scale", "sleepy"):
+        shutil.copytree(
+            EXAMPLE_MODELS / model,
+            project / "models" / model,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    set_parameter(project, "sleepy", 4)
+    (project / "pytest.ini").write_text("[pytest]\ntriton_model_repository = models\n")
+    (project / "test_gate.py").write_text(PIPELINE_TEST)
+    for args in (
+        ["init", "-q"],
+        ["add", "."],
+        ["commit", "-qm", "scale at 0 ms"],
+    ):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=project,
+            check=True,
+            capture_output=True,
+        )
+    set_parameter(project, "scale", 8)
+    out = project / "out" / "results.json"
+    result = pytest_in(project, "--triton-perf-baseline-ref=HEAD", f"--triton-perf-json={out}")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "Performance regression in" in result.stdout, result.stdout[-4000:]
+    screen = result.stdout[result.stdout.index("Performance regression in") :]
+    assert "-> located in step 'scale'" in screen, screen[:3000]
+    (record,) = json.loads(out.read_text())["measurements"]
+    assert "its own copies of its composing models" in record["baseline"]["note"]
+    for side in (record["result"], record["baseline"]["reference"]):
+        assert [s["model"] for s in side["pipeline"]["steps"]] == ["scale", "sleepy"]
+    ref_scale, cand_scale = (
+        side["pipeline"]["steps"][0]["server"]["compute_infer_ms"]
+        for side in (record["baseline"]["reference"], record["result"])
+    )
+    assert cand_scale - ref_scale > 5  # the 8 ms delay is in the candidate's step only

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_triton_perf import options
+from pytest_triton_perf.baseline.reference import base_name
 from pytest_triton_perf.measure import streaming
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, WindowResult
 from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
@@ -107,10 +108,7 @@ def measure_ab(
         results[arm].append(run(names[arm], settings=settings, **kwargs))
     ref, cand = merge_blocks(results[0]), merge_blocks(results[1])
     # The reference is served under a derived name: report it under the model's own name.
-    ref = dataclasses.replace(
-        ref, model=candidate, workload=dataclasses.replace(ref.workload, model=candidate)
-    )
-    return ref, cand
+    return ref.renamed(candidate, step_name=base_name), cand
 
 
 @dataclass(frozen=True)
@@ -240,10 +238,8 @@ def _confirmed(first: ABOutcome, second: ABOutcome) -> ABOutcome:
 
 
 def _named(result: PerfResult, model: str) -> PerfResult:
-    """``result`` reported under ``model``."""
-    return dataclasses.replace(
-        result, model=model, workload=dataclasses.replace(result.workload, model=model)
-    )
+    """``result`` reported under ``model``, its pipeline steps under their own names."""
+    return result.renamed(model, step_name=base_name)
 
 
 def _run_paired(

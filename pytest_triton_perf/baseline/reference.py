@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,15 +76,22 @@ def reference_name(model: str) -> str:
     return f"{model}{SUFFIX}"
 
 
-def _config_json(config_path: Path, name: str) -> str:
+def base_name(name: str) -> str:
+    """``name`` without the suffix of an A/B arm (``scale__ref`` -> ``scale``)."""
+    for suffix in (SUFFIX, CANDIDATE_SUFFIX):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _parse_config(config_path: Path) -> model_config_pb2.ModelConfig:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     try:
-        config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+        return text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     except text_format.ParseError as e:
         raise TritonPerfError(f"reference config {config_path} does not parse: {e}") from None
-    return config_json(config, name)
 
 
 def config_json(config: model_config_pb2.ModelConfig, name: str) -> str:
@@ -148,6 +157,15 @@ def candidate_name(model: str) -> str:
     return f"{model}{CANDIDATE_SUFFIX}"
 
 
+@dataclass(frozen=True)
+class _Side:
+    """One arm's side of an ensemble's steps: a step's key in ReferenceModels.loaded (its
+    derived name on the candidate's side) and the directory of its files (None: not there)."""
+
+    key: Callable[[str], str]
+    find: Callable[[str], Path | None]
+
+
 class ReferenceModels:
     """Reference copies (and the candidates' copies) loaded into one server; unloaded again
     by :meth:`unload_all`.
@@ -176,6 +194,11 @@ class ReferenceModels:
         self.candidates = tuple(candidates)
         self.loaded: dict[str, str] = {}  # model -> derived name, references and copies
         self._arms: set[str] = set()  # models whose arms were asked for
+        # An ensemble copy's key -> the keys of the composing-model copies it runs.
+        self._steps: dict[str, list[str]] = {}
+        #: Why an ensemble arm runs a composing model of the server rather than its own
+        #: copy of it (the step is not in that arm's repository), per ensemble key.
+        self.step_notes: dict[str, list[str]] = {}
         self._client: tritonclient.http.InferenceServerClient | None = None
 
     def _http(self) -> tritonclient.http.InferenceServerClient:
@@ -211,9 +234,30 @@ class ReferenceModels:
             )
         key = candidate_name(model)
         if key not in self.loaded:
-            self._load(src, candidate_name(model), f"the candidate copy of model '{model}'")
+            self._load(
+                src,
+                candidate_name(model),
+                f"the candidate copy of model '{model}'",
+                key=key,
+                side=_Side(key=candidate_name, find=self._candidate_dir),
+            )
             self.loaded[key] = candidate_name(model)
-        return reference, self.loaded[key], "both arms loaded alike, as copies"
+        note = "both arms loaded alike, as copies"
+        if model in self._steps or key in self._steps:
+            note += " (each ensemble arm with its own copies of its composing models)"
+        missing = self.step_notes.get(model, []) + self.step_notes.get(key, [])
+        if missing:
+            note += "; " + "; ".join(missing)
+        return reference, self.loaded[key], note
+
+    def _candidate_dir(self, model: str) -> Path | None:
+        return next(
+            (r / model for r in self.candidates if (r / model / "config.pbtxt").is_file()), None
+        )
+
+    def _reference_dir(self, model: str) -> Path | None:
+        src = self.repository / model
+        return src if (src / "config.pbtxt").is_file() else None
 
     def reload(self, model: str) -> None:
         """Unload both arms of ``model`` and load them again, one after the other: fresh
@@ -222,12 +266,30 @@ class ReferenceModels:
         Python-backend copies on a 2-core machine) is drawn anew. The plugin does this
         before it confirms an A/B regression. (Loading an unchanged model again is a no-op
         in Triton, hence the unload.)"""
-        names = [n for k, n in self.loaded.items() if k in (model, candidate_name(model))]
+        keys = self._with_steps([k for k in (model, candidate_name(model)) if k in self.loaded])
+        # A composing-model copy another loaded ensemble copy runs stays.
+        others = self._with_steps([k for k in self._steps if k not in keys and k in self.loaded])
+        keys = [k for k in keys if k not in others]
+        names = [self.loaded[k] for k in keys if k in self.loaded]
         unload_models(self._http(), names, max(self.server.startup_timeout_s, 30.0))
-        for key in [k for k in (model, candidate_name(model)) if k in self.loaded]:
-            del self.loaded[key]
+        self._remove_variants(names)
+        for key in keys:
+            self.loaded.pop(key, None)
+            self._steps.pop(key, None)
+            self.step_notes.pop(key, None)
         if model in self._arms:
             self.arms(model)
+
+    def _with_steps(self, keys: Sequence[str]) -> list[str]:
+        """``keys`` and the keys of the composing-model copies they run, recursively."""
+        out: list[str] = []
+        todo = list(keys)
+        while todo:
+            key = todo.pop()
+            if key not in out:
+                out.append(key)
+                todo.extend(self._steps.get(key, []))
+        return out
 
     def ensure(self, model: str) -> str | None:
         """Load the reference of ``model`` once; None when the reference has no such model."""
@@ -237,38 +299,141 @@ class ReferenceModels:
         if not src.is_dir():
             return None
         name = reference_name(model)
-        self._load(src, name, f"the reference of model '{model}' ({self.origin})")
+        self._load(
+            src,
+            name,
+            f"the reference of model '{model}' ({self.origin})",
+            key=model,
+            side=_Side(key=lambda step: step, find=self._reference_dir),
+        )
         self.loaded[model] = name
         return name
 
-    def _load(self, src: Path, name: str, what: str) -> None:
-        """Load the model directory ``src`` under ``name`` through the repository API."""
+    def _load(
+        self,
+        src: Path,
+        name: str,
+        what: str,
+        *,
+        key: str,
+        side: _Side,
+        variant: bool = False,
+    ) -> None:
+        """Load the model directory ``src`` under ``name`` through the repository API:
+        with its files in the request, or (``variant``) written into the server's variant
+        repository (files linked where the file system allows, else copied) and loaded
+        from there by name.
+
+        An ensemble's arm runs copies of its composing models from the same side (the
+        reference's steps as they were at the reference, the candidate's as they are now),
+        loaded first under the same kind of derived name (``side`` gives a step's key in
+        :attr:`loaded` and its directory on that side) and named in the copy's
+        ``ensemble_scheduling``: a change in one step is then seen by an A/B comparison of
+        the pipeline, and its step located. A step that side does not have runs the
+        server's own model, and :attr:`step_notes` says so.
+        """
+        from google.protobuf import text_format
         from tritonclient.utils import InferenceServerException
 
-        config = src / "config.pbtxt"
-        if not config.is_file():
+        config_path = src / "config.pbtxt"
+        if not config_path.is_file():
             raise TritonPerfError(
                 f"A/B mode: {what} has no config.pbtxt; A/B mode needs an explicit model "
                 f"configuration."
             )
+        config = _parse_config(config_path)
+        if config.platform == "ensemble":
+            self._steps[key] = self._step_copies(config, key, what, side)
         try:
-            load_model_copy(self._http(), src, name, _config_json(config, name))
+            if variant and self.server.variant_repository is not None:
+                config.name = name
+                dst = self.server.variant_repository / name
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(
+                    src,
+                    dst,
+                    ignore=shutil.ignore_patterns("__pycache__", "config.pbtxt"),
+                    copy_function=_link_or_copy,
+                )
+                (dst / "config.pbtxt").write_text(text_format.MessageToString(config))
+                self._http().load_model(name)
+            else:
+                load_model_copy(self._http(), src, name, config_json(config, name))
         except (InferenceServerException, OSError) as e:
             raise TritonPerfError(
                 f"A/B mode: loading {what} as '{name}' failed: {e}. The server must allow "
                 f"model control (--model-control-mode=explicit)."
             ) from None
 
+    def _step_copies(
+        self,
+        config: model_config_pb2.ModelConfig,
+        key: str,
+        what: str,
+        side: _Side,
+    ) -> list[str]:
+        """Load this arm's copy of each composing model of the ensemble ``config`` (loaded
+        as ``key``) and name them in its steps; returns their keys. Triton loads an
+        ensemble's composing models from its repositories by name, so the copies are
+        written into the server's variant repository and loaded from there."""
+        steps: list[str] = []
+        variants = self.server.variant_repository
+        if variants is None:
+            self.step_notes.setdefault(key, []).append(
+                "its steps run the server's own composing models (a server the plugin did "
+                "not start has no repository for copies of them)"
+            )
+            return steps
+        for step in config.ensemble_scheduling.step:
+            original = step.model_name
+            skey = side.key(original)
+            if skey not in self.loaded:
+                step_src = side.find(original)
+                if step_src is None:
+                    self.step_notes.setdefault(key, []).append(
+                        f"step '{original}' runs the server's own model (it is not in this "
+                        f"arm's model repository)"
+                    )
+                    continue
+                derived = skey if skey != original else reference_name(original)
+                what_step = f"step '{original}' of {what}"
+                self._load(step_src, derived, what_step, key=skey, side=side, variant=True)
+                self.loaded[skey] = derived
+            step.model_name = self.loaded[skey]
+            steps.append(skey)
+        return steps
+
+    def _remove_variants(self, names: Sequence[str]) -> None:
+        variants = self.server.variant_repository
+        if variants is not None:
+            for name in names:
+                shutil.rmtree(variants / name, ignore_errors=True)
+
     def unload_all(self) -> None:
-        """Unload every reference this object loaded (best effort: the session is ending)."""
-        for name in self.loaded.values():
+        """Unload every reference this object loaded (best effort: the session is ending);
+        ensembles first, then the composing-model copies they ran."""
+        order = sorted(self.loaded, key=lambda k: k not in self._steps)
+        for key in order:
             with contextlib.suppress(Exception):
-                self._http().unload_model(name)
+                self._http().unload_model(self.loaded[key])
+        self._remove_variants(list(self.loaded.values()))
         self.loaded.clear()
+        self._steps.clear()
+        self.step_notes.clear()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
+
+
+def _link_or_copy(src: str, dst: str) -> object:
+    """A hard link where the file system allows (a model's weights are not copied), else
+    a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        return shutil.copy2(src, dst)
+    return dst
 
 
 def remove_export(root: Path | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -442,6 +442,29 @@ class PerfResult:
     # The record of a memory footprint (``triton_perf.footprint``): ``gpu_memory_mb`` and
     # ``cpu_memory_mb`` are the model's own deltas, not the server's totals.
     footprint: bool = False
+
+    def renamed(
+        self,
+        model: str,
+        *,
+        step_name: Callable[[str], str] | None = None,
+        together_with: Sequence[str] | None = None,
+    ) -> PerfResult:
+        """This result (of a copy served under a derived name: an A/B arm, a footprint's
+        copy) reported under ``model``; ``step_name`` maps its pipeline steps' names back
+        the same way (the arms of an ensemble run copies of its composing models), and
+        ``together_with`` names the models beside it."""
+        pipeline = self.pipeline
+        if pipeline is not None and step_name is not None:
+            steps = tuple(dataclasses.replace(s, model=step_name(s.model)) for s in pipeline.steps)
+            pipeline = dataclasses.replace(pipeline, steps=steps)
+        return dataclasses.replace(
+            self,
+            model=model,
+            workload=dataclasses.replace(self.workload, model=model),
+            pipeline=pipeline,
+            together_with=self.together_with if together_with is None else tuple(together_with),
+        )
 
     def as_capacity(self, capacity: float) -> PerfResult:
         """This result as the one a capacity search settled on: ``capacity`` set, and each

@@ -80,6 +80,11 @@ class TritonServer(abc.ABC):
         self.log_path: Path | None = None
         # GPUs the server was given, as NVML indices or UUIDs; None: every GPU of the host.
         self.gpu_devices: tuple[str, ...] | None = None
+        # A directory of this machine the server reads as a model repository of its own
+        # (empty at start, removed with the server): the plugin writes model variants there
+        # that the server must find by name, e.g. the composing models of an A/B arm of an
+        # ensemble. None for a server the plugin did not start.
+        self.variant_repository: Path | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 STOP_TIMEOUT_S = EXIT_TIMEOUT_S + 10
 PORT_ATTEMPTS = 3
 MODEL_MOUNT = "/models"
+#: Where the container sees the variant repository (TritonServer.variant_repository).
+VARIANT_MOUNT = "/triton-perf-variants"
 # Triton's default ports inside the container's own network namespace (``ports`` mode).
 CONTAINER_PORTS = Ports(http=8000, grpc=8001, metrics=8002)
 
@@ -225,10 +227,11 @@ class ContainerTritonServer(TritonServer):
             }
         mounts = self._mount_points()
         self.log_path = self._log_file()
+        variants = self._variants_dir()
         command = [
             "tritonserver",
             *triton_args(
-                model_repositories=list(mounts.values()),
+                model_repositories=[*mounts.values(), VARIANT_MOUNT],
                 server_id=self.server_id,
                 address=address,
                 ports=ports,
@@ -247,7 +250,10 @@ class ContainerTritonServer(TritonServer):
             "name": self.server_id,
             "labels": owner_labels(),
             "detach": True,
-            "volumes": {str(src): {"bind": dst, "mode": "ro"} for src, dst in mounts.items()},
+            "volumes": {
+                **{str(src): {"bind": dst, "mode": "ro"} for src, dst in mounts.items()},
+                str(variants): {"bind": VARIANT_MOUNT, "mode": "ro"},
+            },
             "ulimits": ulimits,
             # tini reaps the Python backend's stub processes and forwards SIGTERM.
             "init": True,
@@ -283,6 +289,21 @@ class ContainerTritonServer(TritonServer):
         if len(self.model_repositories) == 1:
             return {self.model_repositories[0]: MODEL_MOUNT}
         return {repo: f"{MODEL_MOUNT}/{i}" for i, repo in enumerate(self.model_repositories)}
+
+    def _variants_dir(self) -> Path:
+        """The host side of the variant repository (see TritonServer.variant_repository),
+        in this launcher's temporary directory, mounted read-only at VARIANT_MOUNT."""
+        import tempfile
+
+        if self._tempdir is None:
+            self._tempdir = Path(tempfile.mkdtemp(prefix="triton-perf-container-"))
+        variants = self._tempdir / "variants"
+        variants.mkdir(exist_ok=True)
+        # The server in the container may run as another user: it only reads.
+        variants.chmod(0o755)
+        self._tempdir.chmod(0o755)
+        self.variant_repository = variants
+        return variants
 
     def _log_file(self) -> Path:
         if self._log_dir is None:
@@ -455,6 +476,7 @@ class ContainerTritonServer(TritonServer):
 
                 shutil.rmtree(self._tempdir, ignore_errors=True)
                 self._tempdir = None
+                self.variant_repository = None
 
 
 @atexit.register

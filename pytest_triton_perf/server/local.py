@@ -225,10 +225,16 @@ class LocalTritonServer(TritonServer):
         self.log_path = log_dir / f"{self.server_id}.log"
         backend_dir = self._prepare_backends()
         extra = [f"--backend-directory={backend_dir}"] if backend_dir is not None else []
+        variants = self._workdir / "variants"
+        variants.mkdir(exist_ok=True)
+        self.variant_repository = variants
         cmd = [
             str(self.install.binary),
             *triton_args(
-                model_repositories=[str(repo) for repo in self.model_repositories],
+                model_repositories=[
+                    *(str(repo) for repo in self.model_repositories),
+                    str(variants),
+                ],
                 server_id=self.server_id,
                 address=self.host,
                 ports=ports,
@@ -363,6 +369,7 @@ class LocalTritonServer(TritonServer):
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+            self.variant_repository = None
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:

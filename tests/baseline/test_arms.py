@@ -65,3 +65,42 @@ def test_without_the_candidates_files_the_arms_say_they_are_not_symmetric(
         assert arms[2].startswith("arms not symmetric")
     finally:
         refs.unload_all()
+
+
+def test_an_ensembles_arms_run_their_own_copies_of_its_steps(
+    server: LocalTritonServer, tmp_path: Path
+) -> None:
+    """Each arm of the ensemble `pipeline` runs copies of `scale` and `sleepy` from its own
+    side, written into the server's variant repository and loaded from there; a reload
+    loads them anew, and unload_all leaves neither a loaded copy nor a file behind."""
+    reference = tmp_path / "reference"
+    for model in ("pipeline", "scale", "sleepy"):
+        shutil.copytree(EXAMPLE_MODELS / model, reference / model)
+    variants = server.variant_repository
+    assert variants is not None and variants.is_dir()
+    refs = ReferenceModels(server, reference, origin="test", candidates=server.model_repositories)
+    copies = ["scale__ref", "sleepy__ref", "scale__cand", "sleepy__cand"]
+    before = _stubs(server)
+    try:
+        arms = refs.arms("pipeline")
+        assert arms is not None and arms[:2] == ("pipeline__ref", "pipeline__cand")
+        assert "its own copies of its composing models" in arms[2]
+        for name in ["pipeline__ref", "pipeline__cand", *copies]:
+            assert _ready(server, name), name
+        assert sorted(p.name for p in variants.iterdir()) == sorted(copies)
+        status, config = get_json(f"{server.base_url}/v2/models/pipeline__ref/config")
+        assert status == 200
+        steps = [s["model_name"] for s in config["ensemble_scheduling"]["step"]]
+        assert steps == ["scale__ref", "sleepy__ref"]
+        loaded = _stubs(server) - before
+        assert len(loaded) >= 4  # a backend process per instance of each step copy
+        refs.reload("pipeline")
+        for name in ["pipeline__ref", "pipeline__cand", *copies]:
+            assert _ready(server, name), name
+        fresh = _stubs(server) - before
+        assert len(fresh) == len(loaded) and not fresh & loaded  # loaded anew
+    finally:
+        refs.unload_all()
+    for name in ["pipeline__ref", "pipeline__cand", *copies]:
+        assert not _ready(server, name), name
+    assert list(variants.iterdir()) == []

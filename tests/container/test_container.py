@@ -88,6 +88,11 @@ def test_container_runs_the_shared_command_line_with_our_settings(
     assert {"Name": "stack", "Soft": 67108864, "Hard": 67108864} in host["Ulimits"]
     mount = next(m for m in attrs["Mounts"] if m["Destination"] == "/models")
     assert mount["Source"] == str(EXAMPLE_MODELS) and mount["RW"] is False
+    # The variant repository (an A/B arm's copies of an ensemble's steps): the launcher's
+    # own directory, read-only to the server, a model repository of its own.
+    variants = next(m for m in attrs["Mounts"] if m["Destination"] == "/triton-perf-variants")
+    assert variants["Source"] == str(container_server.variant_repository)
+    assert variants["RW"] is False and "--model-repository=/triton-perf-variants" in cmd
     labels = attrs["Config"]["Labels"]
     assert labels[LABEL_SESSION] == SESSION_ID
     assert labels[LABEL_OWNER_PID] == str(os.getpid())
