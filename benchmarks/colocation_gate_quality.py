@@ -19,11 +19,18 @@ temporary model repositories:
   neighbour would take a whole core whatever its work). In ``busy_pN`` the candidate's copy
   does N% more work; its reference copy does the base work.
 
-Each trial is one A/B group measurement as the plugin makes it
+``--modes ab`` (default ``ab,history``). In A/B mode each trial is one group measurement as
+the plugin makes it
 (:func:`colocation.measure_together_ab`: ``--rounds`` pairs of the reference group and the
 candidate group, the order alternating, each arm's models alone and together in blocks of
 ``--block-s``), with fresh arms (unloaded and loaded again) for every trial, judged by the
-plugin's :func:`evaluate_test`. What is counted:
+plugin's :func:`evaluate_test`. In history mode (``--triton-perf-compare``)
+``--history-runs`` group measurements of the base pair (:func:`colocation.measure_together`:
+the windows together, then ``--history-rounds`` interference rounds) are stored in a
+temporary :class:`BaselineStore` first; each trial measures the group with the trial's
+neighbour (reported under the base neighbour's name, as a changed model keeps its name) and
+is compared with the stored runs, a regression confirmed by measuring the group again, as
+the plugin does. What is counted:
 
 - *false alarm* (A/A, effect 0): any metric of either model a regression;
 - *victim's cost detected* (effect N): the victim's ``colocation_throughput`` or
@@ -38,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import shlex
 import sys
@@ -63,16 +71,24 @@ from gate_quality import (  # noqa: E402
 from pytest_triton_perf import colocation, options  # noqa: E402
 from pytest_triton_perf.baseline.compare import GateSettings  # noqa: E402
 from pytest_triton_perf.baseline.reference import ReferenceModels  # noqa: E402
+from pytest_triton_perf.baseline.store import BaselineStore  # noqa: E402
 from pytest_triton_perf.gate import Measured, evaluate_test  # noqa: E402
 from pytest_triton_perf.measure.engine import MeasureSettings, measure_group  # noqa: E402
 from pytest_triton_perf.measure.result import PerfResult  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
+from pytest_triton_perf.sla import label as measurement_label  # noqa: E402
 from pytest_triton_perf.verdicts import INCONCLUSIVE, REGRESSION  # noqa: E402
 
 VICTIM = ModelSpec("simple", REPO / "example_repo" / "models" / "simple", "", 2)
 NEIGHBOUR = ModelSpec("busy", REPO / "tests" / "models" / "busy", "loop_iterations", 1)
 VICTIM_NAME = "simple_co"
 COST = ("colocation_throughput", "colocation_p99")
+
+
+def load_client(server: LocalTritonServer) -> Any:
+    import tritonclient.http
+
+    return tritonclient.http.InferenceServerClient(server.http_url, network_timeout=120.0)
 
 
 def neighbour_name(effect: int) -> str:
@@ -96,7 +112,7 @@ def build(root: Path, effects: Sequence[int]) -> tuple[Path, Path]:
     return server_repo, ref_repo
 
 
-def trial(
+def ab_trial(
     server: LocalTritonServer,
     arms: ABArms,
     effect: int,
@@ -153,12 +169,109 @@ def trial(
         )
     }
     return {
+        "mode": "ab",
         "effect": effect,
         "verdicts": {r: {m: c.verdict for m, c in cs.items()} for r, cs in comps.items()},
         "change_pct": {r: {m: c.change_pct for m, c in cs.items()} for r, cs in comps.items()},
         "victim_throughput_ratio": ratios,
         "elapsed_s": outcome.elapsed_s,
         "load_s": load_s,
+    }
+
+
+HISTORY_TEST = "benchmarks/colocation_gate_quality.py::history"
+
+
+def _group_loads(neighbour: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return {
+        VICTIM_NAME: {"concurrency": VICTIM.concurrency},
+        neighbour: {"request_rate": args.rate},
+    }
+
+
+def _as_base(results: Mapping[str, PerfResult]) -> list[PerfResult]:
+    """The group's results under the base pair's names (victim, neighbour)."""
+    base = neighbour_name(0)
+    victim = results[VICTIM_NAME].renamed(VICTIM_NAME, together_with=[base])
+    (other,) = [r for m, r in results.items() if m != VICTIM_NAME]
+    return [victim, other.renamed(base, together_with=[VICTIM_NAME])]
+
+
+def measure_group_once(
+    server: LocalTritonServer, neighbour: str, args: argparse.Namespace
+) -> list[PerfResult]:
+    def run(group: Mapping[str, Mapping[str, Any]], s: MeasureSettings) -> dict[str, PerfResult]:
+        return measure_group(server, group, settings=s)
+
+    outcome = colocation.measure_together(
+        run,
+        _group_loads(neighbour, args),
+        MeasureSettings(),
+        interference_rounds=args.history_rounds,
+        block_s=args.block_s,
+    )
+    return _as_base(outcome.results)
+
+
+def build_history(
+    server: LocalTritonServer, store: BaselineStore, args: argparse.Namespace
+) -> None:
+    for i in range(args.history_runs):
+        for r in measure_group_once(server, neighbour_name(0), args):
+            store.save(
+                _context(store, GateSettings()).key,
+                HISTORY_TEST,
+                measurement_label(r),
+                {"date": dt.datetime.now(dt.timezone.utc).isoformat(), "result": r.to_dict()},
+                workload=r.workload.to_dict(),
+                environment={},
+            )
+        print(f"  stored group run {i + 1}/{args.history_runs}", flush=True)
+
+
+def history_trial(
+    server: LocalTritonServer,
+    store: BaselineStore,
+    effect: int,
+    args: argparse.Namespace,
+    gate: GateSettings,
+) -> dict[str, Any]:
+    neighbour = neighbour_name(effect)
+    t0 = time.perf_counter()
+    first = measure_group_once(server, neighbour, args)
+    again: list[PerfResult] = []
+
+    def remeasure(index: int) -> PerfResult:
+        # One re-run of the whole group confirms every model's comparison (as the plugin).
+        if not again:
+            again.extend(measure_group_once(server, neighbour, args))
+        return again[index]
+
+    verdict = evaluate_test(
+        HISTORY_TEST,
+        None,
+        [
+            Measured(r, "history", remeasure=functools.partial(remeasure, i))
+            for i, r in enumerate(first)
+        ],
+        _context(store, gate),
+    )
+    comps = {
+        role: {c.metric: c for c in record.comparisons}
+        for role, record in zip(("victim", "neighbour"), verdict.records, strict=True)
+    }
+    if not comps["victim"]:
+        raise RuntimeError(f"history mode found no baseline: {verdict.records[0].baseline}")
+    victim = first[0].interference
+    return {
+        "mode": "history",
+        "effect": effect,
+        "verdicts": {r: {m: c.verdict for m, c in cs.items()} for r, cs in comps.items()},
+        "change_pct": {r: {m: c.change_pct for m, c in cs.items()} for r, cs in comps.items()},
+        "victim_throughput_ratio": {"candidate": victim.throughput_ratio if victim else None},
+        "elapsed_s": time.perf_counter() - t0,
+        "load_s": 0.0,
+        "confirmed": bool(again),
     }
 
 
@@ -173,16 +286,16 @@ def undecided(t: Mapping[str, Any]) -> bool:
 
 def table(trials: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
-        "| neighbour work | trials | any regression | victim's co-location cost regressed | "
+        "| mode | neighbour work | trials | any regression | victim's co-location cost regressed | "
         "victim's cost inconclusive | neighbour regressed | victim throughput cost change "
         "(mean [95%]) | victim p99 cost change | s per trial |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for effect in dict.fromkeys(t["effect"] for t in trials):
-        rows = [t for t in trials if t["effect"] == effect]
+    for mode, effect in dict.fromkeys((t["mode"], t["effect"]) for t in trials):
+        rows = [t for t in trials if t["effect"] == effect and t["mode"] == mode]
         n = len(rows)
         lines.append(
-            f"| {'A/A' if effect == 0 else f'+{effect}%'} | {n} "
+            f"| {mode} | {'A/A' if effect == 0 else f'+{effect}%'} | {n} "
             f"| {sum(alarms(t, 'victim') or alarms(t, 'neighbour') for t in rows)}/{n} "
             f"| {sum(alarms(t, 'victim', COST) for t in rows)}/{n} "
             f"| {sum(undecided(t) for t in rows)}/{n} "
@@ -202,10 +315,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help="pairs per trial (10)")
     p.add_argument("--rate", type=float, default=60.0, help="neighbour requests/s (60)")
     p.add_argument("--block-s", type=float, default=options.default("block_s"))
+    p.add_argument("--modes", default="ab,history", help="ab, history or both (ab,history)")
+    p.add_argument("--history-runs", type=int, default=None, help="stored group runs (5)")
+    p.add_argument("--history-rounds", type=int, default=colocation.INTERFERENCE_ROUNDS)
     p.add_argument("--json", type=Path, default=None, help="write every trial here")
     args = p.parse_args(argv)
     args.trials = args.trials or (2 if args.quick else 12)
     args.rounds = args.rounds or (6 if args.quick else 10)
+    args.history_runs = args.history_runs or (2 if args.quick else 5)
+    args.mode_list = [m for m in args.modes.split(",") if m]
+    if not args.mode_list or any(m not in ("ab", "history") for m in args.mode_list):
+        p.error(f"--modes={args.modes!r}: 'ab', 'history' or 'ab,history' is accepted")
     try:
         args.effect_list = [int(x) for x in args.effects.split(",")]
     except ValueError:
@@ -236,18 +356,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         refs = ReferenceModels(server, ref_repo, origin="benchmark", candidates=[server_repo])
         stack.callback(refs.unload_all)
         arms = ABArms(refs)
-        for i in range(args.trials):
-            for effect in args.effect_list:
-                t = trial(server, arms, effect, args, gate)
-                trials.append(t)
-                v = t["verdicts"]
-                print(
-                    f"  trial {i + 1}/{args.trials} effect {effect:>3}%: victim "
-                    + ", ".join(f"{m} {v['victim'].get(m)}" for m in COST)
-                    + f"; neighbour {sorted(set(v['neighbour'].values()))}; "
-                    + f"{t['elapsed_s']:.0f} s",
-                    flush=True,
-                )
+        store = BaselineStore(root / "baselines")
+        if "history" in args.mode_list:
+            # History mode measures the models the server loads itself.
+            for name in [VICTIM_NAME, *(neighbour_name(e) for e in args.effect_list)]:
+                load_client(server).load_model(name)
+            build_history(server, store, args)
+        for mode in args.mode_list:
+            for i in range(args.trials):
+                for effect in args.effect_list:
+                    if mode == "ab":
+                        t = ab_trial(server, arms, effect, args, gate)
+                    else:
+                        t = history_trial(server, store, effect, args, gate)
+                    trials.append(t)
+                    v = t["verdicts"]
+                    print(
+                        f"  {mode} trial {i + 1}/{args.trials} effect {effect:>3}%: victim "
+                        + ", ".join(f"{m} {v['victim'].get(m)}" for m in COST)
+                        + f"; neighbour {sorted(set(v['neighbour'].values()))}; "
+                        + f"{t['elapsed_s']:.0f} s",
+                        flush=True,
+                    )
     print()
     print("\n".join(table(trials)))
     if args.json is not None:
