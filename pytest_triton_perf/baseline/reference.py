@@ -1,10 +1,12 @@
 """A/B mode's reference models: the model repository as it is at a git revision (or in a
 directory), loaded beside the candidate in the same server under derived names.
 
-Loading goes through Triton's repository API with the model's files in the request
-(tritonclient's ``load_model(name, config=..., files=...)``), so it works the same for the
-local launcher and for a remote server that allows model control, and the reference never
-needs to be inside a server's repository.
+Loading goes through Triton's repository API. A server the plugin started reads a variant
+repository of its own (``TritonServer.variant_repository``): the copies are written there and
+loaded by name, which is how Triton finds an ensemble's composing models. A remote server
+that allows model control gets the model's files in the request (tritonclient's
+``load_model(name, config=..., files=...)``). Either way the reference never needs to be
+inside the user's model repository.
 """
 
 from __future__ import annotations
@@ -317,12 +319,11 @@ class ReferenceModels:
         *,
         key: str,
         side: _Side,
-        variant: bool = False,
     ) -> None:
         """Load the model directory ``src`` under ``name`` through the repository API:
-        with its files in the request, or (``variant``) written into the server's variant
-        repository (files linked where the file system allows, else copied) and loaded
-        from there by name.
+        written into the server's variant repository (files linked where the file system
+        allows, else copied) and loaded from there by name; with its files in the request
+        where the server has none (a server of ``--triton-url``).
 
         An ensemble's arm runs copies of its composing models from the same side (the
         reference's steps as they were at the reference, the candidate's as they are now),
@@ -345,7 +346,7 @@ class ReferenceModels:
         if config.platform == "ensemble":
             self._steps[key] = self._step_copies(config, key, what, side)
         try:
-            if variant and self.server.variant_repository is not None:
+            if self.server.variant_repository is not None:
                 config.name = name
                 dst = self.server.variant_repository / name
                 shutil.rmtree(dst, ignore_errors=True)
@@ -374,8 +375,10 @@ class ReferenceModels:
     ) -> list[str]:
         """Load this arm's copy of each composing model of the ensemble ``config`` (loaded
         as ``key``) and name them in its steps; returns their keys. Triton loads an
-        ensemble's composing models from its repositories by name, so the copies are
-        written into the server's variant repository and loaded from there."""
+        ensemble's composing models from its repositories by name (also when the ensemble
+        itself comes with its files in the request), so every copy is written into the
+        server's variant repository and loaded from there (:meth:`_load`); a copy loaded
+        with its files in the request could not be a step."""
         steps: list[str] = []
         variants = self.server.variant_repository
         if variants is None:
@@ -397,7 +400,7 @@ class ReferenceModels:
                     continue
                 derived = skey if skey != original else reference_name(original)
                 what_step = f"step '{original}' of {what}"
-                self._load(step_src, derived, what_step, key=skey, side=side, variant=True)
+                self._load(step_src, derived, what_step, key=skey, side=side)
                 self.loaded[skey] = derived
             step.model_name = self.loaded[skey]
             steps.append(skey)

@@ -50,6 +50,8 @@ def test_both_arms_are_copies_reloaded_with_fresh_processes_and_unloaded(
     finally:
         refs.unload_all()
     assert not _ready(server, "sleepy__ref") and not _ready(server, "sleepy__cand")
+    assert server.variant_repository is not None
+    assert list(server.variant_repository.iterdir()) == []
 
 
 def test_without_the_candidates_files_the_arms_say_they_are_not_symmetric(
@@ -82,12 +84,15 @@ def test_an_ensembles_arms_run_their_own_copies_of_its_steps(
     copies = ["scale__ref", "sleepy__ref", "scale__cand", "sleepy__cand"]
     before = _stubs(server)
     try:
+        # A step whose arms a plain test asked for first is a copy the ensemble can run.
+        assert refs.arms("sleepy") is not None
         arms = refs.arms("pipeline")
         assert arms is not None and arms[:2] == ("pipeline__ref", "pipeline__cand")
         assert "its own copies of its composing models" in arms[2]
         for name in ["pipeline__ref", "pipeline__cand", *copies]:
             assert _ready(server, name), name
-        assert sorted(p.name for p in variants.iterdir()) == sorted(copies)
+        names = ["pipeline__ref", "pipeline__cand", *copies]
+        assert sorted(p.name for p in variants.iterdir()) == sorted(names)
         status, config = get_json(f"{server.base_url}/v2/models/pipeline__ref/config")
         assert status == 200
         steps = [s["model_name"] for s in config["ensemble_scheduling"]["step"]]
