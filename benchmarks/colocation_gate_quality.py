@@ -112,6 +112,20 @@ def build(root: Path, effects: Sequence[int]) -> tuple[Path, Path]:
     return server_repo, ref_repo
 
 
+def _group_loads(neighbour: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    return {
+        VICTIM_NAME: {"concurrency": VICTIM.concurrency},
+        neighbour: {"request_rate": args.rate},
+    }
+
+
+def _run_group(
+    server: LocalTritonServer, group: Mapping[str, Mapping[str, Any]], s: MeasureSettings
+) -> dict[str, PerfResult]:
+    """The engine's group measurement on ``server`` (the ``run`` colocation takes)."""
+    return measure_group(server, group, settings=s)
+
+
 def ab_trial(
     server: LocalTritonServer,
     arms: ABArms,
@@ -123,16 +137,9 @@ def ab_trial(
     t0 = time.perf_counter()
     served = {m: arms.fresh(m)[:2] for m in (VICTIM_NAME, neighbour)}
     load_s = time.perf_counter() - t0
-    loads = {
-        VICTIM_NAME: {"concurrency": VICTIM.concurrency},
-        neighbour: {"request_rate": args.rate},
-    }
-
-    def run(group: Mapping[str, Mapping[str, Any]], s: MeasureSettings) -> dict[str, PerfResult]:
-        return measure_group(server, group, settings=s)
-
+    loads = _group_loads(neighbour, args)
     outcome = colocation.measure_together_ab(
-        run,
+        functools.partial(_run_group, server),
         loads,
         MeasureSettings(),
         arms=served,
@@ -182,13 +189,6 @@ def ab_trial(
 HISTORY_TEST = "benchmarks/colocation_gate_quality.py::history"
 
 
-def _group_loads(neighbour: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    return {
-        VICTIM_NAME: {"concurrency": VICTIM.concurrency},
-        neighbour: {"request_rate": args.rate},
-    }
-
-
 def _as_base(results: Mapping[str, PerfResult]) -> list[PerfResult]:
     """The group's results under the base pair's names (victim, neighbour)."""
     base = neighbour_name(0)
@@ -200,11 +200,8 @@ def _as_base(results: Mapping[str, PerfResult]) -> list[PerfResult]:
 def measure_group_once(
     server: LocalTritonServer, neighbour: str, args: argparse.Namespace
 ) -> list[PerfResult]:
-    def run(group: Mapping[str, Mapping[str, Any]], s: MeasureSettings) -> dict[str, PerfResult]:
-        return measure_group(server, group, settings=s)
-
     outcome = colocation.measure_together(
-        run,
+        functools.partial(_run_group, server),
         _group_loads(neighbour, args),
         MeasureSettings(),
         interference_rounds=args.history_rounds,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_MODELS
-from tests.test_gating import pytest_in
+from tests.test_gating import commit, pytest_in
 
 PIPELINE_TEST = """
 import pytest
@@ -35,19 +35,26 @@ def set_parameter(project: Path, model: str, ms: int) -> None:
     config.write_text(text[:start] + str(ms) + text[end:])
 
 
-@pytest.fixture(scope="module")
-def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """save -> slow `scale` by 8 ms per execution -> compare."""
-    project = tmp_path_factory.mktemp("pipeline") / "project"
+def pipeline_project(root: Path) -> Path:
+    """A user project under ``root`` with copies of the example ensemble and its steps,
+    `sleepy` at 4 ms (a short pipeline: many requests per window), and PIPELINE_TEST."""
+    project = root / "project"
     for model in ("pipeline", "scale", "sleepy"):
         shutil.copytree(
             EXAMPLE_MODELS / model,
             project / "models" / model,
             ignore=shutil.ignore_patterns("__pycache__"),
         )
-    set_parameter(project, "sleepy", 4)  # a short pipeline: many requests per window
+    set_parameter(project, "sleepy", 4)
     (project / "pytest.ini").write_text("[pytest]\ntriton_model_repository = models\n")
     (project / "test_gate.py").write_text(PIPELINE_TEST)
+    return project
+
+
+@pytest.fixture(scope="module")
+def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """save -> slow `scale` by 8 ms per execution -> compare."""
+    project = pipeline_project(tmp_path_factory.mktemp("pipeline"))
     out = project / "out"
     # A change of +8 ms on 5 ms is decided by 5 windows a side (Mann-Whitney's smallest
     # one-sided p with 5 against 5 is 1/252).
@@ -103,27 +110,8 @@ def test_an_ab_comparison_of_a_pipeline_sees_a_change_in_one_step(tmp_path: Path
     copies of the composing models (the reference's `scale` as committed, the candidate's
     as changed), so a change in one step alone is a regression of the pipeline, located in
     that step; the result and the reference report the steps under their own names."""
-    project = tmp_path / "project"
-    for model in ("pipeline", "scale", "sleepy"):
-        shutil.copytree(
-            EXAMPLE_MODELS / model,
-            project / "models" / model,
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
-    set_parameter(project, "sleepy", 4)
-    (project / "pytest.ini").write_text("[pytest]\ntriton_model_repository = models\n")
-    (project / "test_gate.py").write_text(PIPELINE_TEST)
-    for args in (
-        ["init", "-q"],
-        ["add", "."],
-        ["commit", "-qm", "scale at 0 ms"],
-    ):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=project,
-            check=True,
-            capture_output=True,
-        )
+    project = pipeline_project(tmp_path)
+    commit(project)
     set_parameter(project, "scale", 8)
     out = project / "out" / "results.json"
     result = pytest_in(project, "--triton-perf-baseline-ref=HEAD", f"--triton-perf-json={out}")
