@@ -7,22 +7,19 @@ import contextlib
 import datetime as dt
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pytest_triton_perf import sla
-from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.baseline.key import config_hash
-from pytest_triton_perf.baseline.steps import name_regressed_step
-from pytest_triton_perf.baseline.store import BaselineStore
-from pytest_triton_perf.measure.result import PerfResult
+from pytest_triton_perf.gate.context import GateContext, Measured
+from pytest_triton_perf.gate.strategies import judge
 from pytest_triton_perf.numbers import fmt, fmt_interval, fmt_p, fmt_pct
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
-    NO_BASELINE,
     REGRESSION,
     Comparison,
     MeasurementRecord,
@@ -30,41 +27,6 @@ from pytest_triton_perf.verdicts import (
     latency_histogram,
     stream_histograms,
 )
-
-
-@dataclass
-class Measured:
-    """One measurement of a test, with what its comparison needs."""
-
-    result: PerfResult
-    mode: str | None = None  # "ab", "history" or None (no comparison)
-    reference: PerfResult | None = None  # A/B: the reference arm
-    reference_note: str = ""  # A/B: why there is no reference
-    remeasure: Callable[[], PerfResult] | None = None  # history: the confirming re-run
-    config: dict[str, Any] | None = None  # the model configuration, for its hash
-    host_load: dict[str, float | None] | None = None  # load average and CPU steal share
-    #: A/B paired analysis: the comparisons decided while measuring (None: compared here).
-    comparisons: list[Comparison] | None = None
-    ab_design: dict[str, Any] | None = None  # A/B: method, pairs, time to verdict, stop
-    #: A capacity search or a configuration search behind this measurement (its to_dict()
-    #: under "capacity" or "search"); shown by the reports.
-    analysis: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class GateContext:
-    """What the session knows: where baselines are, the key, the rules."""
-
-    key: dict[str, Any]
-    environment: dict[str, Any]
-    store: BaselineStore | None
-    gate: GateSettings = field(default_factory=GateSettings)
-    strict_sla: bool = False
-    #: What an inconclusive comparison does: "pass", "warn" (neither fails the test) or
-    #: "fail" (the test fails, as for a regression).
-    inconclusive: str = "warn"
-    revision: dict[str, Any] = field(default_factory=dict)
-    root: Path | None = None  # for baseline paths shown relative to the rootdir
 
 
 @dataclass
@@ -77,72 +39,6 @@ class TestVerdict:
 
 def _with_ci(v: float | None, ci: tuple[float, float] | None) -> str:
     return fmt(v) + (f" {fmt_interval(ci)}" if ci else "")
-
-
-def _history(
-    m: Measured, test: str, label: str, ctx: GateContext
-) -> tuple[list[Comparison], dict[str, Any]]:
-    """Compare with the stored accepted runs; re-measure once to confirm a regression."""
-    assert ctx.store is not None
-    doc = ctx.store.load(ctx.key, test, label)
-    path = ctx.store.path(ctx.key, test, label)
-    if doc is None or not doc["runs"]:
-        elsewhere = ctx.store.other_keys_with(test, label)
-        status = "no baseline for this hardware" if elsewhere else NO_BASELINE
-        note = f"stored for: {', '.join(elsewhere)}" if elsewhere else ""
-        return [], {"mode": "history", "status": status, "file": str(path), "note": note}
-    runs = [r["result"] for r in doc["runs"]]
-    last = doc["runs"][-1]
-    info = {
-        "mode": "history",
-        "status": "compared",
-        "file": str(path),
-        "runs": len(runs),
-        "revision": {k: last.get(k) for k in ("date", "git_commit", "config_hash")},
-        "histogram": last.get("histogram"),
-        "stream_histograms": last.get("stream_histograms") or {},
-    }
-    comps = compare_results(runs, m.result.to_dict(), ctx.gate, mode="history")
-    if any(c.verdict == REGRESSION for c in comps) and m.remeasure is not None:
-        again = compare_results(runs, m.remeasure().to_dict(), ctx.gate, mode="history")
-        first = {c.metric: c for c in comps}
-        confirmed = []
-        for c in again:
-            was = first[c.metric]
-            if was.verdict == REGRESSION and c.verdict == REGRESSION:
-                c = replace(c, note=c.note + "; confirmed by a re-measurement")
-            elif was.verdict == REGRESSION:
-                c = replace(
-                    c,
-                    note=c.note + f"; the first measurement regressed ({fmt_pct(was.change_pct)}, "
-                    f"p={fmt_p(was.p_value)}), the re-measurement did not",
-                )
-            confirmed.append(c)
-        comps = confirmed
-    # A pipeline's regression names the step it comes from.
-    comps = name_regressed_step(comps, runs, m.result.to_dict())
-    return comps, info
-
-
-def _ab(m: Measured, gate: GateSettings) -> tuple[list[Comparison], dict[str, Any]]:
-    if m.reference is None:
-        return [], {"mode": "ab", "status": NO_BASELINE, "note": m.reference_note}
-    ref = m.reference
-    if m.comparisons is not None:
-        comps = list(m.comparisons)
-    else:
-        comps = compare_results([ref.to_dict()], m.result.to_dict(), gate, mode="ab")
-    comps = name_regressed_step(comps, [ref.to_dict()], m.result.to_dict())
-    info = {
-        "mode": "ab",
-        "status": "compared",
-        "note": m.reference_note,
-        "design": m.ab_design,
-        "reference": ref.to_dict(),
-        "histogram": latency_histogram(ref.latencies_ms),
-        "stream_histograms": stream_histograms(ref.stream),
-    }
-    return comps, info
 
 
 def evaluate_test(
@@ -165,12 +61,7 @@ def evaluate_test(
     for index, m in enumerate(measured):
         label = sla.label(m.result)
         mine = [c for c in checks if c.measurement == label]
-        comps: list[Comparison] = []
-        info: dict[str, Any] = {}
-        if m.mode == "history" and ctx.store is not None:
-            comps, info = _history(m, test, label, ctx)
-        elif m.mode == "ab":
-            comps, info = _ab(m, gate)
+        comps, info = judge(m, test, label, ctx)
         if m.result.other_traffic and comps:
             busy = ", ".join(f"{name}: {n}" for name, n in m.result.other_traffic)
             comps = [
