@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.errors import CliError, TritonPerfError
 from pytest_triton_perf.options import BASELINE_DIR
 from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.json_report import read_results
@@ -61,11 +61,6 @@ EXIT_REGRESSION = 1
 EXIT_NOTHING_FEASIBLE = 1  # search: no configuration holds the SLA
 EXIT_ERROR = 2
 DEFAULT_DIR = BASELINE_DIR
-
-
-class CliError(TritonPerfError):
-    """A usage or file problem; the message is shown as it is and the exit status is 2."""
-
 
 # -- baselines: the store is the lead's ``baseline.store``; only these two touch it --------
 

@@ -41,3 +41,32 @@ class InputSpecError(ArgumentError):
 
 class MeasurementError(TritonPerfError):
     """A measurement could not be completed (not: requests that failed, which are counted)."""
+
+
+class StaleServerError(ServerStartError):
+    """Another server (not the one started here) answers on the port: never measure it."""
+
+
+class SuiteError(ConfigError):
+    """A suite file that cannot be collected: one line per problem, each starting with
+    ``file:line:column``."""
+
+
+class BaselineError(TritonPerfError):
+    """A baseline file cannot be read or written; names the file and the cause."""
+
+
+class ResultsFileError(TritonPerfError):
+    """A results file cannot be read: missing, not JSON, an unknown schema, a bad record."""
+
+
+class ReportError(TritonPerfError):
+    """A requested report cannot be written (its destination is unknown)."""
+
+
+class PlotError(TritonPerfError):
+    """Plots cannot be made (matplotlib is missing)."""
+
+
+class CliError(TritonPerfError):
+    """A usage or file problem; the message is shown as it is and the exit status is 2."""

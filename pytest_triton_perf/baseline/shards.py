@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.baseline.store import BaselineError, locked, read_json
+from pytest_triton_perf.baseline.store import locked, read_json
+from pytest_triton_perf.errors import BaselineError
 from pytest_triton_perf.files import atomic_write_text
 
 DURATIONS_FILE = "durations.json"

@@ -24,16 +24,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.errors import BaselineError
 from pytest_triton_perf.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 MAX_RUNS = 20
 LOCK_TIMEOUT_S = 60.0
-
-
-class BaselineError(TritonPerfError):
-    """A baseline file cannot be read or written; names the file and the cause."""
 
 
 def slug(text: str, limit: int = 80) -> str:

@@ -13,16 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.errors import ResultsFileError
 from pytest_triton_perf.files import atomic_write_text
 from pytest_triton_perf.report.context import ReportContext
 from pytest_triton_perf.verdicts import MeasurementRecord
 
 SCHEMA_VERSION = 1
-
-
-class ResultsFileError(TritonPerfError):
-    """A results file cannot be read: missing, not JSON, an unknown schema, a bad record."""
 
 
 def _plain(value: Any) -> Any:

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.errors import PlotError
 from pytest_triton_perf.report.analysis import (
     bound_text,
     bounded_latencies,
@@ -78,10 +78,6 @@ STATUS_STYLE: dict[str | None, tuple[str, str]] = {
     "pruned": ("#999999", "o"),
     "infeasible": (BREACH_COLOR, "x"),
 }
-
-
-class PlotError(TritonPerfError):
-    """Plots cannot be made (matplotlib is missing)."""
 
 
 def _figure(width: float, height: float) -> Figure:

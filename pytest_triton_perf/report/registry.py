@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.errors import TritonPerfError
+from pytest_triton_perf.errors import ReportError
 from pytest_triton_perf.report import (
     benchmark_json,
     csv_report,
@@ -32,10 +32,6 @@ from pytest_triton_perf.report import (
 )
 from pytest_triton_perf.report.context import ReportContext, Writer
 from pytest_triton_perf.verdicts import MeasurementRecord
-
-
-class ReportError(TritonPerfError):
-    """A requested report cannot be written (its destination is unknown)."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pytest_triton_perf.errors import ModelNotReadyError, ServerDiedError, ServerStartError
+from pytest_triton_perf.errors import (
+    ModelNotReadyError,
+    ServerDiedError,
+    ServerStartError,
+    StaleServerError,
+)
 from pytest_triton_perf.options import STARTUP_TIMEOUT_S
 from pytest_triton_perf.server.http import ProbeError, error_text, get_json, post_json
 
@@ -28,10 +33,6 @@ _POLL_FAILED = re.compile(r"Poll failed for model directory '(?P<name>[^']+)': (
 _PARSE_ERROR = re.compile(r"Error parsing text-format .*")
 # The glog prefix (E1121 19:38:26.123 1234 file.cc:12]) and quotes around the message.
 _GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [^\]]+\]\s*")
-
-
-class StaleServerError(ServerStartError):
-    """Another server (not the one started here) answers on the port: never measure it."""
 
 
 def checked_repositories(paths: Sequence[str | os.PathLike[str]]) -> tuple[Path, ...]:

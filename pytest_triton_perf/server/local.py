@@ -27,9 +27,9 @@ from pathlib import Path
 
 import psutil
 
-from pytest_triton_perf.errors import ServerDiedError, ServerStartError
+from pytest_triton_perf.errors import ServerDiedError, ServerStartError, StaleServerError
 from pytest_triton_perf.options import STARTUP_TIMEOUT_S
-from pytest_triton_perf.server.base import StaleServerError, TritonServer, checked_repositories
+from pytest_triton_perf.server.base import TritonServer, checked_repositories
 from pytest_triton_perf.server.command import (
     EXIT_TIMEOUT_S,
     Ports,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_triton_perf.suite.loader import SuiteError, SuiteTest, load_suite
+from pytest_triton_perf.errors import SuiteError
+from pytest_triton_perf.suite.loader import SuiteTest, load_suite
 from pytest_triton_perf.suite.run import run_test
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from pytest_triton_perf import metrics, sla
-from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.errors import ConfigError, SuiteError
 from pytest_triton_perf.suite.kinds import Context, Fields, Record, hint, pairs
 from pytest_triton_perf.suite.schema import (
     LOAD_KEYWORDS,
@@ -34,11 +34,6 @@ _NOT_MARKERS = {
     "parametrize": "write one test per case (YAML anchors share the common keys)",
 }
 EXAMPLE = "tests:\n  - name: simple_p99\n    model: simple\n    sla: {p99_ms: 30}"
-
-
-class SuiteError(ConfigError):
-    """A suite file that cannot be collected: one line per problem, each starting with
-    ``file:line:column``."""
 
 
 @dataclass(frozen=True)
