@@ -163,6 +163,61 @@ def test_load_does_not_import_measure() -> None:
             assert inner.split(".")[0] != "measure", f"{path}:{line} imports {target}"
 
 
+#: The verdicts layer's rooms. Records: what every part passes along. Statistics: pure
+#: functions of numbers (tests, intervals, stopping rules). Store: baselines on disk.
+#: Orchestration: the gate pipeline and the capabilities' subjects, the only part that
+#: drives the measurement engine.
+RECORDS = {"verdicts", "gate.context"}
+STATISTICS = {"baseline.compare", "baseline.paired", "baseline.sequential", "measure.stats"}
+STORE = {"baseline.store", "baseline.key", "baseline.shards"}
+#: Modules that may import the engine (``measure.engine``): orchestration, the engine's own
+#: package, and the top (fixtures, CLI, YAML schema, the package root).
+ENGINE_USERS = {
+    "gate",
+    "baseline.ab",
+    "capacity",
+    "colocation",
+    "footprint",
+    "search",
+    "measure",
+    "fixtures",
+    "cli",
+    "suite",
+    "__init__",
+}
+#: What no record, statistic or store module may import: anything that serves, loads or
+#: measures.
+DRIVERS = ("server", "load", "measure.engine", "gate.pipeline", "gate.subjects")
+
+
+def _top_match(module: str, names: set[str]) -> bool:
+    parts = module.split(".")
+    return any(".".join(parts[:n]) in names for n in range(1, len(parts) + 1))
+
+
+@pytest.mark.parametrize("module", sorted(RECORDS | STATISTICS | STORE))
+def test_records_statistics_and_store_drive_nothing(module: str) -> None:
+    path = _modules()[module]
+    for target, line in _imports(path, module):
+        inner = _internal(target) or ""
+        assert not any(inner == d or inner.startswith(d + ".") for d in DRIVERS), (
+            f"{path.name}:{line} imports {target}: records, statistics and the store are "
+            f"pure (no server, load or engine)"
+        )
+
+
+def test_only_orchestration_drives_the_engine() -> None:
+    wrong = []
+    for module, path in _modules().items():
+        if _top_match(module, ENGINE_USERS):
+            continue
+        for target, line in _imports(path, module):
+            inner = _internal(target) or ""
+            if inner.startswith("measure.engine"):
+                wrong.append(f"{path.name}:{line} imports {target}")
+    assert not wrong, "only orchestration drives the engine:\n" + "\n".join(wrong)
+
+
 def test_nothing_below_report_imports_report() -> None:
     for module, path in _modules().items():
         if _layer(module) >= LAYERS["report"]:
