@@ -41,3 +41,7 @@ class InputSpecError(ArgumentError):
 
 class MeasurementError(TritonPerfError):
     """A measurement could not be completed (not: requests that failed, which are counted)."""
+
+
+class CliError(TritonPerfError):
+    """A usage or file problem; the message is shown as it is and the exit status is 2."""
