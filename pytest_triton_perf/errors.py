@@ -45,3 +45,7 @@ class MeasurementError(TritonPerfError):
 
 class CliError(TritonPerfError):
     """A usage or file problem; the message is shown as it is and the exit status is 2."""
+
+
+class PlotError(TritonPerfError):
+    """Plots cannot be made (matplotlib is missing)."""
