@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     # 8: the top: pytest wiring, the CLI, the package's public face.
     "fixtures": 8,
     "plugin": 8,
+    "session_plugins": 8,
     "cli": 8,
     # YAML suites: collected by the plugin, run through the fixtures.
     "suite": 8,
@@ -64,7 +65,7 @@ LAYER_NAMES = {
     8: "top",
 }
 #: The only modules that may import pytest: everything else runs without it.
-PYTEST_IMPORTERS = {"plugin", "fixtures", "suite.items"}
+PYTEST_IMPORTERS = {"plugin", "session_plugins", "fixtures", "suite.items"}
 
 
 def _modules() -> dict[str, Path]:
