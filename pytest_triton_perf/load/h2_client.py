@@ -15,7 +15,8 @@ package (Huffman strings and the dynamic table, which this client asks the serve
 size 0), behind a cache of the few blocks a server repeats (:class:`ResponseHeaderDecoder`).
 A call succeeds only on a readable ``:status`` 200 and ``grpc-status`` 0; a header block that
 does not decode fails the calls of its connection with a :class:`TransportError` that says
-what was unreadable.
+what was unreadable. The pieces that need no connection (frames, header blocks, status
+codes) are in :mod:`h2_frames`.
 """
 
 from __future__ import annotations
@@ -29,101 +30,38 @@ from typing import cast
 
 import hpack
 
-from pytest_triton_perf.load.grpc_client import MODEL_INFER
+from pytest_triton_perf.load.h2_frames import (
+    ACK,
+    CONTINUATION,
+    DATA,
+    DEFAULT_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    MAX_WINDOW,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    RST_STREAM,
+    SETTINGS,
+    SETTINGS_ENABLE_PUSH,
+    SETTINGS_HEADER_TABLE_SIZE,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_CONCURRENT_STREAMS,
+    SETTINGS_MAX_FRAME_SIZE,
+    WINDOW_UPDATE,
+    FrameError,
+    ResponseHeaderDecoder,
+    code_name,
+    frame,
+    frame_header,
+    grpc_message,
+    percent_decode,
+    request_header_block,
+)
 from pytest_triton_perf.load.transport import TransportError
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY = range(8)
-WINDOW_UPDATE, CONTINUATION = 8, 9
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-
-SETTINGS_HEADER_TABLE_SIZE = 0x1
-SETTINGS_ENABLE_PUSH = 0x2
-SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
-SETTINGS_INITIAL_WINDOW_SIZE = 0x4
-SETTINGS_MAX_FRAME_SIZE = 0x5
-
-MAX_WINDOW = 2**31 - 1
-DEFAULT_WINDOW = 65535
-
-#: Distinct header blocks remembered by :class:`ResponseHeaderDecoder` (responses of one
-#: model repeat a handful of blocks; error messages that name a request id do not repeat).
-KNOWN_BLOCKS = 256
-
-
-def request_header_block(authority: str, path: str = MODEL_INFER) -> bytes:
-    """HPACK block of a gRPC unary request; it leaves no state in either HPACK table.
-
-    Every field is sent "never indexed" (static-table matches as indices), so the one
-    pre-encoded block means the same on every stream and the server's table stays empty.
-    """
-    headers = (
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", path),
-        (":authority", authority),
-        ("content-type", "application/grpc"),
-        ("te", "trailers"),
-    )
-    return hpack.Encoder().encode([(n, v, True) for n, v in headers], huffman=False)
-
-
-@dataclass(frozen=True)
-class ResponseFields:
-    """The header fields of one response header block that decide a call's outcome."""
-
-    status: bytes | None = None  # :status
-    grpc_status: bytes | None = None
-    grpc_message: bytes | None = None
-
-
-class ResponseHeaderDecoder:
-    """HPACK decoding of response header blocks with ``hpack``, Huffman and dynamic table
-    included, plus a cache that keeps the common case cheap.
-
-    The cache: a block decoded while the dynamic table was empty, that left the table empty
-    and its size unchanged, decodes to the same fields whenever the table is in that state
-    again (decoding is a function of the bytes and the table). Triton's responses are such
-    blocks once the server honours our table size of 0, and a handful of them repeat, so
-    most responses cost one dictionary lookup instead of an ``hpack`` decode (about 7 us
-    each, two blocks per call). Every block not in the cache goes through ``hpack``; an
-    unreadable one raises :class:`hpack.HPACKError` and nothing is assumed about it.
-    """
-
-    def __init__(self) -> None:
-        self._decoder = hpack.Decoder()
-        self._table = self._decoder.header_table
-        self._known: dict[bytes, tuple[int, ResponseFields]] = {}
-
-    def decode(self, block: bytes) -> ResponseFields:
-        """The outcome fields of one complete header block."""
-        table = self._table
-        empty = not table.dynamic_entries
-        size = table.maxsize
-        if empty:
-            known = self._known.get(block)
-            if known is not None and known[0] == size:
-                return known[1]
-        status: bytes | None = None
-        grpc_status: bytes | None = None
-        grpc_message: bytes | None = None
-        for name, value in self._decoder.decode(block, raw=True):
-            if name == b":status":
-                status = value
-            elif name == b"grpc-status":
-                grpc_status = value
-            elif name == b"grpc-message":
-                grpc_message = value
-        fields = ResponseFields(status, grpc_status, grpc_message)
-        stateless = empty and not table.dynamic_entries and table.maxsize == size
-        if stateless and len(self._known) < KNOWN_BLOCKS:
-            self._known[block] = (size, fields)
-        return fields
-
-
-class FrameError(Exception):
-    """A frame sequence that breaks HTTP/2 (the connection cannot go on)."""
 
 
 @dataclass
@@ -139,14 +77,6 @@ class _Stream:
     on_message: Callable[[bytes], None] | None = None
     received: bytearray = field(default_factory=bytearray)
     unacked: int = 0  # bytes received on the stream and not yet returned by WINDOW_UPDATE
-
-
-def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    return struct.pack(">IBI", len(payload) << 8 | kind, flags, stream) + payload
-
-
-def _frame_header(length: int, kind: int, flags: int, stream: int) -> bytes:
-    return struct.pack(">I", length)[1:] + struct.pack(">BBI", kind, flags, stream)
 
 
 class H2Connection(asyncio.Protocol):
@@ -185,8 +115,8 @@ class H2Connection(asyncio.Protocol):
         )
         self.transport.write(
             PREFACE
-            + _frame(SETTINGS, 0, 0, settings)
-            + _frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW))
+            + frame(SETTINGS, 0, 0, settings)
+            + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", MAX_WINDOW - DEFAULT_WINDOW))
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -244,7 +174,7 @@ class H2Connection(asyncio.Protocol):
                 self._on_settings(payload)
         elif kind == PING:
             if not flags & ACK:
-                self._write(_frame(PING, ACK, 0, payload))
+                self._write(frame(PING, ACK, 0, payload))
         elif kind == WINDOW_UPDATE:
             self._on_window_update(stream_id, struct.unpack(">I", payload)[0] & 0x7FFFFFFF)
         elif kind == RST_STREAM:
@@ -261,7 +191,7 @@ class H2Connection(asyncio.Protocol):
         self._received += len(payload)
         if self._received > MAX_WINDOW // 2:
             # Keep the connection window open: return what was consumed.
-            self._write(_frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._received)))
+            self._write(frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", self._received)))
             self._received = 0
         st = self._streams.get(stream_id)
         if st is None:
@@ -277,7 +207,7 @@ class H2Connection(asyncio.Protocol):
         st.unacked += len(payload)
         if st.unacked > MAX_WINDOW // 2:
             # A long-lived stream: return the consumed bytes of its own window too.
-            self._write(_frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", st.unacked)))
+            self._write(frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", st.unacked)))
             st.unacked = 0
         buf = st.received
         buf += payload
@@ -329,7 +259,7 @@ class H2Connection(asyncio.Protocol):
                 self._peer_max_frame = value
             elif key == SETTINGS_MAX_CONCURRENT_STREAMS:
                 self._peer_max_streams = value
-        self._write(_frame(SETTINGS, ACK, 0))
+        self._write(frame(SETTINGS, ACK, 0))
         self._flush_blocked()
 
     def _on_window_update(self, stream_id: int, increment: int) -> None:
@@ -346,11 +276,11 @@ class H2Connection(asyncio.Protocol):
         if st.status == b"200" and st.grpc_status == b"0":
             self._finish(stream_id, None)
         elif st.grpc_status is not None and st.grpc_status != b"0":
-            message = _percent_decode(st.grpc_message)
-            self._finish(stream_id, f"{_code_name(st.grpc_status)}: {message}")
+            message = percent_decode(st.grpc_message)
+            self._finish(stream_id, f"{code_name(st.grpc_status)}: {message}")
         else:
             status = st.status.decode(errors="replace") if st.status else "missing"
-            grpc_status = _code_name(st.grpc_status) if st.grpc_status else "missing"
+            grpc_status = code_name(st.grpc_status) if st.grpc_status else "missing"
             self._finish(
                 stream_id, f"response with HTTP status {status} and grpc-status {grpc_status}"
             )
@@ -394,7 +324,7 @@ class H2Connection(asyncio.Protocol):
                 break
             piece, data = data[:allowed], data[allowed:]
             flags = 0 if data else last
-            chunks.append(_frame_header(allowed, DATA, flags, stream_id) + piece)
+            chunks.append(frame_header(allowed, DATA, flags, stream_id) + piece)
             self._send_window -= allowed
             st.window -= allowed
         st.pending = data
@@ -433,14 +363,14 @@ class H2Connection(asyncio.Protocol):
         """One unary call: None on grpc-status 0, else ``"<CODE>: <message>"``."""
         stream_id, st, transport = await self._new_stream(pending=message)
         waiter = st.waiter
-        head = _frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
+        head = frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
         if len(message) <= min(self._send_window, st.window, self._peer_max_frame):
             # The common case in one write: HEADERS and the whole message.
             self._send_window -= len(message)
             st.window -= len(message)
             st.pending = b""
             transport.write(
-                head + _frame_header(len(message), DATA, END_STREAM, stream_id) + message
+                head + frame_header(len(message), DATA, END_STREAM, stream_id) + message
             )
         else:
             transport.write(head)
@@ -451,7 +381,7 @@ class H2Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             if stream_id in self._streams:
                 self._streams.pop(stream_id)
-                self._write(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))  # CANCEL
+                self._write(frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))  # CANCEL
             raise
 
     async def open_stream(
@@ -462,7 +392,7 @@ class H2Connection(asyncio.Protocol):
         connection goes). Each message the server sends goes to ``on_message`` on arrival."""
         stream_id, st, transport = await self._new_stream(on_message=on_message)
         transport.write(
-            _frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
+            frame_header(len(header_block), HEADERS, END_HEADERS, stream_id) + header_block
         )
         return stream_id, st.waiter
 
@@ -487,7 +417,7 @@ class H2Connection(asyncio.Protocol):
             return
         if not st.waiter.done():
             st.waiter.set_result("CANCELLED: stream reset by the client")
-        self._write(_frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))
+        self._write(frame(RST_STREAM, 0, stream_id, struct.pack(">I", 8)))
         if self._stream_slots is not None:
             self._stream_slots.set()
 
@@ -495,55 +425,6 @@ class H2Connection(asyncio.Protocol):
     def next_stream_id(self) -> int:
         """The id the next call will use (ids are never reused)."""
         return self._next_id
-
-
-_CODES = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-]
-
-
-def _code_name(raw: bytes) -> str:
-    try:
-        return _CODES[int(raw)]
-    except (ValueError, IndexError):
-        return f"grpc-status {raw.decode(errors='replace')}"
-
-
-def _percent_decode(raw: bytes) -> str:
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x25 and i + 2 < len(raw):
-            try:
-                out.append(int(raw[i + 1 : i + 3], 16))
-                i += 3
-                continue
-            except ValueError:
-                pass
-        out.append(raw[i])
-        i += 1
-    return out.decode("utf-8", "replace")
-
-
-def grpc_message(serialized: bytes) -> bytes:
-    """A protobuf message framed for gRPC: uncompressed flag + 4-byte length + bytes."""
-    return b"\x00" + struct.pack(">I", len(serialized)) + serialized
 
 
 class Http2Channel:

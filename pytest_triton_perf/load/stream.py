@@ -28,12 +28,8 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
-from pytest_triton_perf.load.h2_client import (
-    H2Connection,
-    Http2Channel,
-    grpc_message,
-    request_header_block,
-)
+from pytest_triton_perf.load.h2_client import H2Connection, Http2Channel
+from pytest_triton_perf.load.h2_frames import grpc_message, request_header_block
 from pytest_triton_perf.load.transport import TransportError
 
 MODEL_STREAM_INFER = "/inference.GRPCInferenceService/ModelStreamInfer"

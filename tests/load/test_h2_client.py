@@ -8,14 +8,14 @@ import struct
 import hpack
 import pytest
 
-from pytest_triton_perf.load.h2_client import (
+from pytest_triton_perf.load.h2_client import H2Connection
+from pytest_triton_perf.load.h2_frames import (
     CONTINUATION,
     DATA,
     END_HEADERS,
     END_STREAM,
     HEADERS,
     SETTINGS,
-    H2Connection,
     ResponseFields,
     ResponseHeaderDecoder,
     grpc_message,
