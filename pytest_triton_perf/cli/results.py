@@ -213,7 +213,7 @@ def _gate(args: argparse.Namespace) -> Any:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """Compare two results files; exit 1 when a metric regressed."""
-    from pytest_triton_perf.baseline.compare import compare_results
+    from pytest_triton_perf.gate.strategies import compare_with_runs
     from pytest_triton_perf.report.text import (
         comparison_reason,
         fmt,
@@ -248,7 +248,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         ]
     ]
     for b, c in pairs:
-        comps = compare_results([b.result], c.result, gate, mode="history")
+        comps = compare_with_runs([b.result], c.result, gate)
         record = dataclasses.replace(
             c,
             comparisons=tuple(comps),

@@ -25,6 +25,7 @@ from pytest_triton_perf.verdicts import (
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.ab import ABPlan
     from pytest_triton_perf.baseline.reference import ReferenceModels
+    from pytest_triton_perf.measure.result import PerfResult
 
 #: The comparison modes: None (no comparison), "history", "ab".
 Mode = Literal["history", "ab"] | None
@@ -76,6 +77,36 @@ class Subject(Protocol):
         ...
 
 
+def compare_with_runs(
+    runs: Sequence[dict[str, Any]],
+    current: dict[str, Any],
+    gate: GateSettings,
+    remeasure: Callable[[], PerfResult] | None = None,
+) -> list[Comparison]:
+    """History's comparison of one result (``PerfResult.to_dict()``) with stored runs: a
+    regression is measured once more with ``remeasure`` where one is given, and counts only
+    when the re-measurement regresses too. Shared by history mode and ``triton-perf
+    compare`` (two results files, nothing to re-measure)."""
+    comps = compare_results(runs, current, gate, mode="history")
+    if any(c.verdict == REGRESSION for c in comps) and remeasure is not None:
+        again = compare_results(runs, remeasure().to_dict(), gate, mode="history")
+        first = {c.metric: c for c in comps}
+        confirmed = []
+        for c in again:
+            was = first[c.metric]
+            if was.verdict == REGRESSION and c.verdict == REGRESSION:
+                c = replace(c, note=c.note + "; confirmed by a re-measurement")
+            elif was.verdict == REGRESSION:
+                c = replace(
+                    c,
+                    note=c.note + f"; the first measurement regressed ({fmt_pct(was.change_pct)}, "
+                    f"p={fmt_p(was.p_value)}), the re-measurement did not",
+                )
+            confirmed.append(c)
+        comps = confirmed
+    return comps
+
+
 def _history(m: Measured, test: str, label: str, ctx: GateContext) -> Judgement:
     """Compare with the stored accepted runs; re-measure once to confirm a regression."""
     if ctx.store is None:
@@ -98,23 +129,7 @@ def _history(m: Measured, test: str, label: str, ctx: GateContext) -> Judgement:
         "histogram": last.get("histogram"),
         "stream_histograms": last.get("stream_histograms") or {},
     }
-    comps = compare_results(runs, m.result.to_dict(), ctx.gate, mode="history")
-    if any(c.verdict == REGRESSION for c in comps) and m.remeasure is not None:
-        again = compare_results(runs, m.remeasure().to_dict(), ctx.gate, mode="history")
-        first = {c.metric: c for c in comps}
-        confirmed = []
-        for c in again:
-            was = first[c.metric]
-            if was.verdict == REGRESSION and c.verdict == REGRESSION:
-                c = replace(c, note=c.note + "; confirmed by a re-measurement")
-            elif was.verdict == REGRESSION:
-                c = replace(
-                    c,
-                    note=c.note + f"; the first measurement regressed ({fmt_pct(was.change_pct)}, "
-                    f"p={fmt_p(was.p_value)}), the re-measurement did not",
-                )
-            confirmed.append(c)
-        comps = confirmed
+    comps = compare_with_runs(runs, m.result.to_dict(), ctx.gate, m.remeasure)
     # A pipeline's regression names the step it comes from.
     comps = name_regressed_step(comps, runs, m.result.to_dict())
     return comps, info
