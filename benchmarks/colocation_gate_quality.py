@@ -19,18 +19,20 @@ temporary model repositories:
   neighbour would take a whole core whatever its work). In ``busy_pN`` the candidate's copy
   does N% more work; its reference copy does the base work.
 
-``--modes ab`` (default ``ab,history``). In A/B mode each trial is one group measurement as
-the plugin makes it
-(:func:`colocation.measure_together_ab`: ``--rounds`` pairs of the reference group and the
-candidate group, the order alternating, each arm's models alone and together in blocks of
-``--block-s``), with fresh arms (unloaded and loaded again) for every trial, judged by the
-plugin's :func:`evaluate_test`. In history mode (``--triton-perf-compare``)
-``--history-runs`` group measurements of the base pair (:func:`colocation.measure_together`:
-the windows together, then ``--history-rounds`` interference rounds) are stored in a
-temporary :class:`BaselineStore` first; each trial measures the group with the trial's
-neighbour (reported under the base neighbour's name, as a changed model keeps its name) and
-is compared with the stored runs, a regression confirmed by measuring the group again, as
-the plugin does. What is counted:
+``--modes ab`` (default ``ab,history``). Every group measurement runs through the plugin's
+gate pipeline, as ``measure_together`` does: the :class:`Together` subject measured by
+:meth:`GatePipeline.run` (A/B: a pipeline with the reference copies; history: one with
+``compare=True`` and the store; the stored runs: one with no comparison), its records judged
+by :func:`evaluate_test`. In A/B mode each trial is one group measurement as the plugin
+makes it (:func:`colocation.measure_together_ab`: ``--rounds`` pairs of the reference group
+and the candidate group, the order alternating, each arm's models alone and together in
+blocks of ``--block-s``), with fresh arms (unloaded and loaded again) for every trial. In
+history mode (``--triton-perf-compare``) ``--history-runs`` group measurements of the base
+pair (:func:`colocation.measure_together`: the windows together, then ``--history-rounds``
+interference rounds) are stored in a temporary :class:`BaselineStore` first; each trial
+measures the group with the trial's neighbour (reported under the base neighbour's name, as
+a changed model keeps its name) and is compared with the stored runs, a regression confirmed
+by measuring the group again, as the plugin does. What is counted:
 
 - *false alarm* (A/A, effect 0): any metric of either model a regression;
 - *victim's cost detected* (effect N): the victim's ``colocation_throughput`` or
@@ -51,7 +53,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +71,22 @@ from gate_quality import (  # noqa: E402
 )
 
 from pytest_triton_perf import colocation, options  # noqa: E402
+from pytest_triton_perf.baseline.ab import ABPlan  # noqa: E402
 from pytest_triton_perf.baseline.compare import GateSettings  # noqa: E402
 from pytest_triton_perf.baseline.reference import ReferenceModels  # noqa: E402
 from pytest_triton_perf.baseline.store import BaselineStore  # noqa: E402
-from pytest_triton_perf.gate import Measured, evaluate_test  # noqa: E402
+from pytest_triton_perf.gate import GatePipeline, Measured, evaluate_test  # noqa: E402
+from pytest_triton_perf.gate.subjects import Together  # noqa: E402
 from pytest_triton_perf.measure.engine import MeasureSettings, measure_group  # noqa: E402
 from pytest_triton_perf.measure.result import PerfResult  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
 from pytest_triton_perf.sla import label as measurement_label  # noqa: E402
-from pytest_triton_perf.verdicts import INCONCLUSIVE, REGRESSION  # noqa: E402
+from pytest_triton_perf.verdicts import (  # noqa: E402
+    INCONCLUSIVE,
+    REGRESSION,
+    Comparison,
+    MeasurementRecord,
+)
 
 VICTIM = ModelSpec("simple", REPO / "example_repo" / "models" / "simple", "", 2)
 NEIGHBOUR = ModelSpec("busy", REPO / "tests" / "models" / "busy", "loop_iterations", 1)
@@ -126,6 +135,30 @@ def _run_group(
     return measure_group(server, group, settings=s)
 
 
+def _group(server: LocalTritonServer, neighbour: str, args: argparse.Namespace) -> Together:
+    """The victim beside ``neighbour`` as the gate pipeline's subject, as
+    ``triton_perf.measure_together`` makes it: in A/B mode ``--rounds`` pairs of groups, in
+    history mode (and when storing) the windows together, then ``--history-rounds``
+    interference rounds."""
+    return Together(
+        _group_loads(neighbour, args),
+        functools.partial(_run_group, server),
+        MeasureSettings(),
+        block_s=args.block_s,
+        rounds=args.history_rounds,
+        ab_rounds=args.rounds,
+        interference=True,
+    )
+
+
+def _roles(records: Sequence[MeasurementRecord]) -> dict[str, dict[str, Comparison]]:
+    """The comparisons of the victim's and the neighbour's record, by metric."""
+    return {
+        role: {c.metric: c for c in record.comparisons}
+        for role, record in zip(("victim", "neighbour"), records, strict=True)
+    }
+
+
 def ab_trial(
     server: LocalTritonServer,
     arms: ABArms,
@@ -133,47 +166,26 @@ def ab_trial(
     args: argparse.Namespace,
     gate: GateSettings,
 ) -> dict[str, Any]:
+    """One A/B group measurement with fresh arms, through the plugin's gate pipeline (the
+    :class:`Together` subject against the reference copies), judged by
+    :func:`evaluate_test`."""
     neighbour = neighbour_name(effect)
     t0 = time.perf_counter()
-    served = {m: arms.fresh(m)[:2] for m in (VICTIM_NAME, neighbour)}
+    for m in (VICTIM_NAME, neighbour):
+        arms.fresh(m)
     load_s = time.perf_counter() - t0
-    loads = _group_loads(neighbour, args)
-    outcome = colocation.measure_together_ab(
-        functools.partial(_run_group, server),
-        loads,
-        MeasureSettings(),
-        arms=served,
-        rounds=args.rounds,
-        interference=True,
-        block_s=args.block_s,
-        gate=gate,
-    )
-    assert outcome.references is not None and outcome.comparisons is not None
-    verdict = evaluate_test(
-        f"colocation_gate_quality[{neighbour}]",
-        None,
-        [
-            Measured(
-                outcome.results[m],
-                "ab",
-                reference=outcome.references[m],
-                comparisons=outcome.comparisons[m],
-                ab_design={"method": "paired, fixed design (group)", "pairs": args.rounds},
-            )
-            for m in loads
-        ],
-        _context(None, gate),
-    )
-    comps = {
-        role: {c.metric: c for c in record.comparisons}
-        for role, record in zip(("victim", "neighbour"), verdict.records, strict=True)
-    }
+    context = _context(None, gate)
+    pipeline = GatePipeline(context, references=arms.refs)
+    # The group's design is its own (``ab_rounds``); the plan only puts the pipeline in A/B.
+    measured = pipeline.run(_group(server, neighbour, args), gate=gate, plan=ABPlan())
+    victim = measured[0]
+    if victim.reference is None or victim.ab_design is None:
+        raise RuntimeError(f"the group was not compared: {victim.reference_note}")
+    verdict = evaluate_test(f"colocation_gate_quality[{neighbour}]", None, measured, context)
+    comps = _roles(verdict.records)
     ratios = {
         arm: r.interference.throughput_ratio if r.interference else None
-        for arm, r in (
-            ("reference", outcome.references[VICTIM_NAME]),
-            ("candidate", outcome.results[VICTIM_NAME]),
-        )
+        for arm, r in (("reference", victim.reference), ("candidate", victim.result))
     }
     return {
         "mode": "ab",
@@ -181,7 +193,7 @@ def ab_trial(
         "verdicts": {r: {m: c.verdict for m, c in cs.items()} for r, cs in comps.items()},
         "change_pct": {r: {m: c.change_pct for m, c in cs.items()} for r, cs in comps.items()},
         "victim_throughput_ratio": ratios,
-        "elapsed_s": outcome.elapsed_s,
+        "elapsed_s": victim.ab_design["elapsed_s"],
         "load_s": load_s,
     }
 
@@ -189,34 +201,38 @@ def ab_trial(
 HISTORY_TEST = "benchmarks/colocation_gate_quality.py::history"
 
 
-def _as_base(results: Mapping[str, PerfResult]) -> list[PerfResult]:
-    """The group's results under the base pair's names (victim, neighbour)."""
+def _as_base(measured: list[Measured], remeasured: list[int]) -> list[Measured]:
+    """The group's records (victim, neighbour) under the base pair's names, their
+    re-measurements too, as a changed model keeps its name; ``remeasured`` counts the
+    re-measurements asked for."""
     base = neighbour_name(0)
-    victim = results[VICTIM_NAME].renamed(VICTIM_NAME, together_with=[base])
-    (other,) = [r for m, r in results.items() if m != VICTIM_NAME]
-    return [victim, other.renamed(base, together_with=[VICTIM_NAME])]
+    for m, (name, beside) in zip(measured, ((VICTIM_NAME, base), (base, VICTIM_NAME)), strict=True):
+        m.result = m.result.renamed(name, together_with=[beside])
+        again = m.remeasure
+        if again is not None:
 
+            def renamed(
+                again: Callable[[], PerfResult] = again, name: str = name, beside: str = beside
+            ) -> PerfResult:
+                remeasured.append(1)
+                return again().renamed(name, together_with=[beside])
 
-def measure_group_once(
-    server: LocalTritonServer, neighbour: str, args: argparse.Namespace
-) -> list[PerfResult]:
-    outcome = colocation.measure_together(
-        functools.partial(_run_group, server),
-        _group_loads(neighbour, args),
-        MeasureSettings(),
-        interference_rounds=args.history_rounds,
-        block_s=args.block_s,
-    )
-    return _as_base(outcome.results)
+            m.remeasure = renamed
+    return measured
 
 
 def build_history(
     server: LocalTritonServer, store: BaselineStore, args: argparse.Namespace
 ) -> None:
+    """``--history-runs`` group measurements of the base pair, through the pipeline with no
+    comparison, each saved as an accepted run."""
+    context = _context(store, GateSettings())
     for i in range(args.history_runs):
-        for r in measure_group_once(server, neighbour_name(0), args):
+        measured = GatePipeline(context).run(_group(server, neighbour_name(0), args))
+        for m in _as_base(measured, []):
+            r = m.result
             store.save(
-                _context(store, GateSettings()).key,
+                context.key,
                 HISTORY_TEST,
                 measurement_label(r),
                 {"date": dt.datetime.now(dt.timezone.utc).isoformat(), "result": r.to_dict()},
@@ -233,33 +249,19 @@ def history_trial(
     args: argparse.Namespace,
     gate: GateSettings,
 ) -> dict[str, Any]:
+    """One group measurement with the trial's neighbour compared with the stored runs
+    through the plugin's gate pipeline in history mode (one re-run of the whole group
+    confirms a regression), judged by :func:`evaluate_test`."""
     neighbour = neighbour_name(effect)
+    context = _context(store, gate)
+    remeasured: list[int] = []
     t0 = time.perf_counter()
-    first = measure_group_once(server, neighbour, args)
-    again: list[PerfResult] = []
-
-    def remeasure(index: int) -> PerfResult:
-        # One re-run of the whole group confirms every model's comparison (as the plugin).
-        if not again:
-            again.extend(measure_group_once(server, neighbour, args))
-        return again[index]
-
-    verdict = evaluate_test(
-        HISTORY_TEST,
-        None,
-        [
-            Measured(r, "history", remeasure=functools.partial(remeasure, i))
-            for i, r in enumerate(first)
-        ],
-        _context(store, gate),
-    )
-    comps = {
-        role: {c.metric: c for c in record.comparisons}
-        for role, record in zip(("victim", "neighbour"), verdict.records, strict=True)
-    }
+    measured = GatePipeline(context, compare=True).run(_group(server, neighbour, args))
+    verdict = evaluate_test(HISTORY_TEST, None, _as_base(measured, remeasured), context)
+    comps = _roles(verdict.records)
     if not comps["victim"]:
         raise RuntimeError(f"history mode found no baseline: {verdict.records[0].baseline}")
-    victim = first[0].interference
+    victim = measured[0].result.interference
     return {
         "mode": "history",
         "effect": effect,
@@ -268,7 +270,7 @@ def history_trial(
         "victim_throughput_ratio": {"candidate": victim.throughput_ratio if victim else None},
         "elapsed_s": time.perf_counter() - t0,
         "load_s": 0.0,
-        "confirmed": bool(again),
+        "confirmed": bool(remeasured),
     }
 
 
@@ -309,7 +311,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 trials per effect, 6 rounds")
     p.add_argument("--trials", type=int, default=None, help="trials per effect (12)")
     p.add_argument("--effects", default="0,50", help="neighbour work +N%%, 0 = A/A (0,50)")
-    p.add_argument("--rounds", type=int, default=None, help="pairs per trial (10)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="pairs per trial (10; an odd number is raised by one, as the plugin does: "
+        "half the pairs with the candidate first)",
+    )
     p.add_argument("--rate", type=float, default=60.0, help="neighbour requests/s (60)")
     p.add_argument("--block-s", type=float, default=options.default("block_s"))
     p.add_argument("--modes", default="ab,history", help="ab, history or both (ab,history)")

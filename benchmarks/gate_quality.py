@@ -29,6 +29,11 @@ For each model and effect the server's repository holds ``<model>_aa`` (A/A: bas
 ``<model>_pN`` (N% more work); the reference repository holds the same names at base work. The
 arms are found by name.
 
+Every trial runs through the plugin's gate pipeline, as a test's measurement does: a
+:class:`Measurement` subject measured by :meth:`GatePipeline.run` (A/B mode: a pipeline with the
+reference copies; history mode: one with ``compare=True`` and the store), its records judged
+by :func:`evaluate_test`.
+
 - A/B mode: each trial is one :func:`run_ab` with the plugin's default plan (``ABPlan()``:
   the paired sequential design, stops when every gated metric is decided or the budget is
   spent; with ``--confirm``, as with ``--triton-perf-ab-confirm``, a regression is measured
@@ -38,13 +43,11 @@ arms are found by name.
   :class:`ReferenceModels` (``<name>__ref`` from the reference repository, ``<name>__cand``
   from the server's). Every trial gets fresh arms: the first trial of an effect loads them
   (``refs.arms``), every later one reloads them first (``refs.reload``: unload, wait, load),
-  so the per-process offset of two identical copies is drawn anew per trial. The verdicts go
-  through the plugin's :func:`evaluate_test`.
+  so the per-process offset of two identical copies is drawn anew per trial.
 - History mode: ``--history-runs`` measurements of ``<model>`` are saved in a temporary
   :class:`BaselineStore`; each trial measures the candidate (``<model>`` itself for A/A,
-  ``<model>_pN`` for +N%) under the stored name through :func:`evaluate_test` with a
-  re-measurement callback, as ``--triton-perf-compare`` does: a regression counts only when
-  the confirming re-measurement regresses too.
+  ``<model>_pN`` for +N%) under the stored name, as ``--triton-perf-compare`` does: a
+  regression counts only when the pipeline's confirming re-measurement regresses too.
 
 Noisy neighbour (``--noisy half``, the default): during every other trial (odd trial
 indices, so each effect gets as many quiet trials as disturbed ones) a process burning one
@@ -53,11 +56,11 @@ every exit path, and dies by itself when this process goes away.
 
 A trial *alarms* when any gated metric (p50, p99, throughput, error rate) is a regression: a
 false alarm for the A/A effect (0%), a detection otherwise. It is *inconclusive* when any gated
-metric is. Time to verdict: ``ABOutcome.elapsed_s`` (A/B: first block to verdict, warm-ups and
-a confirmation included); history mode: warm-ups and windows of the measurement(s). The mean
-change of the A/A rows, with its 95% interval over trials, is the systematic offset between
-two arms of the same model. Targets of the issue (CPU-bound model) are checked at the end,
-scaled to the number of trials.
+metric is. Time to verdict: ``ABOutcome.elapsed_s``, read from the record's ``ab_design`` (A/B:
+first block to verdict, warm-ups and a confirmation included); history mode: warm-ups and
+windows of the measurement(s). The mean change of the A/A rows, with its 95% interval over
+trials, is the systematic offset between two arms of the same model. Targets of the issue
+(CPU-bound model) are checked at the end, scaled to the number of trials.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ from scipy.stats import t as student_t
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pytest_triton_perf.baseline.ab import ABOutcome, ABPlan, run_ab  # noqa: E402
+from pytest_triton_perf.baseline.ab import ABPlan  # noqa: E402
 from pytest_triton_perf.baseline.compare import (  # noqa: E402
     GateSettings,
     compare_results,
@@ -103,7 +106,8 @@ from pytest_triton_perf.baseline.compare import (  # noqa: E402
 )
 from pytest_triton_perf.baseline.reference import ReferenceModels  # noqa: E402
 from pytest_triton_perf.baseline.store import BaselineStore  # noqa: E402
-from pytest_triton_perf.gate import GateContext, Measured, evaluate_test  # noqa: E402
+from pytest_triton_perf.gate import GateContext, GatePipeline, evaluate_test  # noqa: E402
+from pytest_triton_perf.gate.subjects import Measurement  # noqa: E402
 from pytest_triton_perf.measure.engine import MeasureSettings, measure  # noqa: E402
 from pytest_triton_perf.measure.result import PerfResult  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
@@ -370,9 +374,9 @@ class ABArms:
         self.refs = refs
         self.seen: set[str] = set()
 
-    def fresh(self, name: str) -> tuple[str, str, str, float]:
-        """(reference, candidate, how, seconds): load the arms of ``name``, or reload them
-        when an earlier trial used them."""
+    def fresh(self, name: str) -> tuple[str, float]:
+        """(how, seconds): load the arms of ``name``, or reload them when an earlier trial
+        used them. The gate pipeline finds them by name (``refs.arms``: loaded already)."""
         t0 = time.perf_counter()
         how = "reloaded" if name in self.seen else "loaded"
         if name in self.seen:
@@ -380,11 +384,11 @@ class ABArms:
         arms = self.refs.arms(name)
         if arms is None:
             raise RuntimeError(f"the reference repository has no model '{name}'")
-        reference, candidate, note = arms
+        _, candidate, note = arms
         if candidate == name:
             raise RuntimeError(f"the arms of '{name}' are not symmetric: {note}")
         self.seen.add(name)
-        return reference, candidate, how, time.perf_counter() - t0
+        return how, time.perf_counter() - t0
 
 
 def ab_trial(
@@ -398,10 +402,11 @@ def ab_trial(
     args: argparse.Namespace,
     gate: GateSettings,
 ) -> Trial:
-    """One A/B comparison with fresh arms, measured by :func:`run_ab` and judged as the
-    plugin judges it."""
+    """One A/B comparison with fresh arms, measured through the plugin's gate pipeline (a
+    :class:`Measurement` under A/B mode: :func:`run_ab` by ``plan``) and judged by
+    :func:`evaluate_test`, as the plugin measures and judges it."""
     name = arm_name(spec.name, effect)
-    reference, candidate, how, load_s = arms.fresh(name)
+    how, load_s = arms.fresh(name)
     if method == "paired":
         plan = ABPlan(budget_s=args.budget_s, confirm=args.confirm)
     else:
@@ -414,40 +419,26 @@ def ab_trial(
     run = functools.partial(
         measure, server, concurrency=args.concurrency[spec.name], protocol=args.protocol
     )
+    pipeline = GatePipeline(_context(None, gate), references=arms.refs)
+    # In A/B mode the plan sets the blocks; the subject's settings are not used.
+    subject = Measurement(name, run, MeasureSettings())
     load = _load()
     t0 = time.perf_counter()
     if neighbour is not None:
         neighbour.start()
     try:
-        outcome: ABOutcome = run_ab(
-            run,
-            reference=reference,
-            candidate=candidate,
-            plan=plan,
-            gate=gate,
-            model=name,
-            refresh=functools.partial(arms.refs.reload, name),
-        )
+        (measured,) = pipeline.run(subject, gate=gate, plan=plan)
     finally:
         if neighbour is not None:
             neighbour.stop()
     wall = time.perf_counter() - t0
-    verdict = evaluate_test(
-        f"gate_quality::ab[{name}]",
-        None,
-        [
-            Measured(
-                outcome.candidate,
-                "ab",
-                reference=outcome.reference,
-                comparisons=outcome.comparisons,
-                ab_design=outcome.info(),
-            )
-        ],
-        _context(None, gate),
-    )
+    if measured.reference is None or measured.ab_design is None:
+        raise RuntimeError(f"'{name}' was not compared: {measured.reference_note}")
+    verdict = evaluate_test(f"gate_quality::ab[{name}]", None, [measured], _context(None, gate))
     comps = _by_metric(verdict.records[0].comparisons)
-    pair = {"reference": outcome.reference.to_dict(), "candidate": outcome.candidate.to_dict()}
+    design = measured.ab_design  # the ABOutcome's figures (ABOutcome.info())
+    reference, candidate = measured.reference, measured.result
+    pair = {"reference": reference.to_dict(), "candidate": candidate.to_dict()}
     return Trial(
         model=spec.name,
         mode="ab",
@@ -458,16 +449,16 @@ def ab_trial(
         served_as=name,
         **_figures(comps),
         noise=_spread(list(pair.values())),
-        verdict_s=outcome.elapsed_s,
+        verdict_s=design["elapsed_s"],
         wall_s=wall,
         load_s=load_s,
         arms=how,
-        pairs=outcome.pairs,
-        stopped=outcome.stopped,
-        confirmed=outcome.confirmed,
+        pairs=design["pairs"],
+        stopped=design["stopped"],
+        confirmed=design["confirmed"],
         load_1m=load,
         windows=_windows(pair),
-        notes=[*outcome.reference.notes, *outcome.candidate.notes]
+        notes=[*reference.notes, *candidate.notes]
         + [f"{c.metric}: {c.note}" for c in comps.values() if c.note],
     )
 
@@ -505,29 +496,27 @@ def history_trial(
     gate: GateSettings,
 ) -> Trial:
     """One measurement compared with the stored runs, confirmed by one re-measurement on a
-    regression, through the plugin's own :func:`evaluate_test`."""
+    regression: a :class:`Measurement` through the plugin's gate pipeline in history mode
+    (``--triton-perf-compare``), judged by :func:`evaluate_test`."""
     name = history_name(spec.name, effect)
-    settings = _history_settings(args)
     measured: list[PerfResult] = []
 
-    def once() -> PerfResult:
+    def once(model: str, *, settings: MeasureSettings) -> PerfResult:
+        # The changed model is served as ``name`` and compared under its unchanged one.
         r = measure(server, name, concurrency=args.concurrency[spec.name],
                     protocol=args.protocol, settings=settings)  # fmt: skip
         measured.append(r)
-        return as_model(r, spec.name)
+        return as_model(r, model)
 
+    context = _context(store, gate)
+    subject = Measurement(spec.name, once, _history_settings(args))
     load = _load()
     t0 = time.perf_counter()
     if neighbour is not None:
         neighbour.start()
     try:
-        first = once()
-        verdict = evaluate_test(
-            _test_id(spec.name),
-            None,
-            [Measured(first, "history", remeasure=once)],
-            _context(store, gate),
-        )
+        records = GatePipeline(context, compare=True).run(subject)
+        verdict = evaluate_test(_test_id(spec.name), None, records, context)
     finally:
         if neighbour is not None:
             neighbour.stop()
@@ -535,6 +524,7 @@ def history_trial(
     comps = _by_metric(verdict.records[0].comparisons)
     if not comps:
         raise RuntimeError(f"history mode found no baseline: {verdict.records[0].baseline}")
+    first = records[0].result
     first_comps = _by_metric(compare_results(history, first.to_dict(), gate, mode="history"))
     runs = {f"measurement{i}": r.to_dict() for i, r in enumerate(measured)}
     measure_s = sum(args.warmup_s + sum(w.duration_s for w in r.windows) for r in measured)
@@ -566,11 +556,16 @@ def build_history(
     args: argparse.Namespace,
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Measure the base model ``--history-runs`` times (quiet) and save each as accepted."""
+    """Measure the base model ``--history-runs`` times (quiet), through the gate pipeline
+    with no comparison, and save each as accepted."""
+    run = functools.partial(
+        measure, server, concurrency=args.concurrency[spec.name], protocol=args.protocol
+    )
+    pipeline = GatePipeline(_context(store, GateSettings()))
     history = []
     for i in range(args.history_runs):
-        r = measure(server, spec.name, concurrency=args.concurrency[spec.name],
-                    protocol=args.protocol, settings=_history_settings(args))  # fmt: skip
+        (measured,) = pipeline.run(Measurement(spec.name, run, _history_settings(args)))
+        r = measured.result
         d = r.to_dict()
         store.save(
             {"benchmark": "gate_quality"},

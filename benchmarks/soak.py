@@ -7,9 +7,11 @@ Usage::
 
 The script starts the embedded Triton server (``LocalTritonServer`` over
 ``example_repo/models``) and measures, in a loop until the time is up, every combination of
-model (simple, mlp, sleepy), protocol (gRPC, HTTP) and concurrency (1, 4). Each result is
-gated as a test would be (``gate.evaluate_test`` with a generous SLA), so the whole path a CI
-run takes is exercised, not just the load generator.
+model (simple, mlp, sleepy), protocol (gRPC, HTTP) and concurrency (1, 4). Each measurement
+runs through the plugin's gate pipeline and is gated as a test's would be (a
+``Measurement`` subject measured by ``GatePipeline.run``, its record judged by
+``gate.evaluate_test`` with a generous SLA), so the whole path a CI run takes is exercised,
+not just the load generator.
 
 It reports requests measured, failed requests, measurements that raised, SLA verdicts, server
 restarts, and the file descriptors, threads and resident memory of this (the plugin's)
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -55,7 +58,8 @@ sys.path.insert(0, str(REPO))
 
 from pytest_triton_perf import sla  # noqa: E402
 from pytest_triton_perf.errors import TritonPerfError  # noqa: E402
-from pytest_triton_perf.gate import GateContext, Measured, evaluate_test  # noqa: E402
+from pytest_triton_perf.gate import GateContext, GatePipeline, evaluate_test  # noqa: E402
+from pytest_triton_perf.gate.subjects import Measurement  # noqa: E402
 from pytest_triton_perf.measure.engine import MeasureSettings, measure  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
 
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     spec = sla.merge_markers("soak", [((), SLA)])
     ctx = GateContext(key={}, environment={}, store=None)
+    pipeline = GatePipeline(ctx)  # no comparison: the SLA only
     workloads = itertools.cycle(itertools.product(MODELS, PROTOCOLS, CONCURRENCIES))
     tally = Tally()
     proc = psutil.Process()
@@ -148,9 +153,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model, protocol, concurrency = next(workloads)
             try:
                 server.check_alive()
-                result = measure(
-                    server, model, protocol=protocol, concurrency=concurrency, settings=settings
-                )
+                run = functools.partial(measure, server, protocol=protocol, concurrency=concurrency)
+                measured = pipeline.run(Measurement(model, run, settings))
             except TritonPerfError as e:
                 tally.measurement_errors += 1
                 tally.problem(f"{model} {protocol} conc={concurrency}: {str(e).splitlines()[0]}")
@@ -164,9 +168,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     print(f"[{time.monotonic() - t0:6.0f} s] server restarted")
                 continue
             tally.measurements += 1
+            result = measured[0].result
             tally.requests += result.requests + result.drained
             tally.failed_requests += result.errors
-            verdict = evaluate_test("soak", spec, [Measured(result)], ctx)
+            verdict = evaluate_test("soak", spec, measured, ctx)
             if verdict.failure is None:
                 tally.sla_pass += 1
             else:
