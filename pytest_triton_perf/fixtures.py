@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pytest
+from typing_extensions import Unpack
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.ab import ABPlan, run_ab
@@ -22,6 +23,7 @@ from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.errors import ArgumentError, ConfigError, TritonPerfError
 from pytest_triton_perf.gate import GateContext, Measured
 from pytest_triton_perf.measure.host import HostLoad
+from pytest_triton_perf.measure.options import LOAD_DEFAULTS, CallOptions, split_windows
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.options import SMOKE_WINDOW_S
 from pytest_triton_perf.report.summary import properties_for
@@ -31,7 +33,6 @@ from pytest_triton_perf.settings import Settings
 from pytest_triton_perf.sla import SlaSpec, parse_marker
 
 if TYPE_CHECKING:
-    import numpy as np
     import tritonclient.grpc
     import tritonclient.http
 
@@ -334,22 +335,31 @@ class TritonPerf:
             )
         self._item.stash[EXTRA_INFO_KEY] = dict(value)
 
+    @overload
     def measure(
         self,
         model: str,
         *,
-        version: str | None = None,
-        concurrency: int | Sequence[int] = 1,
-        request_rate: float | Sequence[float] | None = None,
-        batch_size: int = 1,
-        protocol: str = "grpc",
-        inputs: str | Mapping[str, np.ndarray] = "random",
-        shapes: Mapping[str, Sequence[int]] | None = None,
-        warmup_s: float | None = None,
-        windows: int | None = None,
-        window_s: float | None = None,
-        **engine_options: Any,
-    ) -> Any:
+        concurrency: int = ...,
+        request_rate: float | None = ...,
+        **options: Unpack[CallOptions],
+    ) -> PerfResult: ...
+    @overload
+    def measure(
+        self, model: str, *, concurrency: Sequence[int], **options: Unpack[CallOptions]
+    ) -> list[PerfResult]: ...
+    @overload
+    def measure(
+        self, model: str, *, request_rate: Sequence[float], **options: Unpack[CallOptions]
+    ) -> list[PerfResult]: ...
+    def measure(
+        self,
+        model: str,
+        *,
+        concurrency: int | Sequence[int] = LOAD_DEFAULTS["concurrency"],
+        request_rate: float | Sequence[float] | None = LOAD_DEFAULTS["request_rate"],
+        **options: Unpack[CallOptions],
+    ) -> PerfResult | list[PerfResult]:
         """Drive load against ``model`` and return a :class:`PerfResult`.
 
         ``concurrency`` (closed loop) or ``request_rate`` (open loop, requests/s; with
@@ -368,35 +378,26 @@ class TritonPerf:
         """
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
-        settings = self._call_settings(warmup_s, windows, window_s)
+        windows, engine_options = split_windows(options)
+        settings = self._call_settings(
+            windows.get("warmup_s"), windows.get("windows"), windows.get("window_s")
+        )
         # Validated by the engine, which names the model and the bad value.
-        sweep = isinstance(concurrency, (list, tuple)) or isinstance(request_rate, (list, tuple))
+        sweep = isinstance(concurrency, Sequence) or isinstance(request_rate, Sequence)
         levels: list[dict[str, Any]]
         if request_rate is not None:
-            rates = (
-                list(request_rate) if isinstance(request_rate, (list, tuple)) else [request_rate]
-            )
+            rates = list(request_rate) if isinstance(request_rate, Sequence) else [request_rate]
             levels = [{"request_rate": r} for r in rates]
         else:
-            conc = list(concurrency) if isinstance(concurrency, (list, tuple)) else [concurrency]
+            conc = list(concurrency) if isinstance(concurrency, Sequence) else [concurrency]
             levels = [{"concurrency": c} for c in conc]
         # Errors propagate for pytest.raises to catch; the plugin reports an uncaught one in
         # one line (see plugin.short_failure).
         results = []
         self.server.check_alive()
-        self.server.require_model(model, version)
+        self.server.require_model(model, engine_options.get("version"))
         for level in levels:
-            run = functools.partial(
-                measure_engine,
-                self.server,
-                version=version,
-                **level,
-                batch_size=batch_size,
-                protocol=protocol,
-                inputs=inputs,
-                shapes=shapes,
-                **engine_options,
-            )
+            run = functools.partial(measure_engine, self.server, **level, **engine_options)
             host = HostLoad()
             measured = self._measure_one(run, model, settings)
             measured.host_load = host.finish()
@@ -413,15 +414,7 @@ class TritonPerf:
         limit: float | None = None,
         resolution: float | None = None,
         bounds: Mapping[str, float] | None = None,
-        version: str | None = None,
-        batch_size: int = 1,
-        protocol: str = "grpc",
-        inputs: str | Mapping[str, np.ndarray] = "random",
-        shapes: Mapping[str, Sequence[int]] | None = None,
-        warmup_s: float | None = None,
-        windows: int | None = None,
-        window_s: float | None = None,
-        **engine_options: Any,
+        **load: Unpack[CallOptions],
     ) -> CapacityResult:
         """The highest load ``model`` sustains while every latency bound of the test's
         ``sla`` marker holds (and ``max_error_rate``, 0 unless given): a
@@ -443,19 +436,10 @@ class TritonPerf:
         limits = spec.bounds_for(model) if spec else {}
         if bounds:
             limits.update(parse_marker(f"capacity({model!r}, bounds=...)", (), dict(bounds)))
-        settings = measure_settings(
-            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
-        )
+        windows, options = split_windows(load)
+        settings = measure_settings(self.settings, **windows)
         self.server.check_alive()
-        self.server.require_model(model, version)
-        options = {
-            "version": version,
-            "batch_size": batch_size,
-            "protocol": protocol,
-            "inputs": inputs,
-            "shapes": shapes,
-            **engine_options,
-        }
+        self.server.require_model(model, options.get("version"))
         # The server is warm after the first level: later levels only let the queue settle.
         later = level_settings(settings, 1)
 
@@ -509,7 +493,9 @@ class TritonPerf:
         refs = self.session.references
         arms = refs.arms(model) if refs is not None else None
         if refs is not None and arms is not None:
-            measured, found = self._capacity_ab(model, arms, search, settle, options, settings)
+            measured, found = self._capacity_ab(
+                model, arms, search, settle, dict(options), settings
+            )
         else:
             found = search(model)
             measured = self._capacity_measured(found, model, search, settle)
