@@ -15,6 +15,7 @@ from pytest_triton_perf.errors import (
     ServerStartError,
     TritonPerfError,
 )
+from pytest_triton_perf.fixtures import TritonPerf
 from pytest_triton_perf.footprint import Footprint
 from pytest_triton_perf.measure.result import (
     Interference,
@@ -45,6 +46,7 @@ __all__ = [
     "ServerBreakdown",
     "ServerDiedError",
     "ServerStartError",
+    "TritonPerf",
     "TritonPerfError",
     "WindowResult",
     "Workload",
