@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pytest
+from typing_extensions import Unpack
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.compare import GateSettings
@@ -19,55 +20,25 @@ from pytest_triton_perf.gate.session import (
     GateSession,
     ab_plan,
     call_settings,
-    gate_settings,
     measure_settings,
 )
 from pytest_triton_perf.gate.subjects import Measurement, Recorded, Together, capacity_subject
+from pytest_triton_perf.measure.options import LOAD_DEFAULTS, CallOptions, split_windows
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.report.summary import properties_for
 from pytest_triton_perf.server.base import TritonServer
-from pytest_triton_perf.server_fixtures import (
-    EXTRA_INFO_KEY,
-    MEASURED_KEY,
-    PERF_SESSION_KEY,
-    REFERENCE_KEY,
-    SETTINGS_KEY,
-    SPEC_KEY,
-    make_server,
-    triton_client,
-    triton_grpc_client,
-    triton_perf_session,
-    triton_server,
-)
+from pytest_triton_perf.server_fixtures import EXTRA_INFO_KEY, MEASURED_KEY, SETTINGS_KEY, SPEC_KEY
 from pytest_triton_perf.settings import Settings
 from pytest_triton_perf.sla import parse_marker
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from pytest_triton_perf.capacity import CapacityResult
     from pytest_triton_perf.footprint import Footprint
     from pytest_triton_perf.gate.strategies import Subject
     from pytest_triton_perf.measure.engine import MeasureSettings
     from pytest_triton_perf.search import SearchResult
 
-__all__ = [
-    "EXTRA_INFO_KEY",
-    "MEASURED_KEY",
-    "PERF_SESSION_KEY",
-    "REFERENCE_KEY",
-    "SETTINGS_KEY",
-    "SPEC_KEY",
-    "TritonPerf",
-    "gate_settings",
-    "make_server",
-    "measure_settings",
-    "triton_client",
-    "triton_grpc_client",
-    "triton_perf",
-    "triton_perf_session",
-    "triton_server",
-]
+__all__ = ["TritonPerf", "triton_perf"]
 
 
 class TritonPerf:
@@ -107,22 +78,31 @@ class TritonPerf:
             )
         self._item.stash[EXTRA_INFO_KEY] = dict(value)
 
+    @overload
     def measure(
         self,
         model: str,
         *,
-        version: str | None = None,
-        concurrency: int | Sequence[int] = 1,
-        request_rate: float | Sequence[float] | None = None,
-        batch_size: int = 1,
-        protocol: str = "grpc",
-        inputs: str | Mapping[str, np.ndarray] = "random",
-        shapes: Mapping[str, Sequence[int]] | None = None,
-        warmup_s: float | None = None,
-        windows: int | None = None,
-        window_s: float | None = None,
-        **engine_options: Any,
-    ) -> Any:
+        concurrency: int = ...,
+        request_rate: float | None = ...,
+        **options: Unpack[CallOptions],
+    ) -> PerfResult: ...
+    @overload
+    def measure(
+        self, model: str, *, concurrency: Sequence[int], **options: Unpack[CallOptions]
+    ) -> list[PerfResult]: ...
+    @overload
+    def measure(
+        self, model: str, *, request_rate: Sequence[float], **options: Unpack[CallOptions]
+    ) -> list[PerfResult]: ...
+    def measure(
+        self,
+        model: str,
+        *,
+        concurrency: int | Sequence[int] = LOAD_DEFAULTS["concurrency"],
+        request_rate: float | Sequence[float] | None = LOAD_DEFAULTS["request_rate"],
+        **options: Unpack[CallOptions],
+    ) -> PerfResult | list[PerfResult]:
         """Drive load against ``model`` and return a :class:`PerfResult`.
 
         ``concurrency`` (closed loop) or ``request_rate`` (open loop, requests/s; with
@@ -141,28 +121,24 @@ class TritonPerf:
         """
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
-        settings = call_settings(self.settings, warmup_s, windows, window_s)
+        windows, engine_options = split_windows(options)
+        settings = call_settings(self.settings, **windows)
         # Validated by the engine, which names the model and the bad value.
-        sweep = isinstance(concurrency, (list, tuple)) or isinstance(request_rate, (list, tuple))
+        sweep = isinstance(concurrency, Sequence) or isinstance(request_rate, Sequence)
         levels: list[dict[str, Any]]
         if request_rate is not None:
-            rates = request_rate if isinstance(request_rate, (list, tuple)) else [request_rate]
+            rates = list(request_rate) if isinstance(request_rate, Sequence) else [request_rate]
             levels = [{"request_rate": r} for r in rates]
         else:
-            conc = concurrency if isinstance(concurrency, (list, tuple)) else [concurrency]
+            conc = list(concurrency) if isinstance(concurrency, Sequence) else [concurrency]
             levels = [{"concurrency": c} for c in conc]
-        options: dict[str, Any] = dict(
-            version=version, batch_size=batch_size, protocol=protocol, inputs=inputs, shapes=shapes
-        )
         # Errors propagate for pytest.raises to catch; the plugin reports an uncaught one in
         # one line (see plugin.short_failure).
         self.server.check_alive()
-        self.server.require_model(model, version)
+        self.server.require_model(model, engine_options.get("version"))
         results = []
         for level in levels:
-            run = functools.partial(
-                measure_engine, self.server, **level, **options, **engine_options
-            )
+            run = functools.partial(measure_engine, self.server, **level, **engine_options)
             (measured,) = self._run(Measurement(model, run, settings), settings)
             results.append(measured.result)
         return results if sweep else results[0]
@@ -176,15 +152,7 @@ class TritonPerf:
         limit: float | None = None,
         resolution: float | None = None,
         bounds: Mapping[str, float] | None = None,
-        version: str | None = None,
-        batch_size: int = 1,
-        protocol: str = "grpc",
-        inputs: str | Mapping[str, np.ndarray] = "random",
-        shapes: Mapping[str, Sequence[int]] | None = None,
-        warmup_s: float | None = None,
-        windows: int | None = None,
-        window_s: float | None = None,
-        **engine_options: Any,
+        **load: Unpack[CallOptions],
     ) -> CapacityResult:
         """The highest load ``model`` sustains while every latency bound of the test's
         ``sla`` marker holds (and ``max_error_rate``, 0 unless given): a
@@ -205,21 +173,11 @@ class TritonPerf:
         limits = spec.bounds_for(model) if spec else {}
         if bounds:
             limits.update(parse_marker(f"capacity({model!r}, bounds=...)", (), dict(bounds)))
-        settings = measure_settings(
-            self.settings, warmup_s=warmup_s, windows=windows, window_s=window_s
-        )
+        windows, options = split_windows(load)
+        settings = measure_settings(self.settings, **windows)
         self.server.check_alive()
-        self.server.require_model(model, version)
-        engine = functools.partial(
-            measure_engine,
-            self.server,
-            version=version,
-            batch_size=batch_size,
-            protocol=protocol,
-            inputs=inputs,
-            shapes=shapes,
-            **engine_options,
-        )
+        self.server.require_model(model, options.get("version"))
+        engine = functools.partial(measure_engine, self.server, **options)
         comparing = self.settings.compare or self.settings.save
         subject = capacity_subject(
             engine,

@@ -22,7 +22,12 @@ import pytest
 from pytest_triton_perf import metrics, sla
 from pytest_triton_perf.baseline.reference import export_git_ref, remove_export
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
-from pytest_triton_perf.fixtures import (
+from pytest_triton_perf.fixtures import triton_perf
+from pytest_triton_perf.gate import evaluate_test, extra_info_problem, smoke_failure
+from pytest_triton_perf.options import BASELINE_DIR, OPTIONS, Option
+from pytest_triton_perf.report import registry
+from pytest_triton_perf.report.summary import sla_property
+from pytest_triton_perf.server_fixtures import (
     EXTRA_INFO_KEY,
     MEASURED_KEY,
     PERF_SESSION_KEY,
@@ -31,14 +36,9 @@ from pytest_triton_perf.fixtures import (
     SPEC_KEY,
     triton_client,
     triton_grpc_client,
-    triton_perf,
     triton_perf_session,
     triton_server,
 )
-from pytest_triton_perf.gate import evaluate_test, extra_info_problem, smoke_failure
-from pytest_triton_perf.options import BASELINE_DIR, OPTIONS, Option
-from pytest_triton_perf.report import registry
-from pytest_triton_perf.report.summary import sla_property
 from pytest_triton_perf.session_plugins import PerfSummary, ShardSelector
 from pytest_triton_perf.settings import Settings, build_settings
 from pytest_triton_perf.verdicts import MeasurementRecord

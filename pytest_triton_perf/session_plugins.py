@@ -23,10 +23,10 @@ from pytest_triton_perf.baseline.shards import (
 )
 from pytest_triton_perf.baseline.store import BaselineError, BaselineStore
 from pytest_triton_perf.errors import TritonPerfError
-from pytest_triton_perf.fixtures import PERF_SESSION_KEY, SETTINGS_KEY
 from pytest_triton_perf.gate import baseline_run
 from pytest_triton_perf.report import registry
 from pytest_triton_perf.report.context import ReportContext
+from pytest_triton_perf.server_fixtures import PERF_SESSION_KEY, SETTINGS_KEY
 from pytest_triton_perf.settings import Settings
 from pytest_triton_perf.verdicts import MeasurementRecord
 

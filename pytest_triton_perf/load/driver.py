@@ -12,7 +12,7 @@ import contextlib
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from pytest_triton_perf.load import grpc_client, h2_client, http_client, stream
 from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor, cancel_and_wait
@@ -28,7 +28,9 @@ from pytest_triton_perf.urls import parse_url
 MAX_GRPC_CHANNELS = 16
 #: HTTP/2 connections of the lean gRPC client per process (streams are multiplexed).
 MAX_H2_CONNECTIONS = 4
-GRPC_CLIENTS = ("lean", "grpcio")
+#: What ``grpc_client`` accepts: HTTP/2 written directly, or grpc.aio.
+GrpcClient = Literal["lean", "grpcio"]
+GRPC_CLIENTS: tuple[GrpcClient, ...] = get_args(GrpcClient)
 #: Open loop: connections opened before the clock starts (more are opened on demand).
 OPEN_LOOP_PRECONNECT = 8
 

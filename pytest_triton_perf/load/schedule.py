@@ -10,12 +10,12 @@ superposition is a Poisson process of ``rate``), each seeded from the one record
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 ArrivalKind = Literal["constant", "poisson"]
-ARRIVALS: tuple[str, ...] = ("constant", "poisson")
+ARRIVALS: tuple[ArrivalKind, ...] = get_args(ArrivalKind)
 
 #: Offsets are generated in chunks of this many (bounded memory for long runs).
 CHUNK = 4096

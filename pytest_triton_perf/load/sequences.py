@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from time import perf_counter_ns
+from typing import Literal, get_args
 
 from pytest_triton_perf.load import grpc_client, http_client
 from pytest_triton_perf.load.recorder import Recorder
@@ -40,7 +41,8 @@ from pytest_triton_perf.load.transport import RawInferClient, TransportError
 DEFAULT_LENGTH = 20
 DEFAULT_VARIATION = 0.2
 #: What ``sequence_id_type`` accepts: "auto" follows the model's CORRID control.
-ID_TYPES = ("auto", "uint64", "string")
+IdType = Literal["auto", "uint64", "string"]
+ID_TYPES: tuple[IdType, ...] = get_args(IdType)
 
 
 @dataclass(frozen=True)

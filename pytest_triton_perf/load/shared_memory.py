@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 import numpy as np
@@ -60,7 +60,8 @@ from pytest_triton_perf.server.http import HttpStatusError
 from pytest_triton_perf.urls import parse_url
 
 #: What ``measure(shared_memory=...)`` takes: tensors over the socket, or through regions.
-KINDS = ("none", "system", "cuda")
+ShmKind = Literal["none", "system", "cuda"]
+KINDS: tuple[ShmKind, ...] = get_args(ShmKind)
 #: Tensors start on this boundary inside a region.
 ALIGN = 64
 #: Where POSIX shared memory objects live on Linux.

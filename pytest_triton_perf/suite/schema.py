@@ -2,25 +2,32 @@
 validator (:mod:`.loader`) and the JSON Schema (:func:`json_schema`, published as
 ``triton-perf-suite.schema.json`` and printed by ``triton-perf schema``) are made.
 
-Keys of ``measure()`` that have no row here but that the measurement engine takes (a
-keyword added to the engine later) are accepted too and passed on as they are: see
-:func:`engine_keywords`.
+A test's keys are the load options (:class:`~pytest_triton_perf.measure.options.LoadOptions`,
+the one list of what ``measure()`` takes) and the suite's own (:data:`NOT_KEYWORDS`). A load
+option has a row here where its values are checked more closely than its type says; one
+without a row (a keyword added later) is accepted too, checked as its type says and
+documented by its line in ``LoadOptions``: see :func:`unlisted_options`.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import json
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pytest_triton_perf import metrics, sla
 from pytest_triton_perf.capacity import AXES
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.load.driver import GRPC_CLIENTS
+from pytest_triton_perf.load.prompts import parse_rule
 from pytest_triton_perf.load.schedule import ARRIVALS
+from pytest_triton_perf.load.sequences import ID_TYPES
+from pytest_triton_perf.measure import options
+from pytest_triton_perf.measure.result import Protocol
 from pytest_triton_perf.search.objective import ALIASES as OBJECTIVE_ALIASES
 from pytest_triton_perf.search.objective import MAXIMISE
 from pytest_triton_perf.search.space import KEYS as SPACE_KEYS
@@ -34,6 +41,7 @@ from pytest_triton_perf.suite.kinds import (
     Either,
     Field,
     KeyProblem,
+    Kind,
     ListOf,
     MapOf,
     Number,
@@ -47,8 +55,7 @@ from pytest_triton_perf.suite.kinds import (
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "triton-perf-suite.schema.json"
 #: Test names: what pytest ids and ``-k`` take without quoting.
 NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
-PROTOCOLS = ("grpc", "http")
-SEQUENCE_ID_TYPES = ("auto", "uint64", "string")
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 #: Placeholder test name for the sla parsers, whose messages start with ``<test>: ``.
 _WHO = "\0"
 
@@ -112,6 +119,49 @@ def parse_search_space(value: Any, path: str) -> dict[str, Any]:
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return dict(value)
+
+
+def parse_prompt_length(value: Any, path: str) -> Any:
+    """``prompt_length``: one length rule, or a rule per input name; each checked by the
+    prompts' own parser (which input is a prompt, only the model's metadata tells)."""
+    per_input = isinstance(value, Mapping) and not set(value) <= {"mean", "stddev"}
+    rules = list(value.items()) if per_input else [("", value)]
+    for name, rule in rules:
+        where = f"{path}.{name}" if name else path
+        try:
+            parse_rule("", rule, where)
+        except ValueError as e:
+            # The parser's message starts with the model, which a suite names elsewhere.
+            raise ValueError(str(e).partition(": ")[2]) from None
+    return value
+
+
+_PROMPT_RULE: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1},
+        {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 1},
+            "minItems": 2,
+            "maxItems": 2,
+        },
+        {
+            "type": "object",
+            "properties": {
+                "mean": {"type": "number", "minimum": 1},
+                "stddev": {"type": "number", "minimum": 0},
+            },
+            "required": ["mean", "stddev"],
+            "additionalProperties": False,
+        },
+    ]
+}
+PROMPT_LENGTH_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        _PROMPT_RULE,
+        {"type": "object", "minProperties": 1, "additionalProperties": _PROMPT_RULE},
+    ]
+}
 
 
 def _bound_schema(key: str) -> dict[str, Any]:
@@ -208,6 +258,15 @@ REGRESSION = Ref(
         parse_regression_map,
         REGRESSION_SCHEMA,
         "a mapping of metric -> minimum effect (p99: 15%), or false",
+    ),
+)
+PROMPT_LENGTH = Ref(
+    "prompt_length",
+    Checked(
+        parse_prompt_length,
+        PROMPT_LENGTH_SCHEMA,
+        "a number of tokens >= 1, [low, high], {mean, stddev}, or a mapping of input name -> "
+        "one of these",
     ),
 )
 SPACE = Checked(
@@ -350,8 +409,14 @@ TEST_FIELDS: tuple[Field, ...] = (
     Field("sequence_length", COUNT, "sequence models: requests per sequence", "10"),
     Field("sequence_length_variation", Number(0.0, exclusive=False), "sequence models: the "
           "length's variation, a fraction", "0.2"),
-    Field("sequence_id_type", Choice(SEQUENCE_ID_TYPES), "sequence models: correlation ID "
+    Field("sequence_id_type", Choice(ID_TYPES), "sequence models: correlation ID "
           "type (default auto)", "uint64"),
+    Field("token_output", Text(), "streaming models: the output whose elements are a "
+          "response's tokens", "TOKEN"),
+    Field("stream_timeout_s", Number(0.0, unit=SECONDS), "streaming models: the longest wait "
+          "for a request's next response (default 10)", "30"),
+    Field("prompt_length", PROMPT_LENGTH, "prompt inputs' length in tokens: fixed, [low, high] "
+          "or {mean, stddev}, or by input name", "[64, 512]"),
     Field("sla", SLA, "the sla marker's keys: bounds checked on every measurement",
           "{p99_ms: 30, min_throughput: 50}"),
     Field("regression", REGRESSION, "minimum effects of baseline comparisons (the marker's "
@@ -365,31 +430,43 @@ LOAD_KEYWORDS = ("concurrency", "request_rate", "arrival", "seed", "max_in_fligh
 NOT_KEYWORDS = ("name", "model", "load", "sla", "regression", "markers")
 
 
-@functools.cache
-def engine_keywords() -> tuple[str, ...]:
-    """Keywords of the measurement engine's ``measure()`` that no row of the table names:
-    accepted in a test and passed on as they are (the engine checks them)."""
-    from pytest_triton_perf.measure.engine import measure
-
+def unlisted_options() -> tuple[str, ...]:
+    """The load options (``LoadOptions``) that no row of the table names: accepted in a
+    test, checked as their type says, and passed on to ``measure()``."""
     known = {f.key for f in TEST_FIELDS} | set(LOAD_KEYWORDS)
-    params = inspect.signature(measure).parameters.values()
-    return tuple(
-        p.name
-        for p in params
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-        and p.name not in known
-        and p.name not in ("settings",)
-    )
+    return tuple(k for k in options.keys(options.LoadOptions) if k not in known)
 
 
-def _passed_on(key: str) -> Field:
-    return Field(key, Anything(), "passed to measure() as it is (the engine checks it)")
+def kind_of(hint: Any) -> Kind:
+    """The kind of a value of type ``hint``: a choice for a Literal, a text, a whole number,
+    true or false, a list or a mapping of these; None (the default) is left out. Any value
+    for the rest: the engine checks it."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal and all(isinstance(a, str) for a in args):
+        return Choice(args)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [kind_of(a) for a in args if a is not type(None)]
+        if any(isinstance(k, Anything) for k in kinds):
+            return Anything()
+        return kinds[0] if len(kinds) == 1 else Either(tuple(kinds))
+    if origin in (Sequence, list) and len(args) == 1:
+        return ListOf(kind_of(args[0]))
+    if origin in (Mapping, dict) and args[:1] == (str,):
+        return MapOf(kind_of(args[1]))
+    simple: dict[Any, Kind] = {str: Text(), int: Whole(None), bool: Boolean()}
+    return simple.get(hint, Anything())
+
+
+def _unlisted(key: str) -> Field:
+    hint = typing.get_type_hints(options.LoadOptions)[key]
+    text = options.docs().get(key, "a keyword of measure(), passed on to it")
+    return Field(key, kind_of(hint), text.replace("``", "").rstrip("."))
 
 
 @functools.cache
 def test_record(defaults: bool = False) -> Record:
     """A test's record (``defaults``: every key optional, no ``name``)."""
-    fields = [*TEST_FIELDS, *(_passed_on(k) for k in engine_keywords())]
+    fields = [*TEST_FIELDS, *(_unlisted(k) for k in unlisted_options())]
     if defaults:
         fields = [f for f in fields if f.key != "name"]
     return Record("defaults" if defaults else "test", tuple(fields))
@@ -437,7 +514,10 @@ def json_schema() -> dict[str, Any]:
         "definitions": {
             "test": test,
             "defaults": defaults,
-            **{ref.name: ref.kind.schema() for ref in (LOAD, INPUTS, SLA, BOUNDS, REGRESSION)},
+            **{
+                ref.name: ref.kind.schema()
+                for ref in (LOAD, INPUTS, PROMPT_LENGTH, SLA, BOUNDS, REGRESSION)
+            },
         },
     }
 

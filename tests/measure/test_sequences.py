@@ -21,7 +21,8 @@ import tritonclient.http
 from pytest_triton_perf.errors import InputSpecError
 from pytest_triton_perf.load.model_info import fetch_stats
 from pytest_triton_perf.load.model_spec import ModelSpec
-from pytest_triton_perf.measure.engine import MeasureSettings, _sequence_plan, measure
+from pytest_triton_perf.measure.checks import sequence_plan
+from pytest_triton_perf.measure.engine import MeasureSettings, measure
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.measure.server_stats import StatsSnapshot
 from pytest_triton_perf.server.local import LocalTritonServer
@@ -181,7 +182,7 @@ def test_more_sequences_than_slots_are_noted() -> None:
         "instance_group": [{"count": 1}],
     }
     spec = ModelSpec.from_metadata({"name": "m"}, config)
-    plan, notes = _sequence_plan(spec, 5, None, "auto", request_rate=None, concurrency=3, seed=0)
+    plan, notes = sequence_plan(spec, 5, None, "auto", request_rate=None, concurrency=3, seed=0)
     assert plan is not None and (plan.length, plan.variation) == (5, 0.0)
     assert notes == (
         "3 sequences in flight on 2 sequence slot(s) (direct strategy): the others wait in"

@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from pytest_triton_perf.errors import ConfigError, ServerStartError
-from pytest_triton_perf.fixtures import make_server
 from pytest_triton_perf.options.container import (
     GpuRequest,
     parse_docker_kwargs,
@@ -30,6 +29,7 @@ from pytest_triton_perf.server.docker_engine import (
     split_reference,
 )
 from pytest_triton_perf.server.remote import RemoteTritonServer
+from pytest_triton_perf.server_fixtures import make_server
 from pytest_triton_perf.settings import Settings, build_settings
 from tests.conftest import EXAMPLE_MODELS
 
@@ -274,7 +274,7 @@ def test_a_conftest_defining_gpus_leaves_us_triton_gpus_and_says_so_once(
     pytester.makepyfile(
         """
         def test_settings(pytestconfig):
-            from pytest_triton_perf.fixtures import SETTINGS_KEY
+            from pytest_triton_perf.server_fixtures import SETTINGS_KEY
 
             assert pytestconfig.stash[SETTINGS_KEY].gpus is None
             assert pytestconfig.getoption("--gpus") == "2"
@@ -296,7 +296,7 @@ def test_without_a_clash_gpus_and_triton_gpus_are_twins(pytester: pytest.Pyteste
     pytester.makepyfile(
         """
         def test_settings(pytestconfig):
-            from pytest_triton_perf.fixtures import SETTINGS_KEY
+            from pytest_triton_perf.server_fixtures import SETTINGS_KEY
 
             assert pytestconfig.stash[SETTINGS_KEY].gpus.count == 2
         """

@@ -3,12 +3,17 @@ one error naming file, line and column, the key, the value and what is accepted.
 
 from __future__ import annotations
 
+import json
 import textwrap
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
+from pytest_triton_perf.measure.options import LoadOptions, docs, keys
 from pytest_triton_perf.suite import schema
+from pytest_triton_perf.suite.kinds import Record
 from pytest_triton_perf.suite.loader import SuiteError, load_suite
 from tests.conftest import REPO
 
@@ -165,40 +170,72 @@ def test_every_measure_keyword_is_reachable(tmp_path: Path) -> None:
             sequence_length: 10
             sequence_length_variation: 0.2
             sequence_id_type: uint64
-            load: {concurrency: 2, seed: 1}
+            token_output: TOKEN
+            stream_timeout_s: 30
+            prompt_length: {PROMPT: [64, 512], ids: {mean: 256, stddev: 64}}
+            shared_memory: system
+            composing_models: [simple, sleepy]
+            load: {request_rate: 50, seed: 1, arrival: poisson, max_in_flight: 8}
         """,
     ).tests
     assert test.inline_inputs
     assert test.arguments["version"] == "1"
     assert test.arguments["inputs"][2] == str(tmp_path / "data.json")
-    engine = {"concurrency", "seed", "version", "batch_size", "protocol", "inputs", "shapes"}
-    engine |= {"workers", "grpc_client", "sequence_length", "sequence_length_variation"}
-    engine |= {"sequence_id_type", "warmup_s", "windows", "window_s"}
-    assert set(test.arguments) == engine
+    assert test.arguments["prompt_length"]["PROMPT"] == [64, 512]
+    # Every load option but concurrency (the closed loop) reaches the call.
+    assert set(test.arguments) == set(keys(LoadOptions)) - {"concurrency"}
 
 
-def test_an_engine_keyword_without_a_row_is_passed_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A keyword the engine takes but the table does not name yet (a later addition) is
-    accepted and passed to measure() as it is; the engine checks its value."""
-    monkeypatch.setattr(schema, "engine_keywords", lambda: ("shared_memory",))
-    schema.test_record.cache_clear()
-    schema.document_record.cache_clear()
-    try:
-        (test,) = suite(
-            tmp_path,
-            "tests: [{name: t, model: simple, shared_memory: system}]",
-        ).tests
-        assert test.arguments == {"shared_memory": "system"}
-        assert "shared_memory" in schema.json_schema()["definitions"]["test"]["properties"]
-    finally:
-        monkeypatch.undo()
-        schema.test_record.cache_clear()
-        schema.document_record.cache_clear()
-    assert (
-        "shared_memory" in problems(tmp_path, "tests: [{name: t, model: s, shared_memory: 1}]")[0]
-    )
+def test_every_load_option_is_a_key_of_the_validator_and_of_the_published_schema() -> None:
+    """The keys come from LoadOptions, the one list of measure()'s keywords: each is a key
+    of a test (or of its load:), in the validator's table and in the committed schema file,
+    and no row names a keyword measure() does not take."""
+    published = json.loads(schema.SCHEMA_FILE.read_text(encoding="utf-8"))["definitions"]
+    load = schema.LOAD.kind
+    assert isinstance(load, Record)
+    test_keys, load_keys = schema.test_record().by_key, load.by_key
+    for key in keys(LoadOptions):
+        if key in schema.LOAD_KEYWORDS:
+            assert key in load_keys and key in published["load"]["properties"], key
+        else:
+            assert key in test_keys and key in published["test"]["properties"], key
+            assert key in published["defaults"]["properties"], key
+    rows = {f.key for f in schema.TEST_FIELDS} - set(schema.NOT_KEYWORDS)
+    assert rows | set(schema.LOAD_KEYWORDS) <= set(keys(LoadOptions))
+
+
+def test_a_load_option_without_a_row_is_checked_as_its_type_says(tmp_path: Path) -> None:
+    """shared_memory has no row in the table: its Literal type makes it a choice, with the
+    line of documentation LoadOptions gives it."""
+    assert "shared_memory" in schema.unlisted_options()
+    (test,) = suite(tmp_path, "tests: [{name: t, model: simple, shared_memory: system}]").tests
+    assert test.arguments == {"shared_memory": "system"}
+    (problem,) = problems(tmp_path, "tests: [{name: t, model: s, shared_memory: sytem}]")
+    assert problem.endswith(
+        "t: shared_memory: 'sytem' is not accepted. Did you mean 'system'? Accepted: one of"
+        " 'none', 'system', 'cuda'."
+    ), problem
+    field = schema.test_record().by_key["shared_memory"]
+    assert field.text == docs()["shared_memory"].replace("``", "").rstrip(".")
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        (Literal["a", "b"], {"enum": ["a", "b"]}),
+        (str | None, {"type": "string", "minLength": 1}),
+        (Sequence[int], {"type": "array", "minItems": 1, "items": {"type": "integer"}}),
+        (
+            Mapping[str, bool],
+            {"type": "object", "additionalProperties": {"type": "boolean"}, "minProperties": 1},
+        ),
+        (int | Literal["auto"], {"anyOf": [{"type": "integer"}, {"enum": ["auto"]}]}),
+        (float, {}),
+        (int | float, {}),
+    ],
+)
+def test_the_kind_of_a_type(hint: Any, expected: dict[str, Any]) -> None:
+    assert schema.kind_of(hint).schema() == expected
 
 
 def test_yaml_anchors_and_merge_keys_share_keys(tmp_path: Path) -> None:

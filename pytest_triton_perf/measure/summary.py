@@ -1,0 +1,174 @@
+"""From what one measurement saw to its :class:`~pytest_triton_perf.measure.result.PerfResult`:
+the figures of the windows (latencies pooled over them) and what qualifies them (a saturated
+load generator, late sends, other traffic, outputs read back from shared memory)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytest_triton_perf.load.driver import PhaseStats
+from pytest_triton_perf.load.recorder import Records
+from pytest_triton_perf.load.shared_memory import SharedMemory
+from pytest_triton_perf.measure import streaming
+from pytest_triton_perf.measure.memory import MemoryPeaks
+from pytest_triton_perf.measure.plan import MeasureSettings, Plan
+from pytest_triton_perf.measure.result import LatencyStats, PerfResult, Pipeline, ServerBreakdown
+from pytest_triton_perf.measure.windows import is_stable, pool, window_results
+
+#: Share of one core the event loop may use before the run is flagged client-bound.
+CLIENT_BOUND_CPU = 0.9
+#: A send later than this after its scheduled time is late (perf_analyzer's threshold).
+LATE_NS = 1_000_000
+#: Share of late sends above which an open loop is flagged (perf_analyzer warns at 1%).
+LATE_SHARE_LIMIT = 0.01
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one measurement saw, before it is summarised into a PerfResult."""
+
+    records: Records  # every request of the windows and of the final drain
+    boundaries: list[int]  # window boundaries (perf_counter ns); the first is t0
+    stats: PhaseStats  # the load generator's own cost over the windows
+    cancelled: int  # requests still in flight when the drain timed out
+    workers: int
+    server: ServerBreakdown | None
+    memory: MemoryPeaks
+    unavailable: Mapping[str, str]  # figure -> why it has no value
+    other_traffic: tuple[tuple[str, int], ...]
+    notes: tuple[str, ...]  # said while measuring (e.g. more worker processes)
+    pipeline: Pipeline | None = None  # per composing model, for ensembles and BLS models
+
+
+def generator_saturated(records: Records, stats: PhaseStats) -> bool:
+    """The load generator, not the server, limited this phase."""
+    if stats.loop_share >= CLIENT_BOUND_CPU:
+        return True
+    late = records.late_share(LATE_NS)
+    # Late sends while connections were free: the loop could not keep the schedule.
+    return late is not None and late > LATE_SHARE_LIMIT and stats.pool_exhausted == 0
+
+
+def summarise(plan: Plan, seen: Observed) -> PerfResult:
+    """The figures of the windows (latencies pooled over them), and what qualifies them."""
+    batch = plan.workload.batch_size
+    t0, t_end = seen.boundaries[0], seen.boundaries[-1]
+    span = seen.records.between(t0, t_end)
+    late = span.late_share(LATE_NS)
+    client_bound = generator_saturated(span, seen.stats)
+    duration_s = (t_end - t0) / 1e9
+    wins = window_results(seen.records, seen.boundaries, batch)
+    pooled = pool(seen.records, seen.boundaries, batch)
+    unavailable = {**seen.unavailable, **seen.memory.unavailable}
+    sequences = span.sequences if plan.spec.sequence is not None else None
+    tokens = plan.load.stream.token_output if plan.load.stream else None
+    if plan.load.stream is not None:
+        wins = streaming.with_windows(wins, seen.records, seen.boundaries, tokens)
+        if tokens is None:
+            unavailable["output_tokens_per_s"] = (
+                "tokens are not counted: name the output that carries them, e.g."
+                " measure(..., token_output='OUTPUT0')"
+            )
+    return PerfResult(
+        model=plan.spec.name,
+        version=plan.workload.version,
+        workload=plan.workload,
+        throughput=pooled.throughput,
+        latency_ms=pooled.latency_ms,
+        requests=pooled.requests,
+        errors=pooled.errors,
+        windows=wins,
+        duration_s=pooled.duration_s,
+        stable=is_stable(wins, plan.settings.stability_pct),
+        server=seen.server,
+        gpu_memory_mb=seen.memory.gpu_mb,
+        cpu_memory_mb=seen.memory.cpu_mb,
+        unavailable=tuple(sorted(unavailable.items())),
+        first_error=pooled.first_error,
+        client_bound=client_bound,
+        seed=plan.seed,
+        latencies_ms=pooled.latencies_ms,
+        # Answered after the last window closed: counted by the server, not in the figures.
+        drained=len(seen.records.between(t_end, np.iinfo(np.int64).max)),
+        client_cpu=seen.stats.loop_share,
+        notes=tuple(_notes(plan.settings, seen, late, client_bound, plan.notes)),
+        client_cpu_s=seen.stats.process_cpu_s,
+        late_share=late,
+        request_rate_achieved=len(span) / duration_s if duration_s > 0 else 0.0,
+        workers=seen.workers,
+        gpu_memory_delta_mb=seen.memory.gpu_delta_mb,
+        other_traffic=seen.other_traffic,
+        sequences=len(sequences) if sequences is not None else None,
+        sequence_errors=int((~sequences.ok).sum()) if sequences is not None else None,
+        sequence_latency_ms=(
+            LatencyStats.from_samples(sequences.latency_ns[sequences.ok] / 1e6)
+            if sequences is not None
+            else None
+        ),
+        sequence_slots=plan.spec.sequence.slots if plan.spec.sequence is not None else None,
+        stream=streaming.figures(seen.records, seen.boundaries, pooled.duration_s, tokens),
+        pipeline=seen.pipeline,
+    )
+
+
+def _notes(
+    settings: MeasureSettings,
+    seen: Observed,
+    late: float | None,
+    client_bound: bool,
+    plan_notes: Sequence[str] = (),
+) -> list[str]:
+    """What a reader of the figures must know: a busy server, cancelled or late requests,
+    a saturated load generator."""
+    notes = [*plan_notes, *seen.notes]
+    if seen.other_traffic:
+        notes.append(
+            "the server was not idle: other models completed requests during the measurement ("
+            + ", ".join(f"{name}: {n}" for name, n in seen.other_traffic)
+            + "); the figures include that load"
+        )
+    if seen.cancelled:
+        notes.append(
+            f"{seen.cancelled} request(s) still in flight {settings.drain_timeout_s:g}s after the"
+            " last window were cancelled; server statistics may include them"
+        )
+    if late is not None and late > LATE_SHARE_LIMIT:
+        notes.append(
+            f"{late:.1%} of requests were sent more than {LATE_NS / 1e6:g} ms after their"
+            " scheduled time"
+            + (
+                f" ({seen.stats.pool_exhausted} waited for one of max_in_flight connections)"
+                if seen.stats.pool_exhausted
+                else " (the load generator fell behind)"
+            )
+        )
+    if client_bound:
+        notes.append(
+            "client-bound: the load generator was saturated; figures show its limit, not"
+            " the server's"
+        )
+    return notes
+
+
+def shared_memory_outcome(
+    result: PerfResult, regions: SharedMemory, expected: Sequence[Mapping[str, bytes]] | None
+) -> PerfResult:
+    """The result with ``outputs_verified`` (the outputs read back from the output region
+    against the answer over the socket) and a note when they differ, before the regions go."""
+    if expected is None or result.requests == 0:
+        return result
+    differ = regions.verify(expected)
+    notes = result.notes
+    if differ:
+        notes = (
+            *notes,
+            f"shared memory ({regions.kind}): the outputs read back from the output region"
+            f" differ from the server's answer over the socket to the same inputs for"
+            f" {', '.join(differ)}: a model whose outputs vary between calls, or outputs not"
+            " written to the region",
+        )
+    return dataclasses.replace(result, outputs_verified=not differ, notes=notes)
