@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_triton_perf import metrics
+from pytest_triton_perf import metrics, sla
 from pytest_triton_perf.errors import ArgumentError
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.numbers import fmt
@@ -82,19 +82,14 @@ def latency_bounds(bounds: Mapping[str, float]) -> dict[str, float]:
 
 
 def breaches(result: PerfResult, bounds: Mapping[str, float]) -> tuple[str, ...]:
-    """The limiting bounds ``result`` breaks, as text (``"p99_ms 43.1 > 30"``); empty: it holds."""
+    """The limiting bounds ``result`` breaks, as text (``"p99_ms 43.1 > 30"``); empty: it
+    holds. TTFT and ITL bound streaming models only."""
     figures = result.summary()
-    out = []
-    for key, bound in latency_bounds(bounds).items():
-        meta = metrics.BY_SLA_KEY[key]
-        value = figures[meta.name]
-        if meta.streaming_only and result.stream is None:
-            continue  # TTFT and ITL bound streaming models only
-        if value is None:
-            out.append(f"{key} unavailable (no request succeeded)")
-        elif value > bound:
-            out.append(f"{key} {fmt(value)} > {fmt(bound)}")
-    return tuple(out)
+    limits = sla.applicable(latency_bounds(bounds), result, figures)
+    return tuple(
+        f"{b} (no request succeeded)" if b.value is None else str(b)
+        for b in sla.breaches(figures, limits)
+    )
 
 
 @dataclass(frozen=True)

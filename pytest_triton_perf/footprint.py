@@ -6,7 +6,7 @@ measures both for one model:
 
 1. the model is loaded alone into the running server through the repository API (explicit
    model control): as itself when the server has not loaded it, else as a fresh copy of its
-   files under ``<model>__fp`` (:func:`~pytest_triton_perf.baseline.reference.load_model_copy`,
+   files under ``<model>__fp`` (:class:`~pytest_triton_perf.server.variants.Variants`,
    the one way variants enter a server), so that the delta is a whole new instance's;
 2. memory is sampled **before** the load, **after** it, and **under load** (a short
    measurement of the loaded model while a sampler keeps the peak);
@@ -34,17 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.baseline.reference import config_json, load_model_copy, unload_models
 from pytest_triton_perf.errors import ArgumentError, ModelNotReadyError, TritonPerfError
 from pytest_triton_perf.measure.engine import MeasureSettings
 from pytest_triton_perf.measure.memory import MB, NvmlSource, open_nvml, process_tree_memory
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.search.config import parse_config
-from pytest_triton_perf.search.runner import model_directory
+from pytest_triton_perf.server.variants import (
+    Variants,
+    footprint_name,
+    load_error,
+    model_directory,
+)
 from pytest_triton_perf.urls import parse_url
 
-#: Name suffix of the copy loaded when the server already serves the model.
-SUFFIX = "__fp"
 #: Samples per stage (their median): one reading can catch an allocation in passing.
 STAGE_SAMPLES = 3
 STAGE_INTERVAL_S = 0.1
@@ -378,14 +380,10 @@ class _Loader:
     """Loads the model (or its copy) alone and unloads it again."""
 
     def __init__(self, server: Any, model: str, model_repository: Any) -> None:
-        import tritonclient.http
-
         self.server = server
         self.model = model
-        self.timeout_s = max(float(getattr(server, "startup_timeout_s", 120.0)), 30.0)
-        self.client = tritonclient.http.InferenceServerClient(
-            server.http_url, network_timeout=self.timeout_s
-        )
+        self.variants = Variants(server)
+        self.timeout_s = self.variants.timeout_s
         self.loaded = ""
         self.notes: list[str] = []
         self._repository = model_repository
@@ -396,35 +394,34 @@ class _Loader:
         from tritonclient.utils import InferenceServerException
 
         copy = self.server.model_ready(self.model)
-        name = f"{self.model}{SUFFIX}" if copy else self.model
+        name = footprint_name(self.model) if copy else self.model
         if copy:
-            try:
-                src: Path = model_directory(self.server, self.model, self._repository)
-            except ArgumentError as e:
-                raise ArgumentError(
-                    f"footprint of model '{self.model}': the server already serves it, so a "
-                    f"fresh copy is loaded from its files, which are not at hand ("
-                    f"{str(e).split(': ', 1)[-1].split('. Pass')[0]}); pass "
-                    f"model_repository=DIR, or set --triton-model-repository with --triton-url"
-                ) from None
-            config = config_json(parse_config(src / "config.pbtxt"), name)
+            src = model_directory(
+                self.server,
+                self.model,
+                self._repository,
+                who=f"footprint of model '{self.model}'",
+                then=", or set --triton-model-repository with --triton-url: the server already "
+                "serves the model, so a fresh copy is loaded from its files",
+            )
+            config = parse_config(src / "config.pbtxt")
             # A copy left by an interrupted run would make the load a no-op.
-            unload_models(self.client, [name], self.timeout_s)
+            self.variants.unload([name])
             self.notes.append(
                 f"the server already serves '{self.model}': a fresh copy was loaded as '{name}'"
             )
         self.loaded = name
         try:
             if copy:
-                load_model_copy(self.client, src, name, config)
+                self.variants.load(src, name, config)
             else:
-                self.client.load_model(name)
+                self.variants.client().load_model(name)
         except InferenceServerException as e:
             self.server.check_alive()
             raise ModelNotReadyError(
                 f"footprint of model '{self.model}': loading it as '{name}' failed: "
-                f"{str(e.message() or e).split(chr(10) + chr(10) + 'At:')[0]}. The server must "
-                f"allow model control (--model-control-mode=explicit)."
+                f"{load_error(str(e.message() or e))}. The server must allow model control "
+                f"(--model-control-mode=explicit)."
             ) from None
         except OSError as e:
             self.server.check_alive()
@@ -437,10 +434,9 @@ class _Loader:
         """Unload what :meth:`load` loaded and wait until it is gone (best effort)."""
         if self.loaded:
             with contextlib.suppress(Exception):
-                unload_models(self.client, [self.loaded], self.timeout_s)
+                self.variants.unload([self.loaded])
             self.loaded = ""
-        with contextlib.suppress(Exception):
-            self.client.close()
+        self.variants.close()
 
 
 def measure_footprint(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 from pytest_triton_perf.errors import ConfigError
@@ -332,19 +333,36 @@ def marker_help() -> str:
     )
 
 
-def parse_effect(text: str | float, *, where: str) -> float:
-    """``"15%"``, ``"0.15"`` or ``0.15`` -> 0.15; errors name ``where`` and the value."""
-    try:
-        raw = str(text).strip()
-        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-    except (ValueError, OverflowError):  # also str() of an integer with thousands of digits
-        value = math.nan
-    if not (0 <= value < 10):
+def parse_relative(
+    value: Any, *, where: str, what: str, example: float = 0.1, below: float = math.inf
+) -> float:
+    """A relative amount: ``"15%"``, ``"0.15"`` or ``0.15`` -> 0.15, at least 0 and less
+    than ``below``. Otherwise a ConfigError starting with ``where``, naming the value as
+    ``what`` and the accepted forms (a percentage or a fraction like ``example``)."""
+    number = math.nan
+    if isinstance(value, str):
+        raw = value.strip()
+        try:
+            number = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+        except (ValueError, OverflowError):
+            number = math.nan
+    elif isinstance(value, Real) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.nan
+    if not (0 <= number < below):
         raise ConfigError(
-            f"{where}: {shown(text)} is not a minimum effect; write a percentage like '10%' "
-            f"or a fraction like 0.1."
+            f"{where}: {shown(value)} is not {what}; write a percentage like "
+            f"'{example:.0%}' or a fraction like {example:g}."
         )
-    return value
+    return number
+
+
+def parse_effect(value: Any, *, where: str) -> float:
+    """A minimum effect: ``"15%"``, ``"0.15"`` or ``0.15`` -> 0.15 (below 10, i.e. 1000%);
+    errors name ``where``, the value and the accepted forms."""
+    return parse_relative(value, where=where, what="a minimum effect", below=10)
 
 
 def _accepted_metrics() -> str:

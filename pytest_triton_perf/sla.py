@@ -142,22 +142,13 @@ def parse_marker(test: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> d
 def parse_config_gap(test: str, value: Any) -> float:
     """``max_config_gap=0.15`` or ``"15%"``: how far the best configuration a search finds
     may beat the committed one on the objective before the test fails."""
-    where = f"{test}: sla(max_config_gap={shown(value)})"
-    number = math.nan
-    if isinstance(value, str):
-        raw = value.strip()
-        try:
-            number = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-        except (ValueError, OverflowError):
-            number = math.nan
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    if not (0 <= number < math.inf):
-        raise ConfigError(
-            f"{where}: a fraction >= 0 like 0.15 or a percentage like '15%' is accepted (how "
-            f"much better than the committed configuration the best found may be)."
-        )
-    return number
+    return metrics.parse_relative(
+        value,
+        where=f"{test}: sla(max_config_gap={shown(value)})",
+        what="a configuration gap (how much better than the committed configuration the "
+        "best found may be)",
+        example=0.15,
+    )
 
 
 def parse_regression(test: str, value: Any) -> dict[str, float | None]:
@@ -262,6 +253,62 @@ class Check:
         return BOUNDS[self.key].metric
 
 
+@dataclass(frozen=True)
+class Breach:
+    """One bound that a result's figures break, and the figure's value (None: missing)."""
+
+    key: str
+    bound: float
+    value: float | None
+
+    def __str__(self) -> str:
+        """``p99_ms 43.1 > 30``, ``min_throughput 90.00 < 100.0``, ``p99_ms unavailable``."""
+        if self.value is None:
+            return f"{self.key} unavailable"
+        op = ">" if BOUNDS[self.key].upper else "<"
+        return f"{self.key} {fmt(self.value)} {op} {fmt(self.bound)}"
+
+
+def breaches(
+    figures: Mapping[str, Any], bounds: Mapping[str, float], *, tolerance: float = 0.0
+) -> tuple[Breach, ...]:
+    """The bounds (SLA key -> bound, in their order) that ``figures`` (named as
+    ``PerfResult.summary()`` names them) break: a figure beyond its bound, or missing. With
+    ``tolerance`` (0.2: 20%) only a figure beyond ``bound * (1 + tolerance)`` (an upper bound)
+    or ``bound * (1 - tolerance)`` (a lower one) counts. The point estimate decides; a figure
+    that is not a number (NaN) is not within its bound."""
+    out = []
+    for key, bound in bounds.items():
+        raw = figures.get(BOUNDS[key].metric)
+        if raw is None:
+            out.append(Breach(key, bound, None))
+            continue
+        value = float(raw)
+        if BOUNDS[key].upper:
+            held = value <= bound * (1 + tolerance)
+        else:
+            held = value >= bound * (1 - tolerance)
+        if not held:
+            out.append(Breach(key, bound, value))
+    return tuple(out)
+
+
+def applicable(
+    bounds: Mapping[str, float], result: PerfResult, figures: Mapping[str, Any]
+) -> dict[str, float]:
+    """``bounds`` without those that are not about ``result`` (its ``figures``): a capacity's
+    bound beside a plain measurement, a streaming figure's beside a request/response model."""
+    out = {}
+    for key, bound in bounds.items():
+        meta = metrics.BY_SLA_KEY[key]
+        if meta.search_only and figures.get(meta.name) is None:
+            continue  # a plain measurement beside a capacity search: not its figure
+        if meta.streaming_only and result.stream is None:
+            continue  # a request/response model beside a streaming one: not its figure
+        out[key] = bound
+    return out
+
+
 def label(result: PerfResult) -> str:
     """How a measurement is named in tables: ``model[:version] workload``."""
     version = f":{result.version}" if result.version else ""
@@ -352,13 +399,11 @@ def evaluate(
             )
     for result in results:
         figures = result.summary()
-        for key, bound in (spec.bounds_for(result.model) if spec else bounds).items():
+        about = applicable(spec.bounds_for(result.model) if spec else bounds, result, figures)
+        broken = {b.key for b in breaches(figures, about)}
+        for key, bound in about.items():
             meta = BOUNDS[key]
             value = figures[meta.metric]
-            if value is None and metrics.BY_SLA_KEY[key].search_only:
-                continue  # a plain measurement beside a capacity search: not its figure
-            if metrics.BY_SLA_KEY[key].streaming_only and result.stream is None:
-                continue  # a request/response model beside a streaming one: not its figure
             if value is None:
                 reason = result.unavailable_reason(meta.metric)
                 if reason is None and meta.metric.endswith("_ms"):
@@ -366,7 +411,7 @@ def evaluate(
                 note = f"unavailable: {reason or 'no source measured it'}"
                 checks.append(Check(label(result), key, bound, None, False, note))
                 continue
-            passed = value <= bound if meta.upper else value >= bound
+            passed = key not in broken
             note = ""
             if key == "max_error_rate" and result.errors:
                 note = f"{result.errors} of {result.requests} requests failed"

@@ -7,6 +7,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pytest_triton_perf import metrics, sla
@@ -221,3 +222,42 @@ def test_unknown_metric_lists_what_is_accepted() -> None:
     message = str(info.value)
     assert message.startswith("--triton-perf-min-effect: unknown metric 'p95'; accepted: ")
     assert all(name in message for name in metrics.METRIC_ALIASES)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("15%", 0.15),
+        (" 15 % ", 0.15),
+        ("0.15", 0.15),
+        (0.15, 0.15),
+        (0, 0.0),
+        (np.float32(0.5), 0.5),
+    ],
+)
+def test_a_relative_amount_is_a_percentage_or_a_fraction(value: object, expected: float) -> None:
+    assert metrics.parse_relative(value, where="w", what="x") == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("value", [True, "lots", -0.1, "-3%", [0.1], None, 10**400, "inf"])
+def test_a_bad_relative_amount_names_the_value_and_the_accepted_forms(value: object) -> None:
+    with pytest.raises(ConfigError) as info:
+        metrics.parse_relative(value, where="--x", what="a minimum effect", example=0.15)
+    assert str(info.value).startswith("--x: ")
+    assert str(info.value).endswith(
+        " is not a minimum effect; write a percentage like '15%' or a fraction like 0.15."
+    )
+
+
+def test_a_minimum_effect_and_a_configuration_gap_share_the_parser() -> None:
+    assert metrics.parse_effect("12%", where="w") == pytest.approx(0.12)
+    with pytest.raises(ConfigError, match=r"^w: 12 is not a minimum effect; write a percentage"):
+        metrics.parse_effect(12, where="w")  # 1200%: a percentage written without its %
+    assert sla.parse_config_gap("t", 12) == 12  # a gap has no upper limit
+    with pytest.raises(ConfigError) as info:
+        sla.parse_config_gap("t", "-5%")
+    assert str(info.value) == (
+        "t: sla(max_config_gap='-5%'): '-5%' is not a configuration gap (how much better than "
+        "the committed configuration the best found may be); write a percentage like '15%' or "
+        "a fraction like 0.15."
+    )

@@ -7,6 +7,8 @@ import contextlib
 import numpy as np
 import pytest
 
+from pytest_triton_perf import sla
+from pytest_triton_perf.capacity import breaches as capacity_breaches
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, Workload
 from pytest_triton_perf.sla import (
@@ -339,3 +341,33 @@ def test_models_rejects_bad_input_naming_test_model_and_key(value: object, messa
 def test_label_names_the_models_measured_beside_and_a_footprint() -> None:
     assert label(result(together_with=("b", "c"))) == "sleepy conc=1 batch=1 grpc with b+c"
     assert label(result(footprint=True)) == "sleepy footprint"
+
+
+def test_breaches_name_each_broken_bound_and_its_value_in_the_bounds_order() -> None:
+    figures = {"p99_ms": 33.0, "throughput": 90.0, "error_rate": 0.0, "gpu_memory_mb": None}
+    bounds = {"min_throughput": 100.0, "p99_ms": 30.0, "max_error_rate": 0.0}
+    found = sla.breaches(figures, {**bounds, "max_gpu_memory_mb": 10.0})
+    assert found == (
+        sla.Breach("min_throughput", 100.0, 90.0),
+        sla.Breach("p99_ms", 30.0, 33.0),
+        sla.Breach("max_gpu_memory_mb", 10.0, None),
+    )
+    assert [str(b) for b in found] == [
+        "min_throughput 90.00 < 100.0",
+        "p99_ms 33.00 > 30.00",
+        "max_gpu_memory_mb unavailable",
+    ]
+    # A bound met exactly holds; a tolerance widens both directions; NaN is never within.
+    assert sla.breaches({**figures, "p99_ms": 30.0, "throughput": 100.0}, bounds) == ()
+    assert sla.breaches(figures, bounds, tolerance=0.2) == ()
+    assert sla.breaches({"p99_ms": float("nan")}, {"p99_ms": 30.0})[0].key == "p99_ms"
+
+
+def test_evaluate_and_capacity_levels_judge_a_bound_alike() -> None:
+    spec = merge_markers("t", [((), {"p99_ms": 30, "min_throughput": 120})])
+    assert spec is not None
+    slow = result(p99=33.0, throughput=100.0)
+    checks = {c.key: c.passed for c in evaluate(spec, [slow])}
+    broken = {b.key for b in sla.breaches(slow.summary(), spec.with_defaults())}
+    assert checks == {k: k not in broken for k in checks}
+    assert capacity_breaches(slow, {"p99_ms": 30.0}) == ("p99_ms 33.00 > 30.00",)

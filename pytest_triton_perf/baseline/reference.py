@@ -1,24 +1,21 @@
 """A/B mode's reference models: the model repository as it is at a git revision (or in a
 directory), loaded beside the candidate in the same server under derived names.
 
-Loading goes through Triton's repository API. A server the plugin started reads a variant
-repository of its own (``TritonServer.variant_repository``): the copies are written there and
-loaded by name, which is how Triton finds an ensemble's composing models. A remote server
-that allows model control gets the model's files in the request (tritonclient's
-``load_model(name, config=..., files=...)``). Either way the reference never needs to be
-inside the user's model repository.
+The copies are model variants (:mod:`pytest_triton_perf.server.variants`): written into the
+server's variant repository, or sent in the load request to a remote server that allows
+model control. Either way the reference never needs to be inside the user's model
+repository. This module keeps what is A/B mode's own: the git export, the pairing of the
+arms and the copies of an ensemble's composing models.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +23,30 @@ from typing import TYPE_CHECKING
 
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.server.base import TritonServer
+from pytest_triton_perf.server.variants import (
+    Variants,
+    base_name,
+    candidate_name,
+    config_json,
+    load_model_copy,
+    reference_name,
+    unload_models,
+)
 
 if TYPE_CHECKING:
-    import tritonclient.http
     from tritonclient.grpc import model_config_pb2
 
-SUFFIX = "__ref"
-#: The candidate's copy, loaded beside the reference so that both arms are set up alike.
-CANDIDATE_SUFFIX = "__cand"
+#: ``base_name``, ``config_json``, ``load_model_copy`` and ``unload_models`` live in
+#: ``server.variants``; they are re-exported for the modules that import them from here.
+__all__ = [
+    "ReferenceModels",
+    "base_name",
+    "config_json",
+    "export_git_ref",
+    "load_model_copy",
+    "remove_export",
+    "unload_models",
+]
 
 
 def export_git_ref(model_repository: Path, ref: str) -> tuple[Path, Path]:
@@ -73,19 +86,6 @@ def export_git_ref(model_repository: Path, ref: str) -> tuple[Path, Path]:
     return root / rel, root
 
 
-def reference_name(model: str) -> str:
-    """The derived name the reference copy of ``model`` is served under."""
-    return f"{model}{SUFFIX}"
-
-
-def base_name(name: str) -> str:
-    """``name`` without the suffix of an A/B arm (``scale__ref`` -> ``scale``)."""
-    for suffix in (SUFFIX, CANDIDATE_SUFFIX):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def _parse_config(config_path: Path) -> model_config_pb2.ModelConfig:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
@@ -94,69 +94,6 @@ def _parse_config(config_path: Path) -> model_config_pb2.ModelConfig:
         return text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
     except text_format.ParseError as e:
         raise TritonPerfError(f"reference config {config_path} does not parse: {e}") from None
-
-
-def config_json(config: model_config_pb2.ModelConfig, name: str) -> str:
-    """``config`` as the repository API takes it (JSON), under the model name ``name``."""
-    from google.protobuf import json_format
-    from tritonclient.grpc import model_config_pb2
-
-    named = model_config_pb2.ModelConfig()
-    named.CopyFrom(config)
-    named.name = name
-    return str(json_format.MessageToJson(named))
-
-
-def model_files(src: Path) -> dict[str, bytes]:
-    """The files of the model directory ``src`` but its ``config.pbtxt``, keyed as the
-    repository API takes them (``file:1/model.py``); compiled caches left out."""
-    config = src / "config.pbtxt"
-    return {
-        f"file:{f.relative_to(src).as_posix()}": f.read_bytes()
-        for f in sorted(src.rglob("*"))
-        if f.is_file() and f != config and "__pycache__" not in f.parts
-    }
-
-
-def load_model_copy(
-    client: tritonclient.http.InferenceServerClient, src: Path, name: str, config: str
-) -> None:
-    """Load the model directory ``src`` under ``name`` with ``config`` (JSON, see
-    :func:`config_json`) through the repository API: the one way a variant of a model (an
-    A/B reference, a search candidate) enters a running server. Raises tritonclient's
-    InferenceServerException (Triton's message) or OSError."""
-    client.load_model(name, config=config, files=model_files(src))
-
-
-def loaded_models(client: tritonclient.http.InferenceServerClient) -> set[str]:
-    """Names the repository index shows as loaded, loading or still unloading."""
-    return {
-        str(m.get("name"))
-        for m in client.get_model_repository_index()
-        if m.get("state") in ("READY", "UNLOADING", "LOADING")
-    }
-
-
-def unload_models(
-    client: tritonclient.http.InferenceServerClient, names: Sequence[str], timeout_s: float
-) -> set[str]:
-    """Unload ``names`` and wait until the index no longer shows them (Triton unloads in
-    the background, once requests in flight are done); returns those still there after
-    ``timeout_s``. Best effort: a name the server does not know is no error."""
-    for name in names:
-        with contextlib.suppress(Exception):
-            client.unload_model(name)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = loaded_models(client) & set(names)
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.1)
-
-
-def candidate_name(model: str) -> str:
-    """The derived name the candidate's copy of ``model`` is served under in A/B mode."""
-    return f"{model}{CANDIDATE_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -201,18 +138,7 @@ class ReferenceModels:
         #: Why an ensemble arm runs a composing model of the server rather than its own
         #: copy of it (the step is not in that arm's repository), per ensemble key.
         self.step_notes: dict[str, list[str]] = {}
-        self._client: tritonclient.http.InferenceServerClient | None = None
-
-    def _http(self) -> tritonclient.http.InferenceServerClient:
-        if self._client is None:
-            import tritonclient.http
-
-            # A load compiles or initialises the model: allow as long as a server start.
-            self._client = tritonclient.http.InferenceServerClient(
-                self.server.http_url,
-                network_timeout=max(self.server.startup_timeout_s, 30.0),
-            )
-        return self._client
+        self._variants = Variants(server)
 
     def arms(self, model: str) -> tuple[str, str, str] | None:
         """Load the reference of ``model`` and a copy of the candidate, one after the other;
@@ -223,9 +149,7 @@ class ReferenceModels:
         if reference is None:
             return None
         self._arms.add(model)
-        src = next(
-            (r / model for r in self.candidates if (r / model / "config.pbtxt").is_file()), None
-        )
+        src = self._candidate_dir(model)
         if src is None:
             return (
                 reference,
@@ -273,8 +197,7 @@ class ReferenceModels:
         others = self._with_steps([k for k in self._steps if k not in keys and k in self.loaded])
         keys = [k for k in keys if k not in others]
         names = [self.loaded[k] for k in keys if k in self.loaded]
-        unload_models(self._http(), names, max(self.server.startup_timeout_s, 30.0))
-        self._remove_variants(names)
+        self._variants.unload(names)
         for key in keys:
             self.loaded.pop(key, None)
             self._steps.pop(key, None)
@@ -320,10 +243,9 @@ class ReferenceModels:
         key: str,
         side: _Side,
     ) -> None:
-        """Load the model directory ``src`` under ``name`` through the repository API:
-        written into the server's variant repository (files linked where the file system
-        allows, else copied) and loaded from there by name; with its files in the request
-        where the server has none (a server of ``--triton-url``).
+        """Load the model directory ``src`` under ``name`` as a model variant
+        (:meth:`Variants.load`: written into the server's variant repository and loaded by
+        name, or with its files in the request where the server has none).
 
         An ensemble's arm runs copies of its composing models from the same side (the
         reference's steps as they were at the reference, the candidate's as they are now),
@@ -333,7 +255,6 @@ class ReferenceModels:
         the pipeline, and its step located. A step that side does not have runs the
         server's own model, and :attr:`step_notes` says so.
         """
-        from google.protobuf import text_format
         from tritonclient.utils import InferenceServerException
 
         config_path = src / "config.pbtxt"
@@ -346,20 +267,7 @@ class ReferenceModels:
         if config.platform == "ensemble":
             self._steps[key] = self._step_copies(config, key, what, side)
         try:
-            if self.server.variant_repository is not None:
-                config.name = name
-                dst = self.server.variant_repository / name
-                shutil.rmtree(dst, ignore_errors=True)
-                shutil.copytree(
-                    src,
-                    dst,
-                    ignore=shutil.ignore_patterns("__pycache__", "config.pbtxt"),
-                    copy_function=_link_or_copy,
-                )
-                (dst / "config.pbtxt").write_text(text_format.MessageToString(config))
-                self._http().load_model(name)
-            else:
-                load_model_copy(self._http(), src, name, config_json(config, name))
+            self._variants.load(src, name, config)
         except (InferenceServerException, OSError) as e:
             raise TritonPerfError(
                 f"A/B mode: loading {what} as '{name}' failed: {e}. The server must allow "
@@ -380,8 +288,7 @@ class ReferenceModels:
         server's variant repository and loaded from there (:meth:`_load`); a copy loaded
         with its files in the request could not be a step."""
         steps: list[str] = []
-        variants = self.server.variant_repository
-        if variants is None:
+        if self._variants.repository is None:
             self.step_notes.setdefault(key, []).append(
                 "its steps run the server's own composing models (a server the plugin did "
                 "not start has no repository for copies of them)"
@@ -406,37 +313,16 @@ class ReferenceModels:
             steps.append(skey)
         return steps
 
-    def _remove_variants(self, names: Sequence[str]) -> None:
-        variants = self.server.variant_repository
-        if variants is not None:
-            for name in names:
-                shutil.rmtree(variants / name, ignore_errors=True)
-
     def unload_all(self) -> None:
         """Unload every reference this object loaded (best effort: the session is ending);
         ensembles first, then the composing-model copies they ran."""
         order = sorted(self.loaded, key=lambda k: k not in self._steps)
-        for key in order:
-            with contextlib.suppress(Exception):
-                self._http().unload_model(self.loaded[key])
-        self._remove_variants(list(self.loaded.values()))
+        with contextlib.suppress(Exception):
+            self._variants.unload([self.loaded[key] for key in order], wait=False)
         self.loaded.clear()
         self._steps.clear()
         self.step_notes.clear()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
-            self._client = None
-
-
-def _link_or_copy(src: str, dst: str) -> object:
-    """A hard link where the file system allows (a model's weights are not copied), else
-    a copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        return shutil.copy2(src, dst)
-    return dst
+        self._variants.close()
 
 
 def remove_export(root: Path | None) -> None:

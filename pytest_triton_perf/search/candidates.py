@@ -18,17 +18,11 @@ from pytest_triton_perf.search.config import (
     same_config,
     values_of,
 )
+from pytest_triton_perf.server.variants import config_name
 
 if TYPE_CHECKING:
     from pytest_triton_perf.capacity import CapacityResult
     from pytest_triton_perf.measure.result import PerfResult
-
-SUFFIX = "__cfg"
-
-
-def candidate_name(model: str, index: int) -> str:
-    """The name candidate ``index`` of ``model`` is loaded under."""
-    return f"{model}{SUFFIX}{index}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +82,7 @@ def plan(model: str, space: Mapping[str, tuple[Any, ...]], committed: Any) -> Pl
     arms = [
         Arm(
             0,
-            candidate_name(model, 0),
+            config_name(model, 0),
             values_of(committed, keys),
             committed,
             True,
@@ -116,7 +110,7 @@ def plan(model: str, space: Mapping[str, tuple[Any, ...]], committed: Any) -> Pl
         arms.append(
             Arm(
                 index,
-                candidate_name(model, index),
+                config_name(model, index),
                 values,
                 config,
                 False,

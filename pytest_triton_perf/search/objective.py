@@ -13,9 +13,8 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-from pytest_triton_perf import metrics
+from pytest_triton_perf import metrics, sla
 from pytest_triton_perf.errors import ArgumentError, ConfigError
-from pytest_triton_perf.numbers import fmt
 from pytest_triton_perf.sla import BOUNDS, parse_marker
 
 Objective = Literal["capacity", "throughput", "p99_ms", "gpu_memory_mb"]
@@ -76,31 +75,14 @@ def parse_sla(sla: Mapping[str, Any] | None) -> dict[str, float]:
         raise ArgumentError(str(e)) from None
 
 
-def figure(figures: Mapping[str, Any], key: str) -> float | None:
-    """The figure an SLA key bounds, from a ``PerfResult.summary()``-like mapping."""
-    value = figures.get(BOUNDS[key].metric)
-    return None if value is None else float(value)
-
-
 def breaches(
     figures: Mapping[str, Any], bounds: Mapping[str, float], tolerance: float = 0.0
 ) -> tuple[str, ...]:
-    """The bounds ``figures`` break, as text (``"p99_ms 43.1 > 30"``). With ``tolerance``
-    (a short measurement) only a breach beyond ``bound * (1 + tolerance)`` counts, and a
-    missing figure does not."""
-    out = []
-    for key, bound in bounds.items():
-        value = figure(figures, key)
-        upper = BOUNDS[key].upper
-        if value is None:
-            if not tolerance:
-                out.append(f"{key} unavailable")
-            continue
-        limit = bound * (1 + tolerance) if upper else bound * (1 - tolerance)
-        if (value > limit) if upper else (value < limit):
-            op = ">" if upper else "<"
-            out.append(f"{key} {fmt(value)} {op} {fmt(bound)}")
-    return tuple(out)
+    """The bounds ``figures`` break, as text (``"p99_ms 43.1 > 30"``), by
+    :func:`pytest_triton_perf.sla.breaches`. With ``tolerance`` (a short measurement) only a
+    breach beyond ``bound * (1 + tolerance)`` counts, and a missing figure does not."""
+    found = sla.breaches(figures, bounds, tolerance=tolerance)
+    return tuple(str(b) for b in found if b.value is not None or not tolerance)
 
 
 def is_latency(key: str) -> bool:

@@ -1,9 +1,9 @@
 """``run_search``: load each candidate configuration beside the model, measure it, rank.
 
 Each candidate is the model's own files with an edited configuration, loaded through
-Triton's repository API as ``<model>__cfg<N>`` (the A/B references' mechanism,
-:func:`pytest_triton_perf.baseline.reference.load_model_copy`), so a search runs the same on
-the local, container and remote launchers. One candidate is loaded at a time, measured and
+Triton's repository API as ``<model>__cfg<N>`` (a model variant, as the A/B references:
+:class:`pytest_triton_perf.server.variants.Variants`), so a search runs the same on the
+local, container and remote launchers. One candidate is loaded at a time, measured and
 unloaded again before the next: candidates do not share the machine's memory or cores, and
 memory figures are each candidate's own. The committed configuration is loaded as a copy
 too (``<model>__cfg0``), so that every arm is set up alike.
@@ -21,11 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_triton_perf import metrics
-from pytest_triton_perf.baseline.reference import (
-    config_json,
-    load_model_copy,
-    unload_models,
-)
 from pytest_triton_perf.capacity import AXES, find_capacity, level_settings
 from pytest_triton_perf.errors import ArgumentError, ServerDiedError, TritonPerfError
 from pytest_triton_perf.measure.engine import MeasureSettings
@@ -45,10 +40,9 @@ from pytest_triton_perf.search.objective import (
 )
 from pytest_triton_perf.search.result import Candidate, SearchResult
 from pytest_triton_perf.search.space import parse_space
+from pytest_triton_perf.server.variants import Variants, load_error, model_directory
 
 if TYPE_CHECKING:
-    import tritonclient.http
-
     from pytest_triton_perf.capacity import CapacityResult
     from pytest_triton_perf.measure.engine import Endpoints
     from pytest_triton_perf.measure.result import PerfResult
@@ -59,8 +53,6 @@ SHORT_WINDOWS = 2
 SHORT_WINDOW_S = 0.3
 #: Bisection resolution of a capacity over concurrency at a short rung (full length: 1).
 COARSE_CONCURRENCY = 2.0
-#: Unloading a candidate: how long to wait until the index no longer shows it.
-UNLOAD_TIMEOUT_S = 60.0
 
 
 class MeasureFn(Protocol):
@@ -100,96 +92,39 @@ def rung_settings(short: MeasureSettings, full: MeasureSettings, rung: int) -> M
     )
 
 
-def model_directory(server: object, model: str, model_repository: Any = None) -> Path:
-    """The directory of ``model``'s files: in ``model_repository`` when given, else in the
-    server's own model repositories (local and container launchers)."""
-    if model_repository is not None:
-        where = Path(os.fspath(model_repository))
-        src = where / model
-        if not (src / "config.pbtxt").is_file():
-            raise ArgumentError(
-                f"model_repository={os.fspath(model_repository)!r}: no {model}/config.pbtxt "
-                f"there; give the model repository that holds model '{model}'."
-            )
-        return src
-    repositories = getattr(server, "model_repositories", ())
-    for repo in repositories:
-        if (Path(repo) / model / "config.pbtxt").is_file():
-            return Path(repo) / model
-    looked = (
-        f"the server's model repositories ({', '.join(str(r) for r in repositories)}) "
-        f"hold no {model}/config.pbtxt"
-        if repositories
-        else "the server has no local model repository (a remote server)"
-    )
-    raise ArgumentError(
-        f"search of model '{model}': its files are not at hand: {looked}. Pass "
-        f"model_repository=DIR (--model-repository) with the model's directory; each "
-        f"candidate is loaded from those files with its own configuration."
-    )
-
-
 class _Loader:
-    """Loads candidates through the repository API and unloads them again."""
+    """Loads candidates as model variants and unloads them again."""
 
     def __init__(self, server: Any, src: Path):
         self.src = src
-        self.timeout_s = max(float(getattr(server, "startup_timeout_s", 120.0)), 30.0)
-        self.http_url = str(server.http_url)
-        self.loaded: set[str] = set()
-        self._client: tritonclient.http.InferenceServerClient | None = None
-
-    def client(self) -> tritonclient.http.InferenceServerClient:
-        if self._client is None:
-            import tritonclient.http
-
-            self._client = tritonclient.http.InferenceServerClient(
-                self.http_url, network_timeout=self.timeout_s
-            )
-        return self._client
+        self.variants = Variants(server)
 
     def load(self, arm: Arm) -> str | None:
         """Load ``arm``; None when it loaded, else Triton's message."""
         from tritonclient.utils import InferenceServerException
 
-        self.loaded.add(arm.name)  # a failed load may leave it half there: unload anyway
         try:
-            load_model_copy(self.client(), self.src, arm.name, config_json(arm.config, arm.name))
+            self.variants.load(self.src, arm.name, arm.config)
         except InferenceServerException as e:
-            return _one_line(str(e.message() or e))
+            return load_error(str(e.message() or e))
         except OSError as e:
-            return _one_line(str(e))
+            return load_error(str(e))
         return None
 
     def unload(self, names: set[str]) -> None:
         """Unload ``names`` and wait until they are gone; raise when one stays loaded."""
         if not names:
             return
-        left = unload_models(self.client(), sorted(names), self.timeout_s)
-        self.loaded -= names - left
+        left = self.variants.unload(sorted(names))
         if left:
             raise TritonPerfError(
-                f"candidate(s) {', '.join(sorted(left))} still loaded {self.timeout_s:g} s "
-                f"after the unload request; unload them by hand."
+                f"candidate(s) {', '.join(sorted(left))} still loaded "
+                f"{self.variants.timeout_s:g} s after the unload request; unload them by hand."
             )
 
     def close(self) -> None:
         """Unload whatever is still loaded (errors, interrupts) and close the client."""
-        try:
-            if self.loaded:
-                with contextlib.suppress(Exception):
-                    self.unload(set(self.loaded))
-        finally:
-            if self._client is not None:
-                with contextlib.suppress(Exception):
-                    self._client.close()
-                self._client = None
-
-
-def _one_line(message: str) -> str:
-    """Triton's load error on one line: a Python model's traceback ("At: ...") left out."""
-    head = message.split("\n\nAt:")[0]
-    return " ".join(head.split()).rstrip(" ;")
+        self.variants.close()
 
 
 def _figures(result: PerfResult | None, capacity: float | None = None) -> dict[str, Any]:
@@ -496,7 +431,14 @@ def run_search(
     short = short_settings or rung0_settings(full)
     constraints = {**metrics.default_bounds(), **bounds}
 
-    src = model_directory(server, model, model_repository)
+    src = model_directory(
+        server,
+        model,
+        model_repository,
+        who=f"search of model '{model}'",
+        then=" (--model-repository) with the model's directory; each candidate is loaded "
+        "from those files with its own configuration",
+    )
     committed = parse_config(src / "config.pbtxt")
     candidates = plan(model, parsed_space, committed)
     arms = candidates.arms
