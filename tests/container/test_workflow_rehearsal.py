@@ -24,13 +24,15 @@ What this machine cannot do as the GPU runner does is substituted, each change n
 - the gate step: no `--gpus=all` (no GPU here).
 - `PYTEST_ADDOPTS`: `--triton-ulimit-memlock=off` where the engine refuses `memlock=-1`
   (the `memlock` fixture probes it), as the other container tests do; and
-  `--triton-perf-compare-windows=5` (the least a comparison takes, instead of 10): the
-  rehearsal checks the workflow, not the models' figures, and saving or comparing measures
-  every workload in that many windows per arm. For the pull request also `-k PR_TESTS`
-  (two tests): the push rehearsal runs every test of the example, A/B against the previous
-  revision, saved and committed; the pull request's checks the path that differs (the merge
-  base, no save, no commit) on two tests, one of them with an ONNX reference model loaded from
-  git, which keeps it near a minute.
+  `--triton-perf-compare-windows=5` (the least a comparison takes, instead of 10) and the
+  fixed A/B design (`--triton-perf-compare-budget-s=0`: 5 pairs, one look): the rehearsal
+  checks the workflow, not the models' figures. And `-k`: the push rehearsal runs four tests
+  of the example (`PUSH_TESTS`: a plain measurement, an ONNX model, a configuration search,
+  a YAML suite test; two per shard), A/B against the previous revision, saved and
+  committed; the pull request's checks the path that differs (the merge base, no save, no
+  commit) on two (`PR_TESTS`), one of them with an ONNX reference model loaded from git. The
+  whole example gate runs once in the suite, with its default windows
+  (`tests/test_plugin.py::test_example_gate_passes`).
 - `actions/checkout`: the workspace is a git repository of this working tree (tracked and
   untracked, not ignored, files), pushed to a bare "origin", reset to the job's commit before
   each job (the virtual environment stays, as a warm runner's cache would);
@@ -81,7 +83,18 @@ MERGE_STEP = "Merge the shards"
 COMMIT_STEP = "Commit the new baseline"
 DEFAULT_BRANCH = "main"
 COMPARE_WINDOWS = "--triton-perf-compare-windows=5"
+#: The fixed A/B design (5 pairs, one look): the rehearsal checks the workflow's plumbing, the
+#: sequential analysis is tested by simulation.
+FIXED_DESIGN = "--triton-perf-compare-budget-s=0"
 PR_TESTS = "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs"
+#: The push's share of the example: a plain measurement, an ONNX model with fixed inputs, a
+#: configuration search (whose record is not compared) and a YAML suite test, so that both
+#: shards measure, the merge job sees both files, and the history holds compared and
+#: uncompared records. The whole example runs once, in tests/test_plugin.py.
+PUSH_TESTS = (
+    "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs or test_sleepy_best_configuration "
+    "or simple_concurrency_sweep"
+)
 STAND_IN_IMAGE = f"{IMAGE.rsplit(':', 1)[0]}-pip:{IMAGE.rsplit(':', 1)[-1]}"
 # The report flags of `triton-perf merge` (from the report registry) and its merged results
 # file: in the merge command, each names a file or folder that must exist and be uploaded.
@@ -233,7 +246,7 @@ def _rehearse(
         raise AssertionError(f"the rehearsal does not know how to perform {action}")
 
     base_env = runner_environment(drop_prefix=sys.prefix)
-    options = [COMPARE_WINDOWS, *addopts]
+    options = [COMPARE_WINDOWS, FIXED_DESIGN, *addopts]
     if memlock == "off":
         options.append("--triton-ulimit-memlock=off")
     base_env["PYTEST_ADDOPTS"] = shlex.join(options)
@@ -379,7 +392,7 @@ def test_default_branch_push_gates_ab_against_the_previous_revision_and_commits_
     _git(workspace, "push", "-q", "origin", f"HEAD:{DEFAULT_BRANCH}")
     sha = _git(workspace, "rev-parse", "HEAD")
     github = _github("push", sha, f"refs/heads/{DEFAULT_BRANCH}", before=before)
-    shards, merged = rehearse(github)
+    shards, merged = rehearse(github, addopts=("-k", PUSH_TESTS))
     # The gate: A/B against the previous accepted revision, every measurement compared, on
     # each shard; the merged report has them all, from both shards.
     for run in shards:
