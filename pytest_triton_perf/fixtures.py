@@ -23,6 +23,7 @@ from pytest_triton_perf.gate.session import (
     measure_settings,
 )
 from pytest_triton_perf.gate.subjects import Measurement, Recorded, Together, capacity_subject
+from pytest_triton_perf.measure.host import HostLoad
 from pytest_triton_perf.measure.options import LOAD_DEFAULTS, CallOptions, split_windows
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.report.summary import properties_for
@@ -228,6 +229,7 @@ class TritonPerf:
             model_repository = self.settings.model_repository
         self.server.check_alive()
         self.server.require_model(model)
+        host = HostLoad()
         found = run_search(
             self.server,
             model,
@@ -250,7 +252,7 @@ class TritonPerf:
             result = chosen.result
             if chosen.capacity is not None:
                 result = result.as_capacity(chosen.capacity)
-            self._run(Recorded(model, result, {"search": found.to_dict()}), settings)
+            self._run(Recorded(model, result, {"search": found.to_dict()}, host.finish()), settings)
         return found
 
     def measure_together(
@@ -299,8 +301,9 @@ class TritonPerf:
             ab_rounds=rounds or max(colocation.INTERFERENCE_ROUNDS, self.settings.compare_windows),
             interference=interference,
         )
-        measured = self._run(subject, settings)
-        return {m.result.model: m.result for m in measured}
+        self._run(subject, settings)
+        assert subject.outcome is not None
+        return dict(subject.outcome.results)
 
     def footprint(
         self,
@@ -328,6 +331,7 @@ class TritonPerf:
 
         if model_repository is None and self.settings.url and self.settings.model_repository:
             model_repository = self.settings.model_repository
+        host = HostLoad()
         found = measure_footprint(
             self.server,
             model,
@@ -337,7 +341,7 @@ class TritonPerf:
         )
         record = found.record()
         if record is not None:
-            self._run(Recorded(model, record, {"footprint": found.to_dict()}), None)
+            self._run(Recorded(model, record, {"footprint": found.to_dict()}, host.finish()), None)
         return found
 
     def _run(self, subject: Subject, settings: MeasureSettings | None) -> list[Measured]:

@@ -154,7 +154,13 @@ def leftover_containers() -> list[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run when a server process or a temporary directory outlived the tests."""
+    """Fail the run when a server process or a temporary directory outlived the tests.
+
+    Checked once, by the process that made the run's temporary directory: under xdist the
+    controller, after every worker has ended (a worker that finishes first would see the
+    others' live servers)."""
+    if hasattr(session.config, "workerinput"):
+        return
     root = session.config.stash.get(_TEMP_ROOT, None)
     leaks = running_servers(root)
     if root is not None:
@@ -162,8 +168,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         leaks += [
             f"temporary directory {d.name}" for d in root.glob(f"{CONTAINER_TEMPDIR_PREFIX}*")
         ]
-    if not hasattr(session.config, "workerinput"):
-        leaks += leftover_containers()
+    leaks += leftover_containers()
+    if root is not None:
         shutil.rmtree(root, ignore_errors=True)
     if leaks:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")

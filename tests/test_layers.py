@@ -26,6 +26,8 @@ LAYERS: dict[str, int] = {
     "numbers": 0,
     "files": 0,
     "urls": 0,
+    # the records every layer passes to the reports: verdicts and their JSON form.
+    "verdicts": 0,
     # 1-2: the option table and the settings built from it.
     "options": 1,
     "settings": 2,
@@ -34,7 +36,6 @@ LAYERS: dict[str, int] = {
     "measure": 5,
     # 6: verdicts: SLA checks, baseline comparisons and the records they produce.
     "sla": 6,
-    "verdicts": 6,
     "gate": 6,
     "baseline": 6,
     # capacity and configuration searches: measurements under the SLA's bounds.

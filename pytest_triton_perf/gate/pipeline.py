@@ -80,7 +80,8 @@ class GatePipeline:
         load = host.finish()
         names = subject.models if len(subject.models) == len(measured) else ()
         for i, m in enumerate(measured):
-            m.host_load = load
+            if m.host_load is None:  # a recorded result brings the load of its own run
+                m.host_load = load
             if m.config is None:
                 m.config = self.model_config(names[i] if names else m.result.model)
         return measured

@@ -238,6 +238,8 @@ class Recorded:
     model: str
     result: PerfResult
     analysis: dict[str, Any] = field(default_factory=dict)
+    #: The machine's load over the run that produced ``result`` (``HostLoad.finish()``).
+    host_load: dict[str, float | None] | None = None
     comparable: bool = False
 
     @property
@@ -245,7 +247,7 @@ class Recorded:
         return (self.model,)
 
     def measure(self) -> list[Measured]:
-        return [Measured(self.result, analysis=dict(self.analysis))]
+        return [Measured(self.result, host_load=self.host_load, analysis=dict(self.analysis))]
 
     def measure_ab(self, arms: Arms) -> list[Measured]:
         return self.measure()
