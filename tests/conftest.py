@@ -106,8 +106,15 @@ _TEMP_ROOT = pytest.StashKey[Path]()
 def pytest_configure(config: pytest.Config) -> None:
     """Give this run (and every process it starts) a private temporary directory, so the
     leak check sees only what this run left, not other runs on the machine."""
-    if hasattr(config, "workerinput"):
-        return  # xdist workers inherit the controller's TMPDIR
+    info = getattr(config, "workerinput", None)
+    if info is not None:
+        # An xdist worker: a directory of its own inside the controller's, so that one
+        # worker's tests never clean up (or count) what another's left on purpose.
+        own = Path(os.environ["TMPDIR"]) / str(info["workerid"])
+        own.mkdir(exist_ok=True)
+        os.environ["TMPDIR"] = str(own)
+        tempfile.tempdir = None
+        return
     # pytest's own tmp_path directories stay where they always are.
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
     root = Path(tempfile.mkdtemp(prefix="triton-perf-suite-"))
@@ -164,10 +171,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     root = session.config.stash.get(_TEMP_ROOT, None)
     leaks = running_servers(root)
     if root is not None:
-        leaks += [f"temporary directory {d.name}" for d in root.glob(f"{WORKDIR_PREFIX}*")]
-        leaks += [
-            f"temporary directory {d.name}" for d in root.glob(f"{CONTAINER_TEMPDIR_PREFIX}*")
-        ]
+        for prefix in (WORKDIR_PREFIX, CONTAINER_TEMPDIR_PREFIX):
+            # The run's own directory, and each xdist worker's inside it.
+            for found in (*root.glob(f"{prefix}*"), *root.glob(f"*/{prefix}*")):
+                leaks.append(f"temporary directory {found.name}")
     leaks += leftover_containers()
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)

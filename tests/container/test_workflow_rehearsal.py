@@ -32,7 +32,7 @@ What this machine cannot do as the GPU runner does is substituted, each change n
   committed; the pull request's checks the path that differs (the merge base, no save, no
   commit) on two (`PR_TESTS`), one of them with an ONNX reference model loaded from git. The
   whole example gate runs once in the suite, with its default windows
-  (`tests/test_plugin.py::test_example_gate_passes`).
+  (`tests/example/test_example_gate.py`).
 - `actions/checkout`: the workspace is a git repository of this working tree (tracked and
   untracked, not ignored, files), pushed to a bare "origin", reset to the job's commit before
   each job (the virtual environment stays, as a warm runner's cache would);
@@ -90,7 +90,7 @@ PR_TESTS = "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs"
 #: The push's share of the example: a plain measurement, an ONNX model with fixed inputs, a
 #: configuration search (whose record is not compared) and a YAML suite test, so that both
 #: shards measure, the merge job sees both files, and the history holds compared and
-#: uncompared records. The whole example runs once, in tests/test_plugin.py.
+#: uncompared records. The whole example runs once, in tests/example.
 PUSH_TESTS = (
     "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs or test_sleepy_best_configuration "
     "or simple_concurrency_sweep"
