@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.verdicts import Comparison
+
+#: The comparison modes: None (no comparison), "history", "ab".
+Mode = Literal["history", "ab"] | None
 
 
 @dataclass
@@ -20,7 +23,7 @@ class Measured:
     """One measurement of a test, with what its comparison needs."""
 
     result: PerfResult
-    mode: str | None = None  # "ab", "history" or None (no comparison)
+    mode: Mode = None  # the strategy it was measured under
     reference: PerfResult | None = None  # A/B: the reference arm
     reference_note: str = ""  # A/B: why there is no reference
     remeasure: Callable[[], PerfResult] | None = None  # history: the confirming re-run

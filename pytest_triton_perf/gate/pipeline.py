@@ -91,11 +91,12 @@ class GatePipeline:
         assert refs is not None
         found = {m: refs.arms(m) for m in subject.models}
         missing = [m for m, a in found.items() if a is None]
-        if missing or plan is None:
+        if missing:
             measured = AB.measure(subject)
             note = not_in_reference(subject.models, missing, refs.origin)
             for m in measured:
                 m.reference_note = note
             return measured
+        assert plan is not None, "a comparable subject in A/B mode needs the call's A/B plan"
         names = {m: a for m, a in found.items() if a is not None}
         return subject.measure_ab(Arms(names, refs, plan, gate))

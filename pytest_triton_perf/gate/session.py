@@ -75,10 +75,7 @@ def call_settings(
     significance."""
     measured = measure_settings(settings, warmup_s=warmup_s, windows=windows, window_s=window_s)
     if settings.compare or settings.save or settings.ab_mode:
-        least = max(measured.windows, settings.compare_windows)
-        measured = dataclasses.replace(
-            measured, windows=least, max_windows=max(measured.max_windows, least)
-        )
+        return measured.with_windows_at_least(settings.compare_windows)
     return measured
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.baseline.steps import name_regressed_step
-from pytest_triton_perf.gate.context import GateContext, Measured
+from pytest_triton_perf.gate.context import GateContext, Measured, Mode
 from pytest_triton_perf.numbers import fmt_p, fmt_pct
 from pytest_triton_perf.verdicts import (
     NO_BASELINE,
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from pytest_triton_perf.baseline.reference import ReferenceModels
     from pytest_triton_perf.measure.result import PerfResult
 
-#: The comparison modes: None (no comparison), "history", "ab".
-Mode = Literal["history", "ab"] | None
 Judgement = tuple[list[Comparison], dict[str, Any]]
 
 
@@ -189,7 +187,7 @@ STRATEGIES: dict[Mode, Strategy] = {s.mode: s for s in (NO_COMPARISON, HISTORY, 
 
 def judge(m: Measured, test: str, label: str, ctx: GateContext) -> Judgement:
     """The comparisons of one measurement by the strategy it was measured under."""
-    return STRATEGIES[m.mode].judge(m, test, label, ctx)  # type: ignore[index]
+    return STRATEGIES[m.mode].judge(m, test, label, ctx)
 
 
 def not_in_reference(models: Sequence[str], missing: Sequence[str], origin: str) -> str:

@@ -5,7 +5,7 @@ the fixture, the YAML items and the benchmarks."""
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -177,7 +177,7 @@ class Together:
             return again[model]
 
         measured = [
-            Measured(outcome.results[m], remeasure=lambda m=m: remeasure(m))  # type: ignore[misc]
+            Measured(outcome.results[m], remeasure=functools.partial(remeasure, m))
             for m in self.loads
         ]
         self._analysis(measured)
@@ -271,12 +271,7 @@ def capacity_subject(
 
     # The server is warm after the first level: later levels only let the queue settle.
     later = level_settings(settings, 1)
-    full = None
-    if full_windows is not None:
-        least = max(settings.windows, full_windows)
-        full = dataclasses.replace(
-            later, windows=least, max_windows=max(settings.max_windows, least)
-        )
+    full = later.with_windows_at_least(full_windows) if full_windows is not None else None
 
     def level_runner(name: str) -> Callable[[Mapping[str, Any]], PerfResult]:
         calls = [0]

@@ -80,6 +80,14 @@ class MeasureSettings:
         if problems:
             raise ArgumentError("invalid measurement settings: " + "; ".join(problems))
 
+    def with_windows_at_least(self, least: int) -> MeasureSettings:
+        """These settings measuring at least ``least`` windows (a comparison's minimum per
+        arm), the stability rule's ceiling raised to match."""
+        windows = max(self.windows, least)
+        return dataclasses.replace(
+            self, windows=windows, max_windows=max(self.max_windows, windows)
+        )
+
 
 class Endpoints(Protocol):
     """What the engine needs of a server handle (local, container or remote)."""
