@@ -191,8 +191,10 @@ def _memory(device: str, what: str, alias: str) -> Metric:
 CATALOGUE: tuple[Metric, ...] = (
     _latency("p50", "median by nearest rank", None, Gate(0.05, floor=0.2)),
     _latency("p90", "90th percentile by nearest rank", "perf_latency_p90"),
-    _latency("p95", "95th percentile by nearest rank", "perf_latency_p95"),
-    _latency("p99", "99th percentile by nearest rank", "perf_latency_p99", Gate(0.10, floor=0.5)),
+    _latency("p95", "95th percentile by nearest rank", "perf_latency_p95", Gate(0.10, floor=0.5)),
+    # p99 is decided one-sided (non-inferiority) at its own, wider margin: on shared cores
+    # it sits between the fast body and a mode of scheduling stalls (baseline/paired.py).
+    _latency("p99", "99th percentile by nearest rank", "perf_latency_p99", Gate(0.20, floor=0.5)),
     _latency("avg", "mean", "perf_latency_avg"),
     Metric(
         name="throughput",
@@ -222,9 +224,9 @@ CATALOGUE: tuple[Metric, ...] = (
         search_only=True,
     ),
     _stream_latency("ttft", "p50", _TTFT, Gate(0.05, floor=0.2)),
-    _stream_latency("ttft", "p99", _TTFT, Gate(0.10, floor=0.5)),
+    _stream_latency("ttft", "p99", _TTFT, Gate(0.20, floor=0.5)),
     _stream_latency("itl", "p50", _ITL, Gate(0.05, floor=0.2)),
-    _stream_latency("itl", "p99", _ITL, Gate(0.10, floor=0.5)),
+    _stream_latency("itl", "p99", _ITL, Gate(0.20, floor=0.5)),
     _stream_rate(
         "responses_per_s",
         "responses/s",

@@ -57,6 +57,7 @@ class Settings:
     compare_budget_s: float = default("compare_budget_s")
     ab_method: str = default("ab_method")
     ab_confirm: bool = default("ab_confirm")
+    ab_epochs: int = default("ab_epochs")
     block_s: float = default("block_s")
     alpha: float = default("alpha")
     min_effect: dict[str, float | None] | None = default("min_effect")

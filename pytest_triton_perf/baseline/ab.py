@@ -17,8 +17,10 @@ Two designs:
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +34,12 @@ from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
 
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.compare import GateSettings
+    from pytest_triton_perf.baseline.paired import PairedAnalysis
+    from pytest_triton_perf.baseline.sequential import Offset
     from pytest_triton_perf.verdicts import Comparison
 
 #: Warm-up before every block after an arm's first: connections are new for each block.
 BLOCK_WARMUP_S = 0.3
-#: Least time a confirming comparison gets (what is left of the budget, or this, or 1.2
-#: times what the first comparison took): enough to reach the first looks.
-CONFIRM_MIN_S = 20.0
 
 
 def abba_order(blocks: int) -> list[int]:
@@ -118,14 +119,18 @@ class ABPlan:
     method: str = options.default("ab_method")  # one of AB_METHODS
     #: paired: time to a verdict at most; 0: the fixed design
     budget_s: float = options.default("compare_budget_s")
-    #: fixed designs: pairs (paired) or windows per arm (mann-whitney)
+    #: fixed designs: pairs (paired, over all epochs) or windows per arm (mann-whitney)
     blocks: int = options.default("compare_windows")
     block_s: float = options.default("block_s")  # paired: length of one block's window
-    warmup_s: float = options.default("warmup_s")  # the first block of each arm
+    warmup_s: float = options.default("warmup_s")  # the first block of each arm and epoch
     window_s: float = options.default("window_s")  # mann-whitney: length of one window
     block_warmup_s: float = 0.1  # paired: every later block (connections are new)
-    #: paired: a regression is measured again with fresh instances before it counts
-    confirm: bool = options.default("ab_confirm")
+    #: paired: load epochs before the first decision (both arms loaded anew for each)
+    epochs: int = options.default("ab_epochs")
+    #: paired: time of one epoch's blocks (its reload and warm-ups come on top)
+    epoch_s: float = 6.0
+    #: seed of the load orders and starting arms (None: a fresh one, reported)
+    seed: int | None = None
 
 
 @dataclass
@@ -139,7 +144,15 @@ class ABOutcome:
     elapsed_s: float  # from the first block's start to the verdict, warm-ups included
     stopped: str  # "decided", "regression", "budget" or "fixed"
     method: str
-    confirmed: bool = False  # a regression was measured again with fresh instances
+    #: paired: pairs of each load epoch, in order
+    epochs: list[int] = dataclasses.field(default_factory=list)
+    #: paired: per epoch, which arm was loaded first and which started the blocks
+    orders: list[str] = dataclasses.field(default_factory=list)
+    seed: int | None = None
+    #: paired: how each metric's per-load offset variance was obtained
+    offset: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: paired: each arm's blocks, in order (``epochs`` cuts them into load epochs)
+    blocks: tuple[list[PerfResult], list[PerfResult]] = ([], [])
 
     def info(self) -> dict[str, Any]:
         """What the reports say about the design (JSON-ready)."""
@@ -148,8 +161,17 @@ class ABOutcome:
             "pairs": self.pairs,
             "elapsed_s": round(self.elapsed_s, 2),
             "stopped": self.stopped,
-            "confirmed": self.confirmed,
+            "epochs": len(self.epochs),
+            "pairs_per_epoch": list(self.epochs),
+            "orders": list(self.orders),
+            "seed": self.seed,
+            "offset": dict(self.offset),
         }
+
+
+#: ``refresh(candidate_first)``: unload both arms and load them again, the candidate first
+#: or not.
+Refresh = Callable[[bool], None]
 
 
 def run_ab(
@@ -160,7 +182,8 @@ def run_ab(
     plan: ABPlan,
     gate: GateSettings,
     model: str | None = None,
-    refresh: Callable[[], None] | None = None,
+    refresh: Refresh | None = None,
+    offsets: Mapping[str, Offset] | None = None,
     **kwargs: Any,
 ) -> ABOutcome:
     """Measure ``reference`` against ``candidate`` by ``plan`` and, for the paired method,
@@ -169,13 +192,15 @@ def run_ab(
     Both arms are reported under ``model`` (default: ``candidate``): they are usually
     served under derived names (``<model>__ref``, ``<model>__cand``).
 
-    ``refresh`` loads both arms anew (fresh instances). With ``plan.confirm``, when the
-    paired analysis finds a regression, it is called and the comparison measured again: two
-    identical copies of a model can differ by a few percent for as long as their processes
-    live (where the scheduler places them, measured beside a noisy neighbour), so the
-    regression counts only when fresh instances show it too. The second comparison is a
-    complete sequential test of its own, so its verdicts keep the error bounds; the first
-    only decides whether it is needed."""
+    Paired: the blocks come in load epochs. ``refresh`` loads both arms anew (fresh
+    backend processes) before every epoch after the first, in a random order, and each
+    epoch starts its A B B A sequence with a random arm: two identical copies of a model
+    differ by an offset of their own for as long as their processes live, so the offset is
+    drawn anew per epoch and the change is estimated across epochs
+    (:mod:`pytest_triton_perf.baseline.sequential`), with ``offsets`` (the machine's stored
+    A/A calibration) standing in for the offset's variance when the epochs are few. Without
+    ``refresh`` (a server the plugin cannot reload models on) there is one epoch and the
+    note says the offset is not modelled."""
     label = model or candidate
     if plan.method == "mann-whitney":
         t0 = time.perf_counter()
@@ -192,49 +217,10 @@ def run_ab(
         return ABOutcome(
             ref, cand, None, plan.blocks, time.perf_counter() - t0, "fixed", plan.method
         )
-    outcome = _run_paired(run, reference, candidate, plan, gate, kwargs)
-    if plan.confirm and refresh is not None and outcome.stopped == "regression":
-        first = outcome
-        t0 = time.perf_counter()
-        refresh()
-        # The confirmation shares the budget: what is left of it, but at least what the
-        # first comparison took to decide (a slow model's p99 waits for its requests) and
-        # enough to reach the first looks.
-        left = plan.budget_s - first.elapsed_s - (time.perf_counter() - t0)
-        fixed = plan.budget_s <= 0  # the fixed design repeats itself
-        least = max(CONFIRM_MIN_S, 1.2 * first.elapsed_s)
-        again = plan if fixed else dataclasses.replace(plan, budget_s=max(left, least))
-        outcome = _run_paired(run, reference, candidate, again, gate, kwargs)
-        outcome = _confirmed(first, outcome)
+    outcome = _run_paired(run, (reference, candidate), plan, gate, kwargs, refresh, offsets or {})
     outcome.reference = _named(outcome.reference, label)
     outcome.candidate = _named(outcome.candidate, label)
     return outcome
-
-
-def _confirmed(first: ABOutcome, second: ABOutcome) -> ABOutcome:
-    """The second comparison's verdicts, with what the first one saw in the notes."""
-    from pytest_triton_perf.numbers import fmt_pct
-    from pytest_triton_perf.verdicts import REGRESSION
-
-    was = {c.metric: c for c in first.comparisons or []}
-    comps = []
-    for c in second.comparisons or []:
-        before = was.get(c.metric)
-        if before is not None and before.verdict == REGRESSION:
-            if c.verdict == REGRESSION:
-                note = "; confirmed with fresh instances of both arms"
-            else:
-                note = (
-                    f"; the first comparison regressed ({fmt_pct(before.change_pct)}), the "
-                    f"comparison with fresh instances of both arms did not"
-                )
-            c = dataclasses.replace(c, note=c.note + note)
-        comps.append(c)
-    second.comparisons = comps
-    second.pairs += first.pairs
-    second.elapsed_s += first.elapsed_s
-    second.confirmed = True
-    return second
 
 
 def _named(result: PerfResult, model: str) -> PerfResult:
@@ -242,60 +228,184 @@ def _named(result: PerfResult, model: str) -> PerfResult:
     return result.renamed(model, step_name=base_name)
 
 
+class _Blocks:
+    """The blocks of one paired comparison, epoch by epoch."""
+
+    def __init__(
+        self,
+        run: Callable[..., PerfResult],
+        names: tuple[str, str],
+        plan: ABPlan,
+        kwargs: dict[str, Any],
+        refresh: Refresh | None,
+        rng: random.Random,
+    ):
+        self.run, self.names, self.plan, self.kwargs = run, names, plan, kwargs
+        self.refresh, self.rng = refresh, rng
+        self.arms: tuple[list[PerfResult], list[PerfResult]] = ([], [])
+        self.sizes: list[int] = []  # pairs per epoch
+        self.orders: list[str] = []
+        self._quad: tuple[int, ...] = (0, 1, 1, 0)
+
+    def start(self) -> None:
+        """A new epoch: both arms loaded anew in a random order (not the first epoch: the
+        arms were just loaded, in a random order, by the references) and a random arm
+        first in its blocks."""
+        loaded = "as loaded"
+        if self.sizes and self.refresh is not None:
+            first = self.rng.random() < 0.5
+            self.refresh(first)
+            loaded = "candidate loaded first" if first else "reference loaded first"
+        start = self.rng.randrange(2)
+        self.orders.append(f"{loaded}, {'AB'[start]} first")
+        self._quad = (start, 1 - start, 1 - start, start)
+        self.sizes.append(0)
+
+    def quad(self) -> float:
+        """Four blocks, A B B A or B A A B: two more pairs of this epoch; its seconds."""
+        from pytest_triton_perf.measure.engine import MeasureSettings
+
+        t = time.perf_counter()
+        plan = self.plan
+        for i, arm in enumerate(self._quad):
+            long = self.sizes[-1] == 0 and i < 2  # each arm's first block of the epoch
+            warm = min(plan.warmup_s, plan.block_warmup_s)
+            if long:  # the call's warm-up in the first epoch, fresh processes' after it
+                warm = plan.warmup_s if len(self.sizes) == 1 else min(plan.warmup_s, 0.5)
+            settings = MeasureSettings(
+                warmup_s=warm, windows=1, window_s=plan.block_s, max_windows=1
+            )
+            self.arms[arm].append(self.run(self.names[arm], settings=settings, **self.kwargs))
+        self.sizes[-1] += 2
+        return time.perf_counter() - t
+
+    def epoch(self, seconds: float) -> float:
+        """A whole epoch of quads for ``seconds`` of blocks; its seconds, reload included."""
+        t = time.perf_counter()
+        self.start()
+        blocks_t = time.perf_counter()
+        while True:
+            self.quad()
+            if time.perf_counter() - blocks_t >= seconds:
+                return time.perf_counter() - t
+
+    def look(self, analysis: PairedAnalysis, epochs: bool = True) -> bool:
+        """Look at every block so far; whether the analysis is done."""
+        analysis.look(self.arms[0], self.arms[1], self.sizes if epochs else None)
+        return analysis.done
+
+
 def _run_paired(
     run: Callable[..., PerfResult],
-    reference: str,
-    candidate: str,
+    names: tuple[str, str],
     plan: ABPlan,
     gate: GateSettings,
     kwargs: dict[str, Any],
+    refresh: Refresh | None,
+    offsets: Mapping[str, Offset],
 ) -> ABOutcome:
     from pytest_triton_perf.baseline.paired import PairedAnalysis
-    from pytest_triton_perf.baseline.sequential import look_schedule
-    from pytest_triton_perf.measure.engine import MeasureSettings
 
-    blocks: tuple[list[PerfResult], list[PerfResult]] = ([], [])
-    names = (reference, candidate)
+    seed = plan.seed if plan.seed is not None else random.SystemRandom().randrange(2**31)
+    b = _Blocks(run, names, plan, kwargs, refresh, random.Random(seed))
     t0 = time.perf_counter()
-
-    def block(arm: int) -> float:
-        started = time.perf_counter()
-        warm = plan.warmup_s if not blocks[arm] else min(plan.warmup_s, plan.block_warmup_s)
-        settings = MeasureSettings(warmup_s=warm, windows=1, window_s=plan.block_s, max_windows=1)
-        blocks[arm].append(run(names[arm], settings=settings, **kwargs))
-        return time.perf_counter() - started
-
-    fixed = plan.budget_s <= 0
-    # The first quad (A B B A) sizes the rest: its last two blocks are a pair at the pace of
-    # every later one (the first two carry each arm's long warm-up).
-    block(0)
-    block(1)
-    pair_s = block(1) + block(0)
-    if fixed:  # whole quads: half the pairs with the candidate second
-        looks: tuple[int, ...] = (max(2, plan.blocks + plan.blocks % 2),)
+    epochs_min = max(1, plan.epochs) if refresh is not None else 1
+    if plan.budget_s <= 0:  # the fixed design: plan.blocks pairs over the epochs, one look
+        per = max(2, math.ceil(plan.blocks / epochs_min))
+        per += per % 2
+        for _ in range(epochs_min):
+            b.start()
+            while b.sizes[-1] < per:
+                b.quad()
+        looks = (epochs_min,) if epochs_min > 1 else (per,)
+        analysis = PairedAnalysis(gate, looks, offsets=offsets)
+        b.look(analysis)
+        stopped = "fixed"
+    elif epochs_min > 1:
+        stopped, analysis = _epochs(b, epochs_min, plan, gate, offsets, t0)
     else:
-        left = plan.budget_s - (time.perf_counter() - t0)
-        looks = look_schedule(2 + max(0, int(left // pair_s)))
-    analysis = PairedAnalysis(gate, looks)
-    pairs = 2
-    stopped = "budget"
-    while True:
-        if pairs in analysis.looks:
-            analysis.look(blocks[0], blocks[1])
-            if analysis.done:
-                stopped = "regression" if analysis.regressed else "decided"
-                break
-        if pairs >= analysis.looks[-1]:
-            stopped = "fixed" if fixed else "budget"
-            break
-        if not fixed and time.perf_counter() - t0 + 2 * pair_s > plan.budget_s * 1.1:
-            break  # the next quad would overrun the budget: stop at the last look
-        for arm in (0, 1, 1, 0):
-            block(arm)
-        pairs += 2
+        stopped, analysis = _one_load(b, plan, gate, t0)
     elapsed = time.perf_counter() - t0
-    ref, cand = merge_blocks(blocks[0]), merge_blocks(blocks[1])
+    ref, cand = merge_blocks(b.arms[0]), merge_blocks(b.arms[1])
+    pairs = sum(b.sizes)
     comps = analysis.comparisons(
-        blocks[0], blocks[1], pairs=pairs, elapsed_s=elapsed, stopped=stopped
+        b.arms[0], b.arms[1], pairs=pairs, elapsed_s=elapsed, stopped=stopped
     )
-    return ABOutcome(ref, cand, comps, pairs, elapsed, stopped, plan.method)
+    if refresh is None:
+        comps = [
+            dataclasses.replace(
+                c,
+                note=c.note + "; one load of the arms (the server cannot reload them): "
+                "their own offset is not modelled",
+            )
+            for c in comps
+        ]
+    return ABOutcome(
+        ref,
+        cand,
+        comps,
+        pairs,
+        elapsed,
+        stopped,
+        plan.method,
+        epochs=list(b.sizes),
+        orders=list(b.orders),
+        seed=seed,
+        offset=dict(analysis.offset_how),
+        blocks=b.arms,
+    )
+
+
+def _epochs(
+    b: _Blocks,
+    epochs_min: int,
+    plan: ABPlan,
+    gate: GateSettings,
+    offsets: Mapping[str, Offset],
+    t0: float,
+) -> tuple[str, PairedAnalysis]:
+    """Epochs until every gated metric is decided or the budget is spent. The looks are
+    planned once the second epoch (with its reload) sized an epoch: one after each epoch
+    from the ``epochs_min``-th on, as many as the budget holds."""
+    from pytest_triton_perf.baseline.paired import PairedAnalysis
+
+    b.epoch(plan.epoch_s)
+    last_s = b.epoch(plan.epoch_s)
+    left = plan.budget_s - (time.perf_counter() - t0)
+    most = max(epochs_min, 2 + int(left // last_s))
+    looks = tuple(range(epochs_min, most + 1))
+    analysis = PairedAnalysis(gate, looks, offsets=offsets)
+    while True:
+        if len(b.sizes) >= epochs_min:
+            if b.look(analysis):
+                return ("regression" if analysis.regressed else "decided"), analysis
+            if len(b.sizes) >= looks[-1] or (
+                time.perf_counter() - t0 + last_s > plan.budget_s * 1.1
+            ):
+                return "budget", analysis
+        last_s = b.epoch(plan.epoch_s)
+
+
+def _one_load(
+    b: _Blocks, plan: ABPlan, gate: GateSettings, t0: float
+) -> tuple[str, PairedAnalysis]:
+    """The sequential design over the pairs of one load (a server that cannot reload the
+    arms): looks after planned pair counts, as before epochs."""
+    from pytest_triton_perf.baseline.paired import PairedAnalysis
+    from pytest_triton_perf.baseline.sequential import look_schedule
+
+    b.start()
+    b.quad()
+    pair_s = b.quad() / 2  # the second quad runs at the pace of every later one
+    left = plan.budget_s - (time.perf_counter() - t0)
+    looks = look_schedule(4 + max(0, int(left // pair_s)))
+    analysis = PairedAnalysis(gate, looks)
+    while True:
+        pairs = b.sizes[0]
+        if pairs in looks and b.look(analysis, epochs=False):
+            return ("regression" if analysis.regressed else "decided"), analysis
+        if pairs >= looks[-1] or time.perf_counter() - t0 + 2 * pair_s > plan.budget_s * 1.1:
+            if pairs not in looks:
+                b.look(analysis, epochs=False)
+            return "budget", analysis
+        b.quad()

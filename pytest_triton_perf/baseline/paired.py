@@ -9,31 +9,42 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import t as student_t
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.compare import GateSettings, compare_errors, smallest_change
 from pytest_triton_perf.baseline.sequential import (
-    MIN_POOLED_REQUESTS,
     MIN_UNITS,
-    POWER,
+    MIN_UNITS_TO_PASS,
+    EpochEstimate,
+    Offset,
     PairedDecision,
-    decide,
-    decide_pooled,
+    _decide,
+    block_epochs,
+    combine,
+    conditional_power,
+    min_pooled_requests,
     nominal_t,
     pocock_constant,
+    pooled_epoch,
     pooled_quantile,
 )
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.measure.stats import median_ci
-from pytest_triton_perf.verdicts import INCONCLUSIVE, REGRESSION, Comparison
+from pytest_triton_perf.verdicts import IMPROVEMENT, INCONCLUSIVE, REGRESSION, Comparison
+
+#: A metric is given up only when a regression of its minimum effect has less conditional
+#: power than this (and no pass can be reached).
+FUTILITY_POWER = 0.10
 
 #: The method's name in notes and reports.
-METHOD = "paired t on ABBA log-ratios, Pocock repeated intervals"
+METHOD = (
+    "paired log-ratios of ABBA blocks over load epochs, random-effects mean, "
+    "Pocock repeated intervals, Holm"
+)
 
 
 def _pct(fraction: float) -> str:
@@ -43,7 +54,12 @@ def _pct(fraction: float) -> str:
 
 #: Latency percentiles decided over each arm's pooled blocks (their tail is too thin per
 #: block): metric name -> percentile.
-POOLED = {"p99_ms": 99.0, "ttft_p99_ms": 99.0, "itl_p99_ms": 99.0}
+POOLED = {"p95_ms": 95.0, "p99_ms": 99.0, "ttft_p99_ms": 99.0, "itl_p99_ms": 99.0}
+#: Tails decided one-sided (non-inferiority at their own margin): a regression, or a pass
+#: when the change toward "worse" is bounded below the margin; never an improvement. On
+#: shared cores a p99 sits between the fast body and a mode of scheduling stalls: it is
+#: reported always, gated against a regression only.
+ONE_SIDED = frozenset({"p99_ms", "ttft_p99_ms", "itl_p99_ms"})
 
 
 def raw_values(block: PerfResult, metric: str) -> np.ndarray:
@@ -77,21 +93,43 @@ def log_ratios(ref: Sequence[float | None], cand: Sequence[float | None]) -> lis
     ]
 
 
+def split_epochs(
+    blocks: Sequence[PerfResult], sizes: Sequence[int] | None
+) -> list[Sequence[PerfResult]]:
+    """An arm's blocks cut into its load epochs (``sizes``: pairs per epoch; None: one)."""
+    if not sizes:
+        return [blocks]
+    out: list[Sequence[PerfResult]] = []
+    at = 0
+    for n in sizes:
+        out.append(blocks[at : at + n])
+        at += n
+    return out
+
+
 @dataclass
 class PairedAnalysis:
     """The sequential paired analysis of one A/B measurement, look by look.
 
-    ``looks`` are the planned pair counts (the boundary of every metric follows from them).
+    ``looks`` are the planned unit counts of the looks: load epochs when the blocks come in
+    several epochs, pairs when they come from one load (the boundary of every metric
+    follows from them). ``offsets`` are the machine's calibrated per-load offset variances
+    per metric (:mod:`pytest_triton_perf.baseline.calibration`).
     """
 
     gate: GateSettings
     looks: tuple[int, ...]
+    offsets: Mapping[str, Offset] = dataclasses.field(default_factory=dict)
     decisions: dict[str, PairedDecision] = dataclasses.field(default_factory=dict)
     #: Whether the blocks come from a streaming model (TTFT and ITL are decided too); set by
     #: the first look.
     streaming: bool = False
-    #: Metrics given up as undecidable within the budget -> the MDE projected at the last look.
-    futile: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Metrics given up as undecidable within the budget -> why.
+    futile: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: How each metric's offset variance was obtained at its last look.
+    offset_how: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What the looks count: "epochs" (several loads) or "pairs" (one load).
+    unit: str = "pairs"
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -106,70 +144,139 @@ class PairedAnalysis:
             and m.name not in self.gate.disabled
         )
 
-    def look(self, ref: Sequence[PerfResult], cand: Sequence[PerfResult]) -> None:
-        """Decide every metric still undecided on the blocks so far (one per pair and arm)."""
+    def holm_size(self) -> int:
+        """Holm's divisor: the gated metrics (error rate included) not yet rejected."""
+        rejected = {m for m, d in self.decisions.items() if d.verdict in (REGRESSION, IMPROVEMENT)}
+        errors = 0 if "error_rate" in self.gate.disabled else 1
+        return max(1, len([m for m in self.metrics if m not in rejected]) + errors)
+
+    def estimates(
+        self,
+        ref: Sequence[PerfResult],
+        cand: Sequence[PerfResult],
+        metric: str,
+        epochs: Sequence[int] | None = None,
+    ) -> list[EpochEstimate] | None:
+        """Each epoch's estimate of ``metric``'s log-ratio (None: not enough data yet)."""
+        r_epochs, c_epochs = split_epochs(ref, epochs), split_epochs(cand, epochs)
+        if metric in POOLED:
+            q = POOLED[metric]
+            need = min_pooled_requests(q)
+            have = min(
+                sum(len(raw_values(b, metric)) for b in ref),
+                sum(len(raw_values(b, metric)) for b in cand),
+            )
+            if have < need:
+                return None
+            out = []
+            for i, (r, c) in enumerate(zip(r_epochs, c_epochs, strict=True)):
+                e = pooled_epoch(
+                    [raw_values(b, metric) for b in r],
+                    [raw_values(b, metric) for b in c],
+                    q,
+                    seed=1000 * i + len(r),
+                )
+                if e is not None:
+                    out.append(e)
+            return out or None
+        series = [
+            log_ratios(block_values(r, metric), block_values(c, metric))
+            for r, c in zip(r_epochs, c_epochs, strict=True)
+        ]
+        if sum(len(x) for x in series) < 2:
+            return None
+        return block_epochs([x for x in series if x])
+
+    def look(
+        self,
+        ref: Sequence[PerfResult],
+        cand: Sequence[PerfResult],
+        epochs: Sequence[int] | None = None,
+    ) -> None:
+        """Decide every metric still undecided on the blocks so far (one per pair and arm;
+        ``epochs``: the pairs of each load epoch, in order; None: one load)."""
         self.streaming = any(b.stream is not None for b in (*ref, *cand))
-        pairs = min(len(ref), len(cand))
+        several = bool(epochs) and len(epochs or ()) > 1
+        self.unit = "epochs" if several else "pairs"
+        units = len(epochs or ()) if several else min(len(ref), len(cand))
+        holm = self.holm_size()
         for metric in self.metrics:
             known = self.decisions.get(metric)
             if metric in self.futile or (
-                known is not None and (known.decided or known.units == pairs)
+                known is not None and (known.decided or known.units == units)
             ):
                 continue
-            base = _median(block_values(ref, metric))
+            est = self.estimates(ref, cand, metric, epochs)
+            if est is None:
+                continue
+            offset = self.offsets.get(metric) if several else None
+            comb = combine(est, offset)
+            self.offset_how[metric] = comb.how
+            if not math.isfinite(comb.se):
+                continue
             effect = self.gate.min_effect.get(metric, 0.0)
             floor = self.gate.floor.get(metric, 0.0)
+            base = (
+                _pooled([raw_values(b, metric) for b in ref], POOLED[metric])
+                if metric in POOLED
+                else _median(block_values(ref, metric))
+            )
             target = smallest_change(self.gate, metric, base)
-            decision: PairedDecision | None
-            if metric in POOLED:
-                decision = decide_pooled(
-                    [raw_values(b, metric) for b in ref],
-                    [raw_values(b, metric) for b in cand],
-                    POOLED[metric],
-                    looks=self.looks,
-                    alpha=self.gate.alpha,
-                    effect=effect,
-                    target=target,
-                    floor=floor,
-                )
-            else:
-                x = log_ratios(block_values(ref, metric), block_values(cand, metric))
-                if len(x) < 2:
-                    continue
-                change = math.expm1(float(np.mean(x)))
-                decision = decide(
-                    x,
-                    higher_is_worse=metrics.BY_NAME[metric].higher_is_worse,
-                    looks=self.looks,
-                    alpha=self.gate.alpha,
-                    effect=effect,
-                    target=target,
-                    big_enough=base is None or abs(base * change) >= floor,
-                )
-            if decision is not None:
-                self.decisions[metric] = decision
-                self._check_futility(metric, decision, pairs, effect, target)
+            change = math.expm1(comb.mean)
+            decision = _decide(
+                comb.mean,
+                comb.se,
+                units,
+                sd=comb.se * math.sqrt(max(1, units)),
+                bootstrap=None,
+                higher_is_worse=metrics.BY_NAME[metric].higher_is_worse,
+                looks=self.looks,
+                alpha=self.gate.alpha,
+                effect=effect,
+                target=target,
+                big_enough=base is None or abs(base * change) >= floor,
+                df=comb.df,
+                reject_alpha=self.gate.alpha / holm,
+                one_sided=metric in ONE_SIDED,
+                look=units,
+                min_units=MIN_UNITS_TO_PASS if several else MIN_UNITS,
+            )
+            self.decisions[metric] = decision
+            self._check_futility(metric, decision, units, effect, target, holm)
 
     def _check_futility(
-        self, metric: str, d: PairedDecision, pairs: int, effect: float, target: float
+        self, metric: str, d: PairedDecision, units: int, effect: float, target: float, holm: int
     ) -> None:
-        """Give a metric up (inconclusive now, not at the end of the budget) when even the
-        last planned look could not decide it: its minimum detectable effect projected to
-        the last look (this look's spread, the last look's pairs and boundary) is above the
-        target, and its estimate shows no regression of the minimum effect. Stopping toward
-        "inconclusive" never adds a false alarm or a false pass; it only spares the budget
-        that could not have bought an answer."""
+        """Give a metric up (inconclusive now, not at the end of the budget) only when
+        neither answer can be reached by the budget's last look: a pass (its interval,
+        at this spread and the last look's units, could not fit inside the margin) **and**
+        a regression of the minimum effect (the interval's bound toward "worse" is already
+        below the minimum effect, or the conditional power of a regression of the minimum
+        effect is under :data:`FUTILITY_POWER`). Stopping toward "inconclusive" never adds a
+        false alarm or a false pass; it only spares the budget that could not have bought
+        an answer, and a regression that could still be caught is measured on."""
         last = self.looks[-1]
-        if d.decided or pairs >= last or d.units < MIN_UNITS:
+        if d.decided or units >= last or units < 2 or not math.isfinite(d.se):
             return
-        worse = d.change if metrics.BY_NAME[metric].higher_is_worse else -d.change
-        if worse >= effect:
-            return  # a regression may be on its way: keep measuring
-        c = nominal_t(pocock_constant(self.looks, self.gate.alpha), last - 1)
-        se = d.sd / math.sqrt(last)
-        projected = math.expm1((c + float(student_t.ppf(POWER, last - 1))) * se)
-        if projected > target:
-            self.futile[metric] = projected
+        sign = 1.0 if metrics.BY_NAME[metric].higher_is_worse else -1.0
+        worse = sign * math.log1p(d.change)
+        se_last = d.se * math.sqrt(units / last)
+        c_pass = nominal_t(pocock_constant(self.looks, self.gate.alpha), d.df)
+        c_reject = nominal_t(pocock_constant(self.looks, self.gate.alpha / holm), d.df)
+        margin = math.log1p(target)
+        pass_reachable = abs(worse) + c_pass * se_last < margin or (
+            metric in ONE_SIDED and worse + c_pass * se_last < margin
+        )
+        if pass_reachable:
+            return
+        worse_hi = worse + d.c * d.se
+        reach = conditional_power(worse, d.se, se_last, c_reject, math.log1p(effect))
+        if worse_hi < math.log1p(effect) or reach < FUTILITY_POWER:
+            self.futile[metric] = (
+                f"given up after {units} of {last} {self.unit}: no pass could be "
+                f"reached by the last look and a regression of "
+                f"{_pct(effect).lstrip('+')} had {100 * reach:.0f}% conditional power"
+            )
 
     @property
     def regressed(self) -> bool:
@@ -247,7 +354,7 @@ class PairedAnalysis:
         if d is None:
             few = (
                 f"; {metrics.BY_NAME[metric].short} is decided once each arm pooled "
-                f"{MIN_POOLED_REQUESTS} requests"
+                f"{min_pooled_requests(POOLED[metric])} requests (10 beyond the percentile)"
                 if pooled
                 else ""
             )
@@ -261,39 +368,46 @@ class PairedAnalysis:
                 f"raise --triton-perf-compare-budget-s",
             )
         short = metrics.BY_NAME[metric].short
-        spread = (
-            f"pooled over blocks, pair-bootstrap se {100 * d.sd / math.sqrt(d.units):.1f}%"
-            if pooled
-            else f"log-ratio sd {100 * d.sd:.1f}%"
-        )
-        boot = (
-            f", bootstrap 95% [{_pct(d.bootstrap[0])}, {_pct(d.bootstrap[1])}]"
-            if d.bootstrap
-            else ""
-        )
+        pooled_note = "pooled over blocks, " if pooled else ""
+        offset = {
+            "calibration": "offset from the stored calibration",
+            "epochs": "offset from the spread between epochs (HKSJ)",
+            "one epoch": "one load (offset not modelled)",
+        }.get(self.offset_how.get(metric, ""), "")
+        sides = "one-sided, non-inferiority" if metric in ONE_SIDED else "two-sided"
         interval = f"[{_pct(d.interval[0])}, {_pct(d.interval[1])}]"
-        how = f"{METHOD}: {d.units} pairs, {spread}, interval {interval} (c={d.c:.2f}){boot}"
+        how = (
+            f"{METHOD}: {d.units} {self.unit}, {pairs} pairs, {pooled_note}se "
+            f"{100 * d.se:.1f}% on {d.df:.0f} df, {offset}, {sides}, interval {interval} "
+            f"(c={d.c:.2f}), repeated p={d.p_value:.3g}"
+        )
         verdict = d.verdict or INCONCLUSIVE
         if d.verdict is None:
             target = smallest_change(self.gate, metric, base)
             seen = (
                 f"could only see >= {_pct(d.mde).lstrip('+')} on {short}"
                 if math.isfinite(d.mde)
-                else f"too few pairs for any change on {short}"
+                else f"too few {self.unit} for any change on {short}"
             )
             if metric in self.futile:
-                why = (
-                    f"given up after {d.units} pairs: even at the budget's last look "
-                    f"({self.looks[-1]} pairs) it could only see >= "
-                    f"{_pct(self.futile[metric]).lstrip('+')}"
-                )
+                why = self.futile[metric]
             elif stopped == "regression":
                 why = "stopped at a regression of another metric"
             else:
                 why = f"budget spent after {pairs} pairs ({elapsed_s:.0f} s)"
+            inside = (
+                f"below +{_pct(target).lstrip('+')}"
+                if metric in ONE_SIDED
+                else f"inside +-{_pct(target).lstrip('+')}"
+            )
+            if self.offset_how.get(metric) == "epochs":
+                why += (
+                    "; a stored A/A calibration of this machine (triton-perf calibrate) "
+                    "narrows the interval when the epochs are few"
+                )
             how = (
-                f"undecided: the interval {interval} is neither inside "
-                f"+-{_pct(target).lstrip('+')} nor clear of 0; {seen}; {why}; {how}"
+                f"undecided: the interval {interval} is neither {inside} nor clear of 0; "
+                f"{seen}; {why}; {how}"
             )
         return Comparison(
             metric=metric,

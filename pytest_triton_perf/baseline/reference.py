@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import random
 import shutil
 import subprocess
 import tarfile
@@ -125,6 +126,7 @@ class ReferenceModels:
         *,
         origin: str,
         candidates: Sequence[Path] = (),
+        seed: int | None = None,
     ):
         self.server = server
         self.repository = repository
@@ -139,17 +141,27 @@ class ReferenceModels:
         #: copy of it (the step is not in that arm's repository), per ensemble key.
         self.step_notes: dict[str, list[str]] = {}
         self._variants = Variants(server)
+        self._rng = random.Random(seed)
 
-    def arms(self, model: str) -> tuple[str, str, str] | None:
-        """Load the reference of ``model`` and a copy of the candidate, one after the other;
-        returns (reference name, candidate name, a note on how the arms were set up), or None
-        when the reference has no such model. Where the candidate's files are not at hand (a
-        remote server) the candidate is the server's own model, and the note says so."""
+    def arms(self, model: str, candidate_first: bool | None = None) -> tuple[str, str, str] | None:
+        """Load the reference of ``model`` and a copy of the candidate, one after the other
+        (in a random order unless ``candidate_first`` says; a systematic order would make
+        part of the arms' offset systematic); returns (reference name, candidate name, a
+        note on how the arms were set up), or None when the reference has no such model.
+        Where the candidate's files are not at hand (a remote server) the candidate is the
+        server's own model, and the note says so."""
+        if not (self.repository / model).is_dir():
+            return None
+        src = self._candidate_dir(model)
+        key = candidate_name(model)
+        if candidate_first is None:
+            candidate_first = self._rng.random() < 0.5
+        if candidate_first and src is not None and key not in self.loaded:
+            self._load_candidate(model, src)
         reference = self.ensure(model)
         if reference is None:
             return None
         self._arms.add(model)
-        src = self._candidate_dir(model)
         if src is None:
             return (
                 reference,
@@ -158,23 +170,26 @@ class ReferenceModels:
                 "(its files are not in a local model repository), the reference a copy "
                 "loaded later",
             )
-        key = candidate_name(model)
         if key not in self.loaded:
-            self._load(
-                src,
-                candidate_name(model),
-                f"the candidate copy of model '{model}'",
-                key=key,
-                side=_Side(key=candidate_name, find=self._candidate_dir),
-            )
-            self.loaded[key] = candidate_name(model)
-        note = "both arms loaded alike, as copies"
+            self._load_candidate(model, src)
+        note = "both arms loaded alike, as copies, in a random order"
         if model in self._steps or key in self._steps:
             note += " (each ensemble arm with its own copies of its composing models)"
         missing = self.step_notes.get(model, []) + self.step_notes.get(key, [])
         if missing:
             note += "; " + "; ".join(missing)
         return reference, self.loaded[key], note
+
+    def _load_candidate(self, model: str, src: Path) -> None:
+        key = candidate_name(model)
+        self._load(
+            src,
+            key,
+            f"the candidate copy of model '{model}'",
+            key=key,
+            side=_Side(key=candidate_name, find=self._candidate_dir),
+        )
+        self.loaded[key] = key
 
     def _candidate_dir(self, model: str) -> Path | None:
         return next(
@@ -185,13 +200,14 @@ class ReferenceModels:
         src = self.repository / model
         return src if (src / "config.pbtxt").is_file() else None
 
-    def reload(self, model: str) -> None:
-        """Unload both arms of ``model`` and load them again, one after the other: fresh
-        instances (new backend processes), so that an offset tied to one incarnation of a
-        copy (measured: up to several percent between two identical CPU-bound
-        Python-backend copies on a 2-core machine) is drawn anew. The plugin does this
-        before it confirms an A/B regression. (Loading an unchanged model again is a no-op
-        in Triton, hence the unload.)"""
+    def reload(self, model: str, candidate_first: bool = False) -> None:
+        """Unload both arms of ``model`` and load them again, one after the other
+        (``candidate_first``: the candidate's copy first): fresh instances (new backend
+        processes), so that an offset tied to one incarnation of a copy (measured: up to
+        several percent between two identical CPU-bound Python-backend copies on a 2-core
+        machine) is drawn anew. A/B mode does this before every load epoch after the
+        first, in a random order. (Loading an unchanged model again is a no-op in Triton,
+        hence the unload.)"""
         keys = self._with_steps([k for k in (model, candidate_name(model)) if k in self.loaded])
         # A composing-model copy another loaded ensemble copy runs stays.
         others = self._with_steps([k for k in self._steps if k not in keys and k in self.loaded])
@@ -203,7 +219,7 @@ class ReferenceModels:
             self._steps.pop(key, None)
             self.step_notes.pop(key, None)
         if model in self._arms:
-            self.arms(model)
+            self.arms(model, candidate_first=candidate_first)
 
     def _with_steps(self, keys: Sequence[str]) -> list[str]:
         """``keys`` and the keys of the composing-model copies they run, recursively."""

@@ -36,7 +36,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from pytest_triton_perf.cli import baselines, results, search
+from pytest_triton_perf.cli import baselines, calibrate, results, search
 from pytest_triton_perf.cli.common import EXIT_ERROR, EXIT_OK
 from pytest_triton_perf.errors import CliError as CliError
 from pytest_triton_perf.errors import TritonPerfError
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_parsers(sub)
     results.add_parsers(sub)
     search.add_parser(sub)
+    calibrate.add_parser(sub)
     p = sub.add_parser(
         "schema",
         help="print the JSON Schema of YAML suites (triton-perf*.yaml), for editors",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_triton_perf.baseline import calibration
 from pytest_triton_perf.gate.context import GateContext, Measured
 from pytest_triton_perf.gate.strategies import (
     AB,
@@ -99,4 +100,7 @@ class GatePipeline:
             return measured
         assert plan is not None, "a comparable subject in A/B mode needs the call's A/B plan"
         names = {m: a for m, a in found.items() if a is not None}
-        return subject.measure_ab(Arms(names, refs, plan, gate))
+        store = self.context.store
+        root = store.root if store is not None else None
+        offsets = {m: calibration.offsets(root, self.context.key, m) for m in names}
+        return subject.measure_ab(Arms(names, refs, plan, gate, offsets))

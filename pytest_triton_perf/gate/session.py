@@ -90,7 +90,7 @@ def ab_plan(settings: Settings, measured: MeasureSettings) -> ABPlan:
         block_s=settings.block_s,
         warmup_s=measured.warmup_s,
         window_s=measured.window_s,
-        confirm=settings.ab_confirm,
+        epochs=settings.ab_epochs,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_triton_perf.baseline.compare import GateSettings, compare_results
@@ -25,6 +25,7 @@ from pytest_triton_perf.verdicts import (
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.ab import ABPlan
     from pytest_triton_perf.baseline.reference import ReferenceModels
+    from pytest_triton_perf.baseline.sequential import Offset
     from pytest_triton_perf.measure.result import PerfResult
 
 Judgement = tuple[list[Comparison], dict[str, Any]]
@@ -39,14 +40,17 @@ class Arms:
     references: ReferenceModels
     plan: ABPlan
     gate: GateSettings
+    #: Each model's calibrated per-load offsets (``triton-perf calibrate``; empty: none).
+    offsets: dict[str, dict[str, Offset]] = field(default_factory=dict)
 
     def note(self, model: str) -> str:
         """Where the model's reference comes from, for the reports."""
         reference, _, setup = self.names[model]
         return f"'{reference}' = '{model}' from {self.references.origin}; {setup}"
 
-    def refresh(self, model: str) -> Callable[[], None] | None:
-        """Loads both arms anew (fresh instances): only where both arms are copies."""
+    def refresh(self, model: str) -> Callable[[bool], None] | None:
+        """Loads both arms anew (fresh instances; ``refresh(candidate_first)``): only where
+        both arms are copies."""
         _, candidate, _ = self.names[model]
         if candidate == model:
             return None

@@ -54,6 +54,7 @@ class Measurement:
             gate=arms.gate,
             model=self.model,
             refresh=arms.refresh(self.model),
+            offsets=arms.offsets.get(self.model),
         )
         return [
             Measured(

@@ -365,13 +365,24 @@ OPTIONS: tuple[Option, ...] = (
         "decided) or mann-whitney (the arms' pooled windows, fixed length).",
     ),
     Option(
+        "--triton-perf-ab-epochs",
+        "ab_epochs",
+        parsers.positive_int,
+        3,
+        "N",
+        "A/B mode (paired): load epochs before the first decision. Both arms are loaded "
+        "anew (in a random order) for every epoch, and the change is estimated across "
+        "epochs, so the arms' own offset counts as noise, not as a change. 1: one load "
+        "(the offset is not modelled).",
+    ),
+    Option(
         "--triton-perf-ab-confirm",
         "ab_confirm",
         parsers.on_off,
-        True,
+        False,
         "on|off",
-        "A/B mode (paired): a regression counts only when a second comparison, after both "
-        "arms are loaded again (fresh processes), shows it too.",
+        "Ignored (kept so that existing command lines run): load epochs "
+        "(--triton-perf-ab-epochs) replace the confirming comparison.",
     ),
     Option(
         "--triton-perf-block-s",

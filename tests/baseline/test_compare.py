@@ -131,7 +131,7 @@ def test_parse_metric_map(text: str, unit: str, expected: dict[str, float | None
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("p95=5%", "unknown metric 'p95'"),
+        ("p90=5%", "unknown metric 'p90'"),
         ("p50", "is not metric=value"),
         ("p50=-3%", "not a minimum effect"),
     ],

@@ -79,7 +79,7 @@ def test_history_compares_ttft_and_itl_of_streaming_results_only() -> None:
 
 def test_the_paired_analysis_decides_ttft_and_itl_of_streaming_blocks() -> None:
     ref = [make_stream_result(seed=s, windows=1) for s in range(1, 9)]
-    cand = [make_stream_result(seed=s, windows=1, ttft_ms=52.0) for s in range(11, 19)]
+    cand = [make_stream_result(seed=s, windows=1, ttft_ms=60.0) for s in range(11, 19)]
     analysis = PairedAnalysis(GateSettings(), looks=(8,))
     analysis.look(ref, cand)
     assert "ttft_p50_ms" in analysis.metrics and "itl_p99_ms" in analysis.metrics

@@ -1,0 +1,138 @@
+"""``triton-perf calibrate``: an A/A run of many load epochs that measures this machine's
+per-load offset between two identical copies of a model, stored for A/B mode
+(:mod:`pytest_triton_perf.baseline.calibration`)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_triton_perf.cli.common import EXIT_OK
+from pytest_triton_perf.errors import CliError
+
+#: Fewest epochs a calibration rests on (its variance then has that many minus one df).
+MIN_EPOCHS = 4
+
+
+def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    """Load two copies of MODEL (both from the model repository) and measure them against
+    each other in ``--epochs`` load epochs; store each metric's offset variance."""
+    from pytest_triton_perf.baseline import calibration
+    from pytest_triton_perf.baseline.ab import ABPlan, run_ab
+    from pytest_triton_perf.baseline.compare import GateSettings
+    from pytest_triton_perf.baseline.key import environment_key
+    from pytest_triton_perf.baseline.paired import PairedAnalysis
+    from pytest_triton_perf.baseline.reference import ReferenceModels
+    from pytest_triton_perf.baseline.sequential import Offset, offset_variance
+    from pytest_triton_perf.measure.engine import measure
+    from pytest_triton_perf.options import BASELINE_DIR
+    from pytest_triton_perf.server.local import LocalTritonServer
+
+    if args.epochs < MIN_EPOCHS:
+        raise CliError(f"--epochs={args.epochs}: at least {MIN_EPOCHS} epochs are accepted")
+    repository = Path(args.model_repository)
+    if not (repository / args.model / "config.pbtxt").is_file():
+        raise CliError(
+            f"--model-repository={repository}: no {args.model}/config.pbtxt there; give the "
+            f"model repository that holds MODEL"
+        )
+    root = Path(args.baseline_dir or BASELINE_DIR)
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    progress(f"starting a local server with model '{args.model}' ...")
+    load: dict[str, Any] = {"protocol": args.protocol}
+    if args.request_rate is not None:
+        load["request_rate"] = args.request_rate
+    else:
+        load["concurrency"] = args.concurrency
+    gate = GateSettings()
+    with LocalTritonServer([repository], models=[args.model], notify=progress) as server:
+        refs = ReferenceModels(
+            server, repository, origin=f"directory {repository}", candidates=[repository]
+        )
+        try:
+            arms = refs.arms(args.model)
+            assert arms is not None
+            reference, candidate, _ = arms
+            plan = ABPlan(budget_s=0, blocks=args.epochs * args.pairs, epochs=args.epochs)
+
+            def run(name: str, **kwargs: Any) -> Any:
+                return measure(server, name, **kwargs, **load)
+
+            progress(f"A/A: {args.epochs} load epochs of {args.pairs} pairs ...")
+            outcome = run_ab(
+                run,
+                reference=reference,
+                candidate=candidate,
+                plan=plan,
+                gate=gate,
+                model=args.model,
+                refresh=lambda first: refs.reload(args.model, candidate_first=first),
+            )
+        finally:
+            refs.unload_all()
+        key = environment_key(server.version, server.gpu_devices)
+    # Every epoch's estimate of every gated metric, from the blocks run_ab kept.
+    blocks = outcome.blocks
+    analysis = PairedAnalysis(gate, (args.epochs,))
+    analysis.streaming = any(b.stream is not None for b in (*blocks[0], *blocks[1]))
+    found: dict[str, Offset] = {}
+    print(f"A/A calibration of '{args.model}': {len(outcome.epochs)} epochs", file=out)
+    for metric in analysis.metrics:
+        est = analysis.estimates(blocks[0], blocks[1], metric, outcome.epochs)
+        if not est or len(est) < MIN_EPOCHS:
+            print(f"  {metric}: too few data to calibrate", file=out)
+            continue
+        tau2 = offset_variance(est)
+        if not math.isfinite(tau2):
+            continue
+        found[metric] = Offset(tau2, len(est))
+        within = math.sqrt(sum(e.var for e in est) / len(est))
+        print(
+            f"  {metric}: offset sd {100 * math.sqrt(tau2):.2f}% per load, within an "
+            f"epoch {100 * within:.2f}%",
+            file=out,
+        )
+    if not found:
+        raise CliError(f"no metric of '{args.model}' could be calibrated; raise --pairs")
+    path = calibration.save(
+        root, key, args.model, found, workload=load, pairs_per_epoch=outcome.epochs
+    )
+    print(f"calibration written to {path}", file=out)
+    return EXIT_OK
+
+
+def add_parser(sub: Any) -> None:
+    """The ``calibrate`` subcommand."""
+    p = sub.add_parser(
+        "calibrate",
+        help="measure this machine's offset between two identical model copies (A/B mode "
+        "reads it; starts a local server)",
+        description=(
+            "Load two identical copies of MODEL in a local server and measure them against "
+            "each other in load epochs (both copies loaded anew for each); store the "
+            "variance of the per-load offset of every gated metric under this machine's "
+            "baseline key. A/B mode uses it instead of the spread between its own few "
+            "epochs. Run it once per runner (and again when the machine changes)."
+        ),
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "--model-repository", required=True, metavar="DIR", help="the repository holding MODEL"
+    )
+    p.add_argument("--baseline-dir", metavar="DIR", help="where baselines are stored")
+    p.add_argument("--epochs", type=int, default=10, help="load epochs (default: %(default)s)")
+    p.add_argument(
+        "--pairs", type=int, default=8, help="pairs of blocks per epoch (default: %(default)s)"
+    )
+    p.add_argument("--concurrency", type=int, default=1, help="default: %(default)s")
+    p.add_argument("--request-rate", type=float, help="an open loop instead of concurrency")
+    p.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,184 @@
+"""Seeded simulations of the paired A/B decision over load epochs (issue 19, items 1-4, 6).
+
+Every load epoch draws an offset ``u`` of its own (sd ``TAU``), shared by its pairs, and the
+pairs' noise has lag-1 correlation 0.3 (neighbouring pairs share a block). The sequential
+rule (looks after epochs 3, 4, 5 and 6, Pocock boundary, Holm's share for regressions) must
+keep false alarms (a regression **or** an improvement at no change) and false passes (a
+pass at a change equal to the margin) at most alpha. The allowance for the Monte Carlo error
+is stated: the observed rate must stay below alpha plus three binomial standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pytest_triton_perf.baseline.sequential import (
+    EpochEstimate,
+    Offset,
+    _decide,
+    block_epochs,
+    combine,
+    offset_variance,
+    pooled_epoch,
+)
+from pytest_triton_perf.verdicts import IMPROVEMENT, PASS, REGRESSION
+
+ALPHA = 0.05
+TAU = 0.02  # per-load offset, log scale (the spread A/A runs showed on 2 shared cores)
+SIGMA = 0.06  # per-pair noise
+RHO = 0.3
+PAIRS = 8
+LOOKS = (3, 4, 5, 6)
+MARGIN = 0.05
+TRIALS = 400
+
+
+def allowance(p: float = ALPHA, n: int = TRIALS) -> float:
+    return p + 3 * math.sqrt(p * (1 - p) / n)
+
+
+def ar1(rng: np.random.Generator, n: int) -> np.ndarray:
+    e = rng.normal(0, SIGMA * math.sqrt(1 - RHO**2), n)
+    x = np.empty(n)
+    x[0] = rng.normal(0, SIGMA)
+    for i in range(1, n):
+        x[i] = RHO * x[i - 1] + e[i]
+    return x
+
+
+def epoch_series(rng: np.random.Generator, delta: float, tau: float = TAU) -> list[np.ndarray]:
+    return [delta + rng.normal(0, tau) + ar1(rng, PAIRS) for _ in range(LOOKS[-1])]
+
+
+def sequential(
+    series: list[np.ndarray], offset: Offset | None, *, one_sided: bool = False, holm: int = 4
+) -> str | None:
+    """The verdict the epoch design reaches over LOOKS (None: inconclusive)."""
+    for k in LOOKS:
+        comb = combine(block_epochs(series[:k]), offset)
+        d = _decide(
+            comb.mean,
+            comb.se,
+            k,
+            sd=comb.se,
+            bootstrap=None,
+            higher_is_worse=True,
+            looks=LOOKS,
+            alpha=ALPHA,
+            effect=MARGIN,
+            target=MARGIN,
+            big_enough=True,
+            df=comb.df,
+            reject_alpha=ALPHA / holm,
+            one_sided=one_sided,
+            look=k,
+            min_units=2,
+        )
+        if d.verdict is not None:
+            return d.verdict
+    return None
+
+
+def calibrated(rng: np.random.Generator) -> Offset:
+    """What ``triton-perf calibrate`` stores: tau^2 from 12 A/A epochs."""
+    est = block_epochs([rng.normal(0, TAU) + ar1(rng, PAIRS) for _ in range(12)])
+    return Offset(offset_variance(est), 12)
+
+
+@pytest.mark.parametrize("calibration", [True, False], ids=["calibrated", "epochs-only"])
+def test_no_change_rarely_alarms_and_a_change_at_the_margin_rarely_passes(
+    calibration: bool,
+) -> None:
+    rng = np.random.default_rng(19)
+    alarms = false_passes = passes = 0
+    for _ in range(TRIALS):
+        offset = calibrated(rng) if calibration else None
+        v0 = sequential(epoch_series(rng, 0.0), offset)
+        alarms += v0 in (REGRESSION, IMPROVEMENT)
+        passes += v0 == PASS
+        false_passes += sequential(epoch_series(rng, math.log1p(MARGIN)), offset) == PASS
+    assert alarms / TRIALS <= allowance(2 * ALPHA / 4)  # two sides, Holm's share each
+    assert false_passes / TRIALS <= allowance()
+    if calibration:  # and the calibrated design does decide: most A/A runs pass
+        assert passes / TRIALS >= 0.5
+
+
+def test_one_load_ignores_the_offset_and_alarms_too_often() -> None:
+    """Why epochs: the old design's interval over the pairs of one load covers delta + u.
+    With the same offset, one load of 48 pairs alarms far more often than alpha."""
+    rng = np.random.default_rng(7)
+    alarms = 0
+    for _ in range(TRIALS):
+        x = rng.normal(0, TAU) + ar1(rng, PAIRS * LOOKS[-1])
+        comb = combine(block_epochs([x]))
+        lo = comb.mean - 1.645 * comb.se
+        hi = comb.mean + 1.645 * comb.se
+        alarms += lo > 0 or hi < 0
+    assert alarms / TRIALS > 2 * allowance(2 * ALPHA)
+
+
+def test_a_regression_of_twice_the_margin_is_caught() -> None:
+    rng = np.random.default_rng(3)
+    caught = sum(
+        sequential(epoch_series(rng, math.log1p(2 * MARGIN)), calibrated(rng)) == REGRESSION
+        for _ in range(200)
+    )
+    assert caught / 200 >= 0.8
+
+
+def test_a_tail_is_one_sided_it_passes_below_the_margin_and_never_improves() -> None:
+    rng = np.random.default_rng(5)
+    verdicts = [
+        sequential(epoch_series(rng, -0.1), calibrated(rng), one_sided=True) for _ in range(100)
+    ]
+    assert IMPROVEMENT not in verdicts
+    assert verdicts.count(PASS) >= 90
+    at_margin = [
+        sequential(epoch_series(rng, math.log1p(MARGIN)), calibrated(rng), one_sided=True)
+        for _ in range(TRIALS)
+    ]
+    assert at_margin.count(PASS) / TRIALS <= allowance()
+
+
+def stalled_block(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    """Latencies of one block on shared cores: a fast body and 3% scheduling stalls."""
+    body = rng.lognormal(math.log(4.0), 0.1, n)
+    stall = rng.random(n) < 0.03
+    body[stall] += rng.exponential(6.0, int(stall.sum()))
+    return body * scale
+
+
+def test_a_pooled_p99_rests_on_its_epochs_and_keeps_alpha_at_the_margin() -> None:
+    """p99 non-inferiority at a 20% margin, each epoch's pooled p99 (3200 requests per arm,
+    32 beyond the percentile) with a pair bootstrap: a true +20% rarely passes, no change
+    rarely regresses and passes at least half the time (a stall mode makes p99 spread)."""
+    rng = np.random.default_rng(11)
+    margin = 0.20
+    offset = Offset(TAU**2, 12)
+
+    def verdict(delta: float) -> str | None:
+        est: list[EpochEstimate] = []
+        for e in range(4):
+            u = math.exp(rng.normal(0, TAU))
+            ref = [stalled_block(rng, 400, 1.0) for _ in range(PAIRS)]
+            cand = [stalled_block(rng, 400, u * (1 + delta)) for _ in range(PAIRS)]
+            got = pooled_epoch(ref, cand, 99.0, seed=e)
+            assert got is not None
+            est.append(got)
+        comb = combine(est, offset)
+        d = _decide(
+            comb.mean, comb.se, 4, sd=comb.se, bootstrap=None, higher_is_worse=True,
+            looks=(4,), alpha=ALPHA, effect=margin, target=margin, big_enough=True,
+            df=comb.df, reject_alpha=ALPHA, one_sided=True, look=4, min_units=2,
+        )  # fmt: skip
+        return d.verdict
+
+    n = 40
+    at_margin = [verdict(margin) for _ in range(n)]
+    same = [verdict(0.0) for _ in range(n)]
+    assert at_margin.count(PASS) / n <= allowance(ALPHA, n)
+    assert same.count(PASS) / n >= 0.5
+    assert same.count(REGRESSION) / n <= allowance(ALPHA, n)
