@@ -355,6 +355,102 @@ def compare_errors(
     )
 
 
+#: Sign vectors a paired permutation test enumerates exactly (2**16); beyond, Monte Carlo.
+EXACT_SIGN_FLIPS = 16
+#: Random sign vectors of the Monte Carlo permutation test (seeded: deterministic).
+SIGN_FLIP_DRAWS = 20_000
+
+
+def sign_flip_p(differences: Sequence[float] | np.ndarray) -> float:
+    """One-sided p-value that the paired ``differences`` tend to be positive: Fisher's
+    sign-flip permutation test of their mean (Fisher, *The Design of Experiments*, 1935,
+    section 21; Good, *Permutation Tests*, 2005, ch. 3). Under no change each pair's
+    difference is as likely negative as positive, whatever its size, so bursts of errors
+    inside one block weigh as one pair, not as many independent requests. Exact up to
+    :data:`EXACT_SIGN_FLIPS` pairs, Monte Carlo (seeded) beyond."""
+    d = np.asarray(differences, np.float64)
+    n = len(d)
+    if n == 0 or not np.any(d):
+        return 1.0
+    if n <= EXACT_SIGN_FLIPS:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = np.random.default_rng(n).choice([-1.0, 1.0], size=(SIGN_FLIP_DRAWS, n))
+    means = (signs * d).mean(axis=1)
+    return float(np.mean(means >= d.mean() - 1e-15))
+
+
+def compare_errors_paired(
+    reference: Sequence[tuple[int, int]],
+    candidate: Sequence[tuple[int, int]],
+    gate: GateSettings,
+    *,
+    mode: str = "ab",
+    metric: str = "error_rate",
+    looks: int = 1,
+) -> Comparison:
+    """A rate of failures compared block by block: ``(failed, total)`` per block of each
+    arm, block i of each arm forming pair i (blocks without requests in either arm are
+    left out). Errors come in bursts inside a block, so the unit is the pair of blocks:
+
+    - the change is the mean over pairs of the difference of the blocks' error rates;
+    - regression: :func:`sign_flip_p` below alpha AND the mean difference at least the
+      metric's minimum effect (improvement: the same on the other side);
+    - pass (non-inferiority): the one-sided (1 - alpha) Student-t upper bound of the mean
+      difference below the minimum effect; or no error in either arm, with the candidate's
+      requests enough for the zero-event bound -ln(alpha) / n to lie below it (the "rule of
+      three" at alpha 0.05; Hanley and Lippman-Hand, JAMA 249:1743, 1983);
+    - otherwise inconclusive.
+
+    ``looks``: the looks at which the caller could have stopped; alpha is divided by them
+    (Bonferroni), so the rule holds at whichever look it is applied.
+    """
+    from scipy.stats import t as student_t
+
+    pairs = [(r, c) for r, c in zip(reference, candidate, strict=False) if r[1] and c[1]]
+    alpha = gate.alpha / max(1, looks)
+    effect = gate.min_effect.get(metric, 0.0)
+    b_err, b_req = sum(r[0] for r, _ in pairs), sum(r[1] for r, _ in pairs)
+    c_err, c_req = sum(c[0] for _, c in pairs), sum(c[1] for _, c in pairs)
+    if not pairs:
+        return Comparison(metric, INCONCLUSIVE, mode, note="no pair of blocks with requests")
+    b_rate, c_rate = b_err / b_req, c_err / c_req
+    d = np.array([c[0] / c[1] - r[0] / r[1] for r, c in pairs])
+    n, mean = len(d), float(d.mean())
+    p_worse, p_better = sign_flip_p(d), sign_flip_p(-d)
+    how = (
+        f"sign-flip test over {n} pairs of blocks, {c_err}/{c_req} vs {b_err}/{b_req} "
+        f"failed, alpha {alpha:.2g}"
+    )
+    if b_err == 0 and c_err == 0:
+        upper = -math.log(alpha) / c_req
+        how = f"no errors in either arm ({c_req} vs {b_req} requests); {how}"
+    elif n >= 2:
+        se = float(d.std(ddof=1)) / math.sqrt(n)
+        upper = mean + float(student_t.ppf(1 - alpha, n - 1)) * se
+    else:
+        upper = math.inf
+    if p_worse < alpha and mean >= effect:
+        verdict, p = REGRESSION, p_worse
+    elif p_better < alpha and -mean >= effect:
+        verdict, p = IMPROVEMENT, p_better
+    elif upper < effect:
+        verdict, p = PASS, min(p_worse, p_better)
+    else:
+        verdict, p = INCONCLUSIVE, min(p_worse, p_better)
+        how = f"the rate may be up by {upper:.2%} (minimum effect {effect:.2%}); {how}"
+    return Comparison(
+        metric,
+        verdict,
+        mode,
+        baseline=b_rate,
+        current=c_rate,
+        change_pct=100.0 * (c_rate - b_rate) / b_rate if b_rate else None,
+        p_value=p,
+        note=how,
+    )
+
+
 def compare_results(
     baseline_results: Sequence[Mapping[str, Any]],
     current: Mapping[str, Any],

@@ -12,6 +12,7 @@ import pytest
 from pytest_triton_perf.baseline.compare import (
     GateSettings,
     compare_errors,
+    compare_errors_paired,
     compare_runs,
 )
 from pytest_triton_perf.baseline.power import mwu_mde, prediction_mde
@@ -299,3 +300,33 @@ def test_the_floor_counts_as_the_smallest_change() -> None:
 
 def test_the_error_rate_has_no_relative_mde() -> None:
     assert compare_errors((0, 1000), (0, 1000), GATE, mode="ab").mde_pct is None
+
+
+def test_paired_error_rate_regresses_on_a_burst_only_when_it_repeats() -> None:
+    # One burst of 60 errors in one candidate block: Fisher's test over the pooled counts
+    # calls it a regression, the pairs of blocks (one pair out of 12) do not.
+    ref = [(0, 500)] * 12
+    burst = [(60, 500)] + [(0, 500)] * 11
+    assert compare_errors((0, 6000), (60, 6000), GATE, mode="ab").verdict == "regression"
+    one = compare_errors_paired(ref, burst, GATE)
+    assert one.verdict == "inconclusive" and "may be up by" in one.note
+    every = compare_errors_paired(ref, [(5, 500)] * 12, GATE)  # 1% in every block
+    assert every.verdict == "regression" and every.p_value is not None
+    assert every.p_value < 0.01 and every.current == pytest.approx(0.01)
+
+
+def test_paired_error_rate_passes_without_errors_over_enough_requests() -> None:
+    # No errors: a pass once -ln(0.01) / n < 0.001, i.e. n > 4606 candidate requests.
+    assert compare_errors_paired([(0, 500)] * 10, [(0, 500)] * 10, GATE).verdict == "pass"
+    few = compare_errors_paired([(0, 400)] * 10, [(0, 400)] * 10, GATE)
+    assert few.verdict == "inconclusive"
+    # Errors in both arms at the same rate: a pass when the t bound is under 0.1%.
+    same = compare_errors_paired([(1, 2000)] * 12, [(1, 2000)] * 12, GATE)
+    assert same.verdict == "pass"
+
+
+def test_paired_error_rate_divides_alpha_over_looks() -> None:
+    ref, cand = [(0, 1000)] * 7, [(3, 1000)] * 6 + [(2, 1000)]
+    assert compare_errors_paired(ref, cand, GATE).verdict == "regression"  # p = 1/128
+    # 7 pairs reach at best p = 1/128: under alpha 0.01 / 3 looks no longer.
+    assert compare_errors_paired(ref, cand, GATE, looks=3).verdict != "regression"
