@@ -132,7 +132,10 @@ def _capacity(rng: np.random.Generator, delta: float) -> str:
     ref, cand = arm(0.0), arm(math.log1p(delta))
     comps: dict[str, Comparison] = {}
     for metric, q in (("p95_ms", 95), ("p50_ms", 50)):
-        x = [math.log(np.percentile(c, q) / np.percentile(r, q)) for r, c in zip(ref, cand)]
+        x = [
+            math.log(np.percentile(c, q) / np.percentile(r, q))
+            for r, c in zip(ref, cand, strict=True)
+        ]
         d = decide(x, higher_is_worse=True, looks=(pairs,), alpha=ALPHA, effect=0.10, target=0.10)
         comps[metric] = Comparison(metric, d.verdict or "inconclusive", "ab")
     p99 = decide_pooled(ref, cand, 99.0, looks=(pairs,), alpha=ALPHA, effect=0.10, target=0.10)
