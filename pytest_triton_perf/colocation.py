@@ -29,9 +29,9 @@ their baseline in history mode round by round (the rounds' ratios are the sample
 copy together, every candidate copy together) in paired rounds, the arms' order alternating;
 each model's together blocks are compared pair by pair (:class:`~pytest_triton_perf.baseline.
 paired.PairedAnalysis`, a fixed design of ``rounds`` pairs), and, with interference, the
-co-location cost of the candidate against the reference's: per round,
+co-location cost of the candidate against the reference's: throughput per round,
 ``log((cand together / cand alone) / (ref together / ref alone))``, decided by the same
-paired rule.
+paired rule; p99 from each arm's pooled tails (:mod:`~pytest_triton_perf.baseline.cost`).
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ import numpy as np
 from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.ab import BLOCK_WARMUP_S, merge_blocks
 from pytest_triton_perf.baseline.compare import GateSettings, smallest_change
+from pytest_triton_perf.baseline.cost import pooled_cost_change
 from pytest_triton_perf.baseline.paired import METHOD, PairedAnalysis, log_ratios
 from pytest_triton_perf.baseline.reference import base_name
 from pytest_triton_perf.baseline.sequential import (
     MIN_POOLED_REQUESTS,
+    PairedDecision,
     decide,
     decide_pooled,
     pooled_quantile,
@@ -443,23 +445,66 @@ def cost_rounds(model: str, rounds: Rounds, metric: str) -> list[float | None]:
     return out
 
 
+def _latencies(model: str, rounds: Rounds) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``model``'s alone and together latencies, one array per round."""
+    alone, together = rounds.alone.get(model, []), rounds.together.get(model, [])
+    n = min(len(alone), len(together))
+    return [b.latencies_ms for b in alone[:n]], [b.latencies_ms for b in together[:n]]
+
+
+def _pooled_cost(model: str, rounds: Rounds) -> float | None:
+    """``model``'s co-location cost on p99 over its pooled blocks: together / alone."""
+    alone, together = _latencies(model, rounds)
+    if not alone or not all(len(x) for x in (*alone, *together)):
+        return None
+    a = pooled_quantile(alone, 99.0)
+    return pooled_quantile(together, 99.0) / a if a > 0 else None
+
+
 def cost_comparisons(
     model: str, reference: Rounds, candidate: Rounds, gate: GateSettings, pairs: int
 ) -> list[Comparison]:
-    """A/B mode: the candidate's co-location cost against the reference's, round by round:
-    ``log(candidate ratio / reference ratio)`` decided by the paired rule (one look)."""
+    """A/B mode: the candidate's co-location cost against the reference's. Throughput
+    round by round, ``log(candidate ratio / reference ratio)`` decided by the paired rule
+    (one look); p99 from each arm's pooled tails (a block's p99 is about its maximum), with
+    a pair bootstrap over rounds (:func:`~pytest_triton_perf.baseline.cost.pooled_cost_change`)."""
     out = []
     for meta in metrics.GATED:
         if not meta.colocation_only or meta.name in gate.disabled:
             continue
         ref = cost_rounds(model, reference, meta.name)
         cand = cost_rounds(model, candidate, meta.name)
-        x = log_ratios(ref, cand)
         r = [v for v in ref if v is not None]
         c = [v for v in cand if v is not None]
-        base = float(np.median(r)) if r else None
-        cur = float(np.median(c)) if c else None
-        if len(x) < 2:
+        effect = gate.min_effect.get(meta.name, 0.0)
+        d: PairedDecision | None
+        if meta.name == "colocation_p99":
+            base, cur = _pooled_cost(model, reference), _pooled_cost(model, candidate)
+            d = pooled_cost_change(
+                _latencies(model, reference),
+                _latencies(model, candidate),
+                99.0,
+                alpha=gate.alpha,
+                effect=effect,
+                target=smallest_change(gate, meta.name, base),
+            )
+            what, few = "pooled p99 co-location costs", f"{MIN_POOLED_REQUESTS} requests"
+        else:
+            base = float(np.median(r)) if r else None
+            cur = float(np.median(c)) if c else None
+            x = log_ratios(ref, cand)
+            d = None
+            if len(x) >= 2:
+                d = decide(
+                    x,
+                    higher_is_worse=meta.higher_is_worse,
+                    looks=(pairs,),
+                    alpha=gate.alpha,
+                    effect=effect,
+                    target=smallest_change(gate, meta.name, base),
+                )
+            what, few = "rounds of co-location ratios (together / alone)", "2 rounds"
+        if d is None:
             out.append(
                 Comparison(
                     meta.name,
@@ -467,20 +512,11 @@ def cost_comparisons(
                     "ab",
                     baseline=base,
                     current=cur,
-                    note=f"too few rounds with the figure in both arms ({len(x)})",
+                    note=f"too few rounds or requests with the figure in both arms (needs "
+                    f"{few} per arm)",
                 )
             )
             continue
-        effect = gate.min_effect.get(meta.name, 0.0)
-        target = smallest_change(gate, meta.name, base)
-        d = decide(
-            x,
-            higher_is_worse=meta.higher_is_worse,
-            looks=(pairs,),
-            alpha=gate.alpha,
-            effect=effect,
-            target=target,
-        )
         lo, hi = d.interval
         out.append(
             Comparison(
@@ -493,9 +529,8 @@ def cost_comparisons(
                 current_ci=median_ci(c),
                 change_pct=100.0 * d.change,
                 p_value=d.p_value,
-                note=f"{METHOD} over {d.units} rounds of co-location ratios (together / "
-                f"alone), interval [{100 * lo:+.1f}%, {100 * hi:+.1f}%]"
-                + ("" if d.verdict else "; undecided"),
+                note=f"{METHOD} over {d.units} {what}, interval "
+                f"[{100 * lo:+.1f}%, {100 * hi:+.1f}%]" + ("" if d.verdict else "; undecided"),
                 mde_pct=100.0 * d.mde,
                 change_ci=(100.0 * lo, 100.0 * hi),
             )

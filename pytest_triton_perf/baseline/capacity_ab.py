@@ -15,7 +15,8 @@ The candidate's capacity is then placed against the reference's by where it brea
 - it holds the bounds at ``U``, where the reference breaks, and the limiting figure is
   significantly better there: its capacity is **above** (improvement);
 - otherwise both break between ``L`` and ``U``: the capacity is the same to the search's
-  resolution, and the throughput at ``L`` (compared as usual) decides.
+  resolution, and :func:`same_capacity` decides at ``L``: the throughput over concurrency,
+  the limiting latency over a request rate (where both arms deliver the offered rate).
 
 Two measurements, each at the A/B budget, not two searches; and the comparison happens
 exactly where a regression of capacity shows first.
@@ -23,7 +24,7 @@ exactly where a regression of capacity shows first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -98,6 +99,65 @@ def _decided(comps: dict[str, Comparison], metric: str, verdict: str) -> list[st
     ]
 
 
+#: Over a request rate, the latencies that stand in for the limiting one when it was not
+#: decided: the tail nearest to p99 that is decided more often, then the median.
+LATENCY_FALLBACK = ("p95_ms", "p50_ms")
+
+
+@dataclass(frozen=True)
+class SameLevel:
+    """What decides a capacity both arms reach to the search's resolution."""
+
+    verdict: str
+    note: str
+    comparison: Comparison | None  # the comparison that decided; None: none could
+
+
+def same_capacity(axis: str, comps: Mapping[str, Comparison], limiting: str) -> SameLevel:
+    """The verdict when both arms hold the bounds at L and break them at the next level.
+
+    Over concurrency (a closed loop) the throughput at L decides: a slower candidate
+    completes fewer requests. Over a request rate (an open loop) both arms deliver the
+    offered rate, so throughput cannot tell them apart: the **limiting latency** at L
+    decides, the figure of the bound the reference breaks at the next level (``limiting``,
+    a bound key such as ``p99_ms``; ``max_error_rate`` is the error rate), or, where that
+    one was not decided, p95 and then p50 (:data:`LATENCY_FALLBACK`). The first decided
+    comparison gives the verdict; none decided is ``inconclusive``, never a pass without a
+    test. Each comparison keeps its own error bounds (a false regression or a false pass at
+    most alpha); walking the fallback can add at most alpha per extra metric, less where
+    the metrics move together and none where the measurement's metrics are adjusted
+    together (Holm).
+    """
+    metric = "error_rate" if limiting == "max_error_rate" else limiting
+    if axis == "request_rate":
+        chain = tuple(dict.fromkeys((metric, *LATENCY_FALLBACK)))
+        what = "an open loop delivers the offered rate in both arms, so latency decides"
+    else:
+        chain = ("throughput",)
+        what = "compared on throughput"
+    tried = []
+    for name in chain:
+        c = comps.get(name)
+        if c is None:
+            continue
+        tried.append(f"{name} {c.verdict}")
+        if c.verdict in (PASS, REGRESSION, IMPROVEMENT):
+            return SameLevel(
+                c.verdict,
+                f"both arms break the bounds between it and the next level: the same "
+                f"capacity to the search's resolution; {what}: {name} {c.verdict}"
+                + (f" ({c.change_pct:+.1f}%)" if c.change_pct is not None else "")
+                + (f"; {c.note}" if c.note else ""),
+                c,
+            )
+    return SameLevel(
+        INCONCLUSIVE,
+        f"both arms break the bounds between it and the next level; {what}, and none of "
+        f"{', '.join(chain)} was decided ({', '.join(tried) or 'none compared'})",
+        None,
+    )
+
+
 def compare_capacity(
     measure: Callable[..., PerfResult],
     search: Callable[[str], CapacityResult],
@@ -144,6 +204,12 @@ def compare_capacity(
     cap_cand = low.candidate.throughput
     change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
     verdict, note = PASS, ""
+    ci: tuple[float, float] | None = None
+    high_ok = (
+        high is not None
+        and not breaches(high.candidate, bounds)
+        and bool(breaches(high.reference, bounds))
+    )
     where = f"{axis} {fmt(_level(low.candidate))}"
     if cand_low and not ref_low:
         key = cand_low[0].split(" ", 1)[0]
@@ -165,11 +231,8 @@ def compare_capacity(
                 f"holds, but neither {metric} nor p50 nor throughput is significantly worse: "
                 f"both sit at the bound"
             )
-    elif (
-        high is not None
-        and not breaches(high.candidate, bounds)
-        and breaches(high.reference, bounds)
-    ):
+    elif high_ok:
+        assert high is not None
         high_comps = _compared(high, gate)
         key = breaches(high.reference, bounds)[0].split(" ", 1)[0]
         metric = key if key != "max_error_rate" else "error_rate"
@@ -183,18 +246,18 @@ def compare_capacity(
                 f"at {up}, one level above the reference's capacity, the candidate holds "
                 f"every bound where the reference breaks {metric}: its capacity is higher"
             )
-        else:
-            note = f"at {up} the candidate holds the bounds the reference breaks, narrowly"
-    else:
-        thr = low_comps.get("throughput")
-        if thr is not None:
-            verdict = thr.verdict
-            note = (
-                f"both arms break the bounds between {where} and the next level: the same "
-                f"capacity to the search's resolution, compared on throughput at {where}"
-                + (f"; {thr.note}" if thr.note else "")
-            )
-            change = thr.change_pct
+    if verdict == PASS:
+        # Both break between L and U (or the candidate holds at U narrowly): the same
+        # capacity to the search's resolution, compared at L by the same-level rule.
+        limit = breaches(high.reference, bounds) if high is not None else ()
+        key = limit[0].split(" ", 1)[0] if limit else found.limited_by
+        decided = same_capacity(axis, low_comps, key)
+        narrowly = "the candidate holds the bounds at the next level narrowly; " if high_ok else ""
+        verdict, note = decided.verdict, f"at {where}: {narrowly}{decided.note}"
+        cap_cand = low.candidate.throughput
+        change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
+        if decided.comparison is not None and decided.comparison.metric == "throughput":
+            change, ci = decided.comparison.change_pct, decided.comparison.change_ci
     capacity = Comparison(
         "capacity",
         verdict,
@@ -208,8 +271,8 @@ def compare_capacity(
     comps = [capacity]
     if "error_rate" in low_comps:
         comps.append(low_comps["error_rate"])
-    if low.comparisons is not None and "throughput" in low_comps and verdict == PASS:
-        comps[0] = replace(capacity, change_ci=low_comps["throughput"].change_ci)
+    if ci is not None:
+        comps[0] = replace(capacity, change_ci=ci)
     return CapacityAB(
         search=found,
         at_load=low,

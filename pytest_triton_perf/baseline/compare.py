@@ -13,13 +13,16 @@ least the minimum effect AND above the absolute floor (asv's "stats and factor" 
   fewer runs, Mann-Whitney against the stored windows. The plugin confirms a history
   regression with one re-measurement before failing.
 
-Every comparison also states its minimum detectable effect (MDE): the smallest change its
-test would flag with power 0.8 (:data:`POWER`) at the session's alpha, in percent of the
-baseline (:func:`mwu_mde`, :func:`prediction_mde`). A pass claims that the metric did not
-change by the minimum effect or more; a comparison whose MDE is larger than that could not
-have seen such a change, so it is ``inconclusive`` ("underpowered"), never ``pass``, and its
-note estimates the measurement that would have been enough. Regression and improvement
-verdicts do not depend on it: a significant change beyond the minimum effect was seen.
+**Pass** is a non-inferiority decision (Wellek 2010): the one-sided (1 - alpha) upper bound
+of the change toward worse lies inside the smallest change that counts
+(:func:`smallest_change`). With three or more stored runs the bound is the prediction
+interval's (runs are the units); otherwise the Hodges-Lehmann shift of the windows with
+Moses' bound, widened by the run-to-run spread that one run or one load per side cannot
+show (:data:`~pytest_triton_perf.baseline.power.RUN_SD_FLOOR`). At a true change equal to
+that margin a pass comes with probability at most alpha; "not significant" alone (which
+passes such a change about half the time) is never a pass. An undecided comparison is
+``inconclusive``, with its minimum detectable effect
+(:mod:`~pytest_triton_perf.baseline.power`) and the measurement that would have been enough.
 """
 
 from __future__ import annotations
@@ -32,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from pytest_triton_perf import metrics, options
-from pytest_triton_perf.baseline.sequential import MIN_REQUESTS_FOR_P99, POWER
+from pytest_triton_perf.baseline.power import (
+    RUN_SD_FLOOR,
+    Power,
+    mwu_power,
+    pct,
+    prediction_power,
+)
+from pytest_triton_perf.baseline.sequential import MIN_REQUESTS_FOR_P99
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
@@ -49,14 +59,6 @@ GATED_METRICS = tuple(m.name for m in metrics.GATED if m.per_window)
 HIGHER_IS_WORSE = {m.name: m.higher_is_worse for m in metrics.CATALOGUE}
 DEFAULT_MIN_EFFECT = {m.name: m.gate.min_effect for m in metrics.GATED if m.gate}
 DEFAULT_FLOOR = {m.name: m.gate.floor for m in metrics.GATED if m.gate and m.gate.floor}
-
-RUN_SD_FLOOR = 0.02
-#: Asymptotic relative efficiency of Mann-Whitney U against the two-sample t-test for
-#: normal data (3/pi, Hodges and Lehmann 1956): the rank test needs 1/0.955 times the windows.
-MWU_ARE = 3 / math.pi
-#: Largest number of windows (per arm) or stored runs an estimate of the measurement needed
-#: looks at; beyond it the note says that no practical measurement would do.
-MAX_NEEDED = 10_000
 
 
 @dataclass(frozen=True)
@@ -129,61 +131,6 @@ def _mwu_p(worse: Sequence[float], better: Sequence[float]) -> float:
     return float(mannwhitneyu(worse, better, alternative="greater").pvalue)
 
 
-def robust_sd(values: Sequence[float]) -> float:
-    """Robust standard deviation: 1.4826 * MAD (the standard deviation for normal data,
-    unmoved by one hiccup window); the sample standard deviation where more than half the
-    values are equal (MAD 0), 0 for fewer than 2 values."""
-    arr = np.asarray(values, dtype=np.float64)
-    if len(arr) < 2:
-        return 0.0
-    mad = float(1.4826 * np.median(np.abs(arr - np.median(arr))))
-    return mad if mad > 0 else float(np.std(arr, ddof=1))
-
-
-def mwu_mde(sd: float, n1: int, n2: int, alpha: float, power: float = POWER) -> float:
-    """Minimum detectable shift (absolute) of a one-sided Mann-Whitney U test of n1 against
-    n2 windows whose values scatter with standard deviation ``sd``.
-
-    The normal approximation of the two-sample power calculation, divided by the square root
-    of the rank test's asymptotic relative efficiency (:data:`MWU_ARE`)::
-
-        MDE = (z_{1-alpha} + z_{power}) * sd * sqrt(1/n1 + 1/n2) / sqrt(3/pi)
-
-    (e.g. Lehmann, *Nonparametrics*, 1975, ch. 2). Infinite when no arrangement of n1 + n2
-    windows reaches ``alpha`` at all: the smallest one-sided exact p-value is
-    1 / C(n1 + n2, n1) (2 against 2 windows: 1/6).
-    """
-    from scipy.stats import norm
-
-    if n1 < 1 or n2 < 1 or (n1 + n2 < 60 and 1 / math.comb(n1 + n2, n1) >= alpha):
-        return math.inf
-    z = float(norm.ppf(1 - alpha) + norm.ppf(power))
-    return z * sd * math.sqrt(1 / n1 + 1 / n2) / math.sqrt(MWU_ARE)
-
-
-def prediction_mde(sd: float, runs: int, alpha: float, power: float = POWER) -> float:
-    """Minimum detectable shift (absolute) of the one-sided Student-t prediction interval
-    over ``runs`` run-level values with run-to-run standard deviation ``sd``.
-
-    A new run differs from the mean of r runs with standard deviation sd * sqrt(1 + 1/r);
-    the test flags it beyond t_{1-alpha, r-1} of those, and flags a run shifted by delta with
-    probability ``power`` when (the usual approximation of the noncentral t)::
-
-        MDE = (t_{1-alpha, r-1} + t_{power, r-1}) * sd * sqrt(1 + 1/r)
-
-    More runs shrink only the t quantiles and sqrt(1 + 1/r): the limit is
-    (z_{1-alpha} + z_{power}) * sd, so a run-to-run spread of 2% can never show 5% at
-    alpha 0.01 (the limit is 6.3%).
-    """
-    from scipy.stats import t as student_t
-
-    if runs < 2:
-        return math.inf
-    df = runs - 1
-    q = float(student_t.ppf(1 - alpha, df) + student_t.ppf(power, df))
-    return q * sd * math.sqrt(1 + 1 / runs)
-
-
 def _prediction_p(runs: Sequence[float], current: float, higher_is_worse: bool) -> float | None:
     """One-sided p-value of ``current`` under a Student-t prediction interval over ``runs``."""
     from scipy.stats import t as student_t
@@ -201,6 +148,63 @@ def _prediction_p(runs: Sequence[float], current: float, higher_is_worse: bool) 
     if not higher_is_worse:
         stat = -stat
     return float(student_t.sf(stat, r - 1))
+
+
+def _prediction_bound(
+    runs: Sequence[float], current: float, higher_is_worse: bool, alpha: float
+) -> float:
+    """One-sided (1 - alpha) upper bound of the relative change toward worse of a new run
+    against ``runs`` (run-level values): the Student-t bound with the prediction interval's
+    scale, sd * sqrt(1 + 1/r) with the :data:`RUN_SD_FLOOR` (the new run carries a run
+    offset of its own). At a true change equal to the margin it falls inside the margin
+    with probability alpha (a one-sided non-inferiority test, Wellek, *Testing Statistical
+    Hypotheses of Equivalence and Noninferiority*, 2010, ch. 2)."""
+    from scipy.stats import t as student_t
+
+    r = len(runs)
+    mean = float(np.mean(runs))
+    if mean == 0:
+        return math.inf
+    sd = max(float(np.std(runs, ddof=1)), RUN_SD_FLOOR * abs(mean))
+    worse = (current - mean) if higher_is_worse else (mean - current)
+    return (worse + float(student_t.ppf(1 - alpha, r - 1)) * sd * math.sqrt(1 + 1 / r)) / abs(mean)
+
+
+def _shift_bound(
+    current: Sequence[float],
+    baseline: Sequence[float],
+    base: float,
+    higher_is_worse: bool,
+    alpha: float,
+    between: float,
+) -> float:
+    """One-sided (1 - alpha) upper bound of the relative shift toward worse of the windows
+    ``current`` against ``baseline``, for a non-inferiority pass.
+
+    The Hodges-Lehmann estimate of the shift (the median of the m * n differences) with
+    Moses' distribution-free bound, the order statistic of the differences at the
+    Mann-Whitney critical value (Hollander, Wolfe and Chicken, *Nonparametric Statistical
+    Methods*, 3rd ed., 2014, section 4.3; normal approximation of the critical value).
+    Windows share their run's (or load's) offset, which the windows cannot show: its
+    variance, ``between`` * :data:`RUN_SD_FLOOR` squared (2 for two loads, 1 + 1/r for a
+    run against r stored runs), is added to the bound's (the windows' half-width over
+    z), so one run or one load per arm is not taken for the machine's variation."""
+    from scipy.stats import norm
+
+    x, y = np.asarray(current, np.float64), np.asarray(baseline, np.float64)
+    m, n = len(x), len(y)
+    if not base:
+        return math.inf
+    z = float(norm.ppf(1 - alpha))
+    k = math.floor(m * n / 2 - z * math.sqrt(m * n * (m + n + 1) / 12))
+    if k < 1:
+        return math.inf  # too few windows for any bound at this alpha
+    d = np.sort((x[:, None] - y[None, :]).ravel()) / abs(base)
+    if not higher_is_worse:
+        d = -d[::-1]
+    se = (float(d[m * n - k]) - float(d[k - 1])) / (2 * z)
+    se = math.sqrt(se**2 + between * RUN_SD_FLOOR**2)
+    return float(np.median(d)) + z * se
 
 
 def compare_runs(
@@ -243,22 +247,29 @@ def compare_runs(
 
     p_worse = p_better = None
     note = ""
-    power: _Power | None = None
+    power: Power | None = None
     if use_runs:
         p_worse = _prediction_p(run_levels, cur, worse_up)
         p_better = _prediction_p(run_levels, cur, not worse_up)
-        power = _prediction_power(run_levels, len(current), gate.alpha, target, window_s)
+        power = prediction_power(run_levels, len(current), gate.alpha, target, window_s)
         note = f"prediction interval over {len(runs)} stored runs ({power.spread})"
     if p_worse is None or p_better is None:
         hi, lo = (current, pooled) if worse_up else (pooled, current)
         p_worse = _mwu_p(hi, lo)
         p_better = _mwu_p(lo, hi)
-        power = _mwu_power(current, pooled, base, gate.alpha, target, window_s, mode)
+        power = mwu_power(current, pooled, base, gate.alpha, target, window_s, mode)
         note = f"Mann-Whitney U, {len(current)} vs {len(pooled)} windows" + (
             "" if mode == "ab" else f" of {len(runs)} stored run(s)"
         )
     assert power is not None
     worse_change = change if worse_up else -change
+    if use_runs:
+        worse_hi = _prediction_bound(run_levels, cur, worse_up, gate.alpha)
+    else:
+        # Each side is one load (A/B) or one run against r stored runs: each carries an
+        # offset of its own that no window of it can show.
+        between = 2.0 if mode == "ab" else 1 + 1 / len(runs)
+        worse_hi = _shift_bound(current, pooled, base, worse_up, gate.alpha, between)
     big_enough = diff >= floor
     spread = max(noise(current), noise(pooled) if mode == "ab" else 0.0)
     if spread > gate.max_noise:
@@ -271,22 +282,26 @@ def compare_runs(
         verdict, p = REGRESSION, p_worse
     elif p_better < gate.alpha and -worse_change >= effect and big_enough:
         verdict, p = IMPROVEMENT, p_better
-    elif target > 0 and power.mde > target:
-        # Not significant, but the test could not have seen the smallest change that
-        # counts: that is no evidence that the metric did not regress.
+    elif worse_hi < target:
+        # Non-inferiority: the one-sided (1 - alpha) upper bound of the change toward worse
+        # lies inside the smallest change that counts.
+        verdict, p = PASS, min(p_worse, p_better)
+    else:
         verdict, p = INCONCLUSIVE, min(p_worse, p_better)
         short = metrics.BY_NAME[metric].short
-        seen = (
-            f"could only see >= {_pct(power.mde)} on {short}"
-            if math.isfinite(power.mde)
-            else f"too few windows for any change on {short} to reach alpha {gate.alpha:g}"
+        bound = (
+            f"the change on {short} may be as bad as {pct(worse_hi)} (one-sided "
+            f"{1 - gate.alpha:.0%} bound; the smallest change that counts: {pct(target)})"
         )
-        note = (
-            f"underpowered: {seen} (the smallest change that counts: {_pct(target)}); "
-            f"{power.needed}; {note}"
-        )
-    else:
-        verdict, p = PASS, min(p_worse, p_better)
+        if target > 0 and power.mde > target:
+            seen = (
+                f"could only see >= {pct(power.mde)} on {short}"
+                if math.isfinite(power.mde)
+                else f"too few windows for any change on {short} to reach alpha {gate.alpha:g}"
+            )
+            bound = f"underpowered: {seen} (the smallest change that counts: {pct(target)})"
+            bound += f"; {power.needed}"
+        note = f"{bound}; {note}"
     return Comparison(
         metric=metric,
         verdict=verdict,
@@ -300,101 +315,6 @@ def compare_runs(
         note=note,
         mde_pct=100.0 * power.mde,
     )
-
-
-def _pct(fraction: float) -> str:
-    """0.038 -> '3.8%', 0.114 -> '11%'."""
-    v = 100 * fraction
-    return f"{v:.1f}%" if v < 10 else f"{v:.0f}%"
-
-
-@dataclass(frozen=True)
-class _Power:
-    """What one comparison could see: its relative MDE, what would have been needed to see
-    the smallest change that counts, and (history) the run-to-run spread."""
-
-    mde: float
-    needed: str
-    spread: str = ""
-
-
-def _needed(windows: int, window_s: float | None, arms: int = 1) -> str:
-    """``about 28 s of measurement would be needed (14 windows of 1 s per arm)``."""
-    per_arm = " per arm" if arms > 1 else ""
-    if window_s is None:
-        return f"{windows} windows{per_arm} would be needed"
-    return (
-        f"about {arms * windows * window_s:.0f} s of measurement would be needed "
-        f"({windows} windows of {window_s:.2g} s{per_arm})"
-    )
-
-
-def _mwu_power(
-    current: Sequence[float],
-    pooled: Sequence[float],
-    base: float,
-    alpha: float,
-    target: float,
-    window_s: float | None,
-    mode: str,
-) -> _Power:
-    """The MDE of the Mann-Whitney comparison (:func:`mwu_mde`) with the pooled robust
-    spread of both sides' windows, and the windows that would reach ``target``: in A/B
-    mode both arms grow (MDE ~ 1/sqrt(windows per arm)); in history mode only the current
-    side does, so the stored windows bound what more measuring can reach."""
-    n1, n2 = len(current), len(pooled)
-    s1, s2 = robust_sd(current), robust_sd(pooled)
-    dof = n1 + n2 - 2
-    sd = math.sqrt(((n1 - 1) * s1**2 + (n2 - 1) * s2**2) / dof) if dof > 0 else max(s1, s2)
-    scale = abs(base) or 1.0
-    mde = mwu_mde(sd, n1, n2, alpha) / scale
-    if target <= 0 or mde <= target:
-        return _Power(mde, "")
-    ab = mode == "ab"
-    for m in range(max(n1, 2), MAX_NEEDED + 1):
-        if mwu_mde(sd, m, m if ab else n2, alpha) / scale <= target:
-            return _Power(mde, _needed(m, window_s, 2 if ab else 1))
-    if not ab:
-        return _Power(
-            mde,
-            f"more measuring cannot reach it against {n2} stored windows: save runs with "
-            f"more windows (--triton-perf-compare-windows) or compare in A/B mode",
-        )
-    return _Power(mde, f"more than {MAX_NEEDED} windows per arm would be needed")
-
-
-def _prediction_power(
-    run_levels: Sequence[float], windows: int, alpha: float, target: float, window_s: float | None
-) -> _Power:
-    """The MDE of the prediction interval (:func:`prediction_mde`) with the run-to-run
-    standard deviation (and its floor), and the stored runs that would reach ``target``:
-    more windows in this run do not help, the runs' own spread is the noise."""
-    r = len(run_levels)
-    mean = float(np.mean(run_levels))
-    scale = abs(mean) or 1.0
-    raw = float(np.std(run_levels, ddof=1))
-    sd = max(raw, RUN_SD_FLOOR * abs(mean))
-    spread = f"run-to-run spread {_pct(raw / scale)}"
-    if sd > raw:
-        spread += f", taken as {_pct(RUN_SD_FLOOR)}"
-    mde = prediction_mde(sd, r, alpha) / scale
-    if target <= 0 or mde <= target:
-        return _Power(mde, "", spread)
-    from scipy.stats import norm
-
-    limit = float(norm.ppf(1 - alpha) + norm.ppf(POWER)) * sd / scale
-    if limit >= target:
-        return _Power(
-            mde,
-            "no number of stored runs would do at this run-to-run spread: compare in A/B "
-            "mode (--triton-perf-baseline-ref)",
-            spread,
-        )
-    for n in range(r + 1, MAX_NEEDED + 1):
-        if prediction_mde(sd, n, alpha) / scale <= target:
-            each = f" of about {windows * window_s:.0f} s each" if window_s is not None else ""
-            return _Power(mde, f"about {n} stored runs{each} would be needed", spread)
-    return _Power(mde, f"more than {MAX_NEEDED} stored runs would be needed", spread)
 
 
 def compare_errors(
@@ -432,6 +352,102 @@ def compare_errors(
         change_pct=change,
         p_value=p,
         note=f"Fisher exact, {c_err}/{c_req} vs {b_err}/{b_req} failed",
+    )
+
+
+#: Sign vectors a paired permutation test enumerates exactly (2**16); beyond, Monte Carlo.
+EXACT_SIGN_FLIPS = 16
+#: Random sign vectors of the Monte Carlo permutation test (seeded: deterministic).
+SIGN_FLIP_DRAWS = 20_000
+
+
+def sign_flip_p(differences: Sequence[float] | np.ndarray) -> float:
+    """One-sided p-value that the paired ``differences`` tend to be positive: Fisher's
+    sign-flip permutation test of their mean (Fisher, *The Design of Experiments*, 1935,
+    section 21; Good, *Permutation Tests*, 2005, ch. 3). Under no change each pair's
+    difference is as likely negative as positive, whatever its size, so bursts of errors
+    inside one block weigh as one pair, not as many independent requests. Exact up to
+    :data:`EXACT_SIGN_FLIPS` pairs, Monte Carlo (seeded) beyond."""
+    d = np.asarray(differences, np.float64)
+    n = len(d)
+    if n == 0 or not np.any(d):
+        return 1.0
+    if n <= EXACT_SIGN_FLIPS:
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = np.random.default_rng(n).choice([-1.0, 1.0], size=(SIGN_FLIP_DRAWS, n))
+    means = (signs * d).mean(axis=1)
+    return float(np.mean(means >= d.mean() - 1e-15))
+
+
+def compare_errors_paired(
+    reference: Sequence[tuple[int, int]],
+    candidate: Sequence[tuple[int, int]],
+    gate: GateSettings,
+    *,
+    mode: str = "ab",
+    metric: str = "error_rate",
+    looks: int = 1,
+) -> Comparison:
+    """A rate of failures compared block by block: ``(failed, total)`` per block of each
+    arm, block i of each arm forming pair i (blocks without requests in either arm are
+    left out). Errors come in bursts inside a block, so the unit is the pair of blocks:
+
+    - the change is the mean over pairs of the difference of the blocks' error rates;
+    - regression: :func:`sign_flip_p` below alpha AND the mean difference at least the
+      metric's minimum effect (improvement: the same on the other side);
+    - pass (non-inferiority): the one-sided (1 - alpha) Student-t upper bound of the mean
+      difference below the minimum effect; or no error in either arm, with the candidate's
+      requests enough for the zero-event bound -ln(alpha) / n to lie below it (the "rule of
+      three" at alpha 0.05; Hanley and Lippman-Hand, JAMA 249:1743, 1983);
+    - otherwise inconclusive.
+
+    ``looks``: the looks at which the caller could have stopped; alpha is divided by them
+    (Bonferroni), so the rule holds at whichever look it is applied.
+    """
+    from scipy.stats import t as student_t
+
+    pairs = [(r, c) for r, c in zip(reference, candidate, strict=False) if r[1] and c[1]]
+    alpha = gate.alpha / max(1, looks)
+    effect = gate.min_effect.get(metric, 0.0)
+    b_err, b_req = sum(r[0] for r, _ in pairs), sum(r[1] for r, _ in pairs)
+    c_err, c_req = sum(c[0] for _, c in pairs), sum(c[1] for _, c in pairs)
+    if not pairs:
+        return Comparison(metric, INCONCLUSIVE, mode, note="no pair of blocks with requests")
+    b_rate, c_rate = b_err / b_req, c_err / c_req
+    d = np.array([c[0] / c[1] - r[0] / r[1] for r, c in pairs])
+    n, mean = len(d), float(d.mean())
+    p_worse, p_better = sign_flip_p(d), sign_flip_p(-d)
+    how = (
+        f"sign-flip test over {n} pairs of blocks, {c_err}/{c_req} vs {b_err}/{b_req} "
+        f"failed, alpha {alpha:.2g}"
+    )
+    if b_err == 0 and c_err == 0:
+        upper = -math.log(alpha) / c_req
+        how = f"no errors in either arm ({c_req} vs {b_req} requests); {how}"
+    elif n >= 2:
+        se = float(d.std(ddof=1)) / math.sqrt(n)
+        upper = mean + float(student_t.ppf(1 - alpha, n - 1)) * se
+    else:
+        upper = math.inf
+    if p_worse < alpha and mean >= effect:
+        verdict, p = REGRESSION, p_worse
+    elif p_better < alpha and -mean >= effect:
+        verdict, p = IMPROVEMENT, p_better
+    elif upper < effect:
+        verdict, p = PASS, min(p_worse, p_better)
+    else:
+        verdict, p = INCONCLUSIVE, min(p_worse, p_better)
+        how = f"the rate may be up by {upper:.2%} (minimum effect {effect:.2%}); {how}"
+    return Comparison(
+        metric,
+        verdict,
+        mode,
+        baseline=b_rate,
+        current=c_rate,
+        change_pct=100.0 * (c_rate - b_rate) / b_rate if b_rate else None,
+        p_value=p,
+        note=how,
     )
 
 
