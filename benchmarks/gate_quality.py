@@ -36,8 +36,8 @@ by :func:`evaluate_test`.
 
 - A/B mode: each trial is one :func:`run_ab` with the plugin's default plan (``ABPlan()``:
   the paired sequential design, stops when every gated metric is decided or the budget is
-  spent; with ``--confirm``, as with ``--triton-perf-ab-confirm``, a regression is measured
-  again with fresh instances through ``refresh``; the plugin's default is no confirmation), or with
+  spent; the blocks come in load epochs, both arms reloaded in a random order through
+  ``refresh`` before each epoch after the first), or with
   ``--methods mann-whitney`` the fixed design (``--blocks`` windows of ``--window-s`` per arm,
   judged afterwards by Mann-Whitney). Both arms are copies loaded through
   :class:`ReferenceModels` (``<name>__ref`` from the reference repository, ``<name>__cand``
@@ -408,7 +408,7 @@ def ab_trial(
     name = arm_name(spec.name, effect)
     how, load_s = arms.fresh(name)
     if method == "paired":
-        plan = ABPlan(budget_s=args.budget_s, confirm=args.confirm)
+        plan = ABPlan(budget_s=args.budget_s)
     else:
         plan = ABPlan(
             method="mann-whitney",
@@ -455,7 +455,7 @@ def ab_trial(
         arms=how,
         pairs=design["pairs"],
         stopped=design["stopped"],
-        confirmed=design["confirmed"],
+        confirmed=design.get("confirmed"),
         load_1m=load,
         windows=_windows(pair),
         notes=[*reference.notes, *candidate.notes]
@@ -838,13 +838,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"quick {QUICK['budget_s']:g}); every other setting of the paired plan is ABPlan()'s",
     )
     p.add_argument(
-        "--confirm",
-        action=argparse.BooleanOptionalAction,
-        default=ABPlan().confirm,
-        help="A/B paired: measure a regression again with fresh instances of both arms "
-        "(the plugin's --triton-perf-ab-confirm; default: %(default)s)",
-    )
-    p.add_argument(
         "--blocks", type=int, help=f"mann-whitney: windows per arm ({DEFAULTS['blocks']})"
     )
     p.add_argument(
@@ -1016,7 +1009,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     specs = [MODELS[m] for m in args.model_list]
     gate = GateSettings()
-    paired = ABPlan(budget_s=args.budget_s, confirm=args.confirm)
+    paired = ABPlan(budget_s=args.budget_s)
     log(f"command: {command}")
     log(f"machine: {machine()}")
     log(f"date:    {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
@@ -1037,11 +1030,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(
             "  A/B arms: fresh for every trial (the first trial of an effect loads them with "
             "refs.arms, every later one calls refs.reload first: unload both, wait, load both); "
-            + (
-                "refresh=refs.reload confirms a paired regression with fresh instances"
-                if args.confirm
-                else "no confirmation of a paired regression (refresh is passed, confirm is off)"
-            )
+            "refresh=refs.reload loads them anew, in a random order, for every load epoch"
         )
     if "history" in args.mode_list:
         log(

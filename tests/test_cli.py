@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -195,21 +196,24 @@ def test_compare_finds_a_regression_and_exits_1(tmp_path: Path) -> None:
     assert by_metric["p50_ms"][-1] == "regression"
     assert by_metric["throughput"][-1] == "regression"
     same = [x.split() for x in proc.stdout.splitlines() if x.startswith("t.py::test_a")]
-    assert len(same) == 4 and all(r[-1] == "pass" for r in same)
+    # One stored run against one new run: a pass needs the one-sided bound inside the
+    # margin, with the run-to-run spread the windows of one run cannot show (issue 19):
+    # never a regression, not a pass at 5% either.
+    assert len(same) == 5 and all(r[-1] in ("pass", "inconclusive") for r in same)
     assert "regression: t.py::test_b sleepy conc=1 batch=1 grpc: p50_ms +3" in proc.stdout
     assert "only in base.json: t.py::old sleepy conc=1 batch=1 grpc" in proc.stdout
     assert "only in cur.json: t.py::new sleepy conc=1 batch=1 grpc (no baseline)" in proc.stdout
-    assert "2 measurements compared: 1 pass, 1 regression" in proc.stdout
+    assert re.search(r"2 measurements compared: \d pass, 1 regression", proc.stdout)
     markdown = (tmp_path / "cmp.md").read_text()
     assert "### Regressions" in markdown and "file `base.json`" in markdown
 
 
-def test_compare_of_the_same_run_passes_and_exits_0(tmp_path: Path) -> None:
+def test_compare_of_the_same_run_does_not_regress_and_exits_0(tmp_path: Path) -> None:
     _results(tmp_path, "a.json", {"t.py::test_a": 20.0})
     _results(tmp_path, "b.json", {"t.py::test_a": 20.0})
     proc = run(tmp_path, "compare", "a.json", "b.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "1 measurement compared: 1 pass, 0 regression" in proc.stdout
+    assert re.search(r"1 measurement compared: \d pass, 0 regression", proc.stdout)
     header = proc.stdout.splitlines()[0].split()
     assert header[-4:] == ["p-value", "could", "see", "verdict"]
     row = next(x.split() for x in proc.stdout.splitlines() if " p50_ms " in x)
@@ -249,4 +253,4 @@ def test_compare_keeps_apart_a_workload_measured_twice(tmp_path: Path) -> None:
     write_json(tmp_path / "b.json", document(two))
     proc = run(tmp_path, "compare", "a.json", "b.json")
     assert proc.returncode == 1
-    assert "2 measurements compared: 1 pass, 1 regression" in proc.stdout
+    assert re.search(r"2 measurements compared: \d pass, 1 regression", proc.stdout)

@@ -108,7 +108,7 @@ def test_too_few_requests_leave_the_p99_ratio_without_interval_and_say_why() -> 
         )
     cost = interference_of("a", out, ["b"])
     assert cost.p99_ratio is not None and cost.p99_interval is None
-    assert any("300 requests per arm (alone 60, together 60)" in n for n in cost.notes)
+    assert any("1000 requests per arm (alone 60, together 60)" in n for n in cost.notes)
 
 
 def test_the_cost_is_gated_in_history_mode_round_by_round() -> None:

@@ -187,8 +187,8 @@ def test_regression_false_switches_every_comparison_off() -> None:
 def test_bad_regression_override_names_the_test() -> None:
     with pytest.raises(ConfigError, match=r"t1: sla\(regression='fast'\): a dict of metric"):
         merge_markers("t1", [((), {"regression": "fast"})])
-    with pytest.raises(ConfigError, match="unknown metric 'p95'"):
-        merge_markers("t1", [((), {"regression": {"p95": "5%"}})])
+    with pytest.raises(ConfigError, match="unknown metric 'p90'"):
+        merge_markers("t1", [((), {"regression": {"p90": "5%"}})])
 
 
 @pytest.mark.parametrize(

@@ -397,9 +397,9 @@ def compare_errors_paired(
     - regression: :func:`sign_flip_p` below alpha AND the mean difference at least the
       metric's minimum effect (improvement: the same on the other side);
     - pass (non-inferiority): the one-sided (1 - alpha) Student-t upper bound of the mean
-      difference below the minimum effect; or no error in either arm, with the candidate's
-      requests enough for the zero-event bound -ln(alpha) / n to lie below it (the "rule of
-      three" at alpha 0.05; Hanley and Lippman-Hand, JAMA 249:1743, 1983);
+      difference below the minimum effect; or no error in either arm (nothing changed
+      that the requests could show; the note states the zero-event bound -ln(alpha) / n,
+      the "rule of three" at alpha 0.05, Hanley and Lippman-Hand, JAMA 249:1743, 1983);
     - otherwise inconclusive.
 
     ``looks``: the looks at which the caller could have stopped; alpha is divided by them
@@ -423,8 +423,15 @@ def compare_errors_paired(
         f"failed, alpha {alpha:.2g}"
     )
     if b_err == 0 and c_err == 0:
-        upper = -math.log(alpha) / c_req
-        how = f"no errors in either arm ({c_req} vs {b_req} requests); {how}"
+        # No failure on either side: nothing changed that these requests could show. A
+        # pass, with the zero-event bound stated (it may exceed the minimum effect when the
+        # arms ran few requests).
+        bound = -math.log(alpha) / c_req
+        upper = 0.0
+        how = (
+            f"no errors in either arm ({c_req} vs {b_req} requests; the candidate's rate "
+            f"is below {bound:.2%} at 1 - alpha); {how}"
+        )
     elif n >= 2:
         se = float(d.std(ddof=1)) / math.sqrt(n)
         upper = mean + float(student_t.ppf(1 - alpha, n - 1)) * se

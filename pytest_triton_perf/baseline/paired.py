@@ -15,7 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pytest_triton_perf import metrics
-from pytest_triton_perf.baseline.compare import GateSettings, compare_errors, smallest_change
+from pytest_triton_perf.baseline.compare import (
+    GateSettings,
+    compare_errors_paired,
+    smallest_change,
+)
 from pytest_triton_perf.baseline.sequential import (
     MIN_UNITS,
     MIN_UNITS_TO_PASS,
@@ -322,16 +326,17 @@ class PairedAnalysis:
     def _errors(
         self, ref: Sequence[PerfResult], cand: Sequence[PerfResult], metric: str
     ) -> Comparison:
-        """Fisher's exact test once, at the end, at alpha / looks (Bonferroni over the looks
-        the analysis could have stopped at: valid whichever it stopped at)."""
+        """The error rate per pair of blocks (errors come in bursts inside a block, so the
+        pair is the unit: ``compare_errors_paired``), once, at the end, at alpha / looks
+        (Bonferroni over the looks the analysis could have stopped at)."""
         meta = metrics.BY_NAME[metric]
         assert meta.counts is not None
         failed, total = meta.counts
-        b = (sum(getattr(x, failed) for x in ref), sum(getattr(x, total) for x in ref))
-        c = (sum(getattr(x, failed) for x in cand), sum(getattr(x, total) for x in cand))
-        gate = dataclasses.replace(self.gate, alpha=self.gate.alpha / len(self.looks))
-        comp = compare_errors(b, c, gate, mode="ab", metric=metric)
-        return dataclasses.replace(comp, note=comp.note + f" (alpha/{len(self.looks)} looks)")
+        r = [(int(getattr(x, failed)), int(getattr(x, total))) for x in ref]
+        c = [(int(getattr(x, failed)), int(getattr(x, total))) for x in cand]
+        return compare_errors_paired(
+            r, c, self.gate, mode="ab", metric=metric, looks=len(self.looks)
+        )
 
     def _comparison(
         self,
