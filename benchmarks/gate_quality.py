@@ -135,6 +135,8 @@ MODELS: dict[str, ModelSpec] = {
     "sleepy": ModelSpec(
         "sleepy", REPO / "example_repo" / "models" / "sleepy", "service_time_ms", 1
     ),
+    # A second CPU-bound model (dict and string work, one instance, concurrency 2).
+    "dicty": ModelSpec("dicty", REPO / "benchmarks" / "models" / "dicty", "rounds", 2),
 }
 MODES = ("ab", "history")
 METHODS = ("paired", "mann-whitney")
@@ -368,10 +370,12 @@ def _figures(comps: dict[str, Comparison]) -> dict[str, Any]:
 
 
 class ABArms:
-    """The A/B arms of one model: fresh ones for every trial."""
+    """The A/B arms of one model: fresh ones for every trial; ``store``: where the
+    machine's calibration is (None: none, the epochs' own spread stands in)."""
 
-    def __init__(self, refs: ReferenceModels):
+    def __init__(self, refs: ReferenceModels, store: BaselineStore | None = None):
         self.refs = refs
+        self.store = store
         self.seen: set[str] = set()
 
     def fresh(self, name: str) -> tuple[str, float]:
@@ -419,7 +423,7 @@ def ab_trial(
     run = functools.partial(
         measure, server, concurrency=args.concurrency[spec.name], protocol=args.protocol
     )
-    pipeline = GatePipeline(_context(None, gate), references=arms.refs)
+    pipeline = GatePipeline(_context(arms.store, gate), references=arms.refs)
     # In A/B mode the plan sets the blocks; the subject's settings are not used.
     subject = Measurement(name, run, MeasureSettings())
     load = _load()
@@ -805,6 +809,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--trials", type=int, help=f"trials per combination ({DEFAULTS['trials']})")
     p.add_argument(
+        "--calibrate-epochs",
+        type=int,
+        default=8,
+        help="A/B paired: load epochs of the A/A calibration run before a model's trials "
+        "(triton-perf calibrate's; 0: none, the epochs' own spread stands in; default "
+        "%(default)s)",
+    )
+    p.add_argument(
         "--models", default="busy,sleepy", help="comma-separated: busy, sleepy (%(default)s)"
     )
     p.add_argument(
@@ -915,6 +927,33 @@ class Runner:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.args.seed)
 
+    def calibrate(self, refs: ReferenceModels, spec: ModelSpec) -> BaselineStore | None:
+        """``triton-perf calibrate``'s A/A run on the model's A/A arms (quiet, before the
+        trials), stored where the trials' pipeline finds it; None with
+        ``--calibrate-epochs 0``."""
+        from pytest_triton_perf.baseline import calibration
+        from pytest_triton_perf.cli.calibrate import measure_offsets
+
+        if not self.args.calibrate_epochs:
+            return None
+        name = arm_name(spec.name, 0)
+        self.log(f"calibrating: an A/A run of {self.args.calibrate_epochs} load epochs ...")
+        t0 = time.perf_counter()
+        found, _ = measure_offsets(
+            self.server,
+            refs,
+            name,
+            epochs=self.args.calibrate_epochs,
+            pairs=8,
+            load={"concurrency": self.args.concurrency[spec.name], "protocol": self.args.protocol},
+        )
+        refs.unload_all()
+        store = BaselineStore(self.root / "calibration")
+        calibration.save(store.root, _context(None, self.gate).key, name, found)
+        shown = ", ".join(f"{m} {100 * math.sqrt(o.tau2):.2f}%" for m, o in found.items())
+        self.log(f"  offset sd per load: {shown} ({time.perf_counter() - t0:.0f} s)")
+        return store
+
     def group(self, spec: ModelSpec, mode: str, method: str, stack: contextlib.ExitStack) -> None:
         """All trials of one model x mode x method, effects shuffled within each round."""
         args, gate, server = self.args, self.gate, self.server
@@ -927,7 +966,7 @@ class Runner:
                 candidates=[self.server_repo],
             )  # fmt: skip
             stack.callback(refs.unload_all)
-            arms = ABArms(refs)
+            arms = ABArms(refs, self.calibrate(refs, spec) if method == "paired" else None)
 
             def one(effect: int, i: int, nb: Neighbour | None) -> Trial:
                 return ab_trial(server, arms, spec, method, effect, i, nb, args, gate)

@@ -7,32 +7,98 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_triton_perf.cli.common import EXIT_OK
 from pytest_triton_perf.errors import CliError
 
+if TYPE_CHECKING:
+    from pytest_triton_perf.baseline.reference import ReferenceModels
+    from pytest_triton_perf.baseline.sequential import Offset
+    from pytest_triton_perf.server.base import TritonServer
+
 #: Fewest epochs a calibration rests on (its variance then has that many minus one df).
 MIN_EPOCHS = 4
+
+
+def measure_offsets(
+    server: TritonServer,
+    refs: ReferenceModels,
+    model: str,
+    *,
+    epochs: int,
+    pairs: int,
+    load: Mapping[str, Any],
+    out: TextIO | None = None,
+) -> tuple[dict[str, Offset], list[int]]:
+    """An A/A comparison of the two copies of ``model`` that ``refs`` loads, in ``epochs``
+    load epochs of ``pairs`` pairs (the fixed design, both copies reloaded in a random
+    order for each epoch), and each gated metric's offset variance from its epochs
+    (``sequential.offset_variance``); returns it with the pairs of each epoch. ``out``
+    gets a line per metric."""
+    from pytest_triton_perf.baseline.ab import ABPlan, run_ab
+    from pytest_triton_perf.baseline.compare import GateSettings
+    from pytest_triton_perf.baseline.paired import PairedAnalysis
+    from pytest_triton_perf.baseline.sequential import offset_variance
+    from pytest_triton_perf.measure.engine import measure
+
+    arms = refs.arms(model)
+    if arms is None:
+        raise CliError(f"model '{model}' is not in {refs.origin}")
+    reference, candidate, _ = arms
+    gate = GateSettings()
+    plan = ABPlan(budget_s=0, blocks=epochs * pairs, epochs=epochs)
+
+    def run(name: str, **kwargs: Any) -> Any:
+        return measure(server, name, **kwargs, **load)
+
+    outcome = run_ab(
+        run,
+        reference=reference,
+        candidate=candidate,
+        plan=plan,
+        gate=gate,
+        model=model,
+        refresh=lambda first: refs.reload(model, candidate_first=first),
+    )
+    ref_blocks, cand_blocks = outcome.blocks
+    analysis = PairedAnalysis(gate, (epochs,))
+    analysis.streaming = any(b.stream is not None for b in (*ref_blocks, *cand_blocks))
+    found: dict[str, Offset] = {}
+    for metric in analysis.metrics:
+        est = analysis.estimates(ref_blocks, cand_blocks, metric, outcome.epochs)
+        tau2 = offset_variance(est) if est and len(est) >= MIN_EPOCHS else math.inf
+        if not math.isfinite(tau2):
+            if out is not None:
+                print(f"  {metric}: too few data to calibrate", file=out)
+            continue
+        assert est is not None
+        found[metric] = Offset(tau2, len(est))
+        if out is not None:
+            within = math.sqrt(sum(e.var * e.units for e in est) / len(est))
+            print(
+                f"  {metric}: offset sd {100 * math.sqrt(tau2):.2f}% per load; one pair "
+                f"{100 * within:.2f}%",
+                file=out,
+            )
+    return found, outcome.epochs
 
 
 def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     """Load two copies of MODEL (both from the model repository) and measure them against
     each other in ``--epochs`` load epochs; store each metric's offset variance."""
     from pytest_triton_perf.baseline import calibration
-    from pytest_triton_perf.baseline.ab import ABPlan, run_ab
-    from pytest_triton_perf.baseline.compare import GateSettings
     from pytest_triton_perf.baseline.key import environment_key
-    from pytest_triton_perf.baseline.paired import PairedAnalysis
     from pytest_triton_perf.baseline.reference import ReferenceModels
-    from pytest_triton_perf.baseline.sequential import Offset, offset_variance
-    from pytest_triton_perf.measure.engine import measure
     from pytest_triton_perf.options import BASELINE_DIR
     from pytest_triton_perf.server.local import LocalTritonServer
 
     if args.epochs < MIN_EPOCHS:
         raise CliError(f"--epochs={args.epochs}: at least {MIN_EPOCHS} epochs are accepted")
+    if args.pairs < 2:
+        raise CliError(f"--pairs={args.pairs}: at least 2 pairs per epoch are accepted")
     repository = Path(args.model_repository)
     if not (repository / args.model / "config.pbtxt").is_file():
         raise CliError(
@@ -51,59 +117,28 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
         load["request_rate"] = args.request_rate
     else:
         load["concurrency"] = args.concurrency
-    gate = GateSettings()
     with LocalTritonServer([repository], models=[args.model], notify=progress) as server:
         refs = ReferenceModels(
             server, repository, origin=f"directory {repository}", candidates=[repository]
         )
         try:
-            arms = refs.arms(args.model)
-            assert arms is not None
-            reference, candidate, _ = arms
-            plan = ABPlan(budget_s=0, blocks=args.epochs * args.pairs, epochs=args.epochs)
-
-            def run(name: str, **kwargs: Any) -> Any:
-                return measure(server, name, **kwargs, **load)
-
             progress(f"A/A: {args.epochs} load epochs of {args.pairs} pairs ...")
-            outcome = run_ab(
-                run,
-                reference=reference,
-                candidate=candidate,
-                plan=plan,
-                gate=gate,
-                model=args.model,
-                refresh=lambda first: refs.reload(args.model, candidate_first=first),
+            print(f"A/A calibration of '{args.model}': {args.epochs} load epochs", file=out)
+            found, sizes = measure_offsets(
+                server,
+                refs,
+                args.model,
+                epochs=args.epochs,
+                pairs=args.pairs,
+                load=load,
+                out=out,
             )
         finally:
             refs.unload_all()
         key = environment_key(server.version, server.gpu_devices)
-    # Every epoch's estimate of every gated metric, from the blocks run_ab kept.
-    blocks = outcome.blocks
-    analysis = PairedAnalysis(gate, (args.epochs,))
-    analysis.streaming = any(b.stream is not None for b in (*blocks[0], *blocks[1]))
-    found: dict[str, Offset] = {}
-    print(f"A/A calibration of '{args.model}': {len(outcome.epochs)} epochs", file=out)
-    for metric in analysis.metrics:
-        est = analysis.estimates(blocks[0], blocks[1], metric, outcome.epochs)
-        if not est or len(est) < MIN_EPOCHS:
-            print(f"  {metric}: too few data to calibrate", file=out)
-            continue
-        tau2 = offset_variance(est)
-        if not math.isfinite(tau2):
-            continue
-        found[metric] = Offset(tau2, len(est))
-        within = math.sqrt(sum(e.var for e in est) / len(est))
-        print(
-            f"  {metric}: offset sd {100 * math.sqrt(tau2):.2f}% per load, within an "
-            f"epoch {100 * within:.2f}%",
-            file=out,
-        )
     if not found:
         raise CliError(f"no metric of '{args.model}' could be calibrated; raise --pairs")
-    path = calibration.save(
-        root, key, args.model, found, workload=load, pairs_per_epoch=outcome.epochs
-    )
+    path = calibration.save(root, key, args.model, found, workload=load, pairs_per_epoch=sizes)
     print(f"calibration written to {path}", file=out)
     return EXIT_OK
 
