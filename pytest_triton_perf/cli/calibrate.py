@@ -41,7 +41,7 @@ def measure_offsets(
     from pytest_triton_perf.baseline.ab import ABPlan, run_ab
     from pytest_triton_perf.baseline.compare import GateSettings
     from pytest_triton_perf.baseline.paired import PairedAnalysis
-    from pytest_triton_perf.baseline.sequential import offset_variance
+    from pytest_triton_perf.baseline.sequential import Offset, offset_variance
     from pytest_triton_perf.measure.engine import measure
 
     arms = refs.arms(model)
