@@ -169,9 +169,9 @@ class ABOutcome:
         }
 
 
-#: ``refresh(candidate_first)``: unload both arms and load them again, the candidate first
-#: or not.
-Refresh = Callable[[bool], None]
+#: ``refresh(candidate_first)``: unload both arms and load them again (the candidate first
+#: or not, where they are loaded one after the other); returns how they were loaded.
+Refresh = Callable[[bool], str | None]
 
 
 def run_ab(
@@ -254,8 +254,8 @@ class _Blocks:
         loaded = "as loaded"
         if self.sizes and self.refresh is not None:
             first = self.rng.random() < 0.5
-            self.refresh(first)
-            loaded = "candidate loaded first" if first else "reference loaded first"
+            how = self.refresh(first)
+            loaded = how or ("candidate loaded first" if first else "reference loaded first")
         start = self.rng.randrange(2)
         self.orders.append(f"{loaded}, {'AB'[start]} first")
         self._quad = (start, 1 - start, 1 - start, start)

@@ -168,7 +168,7 @@ def compare_capacity(
     model: str,
     plan: ABPlan,
     gate: GateSettings,
-    refresh: Callable[[bool], None] | None = None,
+    refresh: Callable[[bool], str | None] | None = None,
 ) -> CapacityAB | None:
     """Search the reference's capacity, then compare both arms at its load and one level up.
     ``measure(name, level, settings=...)`` measures one arm at one level (:func:`run_ab`

@@ -200,14 +200,14 @@ class ReferenceModels:
         src = self.repository / model
         return src if (src / "config.pbtxt").is_file() else None
 
-    def reload(self, model: str, candidate_first: bool = False) -> None:
-        """Unload both arms of ``model`` and load them again, one after the other
-        (``candidate_first``: the candidate's copy first): fresh instances (new backend
-        processes), so that an offset tied to one incarnation of a copy (measured: up to
-        several percent between two identical CPU-bound Python-backend copies on a 2-core
-        machine) is drawn anew. A/B mode does this before every load epoch after the
-        first, in a random order. (Loading an unchanged model again is a no-op in Triton,
-        hence the unload.)"""
+    def reload(self, model: str, candidate_first: bool = False) -> str:
+        """Unload both arms of ``model`` and load them again: both at the same time where
+        neither is an ensemble, else one after the other (``candidate_first``: the
+        candidate's copy first). Fresh instances (new backend processes), so that an offset
+        tied to one incarnation of a copy (measured: up to several percent between two
+        identical CPU-bound Python-backend copies on a 2-core machine) is drawn anew. A/B
+        mode does this before every load epoch after the first. (Loading an unchanged
+        model again is a no-op in Triton, hence the unload.) Returns how they were loaded."""
         keys = self._with_steps([k for k in (model, candidate_name(model)) if k in self.loaded])
         # A composing-model copy another loaded ensemble copy runs stays.
         others = self._with_steps([k for k in self._steps if k not in keys and k in self.loaded])
@@ -218,8 +218,35 @@ class ReferenceModels:
             self.loaded.pop(key, None)
             self._steps.pop(key, None)
             self.step_notes.pop(key, None)
-        if model in self._arms:
-            self.arms(model, candidate_first=candidate_first)
+        if model not in self._arms:
+            return "unloaded"
+        if self._load_both(model):
+            return "loaded together"
+        self.arms(model, candidate_first=candidate_first)
+        return "candidate loaded first" if candidate_first else "reference loaded first"
+
+    def _load_both(self, model: str) -> bool:
+        """Load both arms of ``model`` at the same time (a symmetric start, and half the
+        time of one after the other); False where an arm is an ensemble (its steps are
+        loaded first, one by one) or the candidate's files are not at hand."""
+        from tritonclient.utils import InferenceServerException
+
+        ref_src, cand_src = self._reference_dir(model), self._candidate_dir(model)
+        if ref_src is None or cand_src is None:
+            return False
+        configs = [_parse_config(d / "config.pbtxt") for d in (ref_src, cand_src)]
+        if any(c.platform == "ensemble" for c in configs):
+            return False
+        names = (reference_name(model), candidate_name(model))
+        items = list(zip((ref_src, cand_src), names, configs, strict=True))
+        try:
+            self._variants.load_together(items)
+        except (InferenceServerException, OSError) as e:
+            raise TritonPerfError(
+                f"A/B mode: loading both arms of model '{model}' ({self.origin}) failed: {e}"
+            ) from None
+        self.loaded[model], self.loaded[names[1]] = names
+        return True
 
     def _with_steps(self, keys: Sequence[str]) -> list[str]:
         """``keys`` and the keys of the composing-model copies they run, recursively."""

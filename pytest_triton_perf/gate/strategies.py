@@ -48,7 +48,7 @@ class Arms:
         reference, _, setup = self.names[model]
         return f"'{reference}' = '{model}' from {self.references.origin}; {setup}"
 
-    def refresh(self, model: str) -> Callable[[bool], None] | None:
+    def refresh(self, model: str) -> Callable[[bool], str | None] | None:
         """Loads both arms anew (fresh instances; ``refresh(candidate_first)``): only where
         both arms are copies."""
         _, candidate, _ = self.names[model]

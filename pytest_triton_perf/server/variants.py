@@ -192,15 +192,55 @@ class Variants:
             )
         return self._client
 
-    def load(self, src: Path, name: str, config: model_config_pb2.ModelConfig) -> None:
+    def load_together(
+        self, items: Sequence[tuple[Path, str, model_config_pb2.ModelConfig]]
+    ) -> None:
+        """:meth:`load` each ``(src, name, config)`` at the same time, each request from a
+        thread and a client of its own (Triton loads models in parallel: two Python
+        backend stubs start in the time of one). Raises the first error once every load
+        has ended."""
+        import threading
+
+        import tritonclient.http
+
+        errors: list[BaseException] = []
+
+        def one(src: Path, name: str, config: model_config_pb2.ModelConfig) -> None:
+            client = tritonclient.http.InferenceServerClient(
+                str(self.server.http_url), network_timeout=self.timeout_s
+            )
+            try:
+                self.load(src, name, config, client=client)
+            except BaseException as e:  # re-raised in the caller's thread
+                errors.append(e)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=one, args=item) for item in items]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+
+    def load(
+        self,
+        src: Path,
+        name: str,
+        config: model_config_pb2.ModelConfig,
+        client: tritonclient.http.InferenceServerClient | None = None,
+    ) -> None:
         """Load the model directory ``src``'s files under ``name`` with ``config`` (its name
         set to ``name`` on a copy): written into the server's variant repository and loaded
         by name there, or with the files in the request where the server has none. Raises
-        tritonclient's InferenceServerException (Triton's message) or OSError."""
+        tritonclient's InferenceServerException (Triton's message) or OSError. ``client``:
+        another client than :meth:`client`'s (one per thread)."""
         self.loaded.add(name)
         variants = self.repository
+        client = client or self.client()
         if variants is None:
-            load_model_copy(self.client(), src, name, config_json(config, name))
+            load_model_copy(client, src, name, config_json(config, name))
             return
         from google.protobuf import text_format
         from tritonclient.grpc import model_config_pb2
@@ -218,7 +258,7 @@ class Variants:
             copy_function=_link_or_copy,
         )
         (dst / "config.pbtxt").write_text(text_format.MessageToString(named))
-        self.client().load_model(name)
+        client.load_model(name)
 
     def unload(self, names: Sequence[str], *, wait: bool = True) -> set[str]:
         """Unload ``names`` in this order (best effort: a name the server does not know is
