@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import random
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -60,11 +62,42 @@ def ratios(a: object, b: object) -> dict[str, float]:
     }
 
 
+def stubs(server: object, name: str) -> list[psutil.Process]:
+    """The backend (stub) processes serving ``name`` (their command line names its files)."""
+    proc = psutil.Process(server.pid)  # type: ignore[attr-defined]
+    return [
+        c
+        for c in proc.children(recursive=True)
+        if any(f"/{name}/" in part or part.endswith(f"/{name}") for part in c.cmdline())
+    ]
+
+
+def pin(server: object, names: tuple[str, str], how: str) -> None:
+    """Both arms' stubs on the last CPU (``same``), or the reference's on the first and the
+    candidate's on the last (``apart``)."""
+    last = max(os.sched_getaffinity(0))
+    for i, name in enumerate(names):
+        cpus = {last} if how == "same" else {min(os.sched_getaffinity(0)) if i == 0 else last}
+        found = stubs(server, name)
+        if not found:
+            raise RuntimeError(f"no backend process of '{name}' found to pin")
+        for p in found:
+            p.cpu_affinity(sorted(cpus))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--designs", default="alt,duet")
+    p.add_argument(
+        "--pin",
+        default="off",
+        choices=("off", "same", "apart"),
+        help="pin both arms' backend processes to the last CPU (same) or each to a CPU of "
+        "its own (apart) after every load",
+    )
+    p.add_argument("--noisy", default="half", choices=("half", "always", "off"))
     args = p.parse_args()
     rng = random.Random(1)
     root = Path(tempfile.mkdtemp(prefix="arm-offset-"))
@@ -83,7 +116,10 @@ def main() -> int:
                     arms = refs.arms(name)
                     assert arms is not None
                     ref, cand, _ = arms
-                    if e % 2:
+                    if args.pin != "off":
+                        pin(server, (ref, cand), args.pin)
+                    noisy = args.noisy == "always" or (args.noisy == "half" and e % 2 == 1)
+                    if noisy:
                         neighbour.start()
                     try:
                         run = functools.partial(measure, server, concurrency=2)
@@ -112,7 +148,7 @@ def main() -> int:
                         f"{m} {100 * np.mean(x):+.1f}% (sd {100 * np.std(x, ddof=1):.1f}%)"
                         for m, x in got.items()
                     )
-                    print(f"{design} epoch {e} {'neighbour' if e % 2 else 'quiet'}: {shown}")
+                    print(f"{design} epoch {e} {'neighbour' if noisy else 'quiet'}: {shown}")
                 for m in METRICS:
                     est = [
                         EpochEstimate(

@@ -809,6 +809,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--trials", type=int, help=f"trials per combination ({DEFAULTS['trials']})")
     p.add_argument(
+        "--pin",
+        action="store_true",
+        help="A/B: pin both arms' backend processes to the same CPU (--triton-perf-ab-pin=on)",
+    )
+    p.add_argument(
         "--calibrate-epochs",
         type=int,
         default=8,
@@ -963,7 +968,7 @@ class Runner:
         if mode == "ab":
             refs = ReferenceModels(
                 server, self.ref_repo, origin=f"directory {self.ref_repo}",
-                candidates=[self.server_repo],
+                candidates=[self.server_repo], pin=args.pin,
             )  # fmt: skip
             stack.callback(refs.unload_all)
             arms = ABArms(refs, self.calibrate(refs, spec) if method == "paired" else None)

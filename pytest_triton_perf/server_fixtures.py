@@ -162,6 +162,7 @@ def triton_perf_session(
             reference[0],
             origin=reference[1],
             candidates=getattr(triton_server, "model_repositories", ()),
+            pin=settings.ab_pin,
         )
         if reference
         else None

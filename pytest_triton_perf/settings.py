@@ -57,6 +57,7 @@ class Settings:
     compare_budget_s: float = default("compare_budget_s")
     ab_method: str = default("ab_method")
     ab_epochs: int = default("ab_epochs")
+    ab_pin: bool = default("ab_pin")
     ab_confirm: bool = default("ab_confirm")
     block_s: float = default("block_s")
     alpha: float = default("alpha")

@@ -127,6 +127,7 @@ class ReferenceModels:
         origin: str,
         candidates: Sequence[Path] = (),
         seed: int | None = None,
+        pin: bool = False,
     ):
         self.server = server
         self.repository = repository
@@ -142,6 +143,10 @@ class ReferenceModels:
         self.step_notes: dict[str, list[str]] = {}
         self._variants = Variants(server)
         self._rng = random.Random(seed)
+        #: Pin both arms' backend processes to the same CPU after every load (see :meth:`pin`).
+        self.pin_arms = pin
+        #: Why the arms could not be pinned (None: pinned, or not asked for).
+        self.pin_note: str | None = None
 
     def arms(self, model: str, candidate_first: bool | None = None) -> tuple[str, str, str] | None:
         """Load the reference of ``model`` and a copy of the candidate, one after the other
@@ -173,6 +178,8 @@ class ReferenceModels:
         if key not in self.loaded:
             self._load_candidate(model, src)
         note = "both arms loaded alike, as copies, in a random order"
+        if self.pin_arms:
+            note += "; " + self.pin(model)
         if model in self._steps or key in self._steps:
             note += " (each ensemble arm with its own copies of its composing models)"
         missing = self.step_notes.get(model, []) + self.step_notes.get(key, [])
@@ -221,9 +228,44 @@ class ReferenceModels:
         if model not in self._arms:
             return "unloaded"
         if self._load_both(model):
+            if self.pin_arms:
+                self.pin(model)
             return "loaded together"
         self.arms(model, candidate_first=candidate_first)
         return "candidate loaded first" if candidate_first else "reference loaded first"
+
+    def pin(self, model: str) -> str:
+        """Pin the backend processes of both arms of ``model`` (a Python model's stubs)
+        to the same CPU, the last one the server may use: where the scheduler puts two
+        processes is part of the offset between two identical copies (measured with a
+        noisy neighbour on 2 cores, ``benchmarks/arm_offset.py --pin``), and on one CPU
+        both arms see the same one. Only for a server the plugin started on this machine
+        (its processes are this machine's); returns what was done, for the notes."""
+        import psutil
+
+        pid = getattr(self.server, "pid", None)
+        if not isinstance(pid, int):
+            self.pin_note = "not pinned: the server's processes are not this machine's"
+            return self.pin_note
+        names = [self.loaded[k] for k in (model, candidate_name(model)) if k in self.loaded]
+        try:
+            server = psutil.Process(pid)
+            cpus = server.cpu_affinity() or [0]
+            target = [max(cpus)]
+            found = 0
+            for child in server.children(recursive=True):
+                line = child.cmdline()
+                if any(f"/{n}/" in part or part.endswith(f"/{n}") for n in names for part in line):
+                    child.cpu_affinity(target)
+                    found += 1
+        except (psutil.Error, OSError) as e:
+            self.pin_note = f"not pinned: {e}"
+            return self.pin_note
+        if not found:
+            self.pin_note = "not pinned: the arms have no backend process of their own"
+            return self.pin_note
+        self.pin_note = None
+        return f"both arms' {found} backend processes pinned to CPU {target[0]}"
 
     def _load_both(self, model: str) -> bool:
         """Load both arms of ``model`` at the same time (a symmetric start, and half the

@@ -371,9 +371,19 @@ OPTIONS: tuple[Option, ...] = (
         3,
         "N",
         "A/B mode (paired): load epochs before the first decision. Both arms are loaded "
-        "anew (in a random order) for every epoch, and the change is estimated across "
+        "anew for every epoch, and the change is estimated across "
         "epochs, so the arms' own offset counts as noise, not as a change. 1: one load "
         "(the offset is not modelled).",
+    ),
+    Option(
+        "--triton-perf-ab-pin",
+        "ab_pin",
+        parsers.on_off,
+        False,
+        "on|off",
+        "A/B mode: pin both arms' backend processes (Python models' stubs) to the same CPU "
+        "after every load, so that where the scheduler puts them is no difference between "
+        "the arms (a server the plugin started on this machine).",
     ),
     Option(
         "--triton-perf-ab-confirm",

@@ -113,3 +113,28 @@ def test_an_ensembles_arms_run_their_own_copies_of_its_steps(
     for name in ["pipeline__ref", "pipeline__cand", *copies]:
         assert not _ready(server, name), name
     assert list(variants.iterdir()) == []
+
+
+def test_pinned_arms_run_on_one_cpu_after_every_load(
+    server: LocalTritonServer, tmp_path: Path
+) -> None:
+    reference = tmp_path / "reference"
+    shutil.copytree(EXAMPLE_MODELS / "sleepy", reference / "sleepy")
+    refs = ReferenceModels(
+        server, reference, origin="test", candidates=server.model_repositories, pin=True
+    )
+    assert server.pid is not None
+    last = max(psutil.Process(server.pid).cpu_affinity())
+    try:
+        before = _stubs(server)
+        arms = refs.arms("sleepy")
+        assert arms is not None and f"backend processes pinned to CPU {last}" in arms[2]
+        for _ in range(2):  # the first load, then a reload: fresh processes, pinned again
+            mine = _stubs(server) - before
+            assert len(mine) == 2
+            assert all(psutil.Process(p).cpu_affinity() == [last] for p in mine)
+            assert refs.reload("sleepy") == "loaded together"
+        # The server's own model is not the arms': it keeps every CPU.
+        assert all(len(psutil.Process(p).cpu_affinity()) == psutil.cpu_count() for p in before)
+    finally:
+        refs.unload_all()
