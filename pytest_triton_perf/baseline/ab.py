@@ -151,6 +151,8 @@ class ABOutcome:
     seed: int | None = None
     #: paired: how each metric's per-load offset variance was obtained
     offset: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: paired: the level of the tests (Holm shares it across the gated metrics)
+    alpha: float | None = None
     #: paired: each arm's blocks, in order (``epochs`` cuts them into load epochs)
     blocks: tuple[list[PerfResult], list[PerfResult]] = ([], [])
 
@@ -166,6 +168,7 @@ class ABOutcome:
             "orders": list(self.orders),
             "seed": self.seed,
             "offset": dict(self.offset),
+            "alpha": self.alpha,
         }
 
 
@@ -352,6 +355,7 @@ def _run_paired(
         orders=list(b.orders),
         seed=seed,
         offset=dict(analysis.offset_how),
+        alpha=gate.alpha,
         blocks=b.arms,
     )
 

@@ -327,15 +327,17 @@ class PairedAnalysis:
         self, ref: Sequence[PerfResult], cand: Sequence[PerfResult], metric: str
     ) -> Comparison:
         """The error rate per pair of blocks (errors come in bursts inside a block, so the
-        pair is the unit: ``compare_errors_paired``), once, at the end, at alpha / looks
-        (Bonferroni over the looks the analysis could have stopped at)."""
+        pair is the unit: ``compare_errors_paired``), once, at the end, at alpha / (looks x
+        Holm's divisor): Bonferroni over the looks the analysis could have stopped at, and
+        the error rate's share of the measurement's family."""
         meta = metrics.BY_NAME[metric]
         assert meta.counts is not None
         failed, total = meta.counts
         r = [(int(getattr(x, failed)), int(getattr(x, total))) for x in ref]
         c = [(int(getattr(x, failed)), int(getattr(x, total))) for x in cand]
+        # Bonferroni over the looks, and the error rate's Holm share of the family.
         return compare_errors_paired(
-            r, c, self.gate, mode="ab", metric=metric, looks=len(self.looks)
+            r, c, self.gate, mode="ab", metric=metric, looks=len(self.looks) * self.holm_size()
         )
 
     def _comparison(

@@ -267,6 +267,7 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
             seen = could_see(c for c in r.comparisons if c.verdict == PASS)
             if seen:
                 lines.append(f"pass: {_name(r, verbose)}: {seen}")
+    lines.extend(_error_control(records))
     missing = [r for r in records if was_compared(r) and verdict_of(r) == NO_BASELINE]
     if missing:
         n = len(missing)
@@ -282,6 +283,27 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
                 why = r.baseline.get("note")
                 lines.append(f"  {_name(r, verbose)}: {status}" + (f" ({why})" if why else ""))
     return lines
+
+
+def _error_control(records: Sequence[MeasurementRecord]) -> list[str]:
+    """What the paired A/B verdicts of this run allow: with Holm's adjustment across each
+    measurement's gated metrics, at most 2 alpha false alarms (a regression or an
+    improvement of an unchanged model) per measurement."""
+    alphas = [
+        a
+        for r in records
+        if was_compared(r)
+        and isinstance(r.baseline.get("design"), dict)
+        and isinstance(a := r.baseline["design"].get("alpha"), float)
+    ]
+    if not alphas:
+        return []
+    n, alpha = len(alphas), max(alphas)
+    return [
+        f"error control: A/B paired, Holm across each measurement's gated metrics at alpha "
+        f"{alpha:g}: at most {2 * alpha:g} false alarms expected per measurement, "
+        f"{2 * alpha * n:.2g} over the {n} compared in this run"
+    ]
 
 
 def _indented(header: list[str], rows: list[list[str]], text: tuple[str, ...]) -> list[str]:

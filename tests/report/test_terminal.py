@@ -280,3 +280,27 @@ def test_extra_info_has_a_line_per_test() -> None:
     lines = render_terminal(records, 0)
     assert "extra_info: tests/test_gate.py::test_pass: commit=4f2a, batch=[1, 2]" in lines
     assert not any("extra_info" in x for x in render_terminal(records, -1))
+
+
+def test_the_summary_states_the_expected_false_alarms_of_the_paired_ab_verdicts() -> None:
+    from tests.report.factory import comparison
+
+    def ab(test: str) -> object:
+        return make_record(
+            make_result(),
+            test=test,
+            comparisons=(comparison("p50_ms", "pass", 20.0, 20.1, 0.5, "", mde=3.0),),
+            baseline={"mode": "ab", "status": "compared", "design": {"alpha": 0.01}},
+        )
+
+    lines = render_terminal([ab("t.py::a"), ab("t.py::b"), ab("t.py::c")], 0)  # type: ignore[list-item]
+    line = next(x for x in lines if x.startswith("error control:"))
+    assert "Holm" in line and "alpha 0.01" in line
+    assert "at most 0.02 false alarms expected per measurement, 0.06 over the 3" in line
+    # History mode has no such line.
+    plain = make_record(
+        make_result(),
+        comparisons=(comparison("p50_ms", "pass", 20.0, 20.1, 0.5, "", mde=3.0),),
+        baseline={"mode": "history", "status": "compared"},
+    )
+    assert not any(x.startswith("error control:") for x in render_terminal([plain], 0))
