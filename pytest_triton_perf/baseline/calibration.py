@@ -8,8 +8,7 @@ load epochs and estimates the offset's variance from the spread between them; wi
 default three epochs that estimate has two degrees of freedom, which makes every interval
 wide. An A/A run of many epochs on the same machine measures that variance once
 (DerSimonian and Laird's moment estimate, ``sequential.offset_variance``), and A/B mode uses
-it in its place (with Satterthwaite's degrees of freedom) unless the epochs at hand spread
-more than it allows.
+it pooled with the spread of its own epochs (with Satterthwaite's degrees of freedom).
 
 Stored per baseline key (the hardware and software key of the baselines, so a calibration
 of one machine never stands in for another) in ``calibration.json`` beside that key's

@@ -386,9 +386,11 @@ def _bootstrap(x: np.ndarray) -> tuple[float, float] | None:
 # v_e, and the change is the random-effects mean of the epochs (DerSimonian and Laird,
 # "Meta-analysis in clinical trials", Controlled Clinical Trials 7:177-188, 1986), with
 #
-# - a stored A/A calibration of the machine (``triton-perf calibrate``) for tau^2, with
-#   Satterthwaite's degrees of freedom between the calibration's and the blocks', unless
-#   Cochran's Q shows more spread between the epochs than the calibration allows (p < 0.05);
+# - a stored A/A calibration of the machine (``triton-perf calibrate``) for tau^2, pooled
+#   with this run's own between-epoch estimate (each weighted by its degrees of freedom,
+#   as variances of groups are pooled), so a run whose epochs spread more than the
+#   calibration's widens its interval; Satterthwaite's degrees of freedom between that
+#   variance's and the blocks';
 # - otherwise the Hartung-Knapp-Sidik-Jonkman standard error, in its modified form that is
 #   never below the random-effects one (Roever, Knapp and Friede, BMC Medical Research
 #   Methodology 15:99, 2015), on (epochs - 1) degrees of freedom: honest, and wide when
@@ -499,7 +501,6 @@ def pooled_epoch(
 
 def combine(epochs: Sequence[EpochEstimate], offset: Offset | None = None) -> Combined:
     """The random-effects mean of the epochs' estimates (see the comment above)."""
-    from scipy.stats import chi2
 
     es = [e for e in epochs if math.isfinite(e.var)]
     k = len(es)
@@ -509,25 +510,35 @@ def combine(epochs: Sequence[EpochEstimate], offset: Offset | None = None) -> Co
     v = np.maximum(np.array([e.var for e in es]), 1e-12)
     dof_within = max(1, sum(e.units - 1 for e in es))
     if offset is not None:
-        w = 1 / (offset.tau2 + v)
+        # The calibration's and these epochs' between-epoch variance, pooled (each with
+        # its degrees of freedom): the offset of this run may be larger than the
+        # calibration's (a neighbour, another load), and the pooled estimate follows it
+        # while keeping the calibration's degrees of freedom.
+        now = _moment_tau2(m, v) if k >= 2 else 0.0
+        df_tau = offset.df + max(0, k - 1)
+        tau2 = max(0.0, (offset.df * offset.tau2 + max(0, k - 1) * now) / df_tau)
+        w = 1 / (tau2 + v)
         est = float(np.sum(w * m) / np.sum(w))
-        q = float(np.sum(w * (m - est) ** 2))
-        if k < 3 or q <= float(chi2.ppf(0.95, k - 1)):
-            within = float(np.mean(v))
-            total = offset.tau2 + within
-            df = total**2 / (offset.tau2**2 / offset.df + within**2 / dof_within)
-            return Combined(est, math.sqrt(1 / float(np.sum(w))), df, offset.tau2, "calibration")
+        within = float(np.mean(v))
+        total = tau2 + within
+        df = total**2 / (tau2**2 / df_tau + within**2 / dof_within)
+        return Combined(est, math.sqrt(1 / float(np.sum(w))), df, tau2, "calibration")
     if k == 1:  # one load: the within-load interval; the offset is not modelled
         return Combined(float(m[0]), math.sqrt(float(v[0])), float(dof_within), 0.0, "one epoch")
-    w0 = 1 / v
-    fe = float(np.sum(w0 * m) / np.sum(w0))
-    q0 = float(np.sum(w0 * (m - fe) ** 2))
-    tau2 = max(0.0, (q0 - (k - 1)) / (np.sum(w0) - np.sum(w0**2) / np.sum(w0)))
+    tau2 = _moment_tau2(m, v)
     w = 1 / (tau2 + v)
     est = float(np.sum(w * m) / np.sum(w))
     se_re = math.sqrt(1 / float(np.sum(w)))
     se_hk = math.sqrt(float(np.sum(w * (m - est) ** 2)) / ((k - 1) * float(np.sum(w))))
     return Combined(est, max(se_re, se_hk), float(k - 1), float(tau2), "epochs")
+
+
+def _moment_tau2(m: np.ndarray, v: np.ndarray) -> float:
+    """DerSimonian-Laird's moment estimate of the between-epoch variance (0 at least)."""
+    w0 = 1 / v
+    fe = float(np.sum(w0 * m) / np.sum(w0))
+    q0 = float(np.sum(w0 * (m - fe) ** 2))
+    return max(0.0, (q0 - (len(m) - 1)) / float(np.sum(w0) - np.sum(w0**2) / np.sum(w0)))
 
 
 def offset_variance(epochs: Sequence[EpochEstimate]) -> float:
