@@ -29,6 +29,17 @@ def _stubs(server: LocalTritonServer) -> set[int]:
     return found
 
 
+def _affinities(pids: set[int]) -> dict[int, list[int]]:
+    """Each live process's CPUs (a stub of an unloaded copy may be exiting: left out)."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = psutil.Process(pid).cpu_affinity()
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def test_both_arms_are_copies_reloaded_with_fresh_processes_and_unloaded(
     server: LocalTritonServer, tmp_path: Path
 ) -> None:
@@ -130,11 +141,11 @@ def test_pinned_arms_run_on_one_cpu_after_every_load(
         arms = refs.arms("sleepy")
         assert arms is not None and f"backend processes pinned to CPU {last}" in arms[2]
         for _ in range(2):  # the first load, then a reload: fresh processes, pinned again
-            mine = _stubs(server) - before
-            assert len(mine) == 2
-            assert all(psutil.Process(p).cpu_affinity() == [last] for p in mine)
+            mine = _affinities(_stubs(server) - before)
+            assert len(mine) >= 2 and all(cpus == [last] for cpus in mine.values())
             assert refs.reload("sleepy") == "loaded together"
         # The server's own model is not the arms': it keeps every CPU.
-        assert all(len(psutil.Process(p).cpu_affinity()) == psutil.cpu_count() for p in before)
+        others = _affinities(before & _stubs(server))
+        assert all(len(cpus) == psutil.cpu_count() for cpus in others.values())
     finally:
         refs.unload_all()
