@@ -8,18 +8,20 @@ noise. Each consecutive pair of blocks (A B, then B A, ...) gives one **log-rati
 ``log(candidate / reference)`` per metric; half the pairs have the candidate second, so an
 order effect (a block running after the other arm) cancels too.
 
-The effect is estimated and tested on the log-ratios: their mean, with a paired Student-t
-interval (Student 1908), and a percentile bootstrap interval of the mean beside it
-(Efron and Tibshirani 1993), for reports. The noise that decides is the spread of the
-log-ratios, not each arm's spread.
+The effect is estimated and tested on the log-ratios. Within one load of the two arms:
+their mean, with a paired Student-t interval (Student 1908). Across the load epochs A/B
+mode measures in (both arms loaded anew for each): the random-effects mean of the epochs'
+estimates, with the per-load offset's variance from a stored calibration or from the
+epochs themselves (see "load epochs" below). The noise that decides is the spread of the
+log-ratios (and of the epochs), not each arm's spread.
 
 **Stopping when the answer is known.** Pairs are added until each gated metric is decided:
 
 - ``regression``: the interval lies above 0 and the estimate is at least the minimum effect;
 - ``improvement``: the same on the better side;
 - ``pass``: the interval lies inside (-target, +target), the smallest change that counts
-  (an equivalence test, Schuirmann's two one-sided tests, 1987), and the minimum detectable
-  effect is at most that target;
+  (an equivalence test, Schuirmann's two one-sided tests, 1987); for a tail decided
+  one-sided (non-inferiority), its upper bound lies below the target;
 - ``inconclusive``: the budget is spent first.
 
 Looking at the data after every few pairs and stopping when it looks decided inflates the
