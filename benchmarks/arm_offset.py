@@ -32,7 +32,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -40,7 +39,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import gate_quality as gq  # noqa: E402
 
-from pytest_triton_perf.baseline.reference import ReferenceModels  # noqa: E402
+from pytest_triton_perf.baseline.reference import (  # noqa: E402
+    ReferenceModels,
+    backend_processes,
+)
 from pytest_triton_perf.baseline.sequential import (  # noqa: E402
     EpochEstimate,
     offset_variance,
@@ -62,23 +64,14 @@ def ratios(a: object, b: object) -> dict[str, float]:
     }
 
 
-def stubs(server: object, name: str) -> list[psutil.Process]:
-    """The backend (stub) processes serving ``name`` (their command line names its files)."""
-    proc = psutil.Process(server.pid)  # type: ignore[attr-defined]
-    return [
-        c
-        for c in proc.children(recursive=True)
-        if any(f"/{name}/" in part or part.endswith(f"/{name}") for part in c.cmdline())
-    ]
-
-
-def pin(server: object, names: tuple[str, str], how: str) -> None:
+def pin(server: LocalTritonServer, names: tuple[str, str], how: str) -> None:
     """Both arms' stubs on the last CPU (``same``), or the reference's on the first and the
     candidate's on the last (``apart``)."""
     last = max(os.sched_getaffinity(0))
     for i, name in enumerate(names):
         cpus = {last} if how == "same" else {min(os.sched_getaffinity(0)) if i == 0 else last}
-        found = stubs(server, name)
+        assert server.pid is not None
+        found = backend_processes(server.pid, [name])
         if not found:
             raise RuntimeError(f"no backend process of '{name}' found to pin")
         for p in found:

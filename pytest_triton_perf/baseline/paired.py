@@ -134,6 +134,10 @@ class PairedAnalysis:
     offset_how: dict[str, str] = dataclasses.field(default_factory=dict)
     #: What the looks count: "epochs" (several loads) or "pairs" (one load).
     unit: str = "pairs"
+    #: Each epoch's pooled-percentile estimate by (metric, epoch, blocks of each arm).
+    _pooled: dict[tuple[str, int, int, int], EpochEstimate | None] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -174,12 +178,17 @@ class PairedAnalysis:
                 return None
             out = []
             for i, (r, c) in enumerate(zip(r_epochs, c_epochs, strict=True)):
-                e = pooled_epoch(
-                    [raw_values(b, metric) for b in r],
-                    [raw_values(b, metric) for b in c],
-                    q,
-                    seed=1000 * i + len(r),
-                )
+                # An epoch's blocks only grow: its bootstrap is done once per size, not
+                # again at every later look.
+                key = (metric, i, len(r), len(c))
+                if key not in self._pooled:
+                    self._pooled[key] = pooled_epoch(
+                        [raw_values(b, metric) for b in r],
+                        [raw_values(b, metric) for b in c],
+                        q,
+                        seed=1000 * i + len(r),
+                    )
+                e = self._pooled[key]
                 if e is not None:
                     out.append(e)
             return out or None

@@ -35,6 +35,7 @@ from pytest_triton_perf.server.variants import (
 )
 
 if TYPE_CHECKING:
+    import psutil
     from tritonclient.grpc import model_config_pb2
 
 #: ``base_name``, ``config_json``, ``load_model_copy`` and ``unload_models`` live in
@@ -249,15 +250,11 @@ class ReferenceModels:
             return self.pin_note
         names = [self.loaded[k] for k in (model, candidate_name(model)) if k in self.loaded]
         try:
-            server = psutil.Process(pid)
-            cpus = server.cpu_affinity() or [0]
-            target = [max(cpus)]
-            found = 0
-            for child in server.children(recursive=True):
-                line = child.cmdline()
-                if any(f"/{n}/" in part or part.endswith(f"/{n}") for n in names for part in line):
-                    child.cpu_affinity(target)
-                    found += 1
+            target = [max(psutil.Process(pid).cpu_affinity() or [0])]
+            stubs = backend_processes(pid, names)
+            for stub in stubs:
+                stub.cpu_affinity(target)
+            found = len(stubs)
         except (psutil.Error, OSError) as e:
             self.pin_note = f"not pinned: {e}"
             return self.pin_note
@@ -408,6 +405,20 @@ class ReferenceModels:
         self._steps.clear()
         self.step_notes.clear()
         self._variants.close()
+
+
+def backend_processes(server_pid: int, names: Sequence[str]) -> list[psutil.Process]:
+    """The processes of the server ``server_pid`` that serve one of the models ``names`` on
+    their own (a Python model's stubs: their command line names the model's files)."""
+    import psutil
+
+    return [
+        child
+        for child in psutil.Process(server_pid).children(recursive=True)
+        if any(
+            f"/{n}/" in part or part.endswith(f"/{n}") for n in names for part in child.cmdline()
+        )
+    ]
 
 
 def remove_export(root: Path | None) -> None:
