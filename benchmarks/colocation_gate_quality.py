@@ -5,7 +5,7 @@ ref``), on a CPU-bound neighbour beside a light victim.
 Usage::
 
     python benchmarks/colocation_gate_quality.py --quick        # 2 + 2 trials, a few minutes
-    python benchmarks/colocation_gate_quality.py --trials 12    # the README's run (~25 min)
+    python benchmarks/colocation_gate_quality.py --trials 12    # the diary's run (~25 min)
     python benchmarks/colocation_gate_quality.py --trials 12 --effects 0,50,100 --json co.json
 
 One embedded Triton server (the local launcher) and two models, copies written into
@@ -31,8 +31,9 @@ history mode (``--triton-perf-compare``) ``--history-runs`` group measurements o
 pair (:func:`colocation.measure_together`: the windows together, then ``--history-rounds``
 interference rounds) are stored in a temporary :class:`BaselineStore` first; each trial
 measures the group with the trial's neighbour (reported under the base neighbour's name, as
-a changed model keeps its name) and is compared with the stored runs, a regression confirmed
-by measuring the group again, as the plugin does. What is counted:
+a changed model keeps its name) and is compared with the stored runs, as the plugin does (all
+trials run in one process: each stored run counts as a session, a shift is a suspicion that
+the next trial may confirm). What is counted:
 
 - *false alarm* (A/A, effect 0): any metric of either model a regression;
 - *victim's cost detected* (effect N): the victim's ``colocation_throughput`` or
@@ -53,7 +54,7 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,23 +202,12 @@ def ab_trial(
 HISTORY_TEST = "benchmarks/colocation_gate_quality.py::history"
 
 
-def _as_base(measured: list[Measured], remeasured: list[int]) -> list[Measured]:
-    """The group's records (victim, neighbour) under the base pair's names, their
-    re-measurements too, as a changed model keeps its name; ``remeasured`` counts the
-    re-measurements asked for."""
+def _as_base(measured: list[Measured]) -> list[Measured]:
+    """The group's records (victim, neighbour) under the base pair's names, as a changed
+    model keeps its name."""
     base = neighbour_name(0)
     for m, (name, beside) in zip(measured, ((VICTIM_NAME, base), (base, VICTIM_NAME)), strict=True):
         m.result = m.result.renamed(name, together_with=[beside])
-        again = m.remeasure
-        if again is not None:
-
-            def renamed(
-                again: Callable[[], PerfResult] = again, name: str = name, beside: str = beside
-            ) -> PerfResult:
-                remeasured.append(1)
-                return again().renamed(name, together_with=[beside])
-
-            m.remeasure = renamed
     return measured
 
 
@@ -229,7 +219,7 @@ def build_history(
     context = _context(store, GateSettings())
     for i in range(args.history_runs):
         measured = GatePipeline(context).run(_group(server, neighbour_name(0), args))
-        for m in _as_base(measured, []):
+        for m in _as_base(measured):
             r = m.result
             store.save(
                 context.key,
@@ -250,14 +240,13 @@ def history_trial(
     gate: GateSettings,
 ) -> dict[str, Any]:
     """One group measurement with the trial's neighbour compared with the stored runs
-    through the plugin's gate pipeline in history mode (one re-run of the whole group
-    confirms a regression), judged by :func:`evaluate_test`."""
+    through the plugin's gate pipeline in history mode, judged by :func:`evaluate_test`
+    (in this one process a shift is a suspicion that the next trial may confirm)."""
     neighbour = neighbour_name(effect)
     context = _context(store, gate)
-    remeasured: list[int] = []
     t0 = time.perf_counter()
     measured = GatePipeline(context, compare=True).run(_group(server, neighbour, args))
-    verdict = evaluate_test(HISTORY_TEST, None, _as_base(measured, remeasured), context)
+    verdict = evaluate_test(HISTORY_TEST, None, _as_base(measured), context)
     comps = _roles(verdict.records)
     if not comps["victim"]:
         raise RuntimeError(f"history mode found no baseline: {verdict.records[0].baseline}")
@@ -270,7 +259,6 @@ def history_trial(
         "victim_throughput_ratio": {"candidate": victim.throughput_ratio if victim else None},
         "elapsed_s": time.perf_counter() - t0,
         "load_s": 0.0,
-        "confirmed": bool(remeasured),
     }
 
 

@@ -100,10 +100,10 @@ sys.path.insert(0, str(REPO))
 from pytest_triton_perf.baseline.ab import ABPlan  # noqa: E402
 from pytest_triton_perf.baseline.compare import (  # noqa: E402
     GateSettings,
-    compare_results,
     noise,
     window_values,
 )
+from pytest_triton_perf.baseline.history import compare_history  # noqa: E402
 from pytest_triton_perf.baseline.reference import ReferenceModels  # noqa: E402
 from pytest_triton_perf.baseline.store import BaselineStore  # noqa: E402
 from pytest_triton_perf.gate import GateContext, GatePipeline, evaluate_test  # noqa: E402
@@ -499,9 +499,11 @@ def history_trial(
     args: argparse.Namespace,
     gate: GateSettings,
 ) -> Trial:
-    """One measurement compared with the stored runs, confirmed by one re-measurement on a
-    regression: a :class:`Measurement` through the plugin's gate pipeline in history mode
-    (``--triton-perf-compare``), judged by :func:`evaluate_test`."""
+    """One measurement compared with the stored runs: a :class:`Measurement` through the
+    plugin's gate pipeline in history mode (``--triton-perf-compare``), judged by
+    :func:`evaluate_test`. Every trial runs in this one process: the pipeline's verdict is a
+    suspicion the next trial may confirm; ``first_verdicts`` are this trial's own. Real
+    sessions, each its own pytest run: ``benchmarks/history_sessions.py``."""
     name = history_name(spec.name, effect)
     measured: list[PerfResult] = []
 
@@ -529,7 +531,10 @@ def history_trial(
     if not comps:
         raise RuntimeError(f"history mode found no baseline: {verdict.records[0].baseline}")
     first = records[0].result
-    first_comps = _by_metric(compare_results(history, first.to_dict(), gate, mode="history"))
+    # Before the store's suspicions (a shift counts once a second session sees it): what
+    # this session alone saw, each stored run its own session.
+    stored = [{"result": d, "session": f"stored-{i}"} for i, d in enumerate(history)]
+    first_comps = _by_metric(compare_history(stored, first.to_dict(), gate))
     runs = {f"measurement{i}": r.to_dict() for i, r in enumerate(measured)}
     measure_s = sum(args.warmup_s + sum(w.duration_s for w in r.windows) for r in measured)
     return Trial(
@@ -544,7 +549,7 @@ def history_trial(
         noise=_spread(list(runs.values())),
         verdict_s=measure_s,
         wall_s=wall,
-        confirmed=len(measured) > 1,
+        confirmed=None,
         first_verdicts={m: c.verdict for m, c in first_comps.items()},
         load_1m=load,
         windows=_windows(runs),

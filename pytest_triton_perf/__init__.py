@@ -2,8 +2,8 @@
 
 Everything a user names is importable from here: the fixture's class (to type
 ``triton_perf``), the results its calls return and the exceptions they raise. The
-submodules are internal and may change in any 0.x release; the README's "Public API and
-stability" section says what is stable.
+submodules are internal and may change in any 0.x release; the documentation's "Public API
+and stability" (``docs/measuring.md``) says what is stable.
 """
 
 from __future__ import annotations

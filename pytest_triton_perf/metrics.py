@@ -58,7 +58,7 @@ class Metric:
     source: tuple[str, ...]
     #: Short name for table cells (``p99``).
     short: str
-    #: What the figure is, with its unit: the ``sla`` table of the README shows this text.
+    #: What the figure is, with its unit: the documentation's ``sla`` table shows this text.
     help: str
     #: The ``sla`` marker key that bounds it (None: not bounded by the marker).
     sla_key: str | None = None

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_triton_perf.baseline.key import environment_key, git_commit, soft_environment
+from pytest_triton_perf.baseline.key import (
+    environment_key,
+    git_commit,
+    session_id,
+    soft_environment,
+)
 from pytest_triton_perf.baseline.reference import ReferenceModels
 from pytest_triton_perf.baseline.store import BaselineStore
 from pytest_triton_perf.errors import TritonPerfError
@@ -64,6 +69,17 @@ def _xdist_worker(config: pytest.Config) -> tuple[int, int] | None:
     return int(str(info["workerid"]).removeprefix("gw")), int(info["workercount"])
 
 
+def _run_uid(config: pytest.Config) -> str:
+    """The pytest session's identity: xdist's ``testrunuid`` (the same on every worker),
+    or one made for this process."""
+    info = getattr(config, "workerinput", None)
+    if info and info.get("testrunuid"):
+        return str(info["testrunuid"])
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 def _terminal_line(config: pytest.Config) -> Callable[[str], None]:
     """Write a line to the terminal now, past output capturing (a pull takes minutes)."""
 
@@ -107,7 +123,8 @@ def triton_server(
     else:
         problem = ""
     if problem:  # failed outside the except block: no chained traceback in the report
-        pytest.fail(f"Triton server could not start: {problem}", pytrace=False)
+        what = "could not be reached" if settings.url else "could not start"
+        pytest.fail(f"Triton server {what}: {problem}", pytrace=False)
     try:
         yield server
     finally:
@@ -152,7 +169,11 @@ def triton_perf_session(
         gate=gate_settings(settings),
         strict_sla=settings.sla_mode == "strict",
         inconclusive=settings.inconclusive,
-        revision={"git_commit": git_commit(pytestconfig.rootpath)},
+        no_baseline=settings.no_baseline,
+        revision={
+            "git_commit": git_commit(pytestconfig.rootpath),
+            "session": session_id(_run_uid(pytestconfig)),
+        },
         root=pytestconfig.rootpath,
     )
     reference = pytestconfig.stash.get(REFERENCE_KEY, None)

@@ -224,6 +224,7 @@ class PerfSummary:
                 **({"shard": "{}/{}".format(*settings.shard)} if settings.shard else {}),
             },
             inconclusive=settings.inconclusive,
+            no_baseline=settings.no_baseline,
         )
         for written in registry.write_reports(requests, self.records, context):
             line = written.summary()
@@ -243,12 +244,18 @@ class PerfSummary:
             self.config.get_verbosity(),
             columns=settings.columns,
             sort=settings.sort,
+            no_baseline=settings.no_baseline,
         ):
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(line, yellow=line.startswith("warning:"))
         if os.environ.get("GITHUB_ACTIONS") == "true":
             from pytest_triton_perf.report.annotations import gate_annotations
 
-            for line in gate_annotations(self.records, self.locations, settings.inconclusive):
+            for line in gate_annotations(
+                self.records,
+                self.locations,
+                settings.inconclusive,
+                no_baseline=settings.no_baseline,
+            ):
                 terminalreporter.write_line(line)
         for line in self.messages:
             terminalreporter.write_line(line, red=line.startswith(("ERROR", "baselines were NOT")))

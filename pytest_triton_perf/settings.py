@@ -40,7 +40,8 @@ class Settings:
     ulimit_memlock: int | str = default("ulimit_memlock")  # bytes, -1 unlimited, or "off"
     ulimit_stack: int | str = default("ulimit_stack")
     docker_kwargs: dict[str, Any] | None = default("docker_kwargs")
-    startup_timeout_s: float = default("startup_timeout_s")
+    # None: the launcher's own (options.STARTUP_TIMEOUT_S, REMOTE_STARTUP_TIMEOUT_S).
+    startup_timeout_s: float | None = default("startup_timeout_s")
     warmup_s: float = default("warmup_s")
     windows: int = default("windows")
     window_s: float = default("window_s")
@@ -65,6 +66,7 @@ class Settings:
     floor: dict[str, float | None] | None = default("floor")
     sla_mode: str = default("sla_mode")
     inconclusive: str = default("inconclusive")
+    no_baseline: str = default("no_baseline")
     yaml_pattern: tuple[str, ...] = default("yaml_pattern")
     columns: tuple[str, ...] | None = default("columns")
     sort: str | None = default("sort")  # a column, "-" first for descending

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_gating import FIXED, make_project, pytest_in, set_service_time
+from tests.test_gating import FIXED, make_project, pytest_in, session, set_service_time
 
 CAPACITY_TESTS = """
 import pytest
@@ -107,7 +107,7 @@ def test_min_capacity_without_a_latency_bound_is_a_usage_error(tmp_path: Path) -
 def test_history_mode_stores_and_compares_the_capacity(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     (project / "test_gate.py").write_text(GATED)
-    saved = pytest_in(project, "--triton-perf-save")
+    saved = pytest_in(project, "--triton-perf-save", env=session("save"))
     assert saved.returncode == 0, saved.stdout[-3000:]
     files = [f for f in (project / ".triton-perf").glob("*/*.json") if f.name != "environment.json"]
     assert [f.name for f in files] == [
@@ -117,7 +117,12 @@ def test_history_mode_stores_and_compares_the_capacity(tmp_path: Path) -> None:
     assert stored["capacity"] > 30 and len(stored["windows"]) >= 8
     set_service_time(project, 40)  # half the capacity
     out = project / "results.json"
-    slower = pytest_in(project, "--triton-perf-compare", f"--triton-perf-json={out}")
+    # The first session that sees the regression suspects it; the next one confirms it.
+    first = pytest_in(project, "--triton-perf-compare", env=session("first"))
+    assert first.returncode == 0 and "suspected regression" in first.stdout, first.stdout
+    slower = pytest_in(
+        project, "--triton-perf-compare", f"--triton-perf-json={out}", env=session("second")
+    )
     assert slower.returncode == 1, slower.stdout[-3000:]
     assert "Performance regression" in slower.stdout and "capacity" in slower.stdout
     record = json.loads(out.read_text())["measurements"][0]

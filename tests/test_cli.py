@@ -217,7 +217,10 @@ def test_compare_of_the_same_run_does_not_regress_and_exits_0(tmp_path: Path) ->
     header = proc.stdout.splitlines()[0].split()
     assert header[-4:] == ["p-value", "could", "see", "verdict"]
     row = next(x.split() for x in proc.stdout.splitlines() if " p50_ms " in x)
-    assert row[-2].endswith("%") and float(row[-2].rstrip("%")) < 5  # what it could see
+    # What it could see: two results files are two sessions, whose spread one session
+    # cannot show; with no stored sessions to estimate it, 5% is assumed (issue 20).
+    assert row[-2].endswith("%") and 15 < float(row[-2].rstrip("%")) < 30
+    assert row[-1] == "inconclusive"
 
 
 def test_compare_min_effect_option_is_validated(tmp_path: Path) -> None:
@@ -242,6 +245,41 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for command in ("list", "show", "render", "compare"):
         assert command in proc.stdout
+
+
+def test_every_subcommands_help_lists_its_exit_statuses(tmp_path: Path) -> None:
+    """Each subcommand's --help ends with an "exit status:" section (0 at least; 2 as well
+    for those declared through cli.common.add_command); the top-level help sums them up
+    and says which commands start a server."""
+    import argparse
+
+    from pytest_triton_perf.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert {"list", "show", "render", "merge", "compare", "search", "calibrate", "schema"} <= set(
+        sub.choices
+    )
+    for name in sub.choices:
+        proc = run(tmp_path, name, "--help") if name == "compare" else None
+        text = proc.stdout if proc else sub.choices[name].format_help()
+        section = text.partition("\nexit status:\n")[2]
+        assert section, f"triton-perf {name} --help has no exit status section:\n{text}"
+        codes = re.findall(r"^  (\d+)  \S", section, re.MULTILINE)
+        assert "0" in codes, (name, section)
+        if sub.choices[name].get_default("exit_statuses"):
+            assert "2" in codes, (name, section)
+    top = run(tmp_path, "--help").stdout
+    assert "without Triton" not in top
+    assert "search and calibrate measure, on a Triton server they start" in " ".join(top.split())
+    summary = " ".join(top.partition("\nexit status:\n")[2].split())
+    for expected in (
+        "compare: a regression was found",
+        "search: no configuration holds the SLA",
+        "merge: a merged measurement's test failed",
+        "2 a usage or file error",
+    ):
+        assert expected in summary, summary
 
 
 def test_compare_keeps_apart_a_workload_measured_twice(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The verdicts of one test (no server): the policy for undecided comparisons, and the
-machine's load carried into the record and the stored baseline run."""
+"""The verdicts of one test (no server): the policies for undecided comparisons and for
+measurements without a baseline, and the machine's load carried into the record and the
+stored baseline run."""
 
 from __future__ import annotations
 
@@ -51,6 +52,27 @@ def test_a_decided_comparison_passes_under_the_fail_policy() -> None:
         min_effect={**GateSettings().min_effect, "p50_ms": 0.10, "throughput": 0.10}
     )
     assert _evaluate("fail", windows=12, gate=gate) == (None, "pass")
+
+
+@pytest.mark.parametrize("policy", ["pass", "warn", "fail"])
+def test_a_model_missing_from_the_ab_reference_follows_the_no_baseline_policy(
+    policy: str,
+) -> None:
+    why = "model 'sleepy' does not exist in the reference (git revision HEAD~1)"
+    measured = Measured(make_result(), "ab", reference_note=why)
+    ctx = GateContext(key={}, environment={}, store=None, no_baseline=policy)
+    verdict = evaluate_test("t.py::test_x", None, [measured], ctx)
+    assert verdict.records[0].verdict == "no baseline"
+    if policy != "fail":
+        assert verdict.failure is None
+        return
+    assert verdict.failure == (
+        "No baseline for t.py::test_x (--triton-perf-no-baseline=fail):\n"
+        f"  sleepy conc=1 batch=1 grpc (A/B against the reference): no baseline: {why}\n"
+        "  -> a model new in this change has no reference: gate it against an SLA until the "
+        "reference (--triton-perf-baseline-ref/-repo) has it; or let measurements without a "
+        "baseline through with --triton-perf-no-baseline=warn"
+    )
 
 
 def test_the_machines_load_is_in_the_record_and_in_the_stored_run() -> None:

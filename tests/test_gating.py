@@ -82,14 +82,22 @@ def pytest_in(
     )
 
 
+def session(name: str) -> dict[str, str]:
+    """The environment of an inner run that is a session of its own (whatever CI run the
+    outer one belongs to)."""
+    return {"TRITON_PERF_SESSION": name}
+
+
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """save (20 ms) -> compare (20 ms) -> compare after a config change to 26 ms (+30%)."""
+    """save (20 ms) -> compare (20 ms) -> compare after a config change to 26 ms (+30%),
+    twice: each run a session of its own, the first sighting only suspected."""
     project = make_project(tmp_path_factory.mktemp("history"))
     out = project / "out"
-    saved = pytest_in(project, "--triton-perf-save")
-    same = pytest_in(project, "--triton-perf-compare")
+    saved = pytest_in(project, "--triton-perf-save", env=session("save"))
+    same = pytest_in(project, "--triton-perf-compare", env=session("same"))
     set_service_time(project, 26)
+    suspected = pytest_in(project, "--triton-perf-compare", env=session("slower-1"))
     slower = pytest_in(
         project,
         "--triton-perf-compare",
@@ -97,8 +105,16 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         f"--triton-perf-junit={out}/perf-junit.xml",
         f"--triton-perf-markdown={out}/summary.md",
         f"--triton-perf-plots={out}/plots",
+        env=session("slower-2"),
     )
-    return {"project": project, "saved": saved, "same": same, "slower": slower, "out": out}
+    return {
+        "project": project,
+        "saved": saved,
+        "same": same,
+        "suspected": suspected,
+        "slower": slower,
+        "out": out,
+    }
 
 
 def test_save_writes_a_baseline_file(history: dict[str, object]) -> None:
@@ -108,14 +124,17 @@ def test_save_writes_a_baseline_file(history: dict[str, object]) -> None:
     assert "saved 1 baseline run(s)" in saved.stdout
     files = list((history["project"] / ".triton-perf").glob("*/*.json"))  # type: ignore[operator]
     names = sorted(f.name for f in files)
+    # suspected.json: the regression the first slower session saw, waiting for a second.
     assert names == [
         "environment.json",
+        "suspected.json",
         "test_gate.py_test_sleepy__sleepy_conc=1_batch=1_grpc.json",
     ]
-    doc = json.loads(next(f for f in files if f.name != "environment.json").read_text())
+    doc = json.loads(next(f for f in files if f.name.startswith("test_gate")).read_text())
     run = doc["runs"][0]
     assert len(run["result"]["windows"]) >= 8
     assert run["config_hash"] and "date" in run
+    assert run["session"] == "save"
 
 
 def test_compare_with_an_unchanged_model_passes(history: dict[str, object]) -> None:
@@ -138,7 +157,17 @@ def test_config_change_slowing_the_model_fails_with_the_regression_screen(
     change = float(line.split("%")[0].split()[-1])
     assert 20 < change < 40, line
     assert "baseline: .triton-perf/" in text and "commit" in text and "config " in text
-    assert "confirmed by a re-measurement" in text
+    assert "confirmed: also seen in an earlier session" in text
+
+
+def test_a_regression_seen_by_one_session_only_is_suspected_not_failed(
+    history: dict[str, object],
+) -> None:
+    suspected = history["suspected"]
+    assert isinstance(suspected, subprocess.CompletedProcess)
+    assert suspected.returncode == 0, suspected.stdout[-3000:]
+    assert "suspected regression (+" in suspected.stdout
+    assert "not yet confirmed" in suspected.stdout
 
 
 def test_reports_hold_the_figures(history: dict[str, object]) -> None:

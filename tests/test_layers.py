@@ -3,7 +3,7 @@
 Dependencies run one way: options -> settings -> server -> load -> measure -> verdicts ->
 report, under the plugin, the fixtures and the CLI. Every import counts, also one inside a
 function or under ``TYPE_CHECKING``: a function-level import hides a cycle, it does not
-remove it. The README's "Development" section draws the same map. The size of modules is
+remove it. CONTRIBUTING.md's "How the layers depend" draws the same map. The size of modules is
 held here too.
 """
 
@@ -90,7 +90,7 @@ def _layer(module: str) -> int:
             return LAYERS[prefix]
     raise AssertionError(
         f"module {NAME}.{module} has no layer: add it (or its package) to LAYERS in "
-        f"tests/test_layers.py and to the map in the README's Development section"
+        f"tests/test_layers.py and to the map in CONTRIBUTING.md (How the layers depend)"
     )
 
 

@@ -1,11 +1,10 @@
 """The metric catalogue: every place that lists metrics is generated from it, and the
-README's ``sla`` table says what it says."""
+documentation's ``sla`` table says what it says."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +14,14 @@ from pytest_triton_perf.baseline import compare
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.result import Interference
 from pytest_triton_perf.report import text
+from tests.docs_pages import page
 from tests.report.factory import make_record, make_result, make_stream_result
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 
-
-def readme_sla_table() -> list[list[str]]:
-    """The rows of the table in the README section "## The `sla` marker", as cells."""
-    section = README.read_text().split("## The `sla` marker", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("|")]
+def docs_sla_table() -> list[list[str]]:
+    """The rows of the ``sla`` table of the documentation's page "SLA keys" (generated
+    when the site is built), as cells."""
+    rows = [line for line in page("sla.md").splitlines() if line.startswith("|")]
     assert rows[0].startswith("| key | bound |"), rows[0]
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[2:]]
 
@@ -53,8 +51,8 @@ def test_every_row_has_what_its_uses_need() -> None:
             assert m.per_window or m.counts, f"{m.name}: gated but no way to compare it"
 
 
-def test_the_readme_sla_table_is_the_catalogue() -> None:
-    rows = readme_sla_table()
+def test_the_docs_sla_table_is_the_catalogue() -> None:
+    rows = docs_sla_table()
     shown = {ticked(row[0])[0]: row for row in rows}
     assert list(shown) == list(metrics.BY_SLA_KEY)
     for key, m in metrics.BY_SLA_KEY.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE_MODELS
-from tests.test_gating import FIXED, commit, pytest_in
+from tests.test_gating import FIXED, commit, pytest_in, session
 
 PIPELINE_TEST = """
 import pytest
@@ -53,14 +53,16 @@ def pipeline_project(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """save -> slow `scale` by 8 ms per execution -> compare."""
+    """save -> slow `scale` by 8 ms per execution -> compare, in two sessions (the first
+    only suspects the regression, the second confirms it)."""
     project = pipeline_project(tmp_path_factory.mktemp("pipeline"))
     out = project / "out"
     # A change of +8 ms on 5 ms is decided by 5 windows a side (Mann-Whitney's smallest
     # one-sided p with 5 against 5 is 1/252).
     short = ("--triton-perf-compare-windows=5", "--triton-perf-window-s=0.25")
-    saved = pytest_in(project, "--triton-perf-save", *short)
+    saved = pytest_in(project, "--triton-perf-save", *short, env=session("save"))
     set_parameter(project, "scale", 8)
+    suspected = pytest_in(project, *short, "--triton-perf-compare", env=session("first"))
     compared = pytest_in(
         project,
         *short,
@@ -68,8 +70,9 @@ def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "-v",
         f"--triton-perf-json={out}/results.json",
         f"--triton-perf-markdown={out}/summary.md",
+        env=session("second"),
     )
-    return {"saved": saved, "compared": compared, "out": out}
+    return {"saved": saved, "suspected": suspected, "compared": compared, "out": out}
 
 
 def test_the_regression_names_the_slowed_step(slowed: dict[str, object]) -> None:
@@ -77,6 +80,9 @@ def test_the_regression_names_the_slowed_step(slowed: dict[str, object]) -> None
     assert isinstance(saved, subprocess.CompletedProcess)
     assert isinstance(compared, subprocess.CompletedProcess)
     assert saved.returncode == 0, saved.stdout[-3000:]
+    suspected = slowed["suspected"]
+    assert isinstance(suspected, subprocess.CompletedProcess)
+    assert suspected.returncode == 0 and "suspected regression" in suspected.stdout
     assert compared.returncode == 1, compared.stdout[-3000:]
     text = compared.stdout
     assert "Performance regression in test_gate.py::test_pipeline:" in text

@@ -241,7 +241,7 @@ def test_gpu_memory_bound_without_gpu_fails_naming_the_missing_source(
 
 def test_unknown_model_lists_ready_models(sla_run: tuple[pytest.RunResult, Path]) -> None:
     sla_run[0].stdout.fnmatch_lines(
-        ["*model 'no_such_model' is not ready on Triton*Ready models: *sleepy*"]
+        ["*model 'no_such_model' is not in the repository of Triton*Models there: *sleepy*"]
     )
 
 

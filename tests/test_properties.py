@@ -129,7 +129,7 @@ def _check_value(opt: Option, value: Any) -> None:
         _check_metric_map(value, "ms")
     elif name == "sla_mode":
         assert value in ("point", "strict")
-    elif name == "inconclusive_policy":
+    elif name == "policy":
         assert value in ("pass", "warn", "fail")
     elif name == "on_off":
         assert isinstance(value, bool)

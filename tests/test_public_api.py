@@ -1,6 +1,7 @@
 """The public API: ``import pytest_triton_perf`` gives every name a user writes, documented,
 without pulling in the heavy optional dependencies; every exception a user can meet lives in
-``errors.py`` and is exported; the README's examples import from the package root only."""
+``errors.py`` and is exported; the examples of the README and the documentation import from
+the package root only."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import pytest
 import pytest_triton_perf
 from pytest_triton_perf import errors
 from pytest_triton_perf.errors import TritonPerfError
+from tests.docs_pages import pages
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
 NAME = "pytest_triton_perf"
 PUBLIC = [n for n in pytest_triton_perf.__all__ if not n.startswith("_")]
 
@@ -165,7 +166,7 @@ def test_every_exported_name_resolves_without_the_heavy_dependencies() -> None:
     assert not loaded & HEAVY
 
 
-#: An import of the package in a README code block: its module and the names it imports.
+#: An import of the package in a code block of the docs: its module and the names it imports.
 _IMPORT = re.compile(
     r"^\s*(?:from\s+(?P<module>pytest_triton_perf[\w.]*)\s+import\s+(?P<names>[^#\n]+)"
     r"|import\s+(?P<plain>pytest_triton_perf[\w.]*))",
@@ -173,12 +174,14 @@ _IMPORT = re.compile(
 )
 
 
-def test_readme_examples_import_only_from_the_package_root() -> None:
-    """Code blocks need not be whole programs (fragments do not parse): read import lines."""
-    blocks = re.findall(r"```[\w-]*\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+def test_documented_examples_import_only_from_the_package_root() -> None:
+    """Code blocks of the README and the documentation's pages need not be whole programs
+    (fragments do not parse): read import lines."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in pages())
+    blocks = re.findall(r"```[\w-]*\n(.*?)```", text, re.S)
     found = [m for block in blocks for m in _IMPORT.finditer(block)]
     deep = [m.group(0).strip() for m in found if (m["module"] or m["plain"]) != NAME]
-    assert not deep, f"README examples import submodules (import from {NAME}): {deep}"
+    assert not deep, f"documented examples import submodules (import from {NAME}): {deep}"
     names = {
         n.strip().split(" as ")[0]
         for m in found
@@ -186,5 +189,5 @@ def test_readme_examples_import_only_from_the_package_root() -> None:
         for n in m["names"].strip("() \\").split(",")
         if n.strip()
     }
-    assert names, "the README shows at least one import from the package root"
+    assert names, "the documentation shows at least one import from the package root"
     assert names <= set(pytest_triton_perf.__all__), names - set(pytest_triton_perf.__all__)

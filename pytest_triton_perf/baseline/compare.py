@@ -28,7 +28,7 @@ passes such a change about half the time) is never a pass. An undecided comparis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -464,9 +464,11 @@ def compare_results(
     gate: GateSettings,
     *,
     mode: str,
+    judge: Callable[[str], Comparison] | None = None,
 ) -> list[Comparison]:
     """Every gated metric of ``current`` (``PerfResult.to_dict()``) against the baseline
-    runs (each a ``PerfResult.to_dict()``)."""
+    runs (each a ``PerfResult.to_dict()``). ``judge(metric)``, where given, decides each
+    metric of windows instead of :func:`compare_runs` (history mode's sessions)."""
     out = []
     searched = current.get("capacity") is not None
     streamed = bool(current.get("streaming"))
@@ -505,6 +507,9 @@ def compare_results(
                     )
                 )
                 continue
+        if judge is not None:
+            out.append(judge(metric))
+            continue
         runs = [window_values(r, metric) for r in baseline_results]
         out.append(
             compare_runs(

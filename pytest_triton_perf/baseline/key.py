@@ -15,6 +15,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,36 @@ def soft_environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_model(),
     }
+
+
+#: CI systems' variables that name one run and its attempt: (system, run, attempt).
+CI_RUNS = (
+    ("github", "GITHUB_RUN_ID", "GITHUB_RUN_ATTEMPT"),
+    ("gitlab", "CI_PIPELINE_ID", "CI_JOB_ID"),
+    ("buildkite", "BUILDKITE_BUILD_ID", "BUILDKITE_RETRY_COUNT"),
+    ("jenkins", "BUILD_TAG", None),
+)
+
+
+def session_id(run_uid: str, environ: Mapping[str, str] | None = None) -> str:
+    """Who measured: one identity per pytest session, shared by its xdist workers.
+
+    ``TRITON_PERF_SESSION`` where set; else the CI run and its attempt (GitHub Actions,
+    GitLab CI, Buildkite, Jenkins); else the host's boot id and ``run_uid`` (the pytest
+    session's: xdist's ``testrunuid``, the same on every worker). History mode treats the
+    runs of one session as one unit and confirms a shift only from another session.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("TRITON_PERF_SESSION"):
+        return env["TRITON_PERF_SESSION"]
+    for system, run, attempt in CI_RUNS:
+        if env.get(run):
+            return f"{system}-{env[run]}" + (f"-{env.get(attempt)}" if attempt else "")
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = socket.gethostname()
+    return f"local-{boot}-{run_uid[:12]}"
 
 
 def git_commit(directory: Path) -> str | None:

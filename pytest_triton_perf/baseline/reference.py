@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pytest_triton_perf.errors import ConfigError, TritonPerfError
 from pytest_triton_perf.server.base import TritonServer
+from pytest_triton_perf.server.protocol import MODEL_CONFIGURATION, MODEL_REPOSITORY
 from pytest_triton_perf.server.variants import (
     Variants,
     base_name,
@@ -339,6 +340,16 @@ class ReferenceModels:
         """
         from tritonclient.utils import InferenceServerException
 
+        missing = self.server.server_info.missing((MODEL_REPOSITORY, MODEL_CONFIGURATION))
+        if missing:
+            raise TritonPerfError(
+                f"A/B mode needs Triton's {' and '.join(missing)} extension(s), to load"
+                f" {what} as a copy beside the served model; {self.server.describe()} does"
+                " not declare them (a KServe V2 server other than Triton). Gate on this server"
+                " in history"
+                " mode instead: record baselines with --triton-perf-save, then compare with"
+                " --triton-perf-compare."
+            )
         config_path = src / "config.pbtxt"
         if not config_path.is_file():
             raise TritonPerfError(

@@ -29,6 +29,9 @@ from pytest_triton_perf.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 MAX_RUNS = 20
+#: Files of a key directory that are not baselines: what the key stands for, the A/A
+#: calibration (``triton-perf calibrate``) and the shifts waiting for a second session.
+NOT_BASELINES = frozenset({"environment.json", "calibration.json", "suspected.json"})
 LOCK_TIMEOUT_S = 60.0
 
 
@@ -168,14 +171,99 @@ class BaselineStore:
             return []
         return sorted(d.name for d in self.root.iterdir() if (d / name).is_file())
 
+    def key_directories(self) -> list[str]:
+        """The key directories stored here (any directory holding a JSON file)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(d.name for d in self.root.iterdir() if d.is_dir() and any(d.glob("*.json")))
+
+    def missing(
+        self, key: Mapping[str, Any], test: str, label: str, root: Path | None = None
+    ) -> dict[str, Any]:
+        """Where a baseline of one measurement was looked for and why none was found, for
+        the reports: ``dir`` (the baseline directory, relative to ``root`` where it is
+        inside), ``key_dir`` (the key directory searched), ``stored_keys`` (the key
+        directories the baseline directory does hold), ``elsewhere`` (those holding this
+        measurement) and ``note`` (all that in words)."""
+        shown = str(self.root)
+        if root is not None:
+            with contextlib.suppress(ValueError):
+                shown = str(self.root.resolve().relative_to(root.resolve())) or "."
+        wanted = key_directory(key)
+        stored = self.key_directories()
+        elsewhere = self.other_keys_with(test, label)
+        if not self.root.is_dir():
+            why = "the directory does not exist"
+        elif not stored:
+            why = "it holds no baselines"
+        elif wanted not in stored:
+            why = f"no such key directory; stored there: {', '.join(stored)}"
+        elif self.path(key, test, label).is_file():
+            why = f"{measurement_file(test, label)} holds no accepted runs"
+        else:
+            why = f"no {measurement_file(test, label)} in it"
+        note = f"searched {shown} for key {wanted}: {why}"
+        if elsewhere:
+            note = f"stored for: {', '.join(elsewhere)}; {note}"
+        return {
+            "dir": shown,
+            "key_dir": wanted,
+            "stored_keys": stored,
+            "elsewhere": elsewhere,
+            "note": note,
+        }
+
     def iter_files(self) -> Iterator[Path]:
         """Every baseline file (not the environment descriptions)."""
         if not self.root.is_dir():
             return
         for d in sorted(p for p in self.root.iterdir() if p.is_dir()):
             for f in sorted(d.glob("*.json")):
-                if f.name != "environment.json":
+                if f.name not in NOT_BASELINES:
                     yield f
+
+    def documents(self, key: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every readable baseline file stored under ``key`` (the machine-level estimates
+        of history mode); a damaged file is skipped here, its own test names it."""
+        d = self.root / key_directory(key)
+        if not d.is_dir():
+            return
+        for f in sorted(d.glob("*.json")):
+            if f.name not in NOT_BASELINES:
+                with contextlib.suppress(BaselineError):
+                    yield self.read_file(f)
+
+    @staticmethod
+    def accepted(doc: Mapping[str, Any]) -> list[str]:
+        """The commits at which a change was accepted on purpose, oldest first."""
+        return [str(a["commit"]) for a in doc.get("accepted") or [] if a.get("commit")]
+
+    def accept(self, path: Path, commit: str, note: str = "") -> dict[str, Any]:
+        """Record in the baseline file ``path`` that the change at ``commit`` (a stored
+        run's commit, or a prefix of one) is accepted: history compares later runs with the
+        level from that commit on. BaselineError names the commits stored when it is not
+        one of them."""
+        import datetime as dt
+
+        with locked(path):
+            doc = self.read_file(path)
+            commits = [str(r.get("git_commit")) for r in doc["runs"] if r.get("git_commit")]
+            plain = [c.removesuffix("+dirty") for c in commits]
+            match = [c for c in plain if c.startswith(commit) or commit.startswith(c)]
+            if not commit or not match:
+                shown = ", ".join(dict.fromkeys(c[:10] for c in plain)) or "none"
+                raise BaselineError(
+                    f"commit {commit!r} is not among the runs stored in {path} "
+                    f"(stored commits, oldest first: {shown})"
+                )
+            entry = {
+                "commit": match[0],
+                "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                **({"note": note} if note else {}),
+            }
+            doc["accepted"] = [*(doc.get("accepted") or []), entry]
+            atomic_write_text(path, _dumps(doc))
+        return entry
 
     def save(
         self,
@@ -205,6 +293,7 @@ class BaselineStore:
                 "key": dict(key),
                 "workload": dict(workload),
                 "runs": runs[-max_runs:],
+                **({"accepted": doc["accepted"]} if doc and doc.get("accepted") else {}),
             }
             atomic_write_text(path, _dumps(document))
             env_path = path.parent / "environment.json"
@@ -232,13 +321,17 @@ class BaselineStore:
                 env_path = path.parent / "environment.json"
                 if env_src.is_file() and not env_path.exists():
                     atomic_write_text(env_path, env_src.read_text(encoding="utf-8"))
-                if mine is not None and runs == old:
+                accepted = merge_runs(
+                    list((mine or {}).get("accepted") or []), list(doc.get("accepted") or [])
+                )
+                if mine is not None and runs == old and accepted == (mine.get("accepted") or []):
                     continue
                 head = mine or doc
                 document = {
                     "schema_version": SCHEMA_VERSION,
                     **{k: head.get(k) for k in ("test", "label", "key", "workload")},
                     "runs": runs,
+                    **({"accepted": accepted} if accepted else {}),
                 }
                 atomic_write_text(path, _dumps(document))
             changed += 1

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_triton_perf.cli.common import DEFAULT_DIR, EXIT_ERROR, EXIT_OK
+from pytest_triton_perf.cli.common import DEFAULT_DIR, EXIT_ERROR, EXIT_OK, add_command
 from pytest_triton_perf.errors import CliError
 from pytest_triton_perf.report.text import align
 
@@ -179,7 +179,14 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
 
 def add_parsers(sub: Any) -> None:
     """The ``list`` and ``show`` subcommands."""
-    p = sub.add_parser("list", help="list stored baselines")
+    p = add_command(
+        sub,
+        "list",
+        help="list stored baselines",
+        description="The stored baselines, per key directory (hardware/software key), with "
+        "the number of runs and the last date and commit of each file. Reads files only.",
+        exits=[(EXIT_OK, "listed (also: a directory with no baseline files)")],
+    )
     p.add_argument(
         "--dir",
         default=DEFAULT_DIR,
@@ -188,7 +195,14 @@ def add_parsers(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", help="show the runs of one baseline file")
+    p = add_command(
+        sub,
+        "show",
+        help="show the runs of one baseline file",
+        description="One baseline file's runs: date, commit, config hash, throughput, p50, "
+        "p99 (and every window with --windows). Reads files only.",
+        exits=[(EXIT_OK, "shown")],
+    )
     p.add_argument("file", metavar="FILE", help="a baseline file (.triton-perf/<key>/<name>.json)")
     p.add_argument("--windows", action="store_true", help="also print every window of every run")
     p.set_defaults(func=cmd_show)

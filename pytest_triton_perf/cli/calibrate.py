@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pytest_triton_perf.cli.common import EXIT_OK
+from pytest_triton_perf.cli.common import EXIT_ERROR, EXIT_OK, add_command
 from pytest_triton_perf.errors import CliError
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
 
 def add_parser(sub: Any) -> None:
     """The ``calibrate`` subcommand."""
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "calibrate",
         help="measure this machine's offset between two identical model copies (A/B mode "
         "reads it; starts a local server)",
@@ -156,6 +157,10 @@ def add_parser(sub: Any) -> None:
             "baseline key. A/B mode uses it instead of the spread between its own few "
             "epochs. Run it once per runner (and again when the machine changes)."
         ),
+        exits=[
+            (EXIT_OK, "calibrated: the offsets are stored under this machine's key"),
+            (EXIT_ERROR, "a usage or file error, or a server that cannot start"),
+        ],
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_triton_perf.cli.common import DEFAULT_DIR, EXIT_OK, EXIT_REGRESSION
+from pytest_triton_perf.cli.common import DEFAULT_DIR, EXIT_OK, EXIT_REGRESSION, add_command
 from pytest_triton_perf.errors import CliError
 from pytest_triton_perf.report.context import DEFAULT_TITLE, ReportContext
 from pytest_triton_perf.report.json_report import read_results
@@ -213,7 +213,7 @@ def _gate(args: argparse.Namespace) -> Any:
 
 def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
     """Compare two results files; exit 1 when a metric regressed."""
-    from pytest_triton_perf.gate.strategies import compare_with_runs
+    from pytest_triton_perf.baseline.history import compare_history
     from pytest_triton_perf.report.text import (
         comparison_reason,
         fmt,
@@ -248,7 +248,7 @@ def cmd_compare(args: argparse.Namespace, out: TextIO) -> int:
         ]
     ]
     for b, c in pairs:
-        comps = compare_with_runs([b.result], c.result, gate)
+        comps = compare_history([{"result": b.result, "session": "base"}], c.result, gate)
         record = dataclasses.replace(
             c,
             comparisons=tuple(comps),
@@ -335,7 +335,15 @@ def _report_options(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: Any) -> None:
     """The ``render``, ``merge`` and ``compare`` subcommands."""
-    p = sub.add_parser("render", help="render reports from a --triton-perf-json results file")
+    p = add_command(
+        sub,
+        "render",
+        help="render reports from a --triton-perf-json results file",
+        description="The reports of a results file written by --triton-perf-json (the "
+        "terminal summary, Markdown, JUnit, plots...), as the plugin would have written "
+        "them. Reads files only.",
+        exits=[(EXIT_OK, "rendered")],
+    )
     p.add_argument("results", metavar="RESULTS.json")
     _report_options(p)
     p.add_argument(
@@ -346,7 +354,8 @@ def add_parsers(sub: Any) -> None:
     _terminal_options(p)
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "merge",
         help="merge the results files of a sharded run (--triton-perf-shard) into one, with "
         "one set of reports; merge the shards' baseline directories",
@@ -354,8 +363,10 @@ def add_parsers(sub: Any) -> None:
         "--triton-perf-json with --triton-perf-shard=K/N) into one results file and one set "
         "of reports; with --baselines, merge each shard's baseline directory into "
         "--baseline-dir (the runs of a file present in several united, the newest 20 kept).",
-        epilog="Exit status: 0 ok, 1 a merged measurement's test failed or a shard of N is "
-        "missing, 2 usage or file error.",
+        exits=[
+            (EXIT_OK, "merged, every merged measurement's test passed"),
+            (EXIT_REGRESSION, "a merged measurement's test failed, or a shard of N is missing"),
+        ],
     )
     p.add_argument("results", nargs="+", metavar="RESULTS.json")
     p.add_argument("-o", "--output", metavar="PATH", help="write the merged results file")
@@ -376,9 +387,16 @@ def add_parsers(sub: Any) -> None:
     _terminal_options(p)
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "compare",
         help="compare two results files measurement by measurement; exit 1 on a regression",
+        description="Two results files (--triton-perf-json), measurement by measurement "
+        "(matched by test id and label), with the plugin's statistics. Reads files only.",
+        exits=[
+            (EXIT_OK, "no regression"),
+            (EXIT_REGRESSION, "a regression was found"),
+        ],
     )
     p.add_argument("base", metavar="BASE.json")
     p.add_argument("current", metavar="CURRENT.json")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_triton_perf.cli.common import EXIT_NOTHING_FEASIBLE, EXIT_OK
+from pytest_triton_perf.cli.common import EXIT_ERROR, EXIT_NOTHING_FEASIBLE, EXIT_OK, add_command
 from pytest_triton_perf.errors import CliError
 from pytest_triton_perf.report.text import align
 
@@ -169,7 +169,8 @@ def add_parser(sub: Any) -> None:
     from pytest_triton_perf.options import default
     from pytest_triton_perf.search import KEYS, OBJECTIVES, STRATEGIES
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "search",
         help="search a model's configuration space under an SLA (starts or uses a server)",
         description=(
@@ -177,7 +178,11 @@ def add_parser(sub: Any) -> None:
             "MODEL__cfgN, measure it, and rank them; the committed config.pbtxt is "
             "MODEL__cfg0. Prints the ranked table and the best configuration's diff."
         ),
-        epilog="Exit status: 0 a configuration holds the SLA, 1 none does, 2 usage error.",
+        exits=[
+            (EXIT_OK, "a configuration holds the SLA"),
+            (EXIT_NOTHING_FEASIBLE, "no configuration holds the SLA"),
+            (EXIT_ERROR, "a usage or file error, or a server that cannot start"),
+        ],
     )
     p.add_argument("model", metavar="MODEL")
     p.add_argument(

@@ -4,7 +4,6 @@ Data only: no engine, no pytest."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +25,6 @@ class Measured:
     mode: Mode = None  # the strategy it was measured under
     reference: PerfResult | None = None  # A/B: the reference arm
     reference_note: str = ""  # A/B: why there is no reference
-    remeasure: Callable[[], PerfResult] | None = None  # history: the confirming re-run
     config: dict[str, Any] | None = None  # the model configuration, for its hash
     host_load: dict[str, float | None] | None = None  # load average and CPU steal share
     #: A/B paired analysis: the comparisons decided while measuring (None: compared here).
@@ -49,5 +47,7 @@ class GateContext:
     #: What an inconclusive comparison does: "pass", "warn" (neither fails the test) or
     #: "fail" (the test fails, as for a regression).
     inconclusive: str = "warn"
+    #: What a compared measurement without a baseline does: the same three policies.
+    no_baseline: str = "warn"
     revision: dict[str, Any] = field(default_factory=dict)
     root: Path | None = None  # for baseline paths shown relative to the rootdir

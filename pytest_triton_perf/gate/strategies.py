@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pytest_triton_perf.baseline import history
 from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.baseline.steps import name_regressed_step
+from pytest_triton_perf.baseline.store import locked
 from pytest_triton_perf.gate.context import GateContext, Measured, Mode
-from pytest_triton_perf.numbers import fmt_p, fmt_pct
 from pytest_triton_perf.verdicts import (
     NO_BASELINE,
-    REGRESSION,
     Comparison,
     latency_histogram,
     stream_histograms,
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from pytest_triton_perf.baseline.ab import ABPlan
     from pytest_triton_perf.baseline.reference import ReferenceModels
     from pytest_triton_perf.baseline.sequential import Offset
-    from pytest_triton_perf.measure.result import PerfResult
 
 Judgement = tuple[list[Comparison], dict[str, Any]]
 
@@ -70,8 +69,7 @@ class Subject(Protocol):
     comparable: bool
 
     def measure(self) -> list[Measured]:
-        """Measure with no reference: one record per model, each with ``remeasure`` for a
-        history confirmation."""
+        """Measure with no reference: one record per model."""
         ...
 
     def measure_ab(self, arms: Arms) -> list[Measured]:
@@ -79,61 +77,46 @@ class Subject(Protocol):
         ...
 
 
-def compare_with_runs(
-    runs: Sequence[dict[str, Any]],
-    current: dict[str, Any],
-    gate: GateSettings,
-    remeasure: Callable[[], PerfResult] | None = None,
-) -> list[Comparison]:
-    """History's comparison of one result (``PerfResult.to_dict()``) with stored runs: a
-    regression is measured once more with ``remeasure`` where one is given, and counts only
-    when the re-measurement regresses too. Shared by history mode and ``triton-perf
-    compare`` (two results files, nothing to re-measure)."""
-    comps = compare_results(runs, current, gate, mode="history")
-    if any(c.verdict == REGRESSION for c in comps) and remeasure is not None:
-        again = compare_results(runs, remeasure().to_dict(), gate, mode="history")
-        first = {c.metric: c for c in comps}
-        confirmed = []
-        for c in again:
-            was = first[c.metric]
-            if was.verdict == REGRESSION and c.verdict == REGRESSION:
-                c = replace(c, note=c.note + "; confirmed by a re-measurement")
-            elif was.verdict == REGRESSION:
-                c = replace(
-                    c,
-                    note=c.note + f"; the first measurement regressed ({fmt_pct(was.change_pct)}, "
-                    f"p={fmt_p(was.p_value)}), the re-measurement did not",
-                )
-            confirmed.append(c)
-        comps = confirmed
-    return comps
-
-
 def _history(m: Measured, test: str, label: str, ctx: GateContext) -> Judgement:
-    """Compare with the stored accepted runs; re-measure once to confirm a regression."""
+    """Compare with the stored sessions (``baseline/history.py``); a shift counts once a
+    second session sees it (:class:`~pytest_triton_perf.baseline.history.Suspicions`)."""
     if ctx.store is None:
         return [], {}
-    doc = ctx.store.load(ctx.key, test, label)
-    path = ctx.store.path(ctx.key, test, label)
+    store = ctx.store
+    doc = store.load(ctx.key, test, label)
+    path = store.path(ctx.key, test, label)
     if doc is None or not doc["runs"]:
-        elsewhere = ctx.store.other_keys_with(test, label)
-        status = "no baseline for this hardware" if elsewhere else NO_BASELINE
-        note = f"stored for: {', '.join(elsewhere)}" if elsewhere else ""
-        return [], {"mode": "history", "status": status, "file": str(path), "note": note}
+        where = store.missing(ctx.key, test, label, ctx.root)
+        status = "no baseline for this hardware" if where["elsewhere"] else NO_BASELINE
+        return [], {"mode": "history", "status": status, "file": str(path), **where}
     runs = [r["result"] for r in doc["runs"]]
     last = doc["runs"][-1]
+    current = m.result.to_dict()
+
+    @functools.cache
+    def machine(metric: str) -> history.Spread | None:
+        return history.machine_spread(store.documents(ctx.key), metric)
+
+    comps = history.compare_history(
+        doc["runs"], current, ctx.gate, machine=machine, accepted=store.accepted(doc)
+    )
+    suspicions = history.Suspicions(
+        path.parent / history.SUSPECTED_FILE, functools.partial(locked, path)
+    )
+    session = str(ctx.revision.get("session") or "")
+    comps = suspicions.settle(path.name, comps, session, ctx.revision.get("git_commit"))
     info = {
         "mode": "history",
         "status": "compared",
         "file": str(path),
         "runs": len(runs),
+        "sessions": len(history.sessions(doc["runs"])),
         "revision": {k: last.get(k) for k in ("date", "git_commit", "config_hash")},
         "histogram": last.get("histogram"),
         "stream_histograms": last.get("stream_histograms") or {},
     }
-    comps = compare_with_runs(runs, m.result.to_dict(), ctx.gate, m.remeasure)
     # A pipeline's regression names the step it comes from.
-    comps = name_regressed_step(comps, runs, m.result.to_dict())
+    comps = name_regressed_step(comps, runs, current)
     return comps, info
 
 
@@ -173,13 +156,10 @@ class Strategy:
     judge: Callable[[Measured, str, str, GateContext], Judgement]
 
     def measure(self, subject: Subject) -> list[Measured]:
-        """The subject measured with no reference, marked with this strategy's mode; the
-        history confirmation kept only where history judges."""
+        """The subject measured with no reference, marked with this strategy's mode."""
         measured = subject.measure()
         for m in measured:
             m.mode = self.mode
-            if self.mode != "history":
-                m.remeasure = None
         return measured
 
 

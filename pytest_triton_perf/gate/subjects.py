@@ -5,7 +5,6 @@ the fixture, the YAML items and the benchmarks."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,10 +36,7 @@ class Measurement:
         return (self.model,)
 
     def measure(self) -> list[Measured]:
-        def again() -> PerfResult:
-            return self.run(self.model, settings=self.settings)
-
-        return [Measured(again(), remeasure=again)]
+        return [Measured(self.run(self.model, settings=self.settings))]
 
     def measure_ab(self, arms: Arms) -> list[Measured]:
         from pytest_triton_perf.baseline.ab import run_ab
@@ -87,11 +83,9 @@ class Capacity:
         return (self.model,)
 
     def measure(self) -> list[Measured]:
-        """Search; in history mode a regression is confirmed by a second search."""
+        """Search: the record is the level it settled on."""
         self.found = self.search(self.model)
-        m = Measured(
-            self.settle(self.found), remeasure=lambda: self.settle(self.search(self.model))
-        )
+        m = Measured(self.settle(self.found))
         m.analysis = {"capacity": self.found.to_dict()}
         return [m]
 
@@ -115,7 +109,6 @@ class Capacity:
         if outcome is None:
             measured = self.measure()
             measured[0].mode = "ab"
-            measured[0].remeasure = None
             measured[
                 0
             ].reference_note = (
@@ -169,18 +162,7 @@ class Together:
 
     def measure(self) -> list[Measured]:
         self.outcome = outcome = self._full()
-        again: dict[str, PerfResult] = {}
-
-        def remeasure(model: str) -> PerfResult:
-            # One re-run of the whole group confirms every model's comparison.
-            if not again:
-                again.update(self._full().results)
-            return again[model]
-
-        measured = [
-            Measured(outcome.results[m], remeasure=functools.partial(remeasure, m))
-            for m in self.loads
-        ]
+        measured = [Measured(outcome.results[m]) for m in self.loads]
         self._analysis(measured)
         return measured
 

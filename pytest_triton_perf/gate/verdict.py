@@ -20,6 +20,7 @@ from pytest_triton_perf.numbers import fmt, fmt_interval, fmt_p, fmt_pct
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
+    NO_BASELINE,
     REGRESSION,
     Comparison,
     MeasurementRecord,
@@ -27,6 +28,14 @@ from pytest_triton_perf.verdicts import (
     latency_histogram,
     stream_histograms,
 )
+
+#: What to do about a measurement without a baseline, by comparison mode.
+MISSING_ADVICE = {
+    "history": "record the baselines on this machine with --triton-perf-save and commit the "
+    "directory, or point --triton-perf-baseline-dir at the directory that holds them",
+    "ab": "a model new in this change has no reference: gate it against an SLA until the "
+    "reference (--triton-perf-baseline-ref/-repo) has it",
+}
 
 
 @dataclass
@@ -58,6 +67,8 @@ def evaluate_test(
     problems: list[str] = []
     regression_lines: list[str] = []
     undecided_lines: list[str] = []
+    missing_lines: list[str] = []
+    missing_modes: set[str] = set()
     for index, m in enumerate(measured):
         label = sla.label(m.result)
         mine = [c for c in checks if c.measurement == label]
@@ -110,6 +121,9 @@ def evaluate_test(
         undecided = [c for c in comps if c.verdict == INCONCLUSIVE]
         if undecided and ctx.inconclusive == "fail":
             undecided_lines += _undecided_screen(label, undecided, info)
+        if record.baseline.get("mode") and record.verdict.startswith(NO_BASELINE):
+            missing_lines.append(_missing_line(record))
+            missing_modes.add(str(record.baseline["mode"]))
     if not all(c.passed for c in checks):
         problems.append(sla.failure_text(test, checks))
     if spec is not None and spec.max_config_gap is not None:
@@ -118,12 +132,26 @@ def evaluate_test(
         problems.append(f"Performance regression in {test}:\n" + "\n".join(regression_lines))
     if undecided_lines:
         problems.append(
-            f"Undecided performance comparison in {test} (--triton-perf-inconclusive=fail):\n"
-            + "\n".join(undecided_lines)
-            + "\n  -> measure longer (A/B: --triton-perf-compare-budget-s; history: "
-            "--triton-perf-compare-windows, --triton-perf-window-s) or on a quieter machine, "
-            "compare in A/B mode (--triton-perf-baseline-ref), or let undecided results "
-            "through with --triton-perf-inconclusive=warn"
+            _policy_failure(
+                f"Undecided performance comparison in {test}",
+                "--triton-perf-inconclusive",
+                undecided_lines,
+                "measure longer (A/B: --triton-perf-compare-budget-s; history: "
+                "--triton-perf-compare-windows, --triton-perf-window-s) or on a quieter "
+                "machine, compare in A/B mode (--triton-perf-baseline-ref), or let undecided "
+                "results through with --triton-perf-inconclusive=warn",
+            )
+        )
+    if missing_lines and ctx.no_baseline == "fail":
+        problems.append(
+            _policy_failure(
+                f"No baseline for {test}",
+                "--triton-perf-no-baseline",
+                missing_lines,
+                "; ".join(MISSING_ADVICE[mode] for mode in sorted(missing_modes, reverse=True))
+                + "; or let measurements without a baseline through with "
+                "--triton-perf-no-baseline=warn",
+            )
         )
     return TestVerdict(records, "\n\n".join(problems) or None)
 
@@ -214,6 +242,22 @@ def _regression_screen(
     elif info.get("mode") == "ab":
         lines.append(f"    reference: {info.get('note') or 'the reference model'}")
     return lines
+
+
+def _policy_failure(heading: str, flag: str, lines: list[str], advice: str) -> str:
+    """The failure of a verdict whose policy (``flag``) is ``fail``: what was found, per
+    measurement, then what to do."""
+    return f"{heading} ({flag}=fail):\n" + "\n".join(lines) + f"\n  -> {advice}"
+
+
+def _missing_line(record: MeasurementRecord) -> str:
+    """One measurement without a baseline: where it was looked for (history: the
+    baseline directory and the key directory) or why the reference lacks it (A/B)."""
+    mode = "A/B against the reference" if record.baseline.get("mode") == "ab" else "history"
+    note = record.baseline.get("note") or next(
+        (c.note for c in record.comparisons if c.verdict == NO_BASELINE and c.note), ""
+    )
+    return f"  {record.label} ({mode}): {record.verdict}" + (f": {note}" if note else "")
 
 
 def _undecided_screen(label: str, undecided: list[Comparison], info: dict[str, Any]) -> list[str]:

@@ -5,6 +5,9 @@ encoded once (JSON header + binary tensor data, Triton's binary tensor extension
 path only writes bytes and lets httptools parse the response. Responses are parsed by
 httptools, never by hand: Triton's ``Inference-Header-Content-Length`` header contains the
 text ``Content-Length``.
+
+A KServe V2 server without the binary tensor extension (MLServer) takes the tensors as JSON
+(``"data"`` lists) and answers likewise: ``json_data=True`` encodes them so, once as well.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import httptools
+import numpy as np
 
+from pytest_triton_perf.errors import InputSpecError
+from pytest_triton_perf.load.model_spec import numpy_dtype
 from pytest_triton_perf.load.transport import InputTensor, ShmRef, TransportError
 
 
@@ -36,13 +42,19 @@ def encode_request(
     inputs: Sequence[InputTensor],
     outputs: Sequence[str],
     output_shm: Mapping[str, ShmRef] | None = None,
+    *,
+    json_data: bool = False,
 ) -> bytes:
     """The complete HTTP request bytes of one inference with binary inputs and outputs.
 
     Inputs with a shared-memory reference (``InputTensor.shm``) and outputs named in
     ``output_shm`` carry the region parameters of Triton's shared-memory extension instead
-    of binary data: their bytes never cross the socket.
+    of binary data: their bytes never cross the socket. ``json_data``: the inputs' values
+    as JSON lists and the outputs asked for as JSON (the KServe V2 core protocol, for a
+    server without Triton's binary tensor extension).
     """
+    if json_data:
+        return _json_request(host, model, version, inputs, outputs)
     output_shm = output_shm or {}
     header = {
         "inputs": [
@@ -71,6 +83,53 @@ def encode_request(
     json_bytes = json.dumps(header, separators=(",", ":")).encode()
     binary = b"".join(t.data for t in inputs if t.shm is None)
     return RequestTemplate(_head(host, model, version), json_bytes, binary).render()
+
+
+def _json_request(
+    host: str,
+    model: str,
+    version: str | None,
+    inputs: Sequence[InputTensor],
+    outputs: Sequence[str],
+) -> bytes:
+    """An inference request of the KServe V2 core protocol: one JSON document."""
+    body = {
+        "inputs": [
+            {"name": t.name, "shape": list(t.shape), "datatype": t.datatype, "data": json_values(t)}
+            for t in inputs
+        ],
+        "outputs": [{"name": o} for o in outputs],
+    }
+    json_bytes = json.dumps(body, separators=(",", ":")).encode()
+    head = _head(host, model, version).replace(b"application/octet-stream", b"application/json")
+    return RequestTemplate(head, json_bytes, b"").render()
+
+
+def json_values(t: InputTensor) -> list[Any]:
+    """A tensor's values as the KServe V2 JSON form lists them: flat, row-major; BYTES
+    elements as text (UTF-8, else Latin-1). InputSpecError for a tensor JSON cannot carry
+    (shared memory, BF16)."""
+    if t.shm is not None:
+        raise InputSpecError(f"input '{t.name}': shared memory needs Triton's binary protocol")
+    if t.datatype == "BYTES":
+        texts, at = [], 0
+        while at < len(t.data):
+            size = int.from_bytes(t.data[at : at + 4], "little")
+            raw = t.data[at + 4 : at + 4 + size]
+            at += 4 + size
+            try:
+                texts.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(raw.decode("latin-1"))
+        return texts
+    dtype = numpy_dtype(t.datatype)
+    if dtype is None or t.datatype == "BF16":
+        raise InputSpecError(
+            f"input '{t.name}': datatype {t.datatype} has no JSON form; the server takes no"
+            " binary tensor data (no Triton binary_tensor_data extension)"
+        )
+    values: list[Any] = np.frombuffer(t.data, dtype=dtype.newbyteorder("<")).tolist()
+    return values
 
 
 def _shm_parameters(ref: ShmRef) -> dict[str, Any]:

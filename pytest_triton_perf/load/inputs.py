@@ -92,17 +92,21 @@ def encode_payloads(
     http_url: str,
     version: str | None = None,
     output_shm: Sequence[Mapping[str, ShmRef]] | None = None,
+    json_data: bool = False,
 ) -> tuple[bytes, ...]:
     """One request body per input set of ``tensors``: complete HTTP/1.1 requests to
     ``http_url`` or serialised gRPC ``ModelInferRequest``s. With shared memory, the inputs
     carry their region references (``InputTensor.shm``) and ``output_shm[k]`` places set
-    ``k``'s outputs."""
+    ``k``'s outputs. ``json_data``: HTTP tensors as JSON lists, for a server without
+    Triton's binary tensor extension."""
     outputs = [o.name for o in spec.outputs]
     places: Sequence[Mapping[str, ShmRef] | None] = output_shm or [None] * len(tensors)
     if protocol == "http":
         host, port = parse_url(http_url, option="server address")
         return tuple(
-            http_client.encode_request(host_port(host, port), spec.name, version, t, outputs, o)
+            http_client.encode_request(
+                host_port(host, port), spec.name, version, t, outputs, o, json_data=json_data
+            )
             for t, o in zip(tensors, places, strict=True)
         )
     return tuple(

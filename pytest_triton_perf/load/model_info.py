@@ -1,5 +1,9 @@
 """Triton's control endpoints the load generator reads (metadata, config, stats), through
-the one JSON-over-HTTP helper of ``server.http``; outside the timed loop only."""
+the one JSON-over-HTTP helper of ``server.http``; outside the timed loop only.
+
+A KServe V2 server other than Triton (MLServer) serves the metadata without the model
+configuration: the model is then measured from its metadata alone (see
+:mod:`pytest_triton_perf.server.protocol`)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pytest_triton_perf.errors import ModelNotReadyError
 from pytest_triton_perf.load.model_spec import ModelSpec
 from pytest_triton_perf.server import http
 from pytest_triton_perf.server.http import HttpStatusError
+from pytest_triton_perf.server.protocol import MODEL_CONFIGURATION, ServerInfo, read_server_info
 from pytest_triton_perf.urls import base_url
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -46,9 +51,13 @@ def _available(http_url: str) -> str:
         return "(unknown: repository index not readable)"
 
 
-def fetch_model_spec(http_url: str, model: str, version: str | None = None) -> ModelSpec:
+def fetch_model_spec(
+    http_url: str, model: str, version: str | None = None, *, server: ServerInfo | None = None
+) -> ModelSpec:
     """Metadata and configuration of a ready model, as a ModelSpec.
 
+    ``server``: what the server declares (read here when not given). Where it has no model
+    configuration extension, the spec is the metadata's alone (``configured`` False).
     Raises ModelNotReadyError naming the model and the models that are ready.
     """
     path = model_path(model, version)
@@ -64,11 +73,25 @@ def fetch_model_spec(http_url: str, model: str, version: str | None = None) -> M
         ) from None
     try:
         metadata = request_json(http_url, path)
-        config = request_json(http_url, path + "/config")
     except HttpStatusError as e:
         raise ModelNotReadyError(
-            f"{label}: metadata not available at {http_url}: {e.message}; ready models:"
-            f" {_available(http_url)}"
+            f"{label}: metadata not available at {http_url} (GET {path}: HTTP {e.status}:"
+            f" {e.message}); ready models: {_available(http_url)}"
+        ) from None
+    if server is None:
+        server = read_server_info(base_url(http_url))
+    if not server.has(MODEL_CONFIGURATION):
+        return ModelSpec.from_metadata(metadata, None, version)
+    try:
+        config = request_json(http_url, path + "/config")
+    except HttpStatusError as e:
+        if server.extensions is None and e.status == 404:
+            # A server that declares no extensions and has no such route: not Triton.
+            return ModelSpec.from_metadata(metadata, None, version)
+        raise ModelNotReadyError(
+            f"{label}: model configuration not available at {http_url} (GET {path}/config:"
+            f" HTTP {e.status}: {e.message}), though {server.label} declares the"
+            f" model_configuration extension; ready models: {_available(http_url)}"
         ) from None
     return ModelSpec.from_metadata(metadata, config, version)
 

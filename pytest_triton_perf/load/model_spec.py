@@ -5,6 +5,11 @@ The model's metadata (``GET /v2/models/<m>``) gives datatypes and shapes, its co
 (``GET .../config``) gives ``max_batch_size``: when it is above 0, Triton prepends a batch
 dimension to every input, and the metadata shows it as a leading ``-1``. Everything here is
 pure: it works on those two JSON documents, so it is tested without a server.
+
+A KServe V2 server without Triton's model-configuration extension (MLServer) gives the
+metadata alone: the spec is then ``configured`` False, with no batching (a leading ``-1`` of
+the metadata is a dynamic dimension that ``shapes=`` fixes: the batch rows of each request),
+no sequence batching, no ensemble steps and request/response transactions.
 """
 
 from __future__ import annotations
@@ -172,6 +177,9 @@ class ModelSpec:
     # An ensemble's composing models, one entry per step of ``ensemble_scheduling`` in the
     # configuration's order (a model used by two steps appears twice).
     ensemble_steps: tuple[str, ...] = ()
+    # False where the server gave no model configuration (a KServe V2 server other than
+    # Triton): everything above that the configuration holds has its default.
+    configured: bool = True
 
     @property
     def ensemble(self) -> bool:
@@ -195,9 +203,15 @@ class ModelSpec:
 
     @classmethod
     def from_metadata(
-        cls, metadata: Mapping[str, Any], config: Mapping[str, Any], version: str | None = None
+        cls,
+        metadata: Mapping[str, Any],
+        config: Mapping[str, Any] | None,
+        version: str | None = None,
     ) -> ModelSpec:
-        """Build from Triton's model metadata and model configuration JSON documents."""
+        """Build from Triton's model metadata and model configuration JSON documents;
+        ``config`` None where the server has none (``configured`` False)."""
+        configured = config is not None
+        config = config if config is not None else {}
         name = str(metadata.get("name") or config.get("name") or "?")
         max_batch_size = int(config.get("max_batch_size", 0) or 0)
         optional = {
@@ -234,6 +248,7 @@ class ModelSpec:
             platform=str(config.get("platform") or ""),
             backend=str(config.get("backend") or ""),
             ensemble_steps=ensemble_steps(config),
+            configured=configured,
         )
 
 
@@ -262,6 +277,13 @@ def check_batch_size(spec: ModelSpec, batch_size: int) -> None:
             f"model '{spec.name}': batch_size must be an integer >= 1, got {batch_size!r}"
         )
     if not spec.batching and batch_size != 1:
+        if not spec.configured:
+            raise InputSpecError(
+                f"model '{spec.name}': the server gives no model configuration (no Triton"
+                f" model_configuration extension), so requests carry no batch dimension of"
+                f" their own; got batch_size={batch_size}, accepted: 1. Send several rows per"
+                f" request through shapes= instead, e.g. shapes={{'INPUT': [8, ...]}}"
+            )
         raise InputSpecError(
             f"model '{spec.name}' does not batch (max_batch_size 0); got batch_size={batch_size},"
             " accepted: 1"

@@ -61,6 +61,7 @@ from pytest_triton_perf.measure.summary import (
     summarise,
 )
 from pytest_triton_perf.measure.windows import is_stable, window_results
+from pytest_triton_perf.server.protocol import STATISTICS
 
 #: How often the server handle is asked whether the server is still alive.
 ALIVE_INTERVAL_S = 0.5
@@ -187,7 +188,13 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
                 await _warm_up(_opened(drivers), supervisor, settings)
 
         readers = [
-            StatsReader(endpoints.http_url, p.spec.name, p.workload.version, endpoints.check_alive)
+            StatsReader(
+                endpoints.http_url,
+                p.spec.name,
+                p.workload.version,
+                endpoints.check_alive,
+                no_statistics=p.server.lacks(STATISTICS),
+            )
             for p in plans
         ]
         s0 = [await r.snapshot() for r in readers]

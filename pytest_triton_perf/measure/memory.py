@@ -144,6 +144,9 @@ class MemorySampler:
         self._cpu: float | None = None
         self._metrics_error: str | None = None
         self._metrics_seen = False
+        # Whether the endpoint served any of Triton's nv_* metrics (another KServe V2
+        # server's endpoint, e.g. MLServer's, serves its own).
+        self._triton_metrics = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -172,6 +175,9 @@ class MemorySampler:
             try:
                 samples = parse_prometheus(fetch_metrics(self._metrics_url))
                 self._metrics_seen = True
+                self._triton_metrics = self._triton_metrics or any(
+                    name.startswith("nv_") for name in samples
+                )
                 gpu = metric_sum(samples, GPU_METRIC)
                 cpu = metric_sum(samples, CPU_METRIC)
             except (OSError, HttpStatusError, ValueError) as e:
@@ -225,6 +231,11 @@ class MemorySampler:
             return "no metrics endpoint (metrics disabled or not exposed)"
         if not self._metrics_seen:
             return f"{self._metrics_url} unreadable: {self._metrics_error}"
+        if not self._triton_metrics:
+            return (
+                f"the metrics at {self._metrics_url} are not Triton's (none of its nv_*"
+                " metrics: a KServe V2 server other than Triton)"
+            )
         return f"no {metric} at {self._metrics_url}"
 
 

@@ -39,6 +39,15 @@ from pytest_triton_perf.measure.checks import (
 from pytest_triton_perf.measure.options import DEFAULT_MAX_IN_FLIGHT, EngineOptions, with_defaults
 from pytest_triton_perf.measure.pipeline import StepPlan, check_composing_models, plan_steps
 from pytest_triton_perf.measure.result import Workload
+from pytest_triton_perf.server.protocol import (
+    BINARY_TENSOR_DATA,
+    CUDA_SHARED_MEMORY,
+    MODEL_CONFIGURATION,
+    SYSTEM_SHARED_MEMORY,
+    ServerInfo,
+    read_server_info,
+)
+from pytest_triton_perf.urls import base_url
 
 
 @dataclass(frozen=True)
@@ -127,6 +136,9 @@ class Plan:
     steps: StepPlan | None = None  # an ensemble's or a declared BLS model's steps
     #: Shared memory: the regions' layout and the server's answers to verify (None: none).
     shm: tuple[SharedMemory, list[dict[str, bytes]] | None] | None = None
+    #: What the server declares (GET /v2): a KServe V2 server other than Triton has none
+    #: of Triton's extensions, and the figures they give are unavailable.
+    server: ServerInfo = dataclasses.field(default_factory=ServerInfo)
 
 
 def prepare(
@@ -195,7 +207,7 @@ def prepare(
         check_shared_memory(endpoints, model, kind)
     endpoints.check_alive()
     version, request_rate, arrival = o["version"], o["request_rate"], o["arrival"]
-    spec = _fetch_spec(endpoints, model, version)
+    server, spec = _fetch_spec(endpoints, model, version)
     steps = plan_steps(endpoints.http_url, spec, declared)
     sequence, sequence_notes = sequence_plan(
         spec,
@@ -207,7 +219,7 @@ def prepare(
         seed=o["seed"],
     )
     stream = stream_spec(spec, o["protocol"], o["token_output"], o["stream_timeout_s"])
-    payloads, label, shm = _encode(endpoints, spec, kind, o, sequence)
+    payloads, label, shm = _encode(endpoints, spec, kind, o, sequence, server)
     if stream is not None:
         # The drain at the end of a phase outlasts the response timeout: a request that
         # never ends is counted as failed, not cancelled unseen.
@@ -260,6 +272,7 @@ def prepare(
         notes=sequence_notes,
         steps=steps,
         shm=shm,
+        server=server,
     )
 
 
@@ -269,6 +282,7 @@ def _encode(
     kind: str,
     options: EngineOptions,
     sequence: SequencePlan | None,
+    server: ServerInfo,
 ) -> tuple[tuple[bytes, ...], str, tuple[SharedMemory, list[dict[str, bytes]] | None] | None]:
     """The request bodies and the inputs' label (see :func:`encode_requests`); with shared
     memory, also the regions' layout (nothing created yet) and the server's answer over the
@@ -299,6 +313,7 @@ def _encode(
         http_url=endpoints.http_url,
         version=version,
         output_shm=shm.outputs if shm else None,
+        json_data=not server.has(BINARY_TENSOR_DATA),
     )
     return payloads, label, (shm, expected) if shm else None
 
@@ -319,15 +334,40 @@ def check_shared_memory(endpoints: Endpoints, model: str, kind: str) -> None:
     cannot make them (``"cuda"`` without a GPU or cuda-python)."""
     says = getattr(endpoints, "shared_memory_refusal", None)
     why = refusal(kind, endpoints.http_url, says(kind) if callable(says) else None)
+    known = getattr(endpoints, "server_info", None)
+    if why is None and isinstance(known, ServerInfo):
+        why = known.lacks(SYSTEM_SHARED_MEMORY if kind == "system" else CUDA_SHARED_MEMORY)
     if why is None and kind == "cuda":
         why = cuda_unavailable()
     if why is not None:
         raise InputSpecError(f"model '{model}': shared_memory={kind!r} is refused: {why}")
 
 
-def _fetch_spec(endpoints: Endpoints, model: str, version: str | None) -> ModelSpec:
+def configuration_unavailable(plan: Plan) -> str | None:
+    """Why a measurement ran from the model's metadata alone (None: it had the model's
+    configuration)."""
+    if plan.spec.configured:
+        return None
+    why = plan.server.lacks(MODEL_CONFIGURATION) or "the server gave none"
+    return (
+        f"model configuration: unavailable ({why}): measured from the model's metadata alone;"
+        " no batch dimension of the server's own (batch_size 1, rows through shapes=), no"
+        " sequence batching, no ensemble steps"
+    )
+
+
+def _fetch_spec(
+    endpoints: Endpoints, model: str, version: str | None
+) -> tuple[ServerInfo, ModelSpec]:
+    """What the server declares (the handle's, else read now) and the model's spec."""
     try:
-        return fetch_model_spec(endpoints.http_url, model, version)
+        known = getattr(endpoints, "server_info", None)
+        server = (
+            known
+            if isinstance(known, ServerInfo) and known.extensions is not None
+            else read_server_info(base_url(endpoints.http_url))
+        )
+        return server, fetch_model_spec(endpoints.http_url, model, version, server=server)
     except OSError as e:
         endpoints.check_alive()
         raise MeasurementError(

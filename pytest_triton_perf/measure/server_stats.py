@@ -121,12 +121,26 @@ class StatsReader:
     version: str | None
     check_alive: Callable[[], None]
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: Why the server has no statistics at all (a KServe V2 server without Triton's
+    #: statistics extension), None where it declares them: then nothing is asked of it.
+    no_statistics: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.no_statistics is not None:
+            self.unavailable["server"] = (
+                f"server statistics: unavailable ({self.no_statistics}): no queue or compute times"
+            )
+            self.unavailable["other_traffic"] = (
+                f"other models' traffic: not seen ({self.no_statistics})"
+            )
 
     def _read(self) -> StatsSnapshot:
         return StatsSnapshot.from_json(fetch_stats(self.http_url, self.model, self.version))
 
     async def snapshot(self) -> StatsSnapshot | None:
         """The model's counters now, or None (and the reason) when they cannot be read."""
+        if self.no_statistics is not None:
+            return None
         try:
             return await in_thread(self._read)
         except HttpStatusError as e:
@@ -156,6 +170,8 @@ class StatsReader:
             await asyncio.sleep(0.02)
 
     def _all_models(self) -> dict[str, StatsSnapshot]:
+        if self.no_statistics is not None:
+            return {}
         try:
             doc = request_json(self.http_url, "/v2/models/stats")
         except Exception:

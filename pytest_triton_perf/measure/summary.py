@@ -15,9 +15,10 @@ from pytest_triton_perf.load.recorder import Records
 from pytest_triton_perf.load.shared_memory import SharedMemory
 from pytest_triton_perf.measure import streaming
 from pytest_triton_perf.measure.memory import MemoryPeaks
-from pytest_triton_perf.measure.plan import MeasureSettings, Plan
+from pytest_triton_perf.measure.plan import MeasureSettings, Plan, configuration_unavailable
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, Pipeline, ServerBreakdown
 from pytest_triton_perf.measure.windows import is_stable, pool, window_results
+from pytest_triton_perf.server.protocol import MODEL_CONFIGURATION, STATISTICS
 
 #: Share of one core the event loop may use before the run is flagged client-bound.
 CLIENT_BOUND_CPU = 0.9
@@ -64,6 +65,9 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
     wins = window_results(seen.records, seen.boundaries, batch)
     pooled = pool(seen.records, seen.boundaries, batch)
     unavailable = {**seen.unavailable, **seen.memory.unavailable}
+    no_config = configuration_unavailable(plan)
+    if no_config is not None:
+        unavailable["model_configuration"] = no_config
     sequences = span.sequences if plan.spec.sequence is not None else None
     tokens = plan.load.stream.token_output if plan.load.stream else None
     if plan.load.stream is not None:
@@ -95,7 +99,10 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
         # Answered after the last window closed: counted by the server, not in the figures.
         drained=len(seen.records.between(t_end, np.iinfo(np.int64).max)),
         client_cpu=seen.stats.loop_share,
-        notes=tuple(_notes(plan.settings, seen, late, client_bound, plan.notes)),
+        notes=tuple(
+            _notes(plan.settings, seen, late, client_bound, plan.notes)
+            + kserve_notes(plan, unavailable)
+        ),
         client_cpu_s=seen.stats.process_cpu_s,
         late_share=late,
         request_rate_achieved=len(span) / duration_s if duration_s > 0 else 0.0,
@@ -152,6 +159,34 @@ def _notes(
             " the server's"
         )
     return notes
+
+
+#: The figures a KServe V2 server without Triton's extensions leaves unavailable, by their
+#: key in ``PerfResult.unavailable``, as the note names them.
+KSERVE_FIGURES = {
+    "model_configuration": "model configuration",
+    "server": "server statistics",
+    "other_traffic": "other models' traffic",
+    "gpu_memory_mb": "GPU memory",
+    "cpu_memory_mb": "CPU memory",
+}
+#: How the note of such a server starts (the terminal summary shows these notes).
+KSERVE_NOTE = "KServe V2 server"
+
+
+def kserve_notes(plan: Plan, unavailable: Mapping[str, str]) -> list[str]:
+    """On a KServe V2 server other than Triton (no model configuration extension), one note
+    naming the figures unavailable there; the result's ``unavailable`` says why for each."""
+    if not plan.server.kserve_only:
+        return []
+    figures = [name for key, name in KSERVE_FIGURES.items() if key in unavailable]
+    missing = plan.server.missing((MODEL_CONFIGURATION, STATISTICS))
+    return [
+        f"{KSERVE_NOTE} {plan.server.label} (without Triton's {' and '.join(missing)}"
+        f" extension{'s' if len(missing) > 1 else ''}): measured from the model's metadata;"
+        f" unavailable: {', '.join(figures) or 'nothing'} (the result's 'unavailable' says"
+        " why for each)"
+    ]
 
 
 def shared_memory_outcome(

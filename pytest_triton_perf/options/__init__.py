@@ -17,8 +17,11 @@ from typing import Any
 from pytest_triton_perf import metrics
 from pytest_triton_perf.options import container, parsers
 
-#: How long a launcher waits for the server and its models.
+#: How long a launcher waits for the server it started and its models.
 STARTUP_TIMEOUT_S = 120.0
+#: How long the plugin waits for a running server (``--triton-url``) unless told: someone
+#: else's server is up or not, and waiting longer for it only delays the error.
+REMOTE_STARTUP_TIMEOUT_S = 30.0
 #: Where baselines live, relative to pytest's rootdir (``--triton-perf-baseline-dir``).
 BASELINE_DIR = ".triton-perf"
 #: ``--triton-perf-disable``: each measurement is one window this long, without warm-up.
@@ -221,9 +224,12 @@ OPTIONS: tuple[Option, ...] = (
         "--triton-startup-timeout",
         "startup_timeout_s",
         parsers.positive_float,
-        STARTUP_TIMEOUT_S,
+        None,
         "SECONDS",
-        "How long to wait for the server and its models to be ready.",
+        "How long to wait for the server and its models to be ready (a running server at "
+        "--triton-url too).",
+        shown=f"{STARTUP_TIMEOUT_S:g} for a server the plugin starts, "
+        f"{REMOTE_STARTUP_TIMEOUT_S:g} for one at --triton-url",
     ),
     Option(
         "--triton-perf-warmup-s",
@@ -442,12 +448,24 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "--triton-perf-inconclusive",
         "inconclusive",
-        parsers.inconclusive_policy,
+        parsers.policy,
         "warn",
         "pass|warn|fail",
         "What an inconclusive comparison (too noisy, or unable to see the minimum effect) "
         "does: pass lists it in the summary only; warn also in the Markdown summary and as "
         "a GitHub Actions warning annotation; fail fails the test.",
+    ),
+    Option(
+        "--triton-perf-no-baseline",
+        "no_baseline",
+        parsers.policy,
+        "warn",
+        "pass|warn|fail",
+        "What a compared measurement without a baseline does (history: nothing stored for "
+        "this hardware key in the baseline directory; A/B: the model is not in the "
+        "reference): pass lists it in the summary only; warn also as a warning line, in the "
+        "Markdown summary and as a GitHub Actions warning annotation; fail fails the test "
+        "(for CI, where a missing baseline is a mistake).",
     ),
     Option(
         "--triton-perf-yaml-pattern",

@@ -104,15 +104,17 @@ def sla_mode(flag: str, text: str) -> str:
     return text.strip()
 
 
-#: What an inconclusive comparison does to its test (``--triton-perf-inconclusive``).
-INCONCLUSIVE_POLICIES = ("pass", "warn", "fail")
+#: What a verdict that neither passes nor regresses does to its test: an inconclusive
+#: comparison (``--triton-perf-inconclusive``), a measurement without a baseline
+#: (``--triton-perf-no-baseline``).
+POLICIES = ("pass", "warn", "fail")
 #: The analyses of A/B mode (``--triton-perf-ab-method``; re-exported by ``baseline.ab``).
 AB_METHODS = ("paired", "mann-whitney")
 
 
-def inconclusive_policy(flag: str, text: str) -> str:
+def policy(flag: str, text: str) -> str:
     """``pass``, ``warn`` or ``fail``."""
-    if text.strip() not in INCONCLUSIVE_POLICIES:
+    if text.strip() not in POLICIES:
         raise ConfigError(f"{flag}={text!r}: 'pass', 'warn' or 'fail' is accepted.")
     return text.strip()
 

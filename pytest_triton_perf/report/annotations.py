@@ -9,7 +9,9 @@ session that runs under GitHub Actions (``GITHUB_ACTIONS=true``):
   says which bound or metric and by how much, where the reviewer reads the code;
 - for an inconclusive comparison, by ``--triton-perf-inconclusive``: ``warn`` (the default)
   a ``::warning`` (the test passes, the annotation keeps it from passing unnoticed),
-  ``fail`` an ``::error`` (the test failed), ``pass`` none (the summary alone lists it).
+  ``fail`` an ``::error`` (the test failed), ``pass`` none (the summary alone lists it);
+- for a compared measurement without a baseline, the same by ``--triton-perf-no-baseline``,
+  naming where the baseline was looked for.
 
 A measurement of a test that was expected to fail (``xfail``) is not annotated.
 """
@@ -18,7 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pytest_triton_perf.report.text import SHORT_METRIC, comparison_reason, sla_reason
+from pytest_triton_perf.report.text import (
+    SHORT_METRIC,
+    comparison_reason,
+    missing_baseline,
+    sla_reason,
+)
 from pytest_triton_perf.verdicts import INCONCLUSIVE, REGRESSION, MeasurementRecord
 
 #: Test id -> (file relative to the rootdir, 0-based line), as pytest's ``item.location``.
@@ -65,12 +72,23 @@ def inconclusive_annotations(
     ]
 
 
+def _missing(record: MeasurementRecord) -> str:
+    note = record.baseline.get("note")
+    return f"triton-perf {record.verdict}: {record.test} {record.label}" + (
+        f": {note}" if note else ""
+    )
+
+
 def gate_annotations(
-    records: Sequence[MeasurementRecord], locations: Locations, inconclusive: str = "warn"
+    records: Sequence[MeasurementRecord],
+    locations: Locations,
+    inconclusive: str = "warn",
+    *,
+    no_baseline: str = "warn",
 ) -> list[str]:
     """The annotations of a session: per measurement an ``::error`` for its SLA breaches,
-    one for its regressions, and its inconclusive metrics as the policy says (see the
-    module docstring)."""
+    one for its regressions, and its inconclusive metrics and a missing baseline as the
+    policies say (see the module docstring)."""
     lines = []
     for r in records:
         if r.outcome == "skipped":  # xfail: the failure was expected
@@ -91,7 +109,12 @@ def gate_annotations(
                     "error", r, locations, f"triton-perf regression: {r.test} {r.label}: {what}"
                 )
             )
-        if inconclusive != "pass" and any(c.verdict == INCONCLUSIVE for c in r.comparisons):
-            level = "error" if inconclusive == "fail" else "warning"
-            lines.append(_command(level, r, locations, _undecided(r)))
+        policed = (
+            (inconclusive, any(c.verdict == INCONCLUSIVE for c in r.comparisons), _undecided),
+            (no_baseline, missing_baseline(r), _missing),
+        )
+        for policy, found, message in policed:
+            if found and policy != "pass":
+                level = "error" if policy == "fail" else "warning"
+                lines.append(_command(level, r, locations, message(r)))
     return lines

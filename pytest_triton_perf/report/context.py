@@ -26,13 +26,16 @@ class ReportContext:
     command-line arguments, the baseline files saved (``session`` in the results file);
     ``title``: the heading of human-readable reports; ``inconclusive``: the session's
     ``--triton-perf-inconclusive`` policy (``pass`` leaves undecided metrics out of the
-    Markdown details: the summary alone lists them).
+    Markdown details: the summary alone lists them); ``no_baseline``: the session's
+    ``--triton-perf-no-baseline`` policy (``pass`` leaves measurements without a baseline
+    out of the Markdown details).
     """
 
     environment: Mapping[str, Any] = field(default_factory=dict)
     session: Mapping[str, Any] = field(default_factory=dict)
     title: str = DEFAULT_TITLE
     inconclusive: str = "warn"
+    no_baseline: str = "warn"
 
 
 #: A report writer: ``write(records, destination, context)`` writes the report of

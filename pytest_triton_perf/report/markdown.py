@@ -4,7 +4,9 @@ Plain GitHub-flavoured Markdown that also reads well as text: a count line, one 
 measurement, then the details a reviewer needs to judge a failure (regressions with baseline
 and current intervals, p-value, the smallest change each comparison could see, baseline file
 and revision; SLA breaches with the bound and the 95% interval), the measurements that ask
-for action (improvements, inconclusive: left out under ``--triton-perf-inconclusive=pass``),
+for action (improvements, inconclusive: left out under ``--triton-perf-inconclusive=pass``;
+measurements without a baseline, with where it was looked for: left out under
+``--triton-perf-no-baseline=pass``),
 and what each pass would have flagged, with the machine's load during the measurement.
 
 Streaming (decoupled) models get a table of their per-response figures (TTFT, inter-response
@@ -66,6 +68,7 @@ from pytest_triton_perf.report.text import (
     fmt_p,
     fmt_pct,
     host_load,
+    missing_baseline,
     model_name,
     pipeline_of,
     pipeline_rows,
@@ -184,6 +187,28 @@ def _comparison_details(records: Sequence[MeasurementRecord], verdict: str) -> l
         source = _baseline_source(r)
         if source:
             lines += ["", source]
+    return lines
+
+
+def _missing_details(records: Sequence[MeasurementRecord]) -> list[str]:
+    """The measurements compared with no baseline, each with where it was looked for."""
+    missing = [r for r in records if missing_baseline(r)]
+    if not missing:
+        return []
+    lines = [
+        "",
+        "### No baseline",
+        "",
+        "These measurements were not compared (record baselines with `--triton-perf-save`; "
+        "`--triton-perf-no-baseline=fail` fails them).",
+        "",
+    ]
+    for r in missing:
+        note = r.baseline.get("note")
+        lines.append(
+            f"- {_code(r.test)}: {_cell(r.label)}: {_cell(r.verdict)}"
+            + (f": {_cell(note)}" if note else "")
+        )
     return lines
 
 
@@ -365,9 +390,11 @@ def render_markdown(
     title: str = DEFAULT_TITLE,
     environment: Mapping[str, Any] | None = None,
     inconclusive: str = "warn",
+    no_baseline: str = "warn",
 ) -> str:
     """The Markdown summary of ``records``; ``environment`` adds a collapsed table;
-    ``inconclusive`` is the session's policy (``pass``: no details of undecided metrics)."""
+    ``inconclusive`` and ``no_baseline`` are the session's policies (``pass``: no details
+    of undecided metrics, of measurements without a baseline)."""
     lines = [f"## {title}", ""]
     if not records:
         return "\n".join([*lines, "No measurements.", ""])
@@ -426,6 +453,8 @@ def render_markdown(
             "test unable to see the smallest change that counts); they were not gated.",
             *undecided,
         ]
+    if no_baseline != "pass":
+        lines += _missing_details(records)
     lines += _pass_details(records)
     lines += _environment(environment or {})
     return "\n".join(lines) + "\n"
@@ -456,6 +485,7 @@ def _render(records: Sequence[MeasurementRecord], context: ReportContext) -> str
         title=context.title,
         environment=context.environment,
         inconclusive=context.inconclusive,
+        no_baseline=context.no_baseline,
     )
 
 

@@ -4,11 +4,13 @@ Verbosity (pytest's ``-q`` / ``-v`` count):
 
 - ``-qq`` and quieter: only the count line;
 - ``-q``: only the rows that need attention (SLA breached or marginal, regression,
-  improvement, inconclusive), then the count line. The test column stays: a failing row
-  without its test id would send the reader hunting;
+  improvement, inconclusive), the warning about measurements without a baseline (under
+  ``--triton-perf-no-baseline=warn``), then the count line. The test column stays: a
+  failing row without its test id would send the reader hunting;
 - default: every row (test, model, workload, p50, p99, throughput, errors, SLA, baseline
   verdict with the change of its most significant metric), then the hint lines
-  (improvement, inconclusive, no baseline) and the count line;
+  (improvement, inconclusive, no baseline: where it was looked for and, when no measurement
+  found one, which key directories the baseline directory holds) and the count line;
 - ``-v``: GPU and CPU memory columns, a detail line per regression and improvement
   (baseline and current values with intervals, p-value, the smallest change the comparison
   could see, baseline file and revision) and per measurement with passing metrics (what
@@ -32,7 +34,9 @@ measured together (``measure_together``) add their group's table: each model's f
 together and, with the interference rounds, alone against together with the change and its
 95% interval (the design at ``-v``). A memory footprint adds its headline (host and GPU
 deltas, or why one is unavailable), at ``-v`` with each stage's memory, the sources and the
-placement snippet. At ``-q`` and quieter none of these is shown.
+placement snippet. Measurements on a KServe V2 server other than Triton (MLServer through
+``--triton-url``) add a note naming the figures unavailable there. At ``-q`` and quieter none
+of these is shown.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dataclasses import dataclass
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.footprint import placement_lines
+from pytest_triton_perf.measure.summary import KSERVE_FIGURES, KSERVE_NOTE
 from pytest_triton_perf.report.analysis import (
     best_diff,
     capacity_effort,
@@ -78,6 +83,7 @@ from pytest_triton_perf.report.text import (
     fmt_pct,
     headline,
     host_load,
+    missing_baseline,
     model_name,
     needs_attention,
     num,
@@ -85,7 +91,6 @@ from pytest_triton_perf.report.text import (
     pipeline_rows,
     pipeline_title,
     verdict_cell,
-    verdict_of,
     was_compared,
     with_unit,
     workload_text,
@@ -223,7 +228,7 @@ def _name(record: MeasurementRecord, verbose: bool) -> str:
     return f"{record.test} {record.label}" if verbose else record.label
 
 
-def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
+def _hints(records: Sequence[MeasurementRecord], verbose: bool, policy: str) -> list[str]:
     lines = []
     for r in records:
         if not was_compared(r):
@@ -268,20 +273,47 @@ def _hints(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
             if seen:
                 lines.append(f"pass: {_name(r, verbose)}: {seen}")
     lines.extend(_error_control(records))
-    missing = [r for r in records if was_compared(r) and verdict_of(r) == NO_BASELINE]
-    if missing:
-        n = len(missing)
-        lines.append(
-            f"no baseline: {n} measurement{'s' if n != 1 else ''} "
-            f"(run with --triton-perf-save to record {'them' if n != 1 else 'it'})"
+    lines.extend(_missing(records, verbose, policy))
+    return lines
+
+
+def _missing(records: Sequence[MeasurementRecord], verbose: bool, policy: str) -> list[str]:
+    """The measurements compared with no baseline: one line naming the baseline directory
+    and the key directory searched (history) and, when no measurement of the run found
+    one, the key directories that directory does hold; then a line per measurement where
+    the reason is worth reading. ``warning:`` first under ``--triton-perf-no-baseline=warn``."""
+    missing = [r for r in records if missing_baseline(r)]
+    if not missing:
+        return []
+    n = len(missing)
+    them = "them" if n != 1 else "it"
+    history = [r for r in missing if r.baseline.get("dir")]
+    places = sorted({(str(r.baseline["dir"]), str(r.baseline.get("key_dir"))) for r in history})
+    where = "; ".join(f"searched {d} for key {k}" for d, k in places)
+    ab = sum(r.baseline.get("mode") == "ab" for r in missing)
+    if ab:
+        where += ("; " if where else "") + f"{ab} not in the A/B reference"
+    where = f" ({where})" if where else ""
+    compared = [r for r in records if was_compared(r)]
+    if history and len(missing) == len(compared):
+        stored = sorted({k for r in history for k in r.baseline.get("stored_keys") or ()})
+        line = (
+            f"no baseline: none of the {n} compared measurement{'s' if n != 1 else ''} found "
+            f"one{where}; key directories stored there: {', '.join(stored) or 'none'}"
         )
-        for r in missing:
-            status = str(r.baseline.get("status") or NO_BASELINE)
-            # "no baseline for this hardware" always gets its line: the baselines exist,
-            # for another machine, and the reader must learn which.
-            if verbose or status != NO_BASELINE:
-                why = r.baseline.get("note")
-                lines.append(f"  {_name(r, verbose)}: {status}" + (f" ({why})" if why else ""))
+    else:
+        line = f"no baseline: {n} measurement{'s' if n != 1 else ''}{where}"
+    line += f"; not gated: record {them} with --triton-perf-save"
+    if policy == "warn":
+        line = f"warning: {line}, or fail on this with --triton-perf-no-baseline=fail"
+    lines = [line]
+    for r in missing:
+        status = str(r.baseline.get("status") or NO_BASELINE)
+        # "no baseline for this hardware" always gets its line: the baselines exist,
+        # for another machine, and the reader must learn which.
+        if verbose or status != NO_BASELINE:
+            why = r.baseline.get("note")
+            lines.append(f"  {_name(r, verbose)}: {status}" + (f" ({why})" if why else ""))
     return lines
 
 
@@ -378,6 +410,24 @@ def _sequences(records: Sequence[MeasurementRecord]) -> list[str]:
     return lines
 
 
+def _kserve(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:
+    """Measurements on a KServe V2 server other than Triton (``--triton-url`` to MLServer):
+    one line per server naming the figures unavailable there and how many measurements it
+    concerns; at ``-v``, why each figure is unavailable."""
+    seen: dict[str, list[MeasurementRecord]] = {}
+    for r in records:
+        for n in r.result.get("notes") or []:
+            if str(n).startswith(KSERVE_NOTE):
+                seen.setdefault(str(n), []).append(r)
+    lines = []
+    for n, rs in seen.items():
+        lines.append(f"note: {n} — {len(rs)} measurement{'s' if len(rs) != 1 else ''}")
+        if verbose:
+            why = rs[0].result.get("unavailable") or {}
+            lines += [f"  {key}: {why[key]}" for key in KSERVE_FIGURES if key in why]
+    return lines
+
+
 def _pipelines(records: Sequence[MeasurementRecord]) -> list[str]:
     """Per measurement of an ensemble or a BLS model: what its steps are, then one row per
     step with the step's server figures and its share of one pipeline request."""
@@ -403,11 +453,14 @@ def render_terminal(
     *,
     columns: Sequence[str] | None = None,
     sort: str | None = None,
+    no_baseline: str = "warn",
 ) -> list[str]:
     """The summary's lines for ``records`` at pytest verbosity ``verbosity`` (``-q`` is -1).
 
     ``columns``: the table's columns (names of :data:`COLUMNS`; None: the default table);
-    ``sort``: a column to order its rows by (``-p99`` descending; None: as measured).
+    ``sort``: a column to order its rows by (``-p99`` descending; None: as measured);
+    ``no_baseline``: the ``--triton-perf-no-baseline`` policy (``warn``: the line about
+    measurements without a baseline is a warning, shown at ``-q`` too).
     """
     if not records:
         return []
@@ -420,11 +473,14 @@ def render_terminal(
     if verbosity < 0:
         shown = [r for r in rows if needs_attention(r)]
         lines = _table(shown, names) if shown else []
+        if no_baseline == "warn":
+            lines += _missing(records, False, no_baseline)[:1]
         return [*lines, count_line]
     lines = _table(rows, names)
-    lines.extend(_hints(records, verbose))
+    lines.extend(_hints(records, verbose, no_baseline))
     lines.extend(_extra(records))
     lines.extend(_sequences(records))
+    lines.extend(_kserve(records, verbose))
     lines.extend(stream_lines(records, verbose))
     if verbose:
         lines.extend(_pipelines(records))

@@ -177,6 +177,12 @@ def verdict_of(record: MeasurementRecord) -> str:
     return NO_BASELINE if verdict.startswith(NO_BASELINE) else INCONCLUSIVE
 
 
+def missing_baseline(record: MeasurementRecord) -> bool:
+    """Whether a comparison was asked for and found no baseline (history: nothing stored
+    for this key; A/B: no reference), whatever the status says beyond "no baseline"."""
+    return was_compared(record) and verdict_of(record) == NO_BASELINE
+
+
 def baseline_where(record: MeasurementRecord) -> str:
     """Where the baseline came from: ``history: FILE @ REV`` or ``ab: reference``."""
     b = record.baseline

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import abc
+import contextlib
+import difflib
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,11 +18,15 @@ from pytest_triton_perf.errors import (
     ServerDiedError,
     ServerStartError,
     StaleServerError,
+    TritonPerfError,
 )
 from pytest_triton_perf.options import STARTUP_TIMEOUT_S
 from pytest_triton_perf.server.http import ProbeError, error_text, get_json, post_json
+from pytest_triton_perf.server.protocol import MODEL_REPOSITORY, ServerInfo, server_info
 
 LOG_TAIL_LINES = 30
+#: Model names a "not in the repository" message lists at most.
+MODELS_SHOWN = 20
 ERROR_LINES = 10
 # glog error lines (E1121 19:38:26...) and plain-text failures such as an unknown flag.
 _ERROR_LINE = re.compile(r"^E\d{4} |unrecognized option|error|failed", re.IGNORECASE)
@@ -76,6 +82,9 @@ class TritonServer(abc.ABC):
         self.metrics_url: str | None = None
         self.version = ""
         self.server_id = ""
+        # The server's own account of itself (GET /v2): name, version, the protocol
+        # extensions it declares (a KServe V2 server other than Triton declares none).
+        self.server_info = ServerInfo()
         self.models: tuple[str, ...] = ()
         self.failed_models: dict[str, str] = {}
         self.log_path: Path | None = None
@@ -114,6 +123,8 @@ class TritonServer(abc.ABC):
 
     def describe(self) -> str:
         """One line for the pytest header and failure messages."""
+        if self.server_info.kserve_only:
+            return f"{self.version} (KServe V2, {self.kind}) at {self.http_url}"
         return f"Triton {self.version or '?'} ({self.kind}) at {self.http_url}"
 
     # -- queries ---------------------------------------------------------------------------
@@ -161,9 +172,56 @@ class TritonServer(abc.ABC):
                 + self._log_excerpt()
             )
         available = ", ".join(sorted(self.models)) or "(none)"
+        try:
+            states = self._model_states()
+        except (TritonPerfError, ProbeError):  # a server without the repository extension
+            states = {m: ("READY", "") for m in self.models}
+        if model not in states and model not in self.repository_directories():
+            raise ModelNotReadyError(self._not_in_repository_text(model, states))
+        if states.get(model, ("", ""))[1] == "unloaded":
+            asked = (
+                f" (--triton-models={','.join(self.requested_models)})"
+                if self.requested_models is not None
+                else ""
+            )
+            raise ModelNotReadyError(
+                f"{what} is in the repository of {self.describe()} but was not loaded"
+                f"{asked}. Ready models: {available}."
+            )
         raise ModelNotReadyError(
             f"{what} is not ready on {self.describe()}. Ready models: {available}."
         )
+
+    def repository_directories(self) -> list[str]:
+        """The model directories of the repositories this server was started on (none for
+        a server started elsewhere, whose repository only its index shows)."""
+        names: set[str] = set()
+        for repo in getattr(self, "model_repositories", ()):
+            with contextlib.suppress(OSError):
+                names.update(
+                    p.name for p in Path(repo).iterdir() if p.is_dir() and p.name[0] != "."
+                )
+        return sorted(names)
+
+    def _not_in_repository_text(self, model: str, index: Iterable[str]) -> str:
+        """``model 'X' is not in the repository <path>; closest: a, b``, with the models
+        there and where to look next."""
+        known = sorted(set(index) | set(self.repository_directories()))
+        repos = [str(p) for p in getattr(self, "model_repositories", ())]
+        where = ", ".join(repos) if repos else f"of {self.describe()}"
+        close = difflib.get_close_matches(model, known, n=3, cutoff=0.6)
+        text = f"model '{model}' is not in the repository {where}"
+        if close:
+            text += f"; closest: {', '.join(close)}"
+        shown = ", ".join(known[:MODELS_SHOWN]) or "(none)"
+        if len(known) > MODELS_SHOWN:
+            shown += f", ... ({len(known)} in all)"
+        fix = (
+            "point --triton-model-repository at the repository that holds it"
+            if repos
+            else "point --triton-url at the server that serves it"
+        )
+        return f"{text}. Models there: {shown}. Check the model name, or {fix}."
 
     # -- shared readiness ------------------------------------------------------------------
 
@@ -190,18 +248,28 @@ class TritonServer(abc.ABC):
             except ProbeError as e:
                 last_problem = str(e)
             if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"Triton did not become live within {self.startup_timeout_s:g} s "
-                    f"(probed {self.base_url}/v2 and /v2/health/live every 0.2 s; "
-                    f"last: {last_problem}). Triton opens its endpoints only after the "
-                    f"startup models are loaded.{self._loading_text()} Raise the timeout with "
-                    f"--triton-startup-timeout if model loading is slow." + self._log_excerpt()
-                )
+                raise ServerStartError(self._not_live_text(last_problem))
             time.sleep(0.2)
         self._collect_models(deadline, alive)
 
+    def _not_live_text(self, last_problem: str) -> str:
+        """Why the server is not live after ``startup_timeout_s`` (a launcher's own: the
+        models still loading, the server log)."""
+        return (
+            f"Triton did not become live within {self.startup_timeout_s:g} s "
+            f"(probed {self.base_url}/v2 and /v2/health/live every 0.2 s; "
+            f"last: {last_problem}). Triton opens its endpoints only after the "
+            f"startup models are loaded.{self._loading_text()} Raise the timeout with "
+            f"--triton-startup-timeout if model loading is slow." + self._log_excerpt()
+        )
+
     def _check_identity(self, meta: dict[str, Any], expected_id: str | None) -> None:
         self.version = str(meta.get("version", ""))
+        self.server_info = server_info(meta)
+        if self.server_info.kserve_only and self.server_info.name:
+            # Another KServe V2 server: its name goes with its version wherever the version
+            # is recorded (the baseline key), so it is never taken for a Triton release.
+            self.version = f"{self.server_info.name}-{self.version}"
         if expected_id is not None and meta.get("name") != expected_id:
             raise StaleServerError(
                 f"another server answers at {self.base_url}: its id is {meta.get('name')!r}, "
@@ -210,9 +278,23 @@ class TritonServer(abc.ABC):
             )
 
     def _model_states(self) -> dict[str, tuple[str, str]]:
-        """name -> (state, reason) from the repository index; a READY version wins."""
+        """name -> (state, reason) from the repository index; a READY version wins.
+
+        A KServe V2 server without a repository index (no Triton model_repository
+        extension declared, and none answering) gives the requested models' readiness."""
+        try:
+            index = self.repository_index()
+        except ServerStartError:
+            if self.server_info.has(MODEL_REPOSITORY):
+                raise
+            return {
+                m: ("READY", "")
+                if self.model_ready(m)
+                else ("UNAVAILABLE", f"not ready (GET /v2/models/{m}/ready)")
+                for m in self.requested_models or ()
+            }
         states: dict[str, tuple[str, str]] = {}
-        for entry in self.repository_index():
+        for entry in index:
             name = str(entry.get("name"))
             if states.get(name, ("",))[0] != "READY":
                 states[name] = (str(entry.get("state", "")), str(entry.get("reason", "")))
@@ -244,11 +326,7 @@ class TritonServer(abc.ABC):
             if state == "READY":
                 continue
             if model not in states:
-                available = ", ".join(sorted(states)) or "(none)"
-                raise ModelNotReadyError(
-                    f"model '{model}' is not in the model repository of {self.describe()}. "
-                    f"Models there: {available}."
-                )
+                raise ModelNotReadyError(self._not_in_repository_text(model, states))
             if state == "LOADING":
                 raise ModelNotReadyError(
                     f"model '{model}' was still loading after {self.startup_timeout_s:g} s "

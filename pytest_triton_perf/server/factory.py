@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pytest_triton_perf.errors import ConfigError
+from pytest_triton_perf.options import REMOTE_STARTUP_TIMEOUT_S, STARTUP_TIMEOUT_S
 from pytest_triton_perf.server.base import TritonServer
 from pytest_triton_perf.settings import Settings
 
@@ -31,8 +32,9 @@ def make_server(
             settings.url,
             grpc_url=settings.grpc_url,
             models=settings.models,
-            startup_timeout_s=min(settings.startup_timeout_s, remote.STARTUP_TIMEOUT_S),
+            startup_timeout_s=settings.startup_timeout_s or REMOTE_STARTUP_TIMEOUT_S,
         )
+    startup_timeout_s = settings.startup_timeout_s or STARTUP_TIMEOUT_S
     from pytest_triton_perf.server.local import LocalTritonServer
 
     if settings.model_repository is None:
@@ -65,7 +67,7 @@ def make_server(
             ulimit_stack=ulimit_value(settings.ulimit_stack),
             docker_kwargs=settings.docker_kwargs,
             log_dir=log_dir,
-            startup_timeout_s=settings.startup_timeout_s,
+            startup_timeout_s=startup_timeout_s,
             notify=notify,
         )
     return LocalTritonServer(
@@ -74,5 +76,5 @@ def make_server(
         models=settings.models,
         server_path=settings.server_path,
         log_dir=log_dir,
-        startup_timeout_s=settings.startup_timeout_s,
+        startup_timeout_s=startup_timeout_s,
     )

@@ -89,7 +89,10 @@ def _decode(raw: bytes) -> Any:
 
 
 def error_text(payload: Any) -> str:
-    """The human part of a Triton error body (``{"error": "..."}``) or the raw text."""
+    """The human part of an error body (Triton's ``{"error": "..."}``, or ``{"detail":
+    "..."}`` of a FastAPI server such as MLServer) or the raw text."""
     if isinstance(payload, dict) and "error" in payload:
         return str(payload["error"])
+    if isinstance(payload, dict) and isinstance(payload.get("detail"), str):
+        return str(payload["detail"])
     return str(payload)

@@ -309,9 +309,12 @@ class LocalTritonServer(TritonServer):
         if missing:
             version = f"{sys.version_info.major}.{sys.version_info.minor}"
             raise ServerStartError(
-                f"the Python backend stub {stub} cannot load {', '.join(missing)}. "
-                f"Install the shared Python library (Debian: apt-get install "
-                f"libpython{version}), or run scripts/bootstrap."
+                f"the Python backend stub {stub} cannot load {', '.join(missing)}: it needs "
+                f"the shared library of Python {version}. Install it (Debian, Ubuntu: "
+                f"apt-get install libpython{version}; a Python built by pyenv: "
+                f"PYTHON_CONFIGURE_OPTS=--enable-shared pyenv install {version}), or run "
+                f"Triton in a container instead: --triton-image=nvcr.io/nvidia/tritonserver:"
+                f"<tag>-py3."
             )
 
     def _environment(self) -> dict[str, str]:

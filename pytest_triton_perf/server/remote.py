@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pytest_triton_perf.errors import ServerDiedError
+from pytest_triton_perf.options import REMOTE_STARTUP_TIMEOUT_S
 from pytest_triton_perf.server.base import TritonServer
 from pytest_triton_perf.server.http import ProbeError, get_json
 from pytest_triton_perf.urls import host_port, parse_url
 
-#: Someone else's server is up or not: waiting longer than this for it only delays the error.
-STARTUP_TIMEOUT_S = 30.0
+#: The wait for a running server unless told (``--triton-startup-timeout``).
+STARTUP_TIMEOUT_S = REMOTE_STARTUP_TIMEOUT_S
 
 
 class RemoteTritonServer(TritonServer):
@@ -53,6 +54,17 @@ class RemoteTritonServer(TritonServer):
         except ProbeError:
             self.metrics_url = None
         return self
+
+    def _not_live_text(self, last_problem: str) -> str:
+        """Nothing answered as a live server at the address: the address, the wait and
+        what to check."""
+        return (
+            f"no live KServe V2 server answered at {self.base_url} within "
+            f"{self.startup_timeout_s:g} s (--triton-startup-timeout; probed /v2 and "
+            f"/v2/health/live every 0.2 s; last: {last_problem}). Check --triton-url (and "
+            f"that the server runs and listens there), or wait longer for a server that is "
+            f"still loading its models with --triton-startup-timeout=SECONDS."
+        )
 
     def stop(self) -> None:
         """Nothing to stop: the server belongs to someone else."""

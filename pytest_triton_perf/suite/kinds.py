@@ -73,7 +73,7 @@ def _is_number(value: Any) -> bool:
 
 class Kind:
     """A kind of value: :meth:`check`, :attr:`words` (what is accepted, for messages and
-    the README) and :meth:`schema` (its JSON Schema)."""
+    the documentation) and :meth:`schema` (its JSON Schema)."""
 
     words = "a value"
 

@@ -381,7 +381,7 @@ MARKER = Either(
     )
 )
 
-#: Every key of a test (``defaults`` takes them all but ``name``), in README order.
+#: Every key of a test (``defaults`` takes them all but ``name``), in the documentation's order.
 TEST_FIELDS: tuple[Field, ...] = (
     Field("name", Text(words="a name of letters, digits, _ . - (the pytest id)",
                        pattern=NAME_PATTERN),

@@ -56,6 +56,28 @@ def test_other_hardware_is_no_baseline_but_listed(tmp_path: Path) -> None:
     assert store.other_keys_with(TEST, LABEL) == [store.path(KEY, TEST, LABEL).parent.name]
 
 
+def test_a_missing_baseline_says_where_it_was_looked_for(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path / "baselines")
+    mine = store.path(KEY, TEST, LABEL).parent.name
+    gone = store.missing(KEY, TEST, LABEL, root=tmp_path)
+    assert gone["note"] == f"searched baselines for key {mine}: the directory does not exist"
+    assert (gone["dir"], gone["key_dir"], gone["stored_keys"]) == ("baselines", mine, [])
+    other = dict(KEY, cpu="Other CPU")
+    store.save(other, "t.py::test_z", LABEL, run(1), workload={}, environment={})
+    theirs = store.path(other, TEST, LABEL).parent.name
+    assert store.missing(KEY, TEST, LABEL, root=tmp_path)["note"] == (
+        f"searched baselines for key {mine}: no such key directory; stored there: {theirs}"
+    )
+    store.save(other, TEST, LABEL, run(1), workload={}, environment={})
+    elsewhere = store.missing(KEY, TEST, LABEL)  # outside any root: the path as given
+    assert elsewhere["elsewhere"] == [theirs]
+    assert elsewhere["note"].startswith(f"stored for: {theirs}; searched {store.root} for key")
+    save(store, 1)
+    assert store.missing(KEY, "t.py::test_new", LABEL, root=tmp_path)["note"].endswith(
+        f"{mine}: no t.py_test_new__sleepy_conc=1_batch=1_grpc.json in it"
+    )
+
+
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [

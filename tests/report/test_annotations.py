@@ -1,4 +1,5 @@
-"""GitHub Actions annotations of SLA breaches, regressions and inconclusive comparisons."""
+"""GitHub Actions annotations of SLA breaches, regressions, inconclusive comparisons and
+missing baselines."""
 
 from __future__ import annotations
 
@@ -42,9 +43,10 @@ def test_messages_and_file_names_are_escaped_and_a_missing_location_is_left_out(
 
 def test_breaches_and_regressions_are_errors_on_the_tests_line() -> None:
     """test_slow breached its p99 bound and regressed: two errors at its line; the
-    inconclusive test a warning; passes and improvements nothing."""
+    inconclusive test and the one without a baseline a warning each; passes and
+    improvements nothing."""
     lines = gate_annotations(mixed_records(), LOCATIONS)
-    breach, regression, undecided = lines
+    breach, regression, undecided, missing = lines
     assert breach.startswith(
         "::error file=tests/test_gate.py,line=12::triton-perf SLA breach: "
         "tests/test_gate.py::test_slow sleepy conc=1 batch=1 http: p99_ms "
@@ -56,6 +58,9 @@ def test_breaches_and_regressions_are_errors_on_the_tests_line() -> None:
     )
     assert "p=0.0004" in regression and "%0A" not in regression
     assert undecided.startswith("::warning file=tests/test_gate.py,line=42::")
+    assert missing == (
+        "::warning::triton-perf no baseline: tests/test_gate.py::test_new mlp conc=1 batch=1 grpc"
+    )
 
 
 @pytest.mark.parametrize(
@@ -65,6 +70,33 @@ def test_inconclusive_follows_the_policy(policy: str, level: str | None) -> None
     shaky = mixed_records()[3]
     lines = gate_annotations([shaky], LOCATIONS, policy)
     assert [x.split(" ", 1)[0] for x in lines] == ([f"::{level}"] if level else [])
+
+
+@pytest.mark.parametrize(
+    ("policy", "level"), [("pass", None), ("warn", "warning"), ("fail", "error")]
+)
+def test_no_baseline_follows_its_policy_and_says_where_it_looked(
+    policy: str, level: str | None
+) -> None:
+    new = dataclasses.replace(
+        mixed_records()[4],
+        baseline={
+            "mode": "history",
+            "status": "no baseline",
+            "note": "searched .triton-perf for key cpu-x_triton-2.51.0-1a2b3c4d: "
+            "the directory does not exist",
+        },
+    )
+    lines = gate_annotations([new], LOCATIONS, no_baseline=policy)
+    if level is None:
+        assert lines == []
+        return
+    (line,) = lines
+    assert line == (
+        f"::{level}::triton-perf no baseline: tests/test_gate.py::test_new mlp conc=1 batch=1 "
+        "grpc: searched .triton-perf for key cpu-x_triton-2.51.0-1a2b3c4d: the directory does "
+        "not exist"
+    )
 
 
 def test_an_expected_failure_is_not_annotated() -> None:

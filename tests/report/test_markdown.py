@@ -109,3 +109,20 @@ def test_the_pass_policy_leaves_undecided_metrics_to_the_summary() -> None:
     assert "### Inconclusive" in warn and "windows vary by 35%" in warn
     assert "### Inconclusive" not in quiet and "windows vary by 35%" not in quiet
     assert "1 inconclusive" in quiet  # the count line still says it
+
+
+def test_measurements_without_a_baseline_say_where_it_was_looked_for() -> None:
+    note = (
+        "searched .triton-perf for key cpu-X_triton-2.51.0-1a2b3c4d: the directory does not exist"
+    )
+    record = make_record(
+        make_result(), baseline={"mode": "history", "status": "no baseline", "note": note}
+    )
+    warn = render_markdown([record])
+    assert "### No baseline" in warn
+    assert (
+        f"- `tests/test_gate.py::test_pass`: sleepy conc=1 batch=1 grpc: no baseline: {note}"
+        in (warn)
+    )
+    quiet = render_markdown([record], no_baseline="pass")
+    assert "### No baseline" not in quiet and "1 no baseline" in quiet

@@ -1,5 +1,5 @@
 """The report registry: one entry per format, written by the plugin and by ``triton-perf``
-alike, and in step with the option table, the README and the packaging extras."""
+alike, and in step with the option table, the documentation and the packaging extras."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from pytest_triton_perf.report.registry import FORMATS, ReportFormat
 from pytest_triton_perf.server.local import LocalTritonServer
 from pytest_triton_perf.settings import Settings
 from pytest_triton_perf.verdicts import MeasurementRecord
-from tests.conftest import FAST_OPTIONS, REPO
+from tests.conftest import FAST_OPTIONS
+from tests.docs_pages import page
 from tests.report.factory import document, mixed_records
 
 FAKE_ENV = "TRITON_PERF_FAKE_REPORT"
@@ -63,21 +64,20 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeFormat:
     return format_
 
 
-# -- the registry against the option table, the CLI, the README, the extras ---------------
+# -- the registry against the option table, the CLI, the docs, the extras ---------------
 
 
-def _readme_report_rows() -> str:
-    """The README's table of report options (section "Reports")."""
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("\n## Reports\n") :]
-    return "\n".join(line for line in section.splitlines() if line.startswith("| `--"))
+def _docs_reports_page() -> str:
+    """The documentation's page "Reports", its table of report options generated from the
+    option rows its placeholder names."""
+    return page("reports.md")
 
 
 def test_every_report_option_has_an_entry_and_every_entry_an_option() -> None:
     by_dest = {opt.dest: opt for opt in OPTIONS}
     fields = {f.name for f in dataclasses.fields(Settings)}
-    readme = _readme_report_rows()
-    readme_flags = set(re.findall(r"^\| `(--[a-z-]+)=", readme, re.MULTILINE))
+    docs = _docs_reports_page()
+    docs_flags = set(re.findall(r"^\| <a id=[^>]*></a>`(--[a-z-]+)=", docs, re.MULTILINE))
 
     settings = [f.setting for f in FORMATS if f.setting]
     assert len(set(settings)) == len(settings)
@@ -85,12 +85,13 @@ def test_every_report_option_has_an_entry_and_every_entry_an_option() -> None:
         assert name in by_dest, f"format setting {name!r} is no option of the table"
         assert name in fields, f"format setting {name!r} is no Settings field"
         assert by_dest[name].path, f"{by_dest[name].flag} must be resolved like a path"
-    # Every report option the README lists is a registered format, and the other way round.
-    assert readme_flags == {by_dest[name].flag for name in settings}
+    # Every report option the Reports page lists is a registered format, and the other way
+    # round.
+    assert docs_flags == {by_dest[name].flag for name in settings}
     # Outputs the environment asks for are named there too, and offered by the CLI.
     for f in FORMATS:
         if f.setting is None:
-            assert f.environ and f.environ in readme, f.name
+            assert f.environ and f.environ in docs, f.name
             assert f.cli_flag is not None, f.name
 
 

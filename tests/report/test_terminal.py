@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_triton_perf.report.terminal import render_terminal
+from pytest_triton_perf.verdicts import MeasurementRecord
 from tests.report.factory import make_record, make_result, mixed_records
 
 COUNT_LINE = (
@@ -46,7 +47,10 @@ def test_default_has_every_row_and_the_hints() -> None:
         x.startswith("inconclusive: sleepy conc=2 batch=1 grpc: measurement unstable")
         for x in lines
     )
-    assert "no baseline: 1 measurement (run with --triton-perf-save to record it)" in lines
+    assert (
+        "warning: no baseline: 1 measurement; not gated: record it with --triton-perf-save, "
+        "or fail on this with --triton-perf-no-baseline=fail"
+    ) in lines
     assert lines[-1] == COUNT_LINE
     # The failing test prints its own regression screen; the default summary does not repeat it.
     assert not any(x.startswith("regression:") for x in lines)
@@ -107,11 +111,55 @@ def test_baseline_for_other_hardware_is_named_at_default_verbosity() -> None:
     )
     lines = render_terminal([record], 0)
     assert _row(lines, "tests/test_gate.py::test_pass")[-1] == "no baseline for this hardware"
-    assert "no baseline: 1 measurement (run with --triton-perf-save to record it)" in lines
+    assert (
+        "warning: no baseline: 1 measurement; not gated: record it with --triton-perf-save, "
+        "or fail on this with --triton-perf-no-baseline=fail"
+    ) in lines
     assert (
         "  sleepy conc=1 batch=1 grpc: no baseline for this hardware "
         "(stored for: 1xA100_triton-2.51.0-1234abcd)" in lines
     )
+
+
+def _searched(test: str) -> MeasurementRecord:
+    return make_record(
+        make_result(),
+        test=test,
+        baseline={
+            "mode": "history",
+            "status": "no baseline",
+            "dir": "baselines",
+            "key_dir": "cpu-X_triton-2.51.0-1a2b3c4d",
+            "stored_keys": ["1xA100_triton-2.51.0-1234abcd"],
+            "note": "searched baselines for key cpu-X_triton-2.51.0-1a2b3c4d: no such key "
+            "directory; stored there: 1xA100_triton-2.51.0-1234abcd",
+        },
+    )
+
+
+@pytest.mark.parametrize(("policy", "prefix"), [("warn", "warning: "), ("pass", "")])
+def test_no_measurement_with_a_baseline_is_one_line_naming_the_stored_keys(
+    policy: str, prefix: str
+) -> None:
+    records = [_searched("t.py::test_a"), _searched("t.py::test_b")]
+    lines = render_terminal(records, 0, no_baseline=policy)
+    line = (
+        f"{prefix}no baseline: none of the 2 compared measurements found one (searched "
+        "baselines for key cpu-X_triton-2.51.0-1a2b3c4d); key directories stored there: "
+        "1xA100_triton-2.51.0-1234abcd; not gated: record them with --triton-perf-save"
+    )
+    if policy == "warn":
+        line += ", or fail on this with --triton-perf-no-baseline=fail"
+    assert line in lines
+    verbose = render_terminal(records, 1, no_baseline=policy)
+    assert (
+        "  t.py::test_a sleepy conc=1 batch=1 grpc: no baseline (searched baselines for key "
+        "cpu-X_triton-2.51.0-1a2b3c4d: no such key directory; stored there: "
+        "1xA100_triton-2.51.0-1234abcd)" in verbose
+    )
+    # -q: the warning stays (a run that gated nothing must not look green); "pass" drops it.
+    quiet = render_terminal(records, -1, no_baseline=policy)
+    assert any(x.startswith("warning: no baseline") for x in quiet) == (policy == "warn")
 
 
 def test_nothing_measured_prints_nothing() -> None:

@@ -23,8 +23,44 @@ def test_remote_finds_version_models_and_metrics(server: LocalTritonServer) -> N
 def test_missing_model_lists_the_available_ones(server: LocalTritonServer) -> None:
     with pytest.raises(ModelNotReadyError) as info:
         RemoteTritonServer(server.http_url, models=["sleepy", "bert"]).start()
-    assert "model 'bert' is not in the model repository" in str(info.value)
+    assert f"model 'bert' is not in the repository of Triton {server.version} (remote)" in str(
+        info.value
+    )
     assert "sleepy" in str(info.value)
+
+
+def test_a_misspelt_model_is_not_in_the_repository_with_the_closest_names(
+    server: LocalTritonServer,
+) -> None:
+    """The remote server's repository index, and the directories of a local server's
+    repositories, give the closest names."""
+    remote = RemoteTritonServer(server.http_url, grpc_url=server.grpc_url).start()
+    with pytest.raises(ModelNotReadyError) as info:
+        remote.require_model("sleepi")
+    assert str(info.value).startswith(
+        f"model 'sleepi' is not in the repository of Triton {server.version} (remote) at "
+        f"{server.http_url}; closest: sleepy"
+    )
+    assert str(info.value).endswith(
+        "Check the model name, or point --triton-url at the server that serves it."
+    )
+    with pytest.raises(ModelNotReadyError) as info:
+        server.require_model("simpel")
+    repos = ", ".join(str(p) for p in server.model_repositories)
+    assert str(info.value).startswith(
+        f"model 'simpel' is not in the repository {repos}; closest: simple"
+    )
+    assert "point --triton-model-repository at the repository that holds it" in str(info.value)
+
+
+def test_the_wait_for_a_running_server_is_the_startup_timeout_given() -> None:
+    """--triton-startup-timeout applies to --triton-url unbounded; without it, 30 s."""
+    from pytest_triton_perf.server.factory import make_server
+    from pytest_triton_perf.settings import Settings
+
+    url = "127.0.0.1:8000"
+    assert make_server(Settings(url=url, startup_timeout_s=300.0)).startup_timeout_s == 300.0
+    assert make_server(Settings(url=url)).startup_timeout_s == 30.0
 
 
 def test_grpc_defaults_to_http_port_plus_one() -> None:
@@ -49,7 +85,11 @@ def test_parse_url_rejects_other_forms_naming_the_option(value: str) -> None:
 def test_nothing_listening_fails_within_the_timeout() -> None:
     port = free_port()
     remote = RemoteTritonServer(f"127.0.0.1:{port}", startup_timeout_s=1)
-    with pytest.raises(Exception, match=r"did not become live within 1 s"):
+    with pytest.raises(Exception) as info:
         remote.start()
+    assert str(info.value).startswith(
+        f"no live KServe V2 server answered at http://127.0.0.1:{port} within 1 s "
+        f"(--triton-startup-timeout; probed /v2 and /v2/health/live every 0.2 s; last: "
+    )
     with pytest.raises(ServerDiedError, match="stopped answering"):
         remote.check_alive()

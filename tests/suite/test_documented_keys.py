@@ -1,4 +1,4 @@
-"""Every key the README documents for a YAML suite's test, in one suite run against the
+"""Every key the documentation lists for a YAML suite's test, in one suite run against the
 suite's server: it is collected, every test passes, and each key reached the measurement
 (the JSON results show what was measured). The streaming keys run on the decoupled ``llm``
 model; ``search`` (a configuration search, which loads model copies) has tests of its own."""
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pytest_triton_perf.server.local import LocalTritonServer
-from tests.conftest import REPO
+from tests.docs_pages import hooks
 from tests.test_plugin import remote_args
 
 SUITE = """\
@@ -67,16 +67,14 @@ INI = "[pytest]\nmarkers =\n    documented: a test of every documented key\n"
 NOT_HERE = {"search"}
 
 
-def readme_keys() -> set[str]:
-    """The keys in the first column of the README's tables of a suite's keys."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Suites in YAML", 1)[1].split("\n## ", 1)[0]
+def documented_keys() -> set[str]:
+    """The keys in the first column of the documentation's tables of a test's keys and of
+    ``load`` (generated from the suite schema when the site is built)."""
+    text = "\n".join(hooks().yaml_keys(record) for record in ("test", "load"))
     keys = set()
-    for line in section.splitlines():
+    for line in text.splitlines():
         if line.startswith("| `"):
             keys |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
-    # The keywords named beside the table, which have no row of their own.
-    keys |= {"shared_memory", "composing_models"}
     return keys
 
 
@@ -90,10 +88,10 @@ def suite_keys(node: Any) -> set[str]:
 
 
 def test_the_suite_uses_every_documented_key() -> None:
-    documented = readme_keys()
+    documented = documented_keys()
     assert {"prompt_length", "token_output", "stream_timeout_s", "concurrency"} <= documented
     missing = documented - NOT_HERE - suite_keys(yaml.safe_load(SUITE))
-    assert not missing, f"keys of the README's tables the suite does not use: {missing}"
+    assert not missing, f"keys of the documented tables the suite does not use: {missing}"
 
 
 def test_a_suite_with_every_documented_key_runs_and_passes(
