@@ -23,7 +23,7 @@ def _series(seed: int, n: int, step_at: int | None, step: float = 0.05) -> np.nd
 def test_a_5pct_step_in_2pct_session_noise_is_found_near_its_position() -> None:
     """Detected (a change point anywhere) in >= 95% of 200 seeds; placed within one session
     of the true position in >= 85%, within two in >= 93%. The least-squares location, the
-    maximum-likelihood one for a single shift, is within one in 92% at this signal (a step
+    maximum-likelihood one for a single shift, is within one in 90% at this signal (a step
     of 2.5 noise sd): no detector places it within one in 95% (closing note of issue 20)."""
     found = near1 = near2 = 0
     for seed in range(SEEDS):
@@ -85,3 +85,18 @@ def test_no_creep_in_flat_series_is_reported_at_most_at_its_alpha() -> None:
         assert drift is not None
         flagged += drift.ci_pct[0] > 0 or drift.ci_pct[1] < 0
     assert flagged / SEEDS <= 0.08  # 5% two-sided, with seed-to-seed slack
+
+
+def test_the_maximum_likelihood_location_is_within_one_in_under_95pct() -> None:
+    """Why the location bound above is 85%, not 95%: on the same 200 series, the
+    least-squares location of one mean shift (the maximum-likelihood one, Hinkley 1970),
+    given that there is a step, is within one session of it in 90% (92% over 2,000 seeds)."""
+    near = 0
+    for seed in range(SEEDS):
+        x = np.log(_series(seed, 20, 10))
+        sse = [
+            ((x[:t] - x[:t].mean()) ** 2).sum() + ((x[t:] - x[t:].mean()) ** 2).sum()
+            for t in range(2, 19)
+        ]
+        near += abs(2 + int(np.argmin(sse)) - 10) <= 1
+    assert 0.85 <= near / SEEDS < 0.95

@@ -9,9 +9,10 @@ and the upload must hold the reports it names.
 
 What this machine cannot do as the GPU runner does is substituted, each change named:
 
-- the install step: the package comes from this checkout (`pip install .`, built as a wheel
-  and installed, not editable) instead of the package index, which may not have this
-  version; its dependencies come from the index as they would;
+- the install step: `.venv/bin/pytest` is the suite's own pytest, which has this checkout
+  installed, instead of a fresh environment from the package index (which may not have
+  this version; `tests/test_package.py` installs the wheel into a fresh environment and
+  runs the example gate from it);
 - `TRITON_IMAGE`: the suite's CPU image, which is local: the pull step inspects it instead
   of pulling; `--gpus=all` is dropped (no GPU here);
 - `PERF_TESTS`: the example's tests (`example_repo`, whose pytest.ini names its model
@@ -60,9 +61,13 @@ TESTS = "test_sleepy_meets_its_sla"
 SUBSTITUTIONS = (
     Substitution(
         INSTALL_STEP,
-        "'pytest-triton-perf'",
-        ".",
-        "the package index may not have this version: install this checkout as a package",
+        "python3 -m venv .venv && .venv/bin/pip install -q 'pytest-triton-perf'",
+        "mkdir -p .venv/bin && printf '#!/bin/sh\\nexec %s -m pytest \"$@\"\\n' "
+        f"{shlex.quote(sys.executable)} >.venv/bin/pytest && chmod +x .venv/bin/pytest",
+        "the package index may not have this version, and installing its dependencies takes "
+        "a minute: the suite's own environment, which has this checkout installed, runs the "
+        "gate (tests/test_package.py installs the wheel into a fresh environment and runs the "
+        "example gate from it)",
     ),
     Substitution(
         PULL_STEP,
