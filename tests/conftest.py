@@ -190,7 +190,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 #: many short files instead of after them, so that neither worker is left alone at the end
 #: with a long file (longest processing time first, Graham 1969). Measured with
 #: ``--durations`` in ``.ci/run``; a file left out of the list only runs later.
+#: Ahead of them, the stale-container test (seconds): the sweep of a killed run's
+#: containers is machine-wide, so its inner session must sweep before any other session of
+#: the suite starts a container (the rehearsal beside it builds images first).
 LONGEST_FIRST = (
+    "tests/container/test_plugin_container.py",
     "tests/container/test_workflow_rehearsal.py",
     "tests/example/test_example_gate.py",
     "tests/test_gating.py",

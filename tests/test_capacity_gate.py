@@ -117,21 +117,24 @@ def test_history_mode_stores_and_compares_the_capacity(tmp_path: Path) -> None:
     assert stored["capacity"] > 30 and len(stored["windows"]) >= 8
     set_service_time(project, 40)  # half the capacity
     out = project / "results.json"
-    # The first session that sees the regression suspects it; the next one confirms it.
-    first = pytest_in(project, "--triton-perf-compare", env=session("first"))
-    assert first.returncode == 0 and "suspected regression" in first.stdout, first.stdout
-    slower = pytest_in(
-        project, "--triton-perf-compare", f"--triton-perf-json={out}", env=session("second")
+    # One session that sees the regression only suspects it (a second session confirms it:
+    # tests/test_gating.py runs both); the test is not failed, the comparison says why.
+    first = pytest_in(
+        project, "--triton-perf-compare", f"--triton-perf-json={out}", env=session("first")
     )
-    assert slower.returncode == 1, slower.stdout[-3000:]
-    assert "Performance regression" in slower.stdout and "capacity" in slower.stdout
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "suspected regression" in first.stdout, first.stdout[-3000:]
     record = json.loads(out.read_text())["measurements"][0]
     comps = {c["metric"]: c for c in record["comparisons"]}
     # A capacity result is compared on its capacity (and errors), not on latency at a level
     # that may differ between runs.
     assert set(comps) == {"capacity", "error_rate"}
-    assert comps["capacity"]["verdict"] == "regression"
-    assert comps["capacity"]["change_pct"] == pytest.approx(-50, abs=15)
+    capacity = comps["capacity"]
+    assert capacity["verdict"] == "inconclusive"
+    assert capacity["note"].startswith("suspected regression (")
+    assert capacity["change_pct"] == pytest.approx(-50, abs=15)
+    suspected = json.loads((files[0].parent / "suspected.json").read_text())
+    assert suspected[files[0].name]["capacity"]["verdict"] == "regression"
 
 
 def test_ab_mode_searches_once_and_compares_two_levels(tmp_path: Path) -> None:

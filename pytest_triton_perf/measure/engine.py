@@ -197,7 +197,7 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
             )
             for p in plans
         ]
-        s0 = [await r.snapshot() for r in readers]
+        s0 = [await r.quiet() for r in readers]
         all0 = await readers[0].all_models()
         # A container given some GPUs (--gpus) names them: NVML measures only those.
         sampler = MemorySampler(

@@ -152,6 +152,21 @@ class StatsReader:
             self.unavailable["server"] = f"Triton statistics unreadable: {e}"
         return None
 
+    async def quiet(self) -> StatsSnapshot | None:
+        """The starting snapshot, taken with nothing in flight: re-read until two reads 20 ms
+        apart count the same requests (for at most :data:`SETTLE_S`). The warm-up's last
+        responses may be published a moment after they left; counted after this snapshot,
+        they would be counted in the measured span too."""
+        deadline = time.monotonic() + SETTLE_S
+        last = await self.snapshot()
+        while last is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            now = await self.snapshot()
+            if now is None or completed(now) == completed(last):
+                return now
+            last = now
+        return last
+
     async def settled(self, start: StatsSnapshot, expected: int) -> StatsSnapshot | None:
         """The final snapshot, re-read briefly while the server has counted fewer than
         ``expected`` requests since ``start``.
