@@ -152,6 +152,7 @@ def _records() -> dict[str, Any]:
         "load": schema.LOAD.kind,
         "capacity": schema.CAPACITY,
         "search": schema.SEARCH,
+        "slo": schema.SLO,
         "input": next(k for k in schema.INPUT_VALUE.kinds if getattr(k, "name", "") == "input"),
     }
 

@@ -35,15 +35,18 @@ from pytest_triton_perf.footprint import Footprint, MemorySample
 # Not `measure`: that name is the subpackage, and `import pytest_triton_perf.measure.engine as
 # engine` fails once the package's attribute is a function.
 from pytest_triton_perf.measure.engine import measure as measure_model
+from pytest_triton_perf.measure.figures import (
+    LatencyStats,
+    SloFigures,
+    StreamFigures,
+    StreamWindow,
+)
 from pytest_triton_perf.measure.result import (
     Interference,
-    LatencyStats,
     PerfResult,
     Pipeline,
     PipelineStep,
     ServerBreakdown,
-    StreamFigures,
-    StreamWindow,
     WindowResult,
     Workload,
 )
@@ -114,6 +117,7 @@ __all__ = [
     "ServerBreakdown",
     "ServerDiedError",
     "ServerStartError",
+    "SloFigures",
     "StaleServerError",
     "StreamFigures",
     "StreamWindow",

@@ -112,7 +112,8 @@ class TritonPerf:
         ``warmup_s``, ``windows`` and ``window_s`` override the session's
         ``--triton-perf-*`` defaults for this call. A decoupled model is streamed over
         gRPC, every response timed (``ttft_ms``, ``itl_ms``, ... on the result; engine
-        options ``token_output``, ``stream_timeout_s``); ``prompt_length`` sets the length
+        options ``token_output``, ``stream_timeout_s``; ``slo={"ttft_ms": 200, "tpot_ms":
+        50}`` gives ``slo_attainment`` and ``goodput``); ``prompt_length`` sets the length
         of prompt inputs in tokens. When comparing or saving, at least
         ``--triton-perf-compare-windows`` windows are measured (per arm in A/B mode).
 

@@ -82,6 +82,9 @@ class Metric:
     #: Only a streaming (decoupled) model yields it: a request/response measurement has no
     #: value and is neither checked nor compared on it.
     streaming_only: bool = False
+    #: Only a measurement with per-request SLOs (``measure(slo=...)``) yields it: others
+    #: have no value and are not compared on it (a bound on it fails: no SLO was stated).
+    slo_only: bool = False
     #: Only a co-location measurement with its interference rounds yields it
     #: (``triton_perf.measure_together``): other results have no value and are neither
     #: checked nor compared on it.
@@ -131,7 +134,7 @@ def _latency(q: str, what: str, alias: str | None, gate: Gate | None = None) -> 
     )
 
 
-def _stream_latency(figure: str, q: str, what: str, gate: Gate) -> Metric:
+def _stream_latency(figure: str, q: str, what: str, gate: Gate | None) -> Metric:
     return Metric(
         name=f"{figure}_{q}_ms",
         unit="ms",
@@ -140,7 +143,7 @@ def _stream_latency(figure: str, q: str, what: str, gate: Gate) -> Metric:
         short=f"{figure}_{q}",
         help=f"milliseconds, {what}, {_QUANTILE[q]} by nearest rank",
         sla_key=f"{figure}_{q}_ms",
-        example="200" if figure == "ttft" else "50",
+        example={"ttft": "200", "e2e": "2000"}.get(figure, "50"),
         per_window=True,
         gate=gate,
         streaming_only=True,
@@ -156,6 +159,12 @@ _ITL = (
     "inter-response latency (ITL) of a streaming model: the gaps between consecutive "
     "responses of a request, pooled over requests"
 )
+_TPOT = (
+    "time per output token (vLLM's TPOT, AIPerf's inter-token latency) of a streaming "
+    "model: per request (end-to-end - TTFT) / (output tokens - 1), over requests of two or "
+    "more tokens"
+)
+_E2E = "end-to-end latency of a streaming model's requests: start to last response"
 
 
 def _stream_rate(name: str, unit: str, what: str, example: str) -> Metric:
@@ -227,6 +236,41 @@ CATALOGUE: tuple[Metric, ...] = (
     _stream_latency("ttft", "p99", _TTFT, Gate(0.20, floor=0.5)),
     _stream_latency("itl", "p50", _ITL, Gate(0.05, floor=0.2)),
     _stream_latency("itl", "p99", _ITL, Gate(0.20, floor=0.5)),
+    _stream_latency("tpot", "p50", _TPOT, None),
+    _stream_latency("tpot", "p99", _TPOT, Gate(0.20, floor=0.5)),
+    _stream_latency("e2e", "p50", _E2E, None),
+    _stream_latency("e2e", "p99", _E2E, Gate(0.20, floor=0.5)),
+    Metric(
+        name="goodput",
+        unit="requests/s",
+        higher_is_worse=False,
+        source=("goodput",),
+        short="goodput",
+        help="requests per second of a streaming model that met every per-request SLO of "
+        "measure(slo=...) (failed requests never do)",
+        sla_key="min_goodput",
+        example="20",
+        per_window=True,
+        gate=Gate(0.10),
+        streaming_only=True,
+        slo_only=True,
+    ),
+    Metric(
+        name="slo_attainment",
+        unit="",
+        higher_is_worse=False,
+        source=("slo_attainment",),
+        short="slo_attainment",
+        help="share of a streaming model's completed requests that met every per-request "
+        "SLO of measure(slo=...), 0 to 1 (failed requests count as missing them)",
+        sla_key="min_slo_attainment",
+        example="0.9",
+        per_window=True,
+        gate=Gate(0.05),
+        fraction=True,
+        streaming_only=True,
+        slo_only=True,
+    ),
     _stream_rate(
         "responses_per_s",
         "responses/s",
@@ -304,6 +348,7 @@ _UNIT_WORDS = {
     "ms": "ms",
     "infer/s": "inferences/s",
     "responses/s": "responses/s",
+    "requests/s": "requests/s",
     "tokens/s": "tokens/s",
     "MB": "MB = 10^6 bytes",
     "": "a 0-1 rate",

@@ -417,6 +417,8 @@ def evaluate(
                 note = f"{result.errors} of {result.requests} requests failed"
                 if result.first_error:
                     note += f"; first error: {result.first_error}"
+            if not passed and metrics.BY_SLA_KEY[key].slo_only and result.slo is not None:
+                note = f"SLOs missed most: {result.slo.most_missed()}"
             ci = interval(result, meta.metric)
             marginal = ci is not None and ci[0] <= bound <= ci[1]
             if marginal:

@@ -103,10 +103,15 @@ def test_comparison_defaults_are_todays() -> None:
         "ttft_p99_ms",
         "itl_p50_ms",
         "itl_p99_ms",
+        "tpot_p99_ms",
+        "e2e_p99_ms",
+        "goodput",
+        "slo_attainment",
         "colocation_p99",
         "colocation_throughput",
     )
-    # TTFT and ITL (streaming models only) are gated as the latency percentiles are.
+    # TTFT, ITL, TPOT and end-to-end latency (streaming models only) are gated as the
+    # latency percentiles are; goodput and SLO attainment only with measure(slo=...).
     assert compare.DEFAULT_MIN_EFFECT == {
         "p50_ms": 0.05,
         "p95_ms": 0.10,
@@ -117,6 +122,10 @@ def test_comparison_defaults_are_todays() -> None:
         "ttft_p99_ms": 0.20,
         "itl_p50_ms": 0.05,
         "itl_p99_ms": 0.20,
+        "tpot_p99_ms": 0.20,
+        "e2e_p99_ms": 0.20,
+        "goodput": 0.10,
+        "slo_attainment": 0.05,
         "colocation_p99": 0.10,
         "colocation_throughput": 0.05,
         "error_rate": 0.001,
@@ -129,6 +138,8 @@ def test_comparison_defaults_are_todays() -> None:
         "ttft_p99_ms": 0.5,
         "itl_p50_ms": 0.2,
         "itl_p99_ms": 0.5,
+        "tpot_p99_ms": 0.5,
+        "e2e_p99_ms": 0.5,
     }
     assert {k: text.SHORT_METRIC[k] for k in ("p50_ms", "p99_ms", "throughput", "error_rate")} == {
         "p50_ms": "p50",
@@ -166,6 +177,16 @@ def test_a_figure_reads_the_same_from_a_result_its_dict_and_a_record(streaming: 
             # A request/response model has no per-response figures, nor do its windows.
             assert m.read(result) is None and set(window_figures) == {None}
             assert compare.window_values(as_dict, m.name) == []
+        elif m.slo_only:
+            # Only a measurement with per-request SLOs has goodput and SLO attainment.
+            assert m.read(result) is None and set(window_figures) == {None}
+            assert compare.window_values(as_dict, m.name) == []
+            if streaming:
+                with_slo = make_stream_result(errors_every=10, slo={"ttft_ms": 1000.0})
+                windows = [m.read(w) for w in with_slo.windows]
+                assert None not in windows
+                assert compare.window_values(with_slo.to_dict(), m.name) == windows
+                assert m.read(with_slo) == m.read(with_slo.to_dict()) is not None
         elif m.colocation_only:
             # Only a group measured with its interference rounds has it, round by round.
             assert m.read(result) is None and set(window_figures) == {None}

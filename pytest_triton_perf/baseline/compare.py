@@ -484,6 +484,8 @@ def compare_results(
             continue  # TTFT and ITL are figures of streaming models only
         if meta.colocation_only and meta.read(current) is None:
             continue  # only a co-location measurement has a co-location cost
+        if meta.slo_only and meta.read(current) is None:
+            continue  # goodput and SLO attainment need the SLOs of measure(slo=...)
         if meta.counts is not None:
             failed, total = meta.counts
             b = (
@@ -493,7 +495,7 @@ def compare_results(
             c = (int(current[failed]), int(current[total]))
             out.append(compare_errors(b, c, gate, mode=mode, metric=metric))
             continue
-        if metric in ("p99_ms", "ttft_p99_ms"):
+        if metric in ("p99_ms", "ttft_p99_ms", "tpot_p99_ms", "e2e_p99_ms"):
             few = _requests_per_window(current)
             if few is not None and few < MIN_REQUESTS_FOR_P99:
                 out.append(

@@ -58,23 +58,38 @@ def _pct(fraction: float) -> str:
 
 #: Latency percentiles decided over each arm's pooled blocks (their tail is too thin per
 #: block): metric name -> percentile.
-POOLED = {"p95_ms": 95.0, "p99_ms": 99.0, "ttft_p99_ms": 99.0, "itl_p99_ms": 99.0}
+POOLED = {
+    "p95_ms": 95.0,
+    "p99_ms": 99.0,
+    "ttft_p99_ms": 99.0,
+    "itl_p99_ms": 99.0,
+    "tpot_p99_ms": 99.0,
+    "e2e_p99_ms": 99.0,
+}
 #: Tails decided one-sided (non-inferiority at their own margin): a regression, or a pass
 #: when the change toward "worse" is bounded below the margin; never an improvement. On
 #: shared cores a p99 sits between the fast body and a mode of scheduling stalls: it is
 #: reported always, gated against a regression only.
-ONE_SIDED = frozenset({"p99_ms", "ttft_p99_ms", "itl_p99_ms"})
+ONE_SIDED = frozenset({"p99_ms", "ttft_p99_ms", "itl_p99_ms", "tpot_p99_ms", "e2e_p99_ms"})
+
+#: Streaming figures by the prefix of their metric's name -> their raw values' field.
+_STREAM_SAMPLES = {
+    "ttft_": "ttft_samples_ms",
+    "itl_": "itl_samples_ms",
+    "tpot_": "tpot_samples_ms",
+    "e2e_": "e2e_samples_ms",
+}
 
 
 def raw_values(block: PerfResult, metric: str) -> np.ndarray:
     """The raw values (ms) a pooled percentile of ``metric`` is taken over: the block's
     latencies, or for a streaming model its TTFTs or its gaps between responses."""
-    if metric.startswith(("ttft_", "itl_")):
-        if block.stream is None:
-            return np.empty(0)
-        if metric.startswith("ttft_"):
-            return block.stream.ttft_samples_ms
-        return block.stream.itl_samples_ms
+    for prefix, samples in _STREAM_SAMPLES.items():
+        if metric.startswith(prefix):
+            if block.stream is None:
+                return np.empty(0)
+            values: np.ndarray = getattr(block.stream, samples)
+            return values
     return block.latencies_ms
 
 
@@ -128,6 +143,9 @@ class PairedAnalysis:
     #: Whether the blocks come from a streaming model (TTFT and ITL are decided too); set by
     #: the first look.
     streaming: bool = False
+    #: Whether the blocks have per-request SLOs (goodput and SLO attainment are decided
+    #: too); set by the first look.
+    slo: bool = False
     #: Metrics given up as undecidable within the budget -> why.
     futile: dict[str, str] = dataclasses.field(default_factory=dict)
     #: How each metric's offset variance was obtained at its last look.
@@ -148,6 +166,7 @@ class PairedAnalysis:
             if m.per_window
             and not m.search_only
             and (self.streaming or not m.streaming_only)
+            and (self.slo or not m.slo_only)
             and not m.colocation_only  # compared round by round (colocation.py)
             and m.name not in self.gate.disabled
         )
@@ -209,6 +228,7 @@ class PairedAnalysis:
         """Decide every metric still undecided on the blocks so far (one per pair and arm;
         ``epochs``: the pairs of each load epoch, in order; None: one load)."""
         self.streaming = any(b.stream is not None for b in (*ref, *cand))
+        self.slo = all(b.slo is not None for b in (*ref, *cand)) and bool(ref)
         several = bool(epochs) and len(epochs or ()) > 1
         self.unit = "epochs" if several else "pairs"
         units = len(epochs or ()) if several else min(len(ref), len(cand))
@@ -319,12 +339,15 @@ class PairedAnalysis:
     ) -> list[Comparison]:
         """The comparisons of every gated metric, in catalogue order, when the analysis ends."""
         self.streaming = self.streaming or any(b.stream is not None for b in (*ref, *cand))
+        self.slo = self.slo or (all(b.slo is not None for b in (*ref, *cand)) and bool(ref))
         out: list[Comparison] = []
         for meta in metrics.GATED:
             metric = meta.name
             if metric in self.gate.disabled or meta.search_only or meta.colocation_only:
                 continue
             if meta.streaming_only and not self.streaming:
+                continue
+            if meta.slo_only and not self.slo:
                 continue
             if meta.counts is not None:
                 out.append(self._errors(ref, cand, metric))

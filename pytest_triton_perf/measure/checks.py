@@ -5,6 +5,9 @@ runs them before anything is sent."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 from pytest_triton_perf.errors import InputSpecError
 from pytest_triton_perf.load.driver import GRPC_CLIENTS
 from pytest_triton_perf.load.model_spec import ModelSpec
@@ -17,6 +20,7 @@ from pytest_triton_perf.load.sequences import (
     random_id_base,
 )
 from pytest_triton_perf.load.stream import StreamSpec
+from pytest_triton_perf.measure.figures import SLO_KEYS
 from pytest_triton_perf.measure.options import EngineOptions
 
 
@@ -181,3 +185,36 @@ def stream_spec(
             + (", ".join(repr(o.name) for o in spec.outputs) or "(none)")
         )
     return StreamSpec(spec.name, token_output, float(timeout_s))
+
+
+def check_slo(spec: ModelSpec, slo: object) -> tuple[tuple[str, float], ...]:
+    """The per-request SLOs of ``slo=`` (None: none) as (key, bound in ms) pairs;
+    InputSpecError for a value that is not a non-empty mapping of :data:`SLO_KEYS` to
+    milliseconds > 0, or for a model that does not stream (the SLOs bound its responses)."""
+    if slo is None:
+        return ()
+    example = "slo={'ttft_ms': 200, 'tpot_ms': 50, 'e2e_ms': 2000}"
+    accepted = ", ".join(SLO_KEYS)
+
+    def bad(what: str) -> InputSpecError:
+        return InputSpecError(f"model '{spec.name}': {what}")
+
+    if not isinstance(slo, Mapping) or not slo:
+        raise bad(
+            f"slo={slo!r} is not a mapping of SLOs; give one or more of {accepted} (upper "
+            f"bounds in milliseconds), e.g. {example}"
+        )
+    out = []
+    for key, value in slo.items():
+        if key not in SLO_KEYS:
+            raise bad(f"slo key {key!r} is not an SLO; accepted: {accepted} (e.g. {example})")
+        if not (is_number(value) and 0 < value < math.inf):
+            raise bad(f"slo {key}={value!r} is not a number of milliseconds > 0 (e.g. {example})")
+        out.append((str(key), float(value)))
+    if not spec.decoupled:
+        raise bad(
+            "slo bounds the TTFT, time per output token and end-to-end latency of a streaming"
+            " model's requests; this model is not decoupled (one response per request): bound"
+            " its latency with the sla marker (p99_ms=...) instead"
+        )
+    return tuple(out)

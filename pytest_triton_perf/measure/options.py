@@ -71,6 +71,9 @@ class WorkloadOptions(TypedDict, total=False):
     prompt_length: PromptLength | None
     #: Streaming models: the longest wait for a request's next response, in seconds.
     stream_timeout_s: float
+    #: Streaming models: per-request SLOs, upper bounds in ms on ttft_ms, tpot_ms and
+    #: e2e_ms (any of them), for slo_attainment and goodput: {"ttft_ms": 200, "tpot_ms": 50}.
+    slo: Mapping[str, float] | None
     #: ``"none"`` (tensors over the socket), ``"system"`` or ``"cuda"`` shared-memory regions.
     shared_memory: ShmKind
     #: BLS models: the models they call, for the server time per composing model.
@@ -132,6 +135,7 @@ LOAD_DEFAULTS: Final[LoadOptions] = {
     "token_output": None,
     "prompt_length": None,
     "stream_timeout_s": DEFAULT_TIMEOUT_S,
+    "slo": None,
     "shared_memory": "none",
     "composing_models": None,
     "concurrency": 1,

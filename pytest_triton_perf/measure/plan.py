@@ -31,6 +31,7 @@ from pytest_triton_perf.load.shared_memory import (
 from pytest_triton_perf.load.transport import InputTensor
 from pytest_triton_perf.measure.checks import (
     check_args,
+    check_slo,
     is_count,
     is_number,
     sequence_plan,
@@ -139,6 +140,8 @@ class Plan:
     #: What the server declares (GET /v2): a KServe V2 server other than Triton has none
     #: of Triton's extensions, and the figures they give are unavailable.
     server: ServerInfo = dataclasses.field(default_factory=ServerInfo)
+    #: Streaming models: the per-request SLOs (key -> bound in ms) of ``slo=``; empty: none.
+    slo: tuple[tuple[str, float], ...] = ()
 
 
 def prepare(
@@ -179,7 +182,10 @@ def prepare(
     is the longest wait for a request's next response before it fails (default 10 s).
     ``prompt_length`` sets the length of prompt inputs in tokens, for any model: ``128``,
     ``(64, 512)``, ``{"mean": 256, "stddev": 64}`` or a dict of these by input name
-    (:mod:`pytest_triton_perf.load.prompts`).
+    (:mod:`pytest_triton_perf.load.prompts`). ``slo`` (streaming models) sets per-request
+    SLOs, upper bounds in ms on any of ``ttft_ms``, ``tpot_ms`` and ``e2e_ms``: the result's
+    ``slo_attainment`` is the share of requests that met them all and ``goodput`` such
+    requests per second (:class:`~pytest_triton_perf.measure.figures.SloFigures`).
 
     Pipelines: an ensemble's steps come from its configuration; a BLS model (a Python model
     that calls others) names the models it calls with ``composing_models``. Either way the
@@ -219,6 +225,7 @@ def prepare(
         seed=o["seed"],
     )
     stream = stream_spec(spec, o["protocol"], o["token_output"], o["stream_timeout_s"])
+    slo = check_slo(spec, o["slo"])
     payloads, label, shm = _encode(endpoints, spec, kind, o, sequence, server)
     if stream is not None:
         # The drain at the end of a phase outlasts the response timeout: a request that
@@ -273,6 +280,7 @@ def prepare(
         steps=steps,
         shm=shm,
         server=server,
+        slo=slo,
     )
 
 

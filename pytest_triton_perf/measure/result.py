@@ -16,7 +16,12 @@ from typing import Any, Literal
 import numpy as np
 
 from pytest_triton_perf import metrics
-from pytest_triton_perf.measure.stats import nearest_rank
+from pytest_triton_perf.measure.figures import (
+    LatencyStats,
+    SloFigures,
+    StreamFigures,
+    StreamWindow,
+)
 
 Protocol = Literal["grpc", "http"]
 Arrival = Literal["closed", "constant", "poisson"]
@@ -75,124 +80,6 @@ def sequence_text(length: int, variation: float | None) -> str:
 
 
 @dataclass(frozen=True)
-class LatencyStats:
-    """Latency summary in milliseconds; percentiles by nearest rank."""
-
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    avg: float
-    min: float
-    max: float
-    count: int
-
-    @classmethod
-    def from_samples(cls, samples_ms: np.ndarray) -> LatencyStats | None:
-        """Summarise raw latencies (ms); None when there are none."""
-        if len(samples_ms) == 0:
-            return None
-        s = np.sort(np.asarray(samples_ms, dtype=np.float64))
-        return cls(
-            p50=nearest_rank(s, 50),
-            p90=nearest_rank(s, 90),
-            p95=nearest_rank(s, 95),
-            p99=nearest_rank(s, 99),
-            avg=float(s.mean()),
-            min=float(s[0]),
-            max=float(s[-1]),
-            count=len(s),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping."""
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class StreamWindow:
-    """A window's per-response figures (streaming models): of the requests that completed
-    in it, successful ones only, as its throughput counts them."""
-
-    ttft_ms: LatencyStats | None
-    itl_ms: LatencyStats | None
-    responses: int
-    responses_per_s: float
-    output_tokens_per_s: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (flat: the window's own keys)."""
-        return {
-            "ttft_ms": self.ttft_ms.to_dict() if self.ttft_ms else None,
-            "itl_ms": self.itl_ms.to_dict() if self.itl_ms else None,
-            "responses": self.responses,
-            "responses_per_s": self.responses_per_s,
-            "output_tokens_per_s": self.output_tokens_per_s,
-        }
-
-
-def _empty() -> np.ndarray:
-    return np.empty(0)
-
-
-@dataclass(frozen=True)
-class StreamFigures:
-    """Per-response figures of a streaming (decoupled) measurement, over its successful
-    requests; times in milliseconds from each request's start (its send, or its scheduled
-    time in an open loop), percentiles by nearest rank over pooled values.
-
-    - ``ttft_ms``: time to the first response;
-    - ``itl_ms``: inter-response latency, the gaps between consecutive responses of a
-      request, *pooled* over all requests (each gap weighs the same; a stall shows in p99);
-    - ``itl_per_request_ms``: each request's mean gap, (last - first response) / (responses
-      - 1), over the requests with two or more responses: GenAI-Perf's inter-token latency
-      (each request weighs the same, however long). Their averages differ when requests
-      differ in length;
-    - ``second_response_ms``: time to the second response;
-    - ``responses_per_request``: mean responses per request (the empty message that carries
-      only the final flag is not a response);
-    - ``responses_per_s`` and ``output_tokens_per_s``: per second of the windows; tokens are
-      the elements of ``token_output`` in the responses (None: not counted).
-    """
-
-    ttft_ms: LatencyStats | None
-    itl_ms: LatencyStats | None
-    itl_per_request_ms: LatencyStats | None
-    second_response_ms: LatencyStats | None
-    responses: int
-    responses_per_request: float | None
-    responses_per_s: float
-    output_tokens: int | None
-    output_tokens_per_s: float | None
-    token_output: str | None = None
-    requests: int = 0  # the successful requests these figures are of
-    # The pooled raw values (ms), for A/B merging and intervals; never compared.
-    ttft_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
-    itl_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
-    itl_request_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
-    second_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping (flat: the keys are the result's own)."""
-
-        def stats(s: LatencyStats | None) -> dict[str, Any] | None:
-            return s.to_dict() if s else None
-
-        return {
-            "ttft_ms": stats(self.ttft_ms),
-            "itl_ms": stats(self.itl_ms),
-            "itl_per_request_ms": stats(self.itl_per_request_ms),
-            "second_response_ms": stats(self.second_response_ms),
-            "responses": self.responses,
-            "responses_per_request": self.responses_per_request,
-            "responses_per_s": self.responses_per_s,
-            "output_tokens": self.output_tokens,
-            "output_tokens_per_s": self.output_tokens_per_s,
-            "token_output": self.token_output,
-        }
-
-
-@dataclass(frozen=True)
 class WindowResult:
     """One measurement window. A request belongs to the window in which it completed."""
 
@@ -218,6 +105,26 @@ class WindowResult:
     def itl_ms(self) -> LatencyStats | None:
         """Gaps between consecutive responses, pooled (streaming models; None otherwise)."""
         return self.stream.itl_ms if self.stream else None
+
+    @property
+    def tpot_ms(self) -> LatencyStats | None:
+        """Time per output token, vLLM's TPOT (streaming models; None otherwise)."""
+        return self.stream.tpot_ms if self.stream else None
+
+    @property
+    def e2e_ms(self) -> LatencyStats | None:
+        """End-to-end latency of streamed requests (streaming models; None otherwise)."""
+        return self.stream.e2e_ms if self.stream else None
+
+    @property
+    def slo_attainment(self) -> float | None:
+        """Share of the window's requests that met every SLO (None: no SLO given)."""
+        return self.stream.slo_attainment if self.stream else None
+
+    @property
+    def goodput(self) -> float | None:
+        """Requests per second of the window that met every SLO (None: no SLO given)."""
+        return self.stream.goodput if self.stream else None
 
     @property
     def responses_per_s(self) -> float | None:
@@ -492,6 +399,41 @@ class PerfResult:
     def second_response_ms(self) -> LatencyStats | None:
         """Time to second response (streaming models; None otherwise)."""
         return self.stream.second_response_ms if self.stream else None
+
+    @property
+    def tpot_ms(self) -> LatencyStats | None:
+        """Time per output token, per request (end-to-end - TTFT) / (output tokens - 1):
+        vLLM's TPOT, AIPerf's "inter token latency" (streaming models; None otherwise)."""
+        return self.stream.tpot_ms if self.stream else None
+
+    @property
+    def e2e_ms(self) -> LatencyStats | None:
+        """End-to-end latency of a streamed request, from its start to its last response
+        (streaming models; None otherwise)."""
+        return self.stream.e2e_ms if self.stream else None
+
+    @property
+    def slo(self) -> SloFigures | None:
+        """The per-request SLOs, who met them and goodput (None: no ``slo=`` given)."""
+        return self.stream.slo if self.stream else None
+
+    @property
+    def slo_attainment(self) -> float | None:
+        """Share of completed requests (failed ones included) that met every SLO of
+        ``measure(slo=...)`` (None: none given); its 95% interval is
+        ``slo_attainment_interval``."""
+        return self.slo.attainment if self.slo else None
+
+    @property
+    def slo_attainment_interval(self) -> tuple[float, float] | None:
+        """95% Wilson score interval of ``slo_attainment``."""
+        return self.slo.interval if self.slo else None
+
+    @property
+    def goodput(self) -> float | None:
+        """Requests per second that met every SLO of ``measure(slo=...)``: attainment x
+        completed requests / measured seconds (None: no SLO given)."""
+        return self.slo.goodput if self.slo else None
 
     @property
     def responses_per_s(self) -> float | None:

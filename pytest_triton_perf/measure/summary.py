@@ -70,13 +70,20 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
         unavailable["model_configuration"] = no_config
     sequences = span.sequences if plan.spec.sequence is not None else None
     tokens = plan.load.stream.token_output if plan.load.stream else None
+    slo = dict(plan.slo)
     if plan.load.stream is not None:
-        wins = streaming.with_windows(wins, seen.records, seen.boundaries, tokens)
+        wins = streaming.with_windows(wins, seen.records, seen.boundaries, tokens, slo)
         if tokens is None:
             unavailable["output_tokens_per_s"] = (
                 "tokens are not counted: name the output that carries them, e.g."
                 " measure(..., token_output='OUTPUT0')"
             )
+        if not slo:
+            for figure in ("slo_attainment", "goodput"):
+                unavailable[figure] = (
+                    "no per-request SLOs were given: state them, e.g."
+                    " measure(..., slo={'ttft_ms': 200, 'tpot_ms': 50})"
+                )
     return PerfResult(
         model=plan.spec.name,
         version=plan.workload.version,
@@ -117,7 +124,7 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
             else None
         ),
         sequence_slots=plan.spec.sequence.slots if plan.spec.sequence is not None else None,
-        stream=streaming.figures(seen.records, seen.boundaries, pooled.duration_s, tokens),
+        stream=streaming.figures(seen.records, seen.boundaries, pooled.duration_s, tokens, slo),
         pipeline=seen.pipeline,
     )
 

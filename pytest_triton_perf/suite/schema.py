@@ -27,6 +27,7 @@ from pytest_triton_perf.load.prompts import parse_rule
 from pytest_triton_perf.load.schedule import ARRIVALS
 from pytest_triton_perf.load.sequences import ID_TYPES
 from pytest_triton_perf.measure import options
+from pytest_triton_perf.measure.figures import SLO_KEYS
 from pytest_triton_perf.measure.result import Protocol
 from pytest_triton_perf.search.objective import ALIASES as OBJECTIVE_ALIASES
 from pytest_triton_perf.search.objective import MAXIMISE
@@ -278,6 +279,21 @@ SPACE = Checked(
 
 # -- the table -------------------------------------------------------------------------------
 
+#: What each per-request SLO of ``slo:`` bounds (its key is ``measure(slo=...)``'s).
+_SLO_TEXT = {
+    "ttft_ms": "time to first response",
+    "tpot_ms": "time per output token (vLLM's TPOT)",
+    "e2e_ms": "end-to-end latency, to the last response",
+}
+SLO = Record(
+    "slo",
+    tuple(
+        Field(key, Number(0.0, unit="ms"), f"upper bound on each request's {_SLO_TEXT[key]}",
+              {"ttft_ms": "200", "tpot_ms": "50"}.get(key, "2000"))
+        for key in SLO_KEYS
+    ),
+)  # fmt: skip
+
 SECONDS = "seconds"
 COUNT = Whole(1)
 POSITIVE = Number(0.0)
@@ -417,6 +433,8 @@ TEST_FIELDS: tuple[Field, ...] = (
           "for a request's next response (default 10)", "30"),
     Field("prompt_length", PROMPT_LENGTH, "prompt inputs' length in tokens: fixed, [low, high] "
           "or {mean, stddev}, or by input name", "[64, 512]"),
+    Field("slo", SLO, "streaming models: per-request SLOs (ms), for goodput and "
+          "slo_attainment", "{ttft_ms: 200, tpot_ms: 50}"),
     Field("sla", SLA, "the sla marker's keys: bounds checked on every measurement",
           "{p99_ms: 30, min_throughput: 50}"),
     Field("regression", REGRESSION, "minimum effects of baseline comparisons (the marker's "

@@ -100,11 +100,13 @@ def stream_records(
     window_s: float = 2.0,
     errors_every: int = 0,
     seed: int = 1,
+    slow_itl_ms: float | None = None,
 ) -> tuple[Records, list[int]]:
     """Raw records of a streaming closed loop, as the loops write them: ``concurrency``
     slots, each request ``responses`` responses, TTFT and gaps log-normal around the given
     values (a request with one token per response); every ``errors_every``-th request
-    failed. Returns the records and the window boundaries."""
+    failed. With ``slow_itl_ms`` every other request of each slot is slow: its gaps lie
+    around that value instead. Returns the records and the window boundaries."""
     rng = np.random.default_rng(seed)
     end_ns, latency_ns, ok = [], [], []
     first, second, last, count, gaps = [], [], [], [], []
@@ -112,9 +114,12 @@ def stream_records(
     n = 0
     for _ in range(concurrency):
         t = 0
+        slow = False
         while True:
             ttft = int(rng.lognormal(np.log(ttft_ms), 0.05) * 1e6)
-            g = (rng.lognormal(np.log(itl_ms), 0.1, responses - 1) * 1e6).astype(np.int64)
+            gap_ms = slow_itl_ms if slow and slow_itl_ms is not None else itl_ms
+            slow = not slow
+            g = (rng.lognormal(np.log(gap_ms), 0.1, responses - 1) * 1e6).astype(np.int64)
             latency = ttft + int(g.sum())
             t += latency
             if t >= horizon:
@@ -152,14 +157,15 @@ def make_stream_result(
     *,
     token_output: str | None = "TOKEN",
     concurrency: int = 4,
+    slo: dict[str, float] | None = None,
     **kwargs: Any,
 ) -> PerfResult:
     """A PerfResult of a streaming model, its figures computed by the engine's functions
-    from :func:`stream_records`."""
+    from :func:`stream_records` (``slo``: as ``measure(slo=...)`` gives them)."""
     records, boundaries = stream_records(concurrency=concurrency, **kwargs)
     pooled = pool(records, boundaries, 1)
     wins = streaming.with_windows(
-        window_results(records, boundaries, 1), records, boundaries, token_output
+        window_results(records, boundaries, 1), records, boundaries, token_output, slo
     )
     return PerfResult(
         model=model,
@@ -174,7 +180,7 @@ def make_stream_result(
         stable=True,
         latencies_ms=pooled.latencies_ms,
         first_error="llm: failed" if pooled.errors else None,
-        stream=streaming.figures(records, boundaries, pooled.duration_s, token_output),
+        stream=streaming.figures(records, boundaries, pooled.duration_s, token_output, slo),
     )
 
 

@@ -125,3 +125,38 @@ def test_ab_blocks_merge_into_one_arm() -> None:
     assert arm.responses_per_request == 16.0
     pooled = np.sort(np.concatenate([s.itl_samples_ms for s in each if s]))
     assert arm.itl_ms.p99 == pooled[int(np.ceil(0.99 * len(pooled))) - 1]
+
+
+def test_tpot_and_end_to_end_latency_per_request() -> None:
+    """vLLM's TPOT, (end-to-end - TTFT) / (output tokens - 1), over the successful requests
+    of two tokens or more; end-to-end latency to the last response."""
+    f = streaming.figures(two_requests(), [0, 100 * MS], 0.1, "TOKEN")
+    assert f is not None and f.tpot_ms is not None and f.e2e_ms is not None
+    # A: 40 -> 50 ms over 4 tokens; B: 20 -> 30 ms over 22 tokens.
+    assert sorted(f.tpot_samples_ms) == pytest.approx([10 / 21, 10 / 3])
+    assert f.tpot_ms.count == 2 and f.tpot_ms.max == pytest.approx(10 / 3)
+    assert sorted(f.e2e_samples_ms) == [30.0, 50.0]
+    assert f.to_dict()["e2e_ms"]["max"] == 50.0
+    assert f.slo is None and f.to_dict()["goodput"] is None
+
+
+@pytest.mark.parametrize(
+    ("slo", "met", "missed"),
+    [
+        ({"ttft_ms": 30}, 1, {"ttft_ms": 3}),
+        ({"tpot_ms": 1}, 1, {"tpot_ms": 3}),
+        ({"e2e_ms": 60}, 2, {"e2e_ms": 2}),
+        ({"ttft_ms": 45, "e2e_ms": 45}, 1, {"ttft_ms": 2, "e2e_ms": 3}),
+    ],
+)
+def test_slos_count_failed_and_unanswered_requests_as_missing(
+    slo: dict[str, float], met: int, missed: dict[str, int]
+) -> None:
+    """Four requests complete: A and B succeed, C fails, D has no response. C and D meet no
+    SLO; goodput is the requests that met them all per second."""
+    f = streaming.figures(two_requests(), [0, 100 * MS], 0.1, "TOKEN", slo)
+    assert f is not None and f.slo is not None
+    assert f.slo.requests == 4 and f.slo.met == met and dict(f.slo.missed) == missed
+    assert f.slo.attainment == met / 4
+    assert f.slo.goodput == pytest.approx(met / 0.1)
+    assert f.to_dict()["slo_attainment"] == met / 4

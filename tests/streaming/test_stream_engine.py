@@ -36,6 +36,11 @@ def check_stream(r: PerfResult, ttft_ms: float = FIRST_TOKEN_MS) -> None:
     assert r.stream.responses == TOKENS * r.requests
     assert r.responses_per_s == pytest.approx(TOKENS * r.throughput)
     assert r.ttft_ms.count == r.requests and r.itl_ms.count == (TOKENS - 1) * r.requests
+    # vLLM's TPOT is each request's mean gap; end-to-end latency ends at the last token.
+    assert r.tpot_ms is not None and r.tpot_ms.avg == pytest.approx(TOKEN_MS, rel=0.10)
+    assert r.e2e_ms is not None and r.tpot_ms.count == r.e2e_ms.count == r.requests
+    assert r.e2e_ms.p50 == pytest.approx(ttft_ms + (TOKENS - 1) * TOKEN_MS, rel=0.10)
+    assert r.latency_ms is not None and r.e2e_ms.max <= r.latency_ms.max
     # The request ends at the final flag, after the last token.
     assert r.latency_ms is not None and r.latency_ms.p50 >= r.ttft_ms.p50 + 14 * TOKEN_MS
     for w in r.windows:
@@ -47,12 +52,21 @@ def check_stream(r: PerfResult, ttft_ms: float = FIRST_TOKEN_MS) -> None:
 def test_closed_loop_ttft_and_itl_match_the_configured_delays(
     server: LocalTritonServer, grpc_client: str
 ) -> None:
+    slo = {"ttft_ms": 1000.0, "tpot_ms": 100.0, "e2e_ms": 5000.0}  # every request meets them
     r = measure(
-        server, "llm", concurrency=2, grpc_client=grpc_client, token_output="TOKEN", settings=FAST
+        server,
+        "llm",
+        concurrency=2,
+        grpc_client=grpc_client,
+        token_output="TOKEN",
+        slo=slo,
+        settings=FAST,
     )
     check_stream(r)
     assert r.output_tokens_per_s == pytest.approx(r.responses_per_s)
     assert r.unavailable_reason("output_tokens_per_s") is None
+    assert r.slo_attainment == 1.0 and r.goodput == pytest.approx(r.throughput)
+    assert r.slo is not None and dict(r.slo.slo) == slo
 
 
 def test_open_loop_times_responses_from_the_schedule(server: LocalTritonServer) -> None:
@@ -125,3 +139,7 @@ def test_options_a_streaming_model_cannot_take_are_refused(server: LocalTritonSe
         measure(server, "simple", token_output="OUTPUT0", settings=FAST)
     with pytest.raises(InputSpecError, match="stream_timeout_s must be a number"):
         measure(server, "llm", stream_timeout_s=0, settings=FAST)
+    with pytest.raises(InputSpecError, match="slo key 'itl_ms' is not an SLO; accepted: ttft_ms"):
+        measure(server, "llm", slo={"itl_ms": 50}, settings=FAST)
+    with pytest.raises(InputSpecError, match=r"slo bounds the TTFT, .* not decoupled"):
+        measure(server, "simple", slo={"e2e_ms": 50}, settings=FAST)

@@ -14,13 +14,15 @@ from tests.test_gating import commit, make_project, pytest_in
 STREAM_TESTS = """
 import pytest
 
-@pytest.mark.sla(ttft_p99_ms=300, itl_p50_ms=30, min_output_tokens_per_s=100)
+@pytest.mark.sla(ttft_p99_ms=300, itl_p50_ms=30, min_output_tokens_per_s=100,
+                 tpot_p99_ms=30, min_slo_attainment=0.9)
 def test_llm(triton_perf):
-    triton_perf.measure("llm", concurrency=4, token_output="TOKEN")
+    triton_perf.measure("llm", concurrency=4, token_output="TOKEN",
+                        slo={"ttft_ms": 1000, "tpot_ms": 100})
 
-@pytest.mark.sla(ttft_p50_ms=20)
+@pytest.mark.sla(ttft_p50_ms=20, min_goodput=1000)
 def test_llm_too_slow(triton_perf):
-    triton_perf.measure("llm", concurrency=2)
+    triton_perf.measure("llm", concurrency=2, slo={"ttft_ms": 20, "tpot_ms": 50})
 
 @pytest.mark.sla(itl_p99_ms=50)
 def test_not_streaming(triton_perf):
@@ -64,12 +66,17 @@ def test_streaming_sla_keys_gate_and_every_report_shows_them(tmp_path: Path) -> 
     text = run.stdout
     assert run.returncode == 1, text[-3000:]
     assert "PASSED test_gate.py::test_llm" in text
-    assert "SLA breached in test_gate.py::test_llm_too_slow: 1 of 2 checks failed" in text
-    assert "ttft_p50_ms" in text.split("test_llm_too_slow: 1 of 2")[1].split("\n\n")[0]
+    assert "SLA breached in test_gate.py::test_llm_too_slow: 2 of 3 checks failed" in text
+    screen = text.split("test_llm_too_slow: 2 of 3")[1].split("\n\n")[0]
+    assert "ttft_p50_ms" in screen and "min_goodput" in screen
+    # Every request misses the TTFT SLO (40 ms > 20 ms), none the TPOT one (10 ms).
+    assert "-> SLOs missed most: ttft_ms <= 20 missed by 100.0% of " in screen
+    assert "requests, tpot_ms <= 50 by 0.0%" in screen
     # A streaming key on a test that measured no streaming model fails, saying why.
     assert "FAILED test_gate.py::test_not_streaming" in text
     assert "(no streaming model)" in text and "sleepy: one response per request" in text
     assert "streaming: llm conc=4 batch=1 grpc: TTFT p50 " in text
+    assert "; TPOT p50 " in text and "; SLO attainment 100.0% [" in text
     doc = json.loads((out / "results.json").read_text())
     llm = next(r for r in doc["measurements"] if r["test"].endswith("::test_llm"))
     assert llm["result"]["streaming"] is True
@@ -79,11 +86,18 @@ def test_streaming_sla_keys_gate_and_every_report_shows_them(tmp_path: Path) -> 
         "ttft_p99_ms",
         "itl_p50_ms",
         "min_output_tokens_per_s",
+        "tpot_p99_ms",
+        "min_slo_attainment",
     }
     assert llm["stream_histograms"]["itl_ms"]["counts"]
     assert all(w["ttft_ms"] and w["itl_ms"] for w in llm["result"]["windows"])
+    assert 9 < llm["result"]["tpot_ms"]["p50"] < 11 and llm["result"]["e2e_ms"]["p99"]
+    assert llm["result"]["slo_attainment"] == 1.0 and llm["result"]["goodput"] > 0
+    assert all(w["goodput"] > 0 for w in llm["result"]["windows"])
     assert "### Streaming" in (out / "summary.md").read_text()
     assert 'name="ttft_p99_ms"' in (out / "junit.xml").read_text()
+    assert 'name="goodput"' in (out / "junit.xml").read_text()
+    assert "SLO attainment" in (out / "summary.md").read_text()
 
 
 def test_ab_mode_catches_a_ttft_regression_of_a_config_change(tmp_path: Path) -> None:

@@ -51,6 +51,8 @@ tests:
     token_output: TOKEN
     stream_timeout_s: 5
     prompt_length: [8, 16]
+    slo: {ttft_ms: 5000, tpot_ms: 1000, e2e_ms: 10000}
+    sla: {min_goodput: 1, min_slo_attainment: 0.9, tpot_p99_ms: 1000}
   - name: bls
     model: bls_caller
     composing_models: [scale]
@@ -133,6 +135,10 @@ def test_a_suite_with_every_documented_key_runs_and_passes(
     llm = measured["streaming_prompts"]
     assert llm["streaming"] and llm["workload"]["inputs"] == "random,prompt=8-16"
     assert all(w["output_tokens_per_s"] > 0 for w in llm["windows"])
+    # Its per-request SLOs, met by every request: goodput is its request rate.
+    assert llm["slo"]["slo"] == {"ttft_ms": 5000, "tpot_ms": 1000, "e2e_ms": 10000}
+    assert llm["slo_attainment"] == 1.0 and llm["goodput"] == pytest.approx(llm["throughput"])
+    assert 8 < llm["tpot_ms"]["p50"] < 15
     pipeline = measured["bls"]["pipeline"]
     assert (pipeline["kind"], pipeline["source"]) == ("bls", "declared")
     assert [s["model"] for s in pipeline["steps"]] == ["scale"]

@@ -173,6 +173,7 @@ def test_every_measure_keyword_is_reachable(tmp_path: Path) -> None:
             token_output: TOKEN
             stream_timeout_s: 30
             prompt_length: {PROMPT: [64, 512], ids: {mean: 256, stddev: 64}}
+            slo: {ttft_ms: 200, tpot_ms: 50.5}
             shared_memory: system
             composing_models: [simple, sleepy]
             load: {request_rate: 50, seed: 1, arrival: poisson, max_in_flight: 8}
@@ -182,6 +183,7 @@ def test_every_measure_keyword_is_reachable(tmp_path: Path) -> None:
     assert test.arguments["version"] == "1"
     assert test.arguments["inputs"][2] == str(tmp_path / "data.json")
     assert test.arguments["prompt_length"]["PROMPT"] == [64, 512]
+    assert test.arguments["slo"] == {"ttft_ms": 200, "tpot_ms": 50.5}
     # Every load option but concurrency (the closed loop) reaches the call.
     assert set(test.arguments) == set(keys(LoadOptions)) - {"concurrency"}
 
@@ -298,6 +300,17 @@ def test_the_example_suite_is_valid() -> None:
             "triton-perf-x.yaml:4:15: a: protocol: 'htpp' is not accepted. Did you mean "
             "'http'? Accepted: one of 'grpc', 'http'.",
             id="bad-choice",
+        ),
+        pytest.param(
+            "tests:\n  - name: a\n    model: llm\n    slo: {ttft: 200}\n",
+            "triton-perf-x.yaml:4:11: a: unknown key 'ttft' in slo. Did you mean 'ttft_ms'? "
+            "Accepted keys: ttft_ms, tpot_ms, e2e_ms.",
+            id="slo-unknown-key",
+        ),
+        pytest.param(
+            "tests:\n  - name: a\n    model: llm\n    slo: {tpot_ms: 0}\n",
+            "triton-perf-x.yaml:4:20: a: slo.tpot_ms: 0 is not accepted; a number > 0 (ms) is.",
+            id="slo-bad-value",
         ),
         pytest.param(
             "tests:\n  - name: a\n    model: simple\n    sla: {p99: 30}\n",
