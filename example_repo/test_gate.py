@@ -127,7 +127,7 @@ def test_sleepy_best_configuration(triton_perf):
     within the SLA? Short measurements first (successive halving), the finalists at full
     length; every candidate is a copy `sleepy__cfg<N>` with an edited config.pbtxt."""
     found = triton_perf.search(
-        "sleepy", SLEEPY_SPACE, objective="capacity", limit=8, windows=2, window_s=0.5
+        "sleepy", SLEEPY_SPACE, objective="capacity", limit=4, windows=2, window_s=0.5
     )
     assert found.best.values["dynamic_batching"] is True
     print(found.best.config_pbtxt)

@@ -53,8 +53,9 @@ def pipeline_project(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """save -> slow `scale` by 8 ms per execution -> compare, in two sessions (the first
-    only suspects the regression, the second confirms it)."""
+    """save -> slow `scale` by 8 ms per execution -> compare (another session: the
+    regression is suspected, its note names the step; a second session would confirm it, as
+    tests/test_gating.py shows)."""
     project = pipeline_project(tmp_path_factory.mktemp("pipeline"))
     out = project / "out"
     # A change of +8 ms on 5 ms is decided by 5 windows a side (Mann-Whitney's smallest
@@ -62,7 +63,6 @@ def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     short = ("--triton-perf-compare-windows=5", "--triton-perf-window-s=0.25")
     saved = pytest_in(project, "--triton-perf-save", *short, env=session("save"))
     set_parameter(project, "scale", 8)
-    suspected = pytest_in(project, *short, "--triton-perf-compare", env=session("first"))
     compared = pytest_in(
         project,
         *short,
@@ -70,9 +70,9 @@ def slowed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "-v",
         f"--triton-perf-json={out}/results.json",
         f"--triton-perf-markdown={out}/summary.md",
-        env=session("second"),
+        env=session("first"),
     )
-    return {"saved": saved, "suspected": suspected, "compared": compared, "out": out}
+    return {"saved": saved, "compared": compared, "out": out}
 
 
 def test_the_regression_names_the_slowed_step(slowed: dict[str, object]) -> None:
@@ -80,16 +80,13 @@ def test_the_regression_names_the_slowed_step(slowed: dict[str, object]) -> None
     assert isinstance(saved, subprocess.CompletedProcess)
     assert isinstance(compared, subprocess.CompletedProcess)
     assert saved.returncode == 0, saved.stdout[-3000:]
-    suspected = slowed["suspected"]
-    assert isinstance(suspected, subprocess.CompletedProcess)
-    assert suspected.returncode == 0 and "suspected regression" in suspected.stdout
-    assert compared.returncode == 1, compared.stdout[-3000:]
+    assert compared.returncode == 0, compared.stdout[-3000:]  # suspected, not yet failed
     text = compared.stdout
-    assert "Performance regression in test_gate.py::test_pipeline:" in text
-    screen = text[text.index("Performance regression in") :]
-    assert "-> located in step 'scale': server time" in screen
-    assert "mostly compute infer" in screen
-    assert "step 'sleepy'" not in screen
+    assert "suspected regression (+" in text
+    note = next(ln for ln in text.splitlines() if "suspected regression (+" in ln)
+    assert "located in step 'scale': server time" in note
+    assert "mostly compute infer" in note
+    assert "step 'sleepy'" not in note
 
 
 def test_the_reports_show_the_steps(slowed: dict[str, object]) -> None:

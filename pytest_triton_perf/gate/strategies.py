@@ -103,6 +103,8 @@ def _history(m: Measured, test: str, label: str, ctx: GateContext) -> Judgement:
     suspicions = history.Suspicions(
         path.parent / history.SUSPECTED_FILE, functools.partial(locked, path)
     )
+    # A pipeline's regression names the step it comes from, a suspected one too.
+    comps = name_regressed_step(comps, runs, current)
     session = str(ctx.revision.get("session") or "")
     comps = suspicions.settle(path.name, comps, session, ctx.revision.get("git_commit"))
     info = {
@@ -115,8 +117,6 @@ def _history(m: Measured, test: str, label: str, ctx: GateContext) -> Judgement:
         "histogram": last.get("histogram"),
         "stream_histograms": last.get("stream_histograms") or {},
     }
-    # A pipeline's regression names the step it comes from.
-    comps = name_regressed_step(comps, runs, current)
     return comps, info
 
 
