@@ -150,8 +150,15 @@ def test_one_instance_of_a_20_ms_model_sustains_50_per_s(server: LocalTritonServ
     found = _search(server, "sleepy")
     assert found.capacity is not None
     assert found.capacity == pytest.approx(50, rel=0.15), found.step_table()
-    # Throughput stops growing from concurrency 1 or 2; the search stops on the plateau.
-    assert found.limited_by == "plateau" and found.knee in (1, 2), found.step_table()
+    # Throughput stops growing from concurrency 1 or 2; the search stops on the plateau. On
+    # a loaded machine concurrency 1 can read 10% low, the step to 2 then counts as growth
+    # and the search goes on until p99 breaks (seen in the suite under load): the capacity
+    # is the same plateau either way.
+    assert found.limited_by in ("plateau", "p99_ms"), found.step_table()
+    if found.limited_by == "plateau":
+        assert found.knee in (1, 2), found.step_table()
+    levels = [s for s in found.steps if s.passed]
+    assert max(s.throughput for s in levels) < 1.15 * 50, found.step_table()
     assert found.result is not None and found.result.workload.concurrency == found.load
 
 
