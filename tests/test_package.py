@@ -45,7 +45,15 @@ def _run(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> st
 
 
 def _source_copy(dst: Path) -> Path:
-    """The checkout's files as a fresh clone (with uncommitted work) would have them."""
+    """The checkout's files as a fresh clone (with uncommitted work) would have them; a
+    tree that is not a git checkout (a `git archive` export) is copied whole, without what
+    its bootstrap and runs added (virtual environments, caches, build outputs)."""
+    if not (REPO / ".git").exists():
+        skip = shutil.ignore_patterns(
+            ".venv*", "__pycache__", ".pytest_cache", "site", "build", "dist", "*.egg-info"
+        )
+        shutil.copytree(REPO, dst, ignore=skip, dirs_exist_ok=True)
+        return dst
     listed = _run(
         "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO
     ).split("\0")
