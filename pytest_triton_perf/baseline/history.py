@@ -49,6 +49,7 @@ from pytest_triton_perf.baseline.compare import (
 )
 from pytest_triton_perf.baseline.power import pct
 from pytest_triton_perf.baseline.sequential import POWER
+from pytest_triton_perf.baseline.store import same_commit
 from pytest_triton_perf.files import atomic_write_text
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.verdicts import (
@@ -186,17 +187,10 @@ def reference_start(
                 f"({cp.change_pct:+.1f}%)"
             )
     for commit in accepted:
-        at = next((i for i, s in enumerate(ss) if _same_commit(s.commit, commit)), None)
+        at = next((i for i, s in enumerate(ss) if same_commit(s.commit, commit)), None)
         if at is not None and at >= start:
             start, why = at, f"the level since commit {_short(commit)}, accepted"
     return start, why
-
-
-def _same_commit(stored: str | None, given: str) -> bool:
-    if not stored:
-        return False
-    stored = stored.removesuffix("+dirty")
-    return stored.startswith(given) or given.startswith(stored)
 
 
 def _short(commit: str | None) -> str:

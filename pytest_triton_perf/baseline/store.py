@@ -61,6 +61,15 @@ def measurement_file(test: str, label: str) -> str:
     return slug(f"{test}__{label}", 150) + ".json"
 
 
+def same_commit(stored: str | None, given: str) -> bool:
+    """Whether a stored run's commit (``+dirty`` for local changes) is ``given``, either
+    being a prefix of the other (``git`` abbreviates)."""
+    if not stored or not given:
+        return False
+    stored = stored.removesuffix("+dirty")
+    return stored.startswith(given) or given.startswith(stored)
+
+
 def read_json(path: Path, what: str = "baseline file") -> Any:
     """Parse ``path``; errors name the file (a ``what``), the line/column and the cause."""
     try:
@@ -249,8 +258,8 @@ class BaselineStore:
             doc = self.read_file(path)
             commits = [str(r.get("git_commit")) for r in doc["runs"] if r.get("git_commit")]
             plain = [c.removesuffix("+dirty") for c in commits]
-            match = [c for c in plain if c.startswith(commit) or commit.startswith(c)]
-            if not commit or not match:
+            match = [c for c in plain if same_commit(c, commit)]
+            if not match:
                 shown = ", ".join(dict.fromkeys(c[:10] for c in plain)) or "none"
                 raise BaselineError(
                     f"commit {commit!r} is not among the runs stored in {path} "

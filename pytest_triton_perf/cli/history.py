@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_triton_perf import metrics
+from pytest_triton_perf.baseline.store import same_commit
 from pytest_triton_perf.cli.common import DEFAULT_DIR, EXIT_OK, EXIT_REGRESSION, add_command
 from pytest_triton_perf.errors import BaselineError, CliError, ConfigError
 
@@ -64,7 +65,7 @@ class Series:
         }
 
 
-def _kind(metric: str, change_pct: float, effect: float, lower: float, upper: float) -> str:
+def _kind(metric: str, change_pct: float, effect: float) -> str:
     """``regression``, ``improvement`` or ``shift`` (significant but below the effect)."""
     worse = change_pct > 0 if metrics.BY_NAME[metric].higher_is_worse else change_pct < 0
     if abs(change_pct) < 100 * effect:
@@ -90,8 +91,7 @@ def _creep_start(points: Sequence[Mapping[str, Any]], since: str | None) -> int:
         return n - 1
     commit = _resolve(since)
     for i, p in enumerate(points):
-        stored = str(p.get("commit") or "").removesuffix("+dirty")
-        if stored and (stored.startswith(commit) or commit.startswith(stored)):
+        if same_commit(p.get("commit"), commit):
             return i
     shown = ", ".join(dict.fromkeys(str(p.get("commit") or "?")[:10] for p in points))
     raise CliError(
@@ -149,7 +149,7 @@ def analyse(
                 commit=at["commit"],
                 date=at["date"],
                 session=at["session"],
-                kind=_kind(metric, cp.change_pct, effects.get(metric, 0.0), *cp.ci_pct),
+                kind=_kind(metric, cp.change_pct, effects.get(metric, 0.0)),
             )
             series.change_points.append(row)
         start = _creep_start(points, since)
@@ -161,7 +161,7 @@ def analyse(
             row.update(
                 since_commit=points[start]["commit"],
                 since_date=points[start]["date"],
-                kind=_kind(metric, drift.change_pct, effects.get(metric, 0.0), lower, upper)
+                kind=_kind(metric, drift.change_pct, effects.get(metric, 0.0))
                 if significant
                 else "none",
             )
@@ -354,9 +354,10 @@ def cmd_accept(args: argparse.Namespace, out: TextIO) -> int:
 
     root = Path(args.baselines)
     store = BaselineStore(root)
-    docs = [(p, d) for p, d in _documents(root, []) if str(d.get("test")) == args.test]
+    stored_docs = _documents(root, [])
+    docs = [(p, d) for p, d in stored_docs if str(d.get("test")) == args.test]
     if not docs:
-        stored = sorted({str(d.get("test")) for _, d in _documents(root, [])})
+        stored = sorted({str(d.get("test")) for _, d in stored_docs})
         raise CliError(
             f"no baseline of test {args.test!r} under {root}; stored tests: "
             f"{', '.join(stored) or 'none'}"
