@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pytest_triton_perf.verdicts import MeasurementRecord
 from tests.conftest import REPO
 from tests.report.factory import document, mixed_records
 from tests.workflow_rehearsal import (
+    SUITE_INSTALL,
     ExpressionError,
     Substitution,
     condition,
@@ -449,20 +449,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 # -- the merge job, rehearsed without Docker -------------------------------------------------
 
-#: The merge job's install step, here: the suite's own environment stands in for a fresh
-#: virtual environment with the plugin (the container rehearsal installs it for real).
-LOCAL_INSTALL = (
-    Substitution(
-        "Install the plugin",
-        "python3 -m venv .venv\n.venv/bin/python -m pip install -q --upgrade pip\n"
-        '.venv/bin/python -m pip install -q ".[plots]"\n',
-        "mkdir -p .venv/bin\n"
-        f"printf '#!/bin/sh\\nexec env PYTHONPATH=%s %s -m pytest_triton_perf \"$@\"\\n' "
-        f"{shlex.quote(str(REPO))} {shlex.quote(sys.executable)} >.venv/bin/triton-perf\n"
-        "chmod +x .venv/bin/triton-perf\n",
-        "the suite's environment has the plugin and matplotlib: no install",
-    ),
-)
+LOCAL_INSTALL = (SUITE_INSTALL,)
 KEY = {"triton": "2.51.0", "gpu_count": 0, "cpu": "Test CPU", "cpu_count": 2}
 
 

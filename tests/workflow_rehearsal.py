@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -206,6 +208,31 @@ class Substitution:
                 f"together with the workflow."
             )
         return script.replace(self.old, self.new)
+
+
+#: The plugin's checkout, which the suite's own environment has installed.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+#: The commands the workflows run from their install step, and the suite's interpreter
+#: arguments each stands for.
+_COMMANDS = {"pytest": "pytest", "triton-perf": "pytest_triton_perf"}
+#: The workflows' install step, replaced by the suite's own environment: ``.venv/bin/pytest``
+#: and ``.venv/bin/triton-perf`` run the suite's interpreter on this checkout's plugin.
+#: Installing the plugin's dependencies from the index takes a minute per rehearsal;
+#: ``tests/test_package.py`` installs the wheel into a fresh environment and runs the
+#: example gate from it, and ``tests/test_workflows.py`` checks the extras the step names.
+SUITE_INSTALL = Substitution(
+    "Install the plugin",
+    "python3 -m venv .venv\n.venv/bin/python -m pip install -q --upgrade pip\n"
+    '.venv/bin/python -m pip install -q ".[plots]"\n',
+    "mkdir -p .venv/bin\n"
+    + "".join(
+        f"printf '#!/bin/sh\\nexec env PYTHONPATH=%s %s -m {module} \"$@\"\\n' "
+        f"{shlex.quote(str(_CHECKOUT))} {shlex.quote(sys.executable)} >.venv/bin/{command}\n"
+        for command, module in _COMMANDS.items()
+    )
+    + "chmod +x .venv/bin/*\n",
+    "the suite's environment has the plugin and matplotlib: no install from the index",
+)
 
 
 @dataclass

@@ -3,8 +3,8 @@ run here against the private Docker engine and the CPU Triton image: each entry 
 matrix (one shard of the tests each, in a fresh checkout as on its own runner), then the merge
 job over the shards' uploaded artifacts.
 
-A workflow edit that would break the gate on the GPU runners breaks these tests: the install
-step runs as written into a fresh virtual environment, the image step builds the gate image
+A workflow edit that would break the gate on the GPU runners breaks these tests: the image
+step builds the gate image
 from the workflow's own Dockerfile, the baseline step picks the arguments (A/B against the
 merge base for a pull request, against the branch's head before the push for a push to the
 default branch), the gate step runs its `pytest` command for its shard, each shard's upload
@@ -15,6 +15,11 @@ path, and on the default branch it commits the merged history and pushes it (to 
 
 What this machine cannot do as the GPU runner does is substituted, each change named:
 
+- the install step: `.venv/bin/pytest` and `.venv/bin/triton-perf` run the suite's own
+  environment, which has this checkout installed, instead of a fresh environment installed
+  from the package index (a minute of the suite's time per rehearsal;
+  `tests/test_package.py` installs the wheel into a fresh environment and runs the example
+  gate from it, and `tests/test_workflows.py` checks the extras the step installs).
 - `TRITON_IMAGE`: NGC's image is out of reach (no registry here). Its stand-in is the suite's
   CPU image plus what NGC's image has and the Debian rootfs lacks: pip, taking system-wide
   installs (Debian 12 marks its Python externally managed, NGC's Ubuntu does not), and this
@@ -25,14 +30,15 @@ What this machine cannot do as the GPU runner does is substituted, each change n
 - `PYTEST_ADDOPTS`: `--triton-ulimit-memlock=off` where the engine refuses `memlock=-1`
   (the `memlock` fixture probes it), as the other container tests do; and
   `--triton-perf-compare-windows=5` (the least a comparison takes, instead of 10) and the
-  fixed A/B design (`--triton-perf-compare-budget-s=0`: 5 pairs, one look): the rehearsal
-  checks the workflow, not the models' figures. And `-k`: the push rehearsal runs four tests
-  of the example (`PUSH_TESTS`: a plain measurement, an ONNX model, a configuration search,
-  a YAML suite test; two per shard), A/B against the previous revision, saved and
-  committed; the pull request's checks the path that differs (the merge base, no save, no
-  commit) on two (`PR_TESTS`), one of them with an ONNX reference model loaded from git. The
-  whole example gate runs once in the suite, with its default windows
-  (`tests/example/test_example_gate.py`).
+  fixed A/B design (`--triton-perf-compare-budget-s=0`: 5 pairs, one look) in one load of
+  the arms (`--triton-perf-ab-epochs=1`, no reloads): the rehearsal checks the workflow, not
+  the models' figures (the load epochs are tested in `tests/test_gating.py`).
+  And `-k`: the push rehearsal runs four tests of the example (`PUSH_TESTS`: a plain
+  measurement, an ONNX model, a configuration search, a YAML suite test; two per shard),
+  A/B against the previous revision, saved and committed; the pull request's checks the
+  path that differs (the merge base, no save, no commit) on two (`PR_TESTS`), one of them
+  with an ONNX reference model loaded from git. The whole example gate runs once in the
+  suite, with its default windows (`tests/example/test_example_gate.py`).
 - `actions/checkout`: the workspace is a git repository of this working tree (tracked and
   untracked, not ignored, files), pushed to a bare "origin", reset to the job's commit before
   each job (the virtual environment stays, as a warm runner's cache would);
@@ -66,6 +72,7 @@ from pytest_triton_perf.report.registry import FORMATS
 from tests.conftest import REPO
 from tests.container.conftest import IMAGE
 from tests.workflow_rehearsal import (
+    SUITE_INSTALL,
     JobRun,
     Substitution,
     interpolate,
@@ -86,6 +93,8 @@ COMPARE_WINDOWS = "--triton-perf-compare-windows=5"
 #: The fixed A/B design (5 pairs, one look): the rehearsal checks the workflow's plumbing, the
 #: sequential analysis is tested by simulation.
 FIXED_DESIGN = "--triton-perf-compare-budget-s=0"
+#: One load of the arms: no reloads between epochs (the plumbing, not the statistics).
+ONE_LOAD = "--triton-perf-ab-epochs=1"
 PR_TESTS = "test_sleepy_meets_its_sla or test_mlp_with_fixed_inputs"
 #: The push's share of the example: a plain measurement, an ONNX model with fixed inputs, a
 #: configuration search (whose record is not compared) and a YAML suite test, so that both
@@ -114,6 +123,7 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 """
 
 SUBSTITUTIONS = (
+    SUITE_INSTALL,
     Substitution(
         IMAGE_STEP,
         'docker pull "$TRITON_IMAGE"\n',
@@ -246,7 +256,7 @@ def _rehearse(
         raise AssertionError(f"the rehearsal does not know how to perform {action}")
 
     base_env = runner_environment(drop_prefix=sys.prefix)
-    options = [COMPARE_WINDOWS, FIXED_DESIGN, *addopts]
+    options = [COMPARE_WINDOWS, FIXED_DESIGN, ONE_LOAD, *addopts]
     if memlock == "off":
         options.append("--triton-ulimit-memlock=off")
     base_env["PYTEST_ADDOPTS"] = shlex.join(options)
@@ -277,6 +287,7 @@ def _rehearse(
         github=github,
         base_env=base_env,
         runner_temp=runner_temp / MERGE_JOB,
+        substitutions=(SUITE_INSTALL,),
         uses=uses,
         contexts={"needs": {JOB: {"result": result}}},
     )
