@@ -4,19 +4,30 @@ Usage::
 
     benchmarks/setup-perf-analyzer.sh      # perf_analyzer 2.49, which Model Analyzer drives
     benchmarks/setup-model-analyzer.sh     # Model Analyzer 1.58 in .bench/model_analyzer
-    .venv/bin/python benchmarks/search_vs_model_analyzer.py [--p99-ms 50] [--json out.json]
+    .venv/bin/python benchmarks/search_vs_model_analyzer.py [--questions wait,sleepy] [--json F]
     .venv/bin/python benchmarks/search_vs_model_analyzer.py --from-json out.json
 
-The model is ``example_repo/models/sleepy`` (Python backend, each execution sleeps
-``service_time_ms`` = 20 ms; committed: ``max_batch_size`` 8, one instance, no dynamic
-batching). The space: ``instance_count`` [1, 2] x ``dynamic_batching`` [off, on] x
-``max_batch_size`` [4, 8] (``--max-batch-sizes ""`` leaves the last out). The question, for
-both tools: the configuration with the most inferences/s while p99 stays within ``--p99-ms``.
+Two questions, asked of both tools in one run, the order of the tools alternated from one
+question to the next (ours first on the first, Model Analyzer first on the second, ...):
+
+- ``wait`` (issue 23's held-out question, 3 configurations): ``benchmarks/models/wait``
+  (Python backend, waits 10 ms per request, no batching), ``instance_count`` [1, 2, 3],
+  p99 <= 60 ms. Target: at most 0.33x of Model Analyzer's time.
+- ``sleepy`` (the README's, 8 configurations): ``example_repo/models/sleepy`` (Python
+  backend, each execution sleeps 20 ms; committed: ``max_batch_size`` 8, one instance, no
+  dynamic batching), ``instance_count`` [1, 2] x ``dynamic_batching`` [off, on] x
+  ``max_batch_size`` [4, 8] (``--max-batch-sizes ""`` leaves the last out), p99 <= 50 ms
+  (``--p99-ms``). Target: at most 0.2x of Model Analyzer's time.
+
+The question, for both tools: the configuration with the most inferences/s while p99
+stays within the bound.
 
 1. **Ours**: ``pytest_triton_perf.search.run_search`` with ``objective="capacity"`` and
-   ``sla={"p99_ms": bound}`` (successive halving by default, ``--strategy grid`` for brute
-   force) on the embedded server (the ``tritonserver`` of the nvidia-pytriton wheel, started
-   by our local launcher). Wall time: from the server's start to the answer, stop included.
+   ``sla={"p99_ms": bound}`` (the default strategy, ``predict``; ``--strategy halving`` or
+   ``grid`` for the others) on the embedded server (the ``tritonserver`` of the
+   nvidia-pytriton wheel, started by our local launcher). Wall time: from the server's
+   start to the answer, stop included. Its cost (server-seconds, GPU-seconds) as the
+   search reports it.
 2. **Model Analyzer**: ``model-analyzer profile`` in its own virtual environment, a manual
    brute search (``model_config_parameters`` over the same space, MA's default concurrency
    sweep, objective ``perf_throughput`` under ``constraints: perf_latency_p99: max``): its
@@ -26,16 +37,17 @@ both tools: the configuration with the most inferences/s while p99 stays within 
    PATH that leads the Python backend stub to our interpreter) and ``--backend-directory``
    (the wheel's backends with the stub of this Python). No GPU, no Docker engine. Its
    checkpoints, output model repository, reports and the server log go to a temporary
-   directory removed afterwards. Wall time: the whole ``model-analyzer profile`` process.
-3. **Both winners' capacity by our engine**: a fresh server, each winner's ``config.pbtxt``
-   loaded as a copy of the model (``sleepy__ma``, ``sleepy__ours``), then
-   ``pytest_triton_perf.capacity.find_capacity`` on each, alternating over ``--repeats``;
-   the medians are compared.
+   directory removed afterwards. Wall time: the whole ``model-analyzer profile`` process;
+   its server-seconds are at most that (one server at a time, restarted per configuration).
+3. **Both winners' capacity by our engine, fine-grained**: a fresh server, each winner's
+   ``config.pbtxt`` loaded as a copy of the model (``<model>__ma``, ``<model>__ours``), then
+   ``pytest_triton_perf.capacity.find_capacity`` (growth, then bisection to concurrency 1,
+   default windows) on each, alternating over ``--repeats``; the medians are compared.
 
-Target (issue 11): the same or a better configuration in at most one third of Model
-Analyzer's time. "The same": the same values on every key of the space; "better": a higher
-capacity by our engine; a capacity within ``--tolerance`` (5%) of Model Analyzer's winner's
-counts as the same (the two are then within measurement noise of each other).
+Targets (issue 23): our time at most the question's share of Model Analyzer's; our winner
+the same as Model Analyzer's, or one whose fine-grained capacity is within ``--tolerance``
+(3%) of Model Analyzer's winner's; and the capacity our search reported for its winner
+within 5% (``REPORTED_WITHIN``) of its fine-grained capacity.
 
 Every server either tool started is stopped before the script exits (the wrapper records
 each server's pid; a leftover process group is killed and reported).
@@ -81,16 +93,30 @@ from pytest_triton_perf.search import run_search  # noqa: E402
 from pytest_triton_perf.search.config import parse_config, values_of  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer, find_tritonserver  # noqa: E402
 
-MODEL = "sleepy"
-MODEL_DIR = REPO / "example_repo" / "models" / MODEL
+#: The questions: model directory, space, p99 bound (ms), the share of Model Analyzer's
+#: time ours may take.
+QUESTIONS: dict[str, dict[str, Any]] = {
+    "wait": {
+        "dir": REPO / "benchmarks" / "models" / "wait",
+        "space": {"instance_count": [1, 2, 3]},
+        "p99_ms": 60.0,
+        "time_share": 0.33,
+    },
+    "sleepy": {
+        "dir": REPO / "example_repo" / "models" / "sleepy",
+        "space": {"instance_count": [1, 2], "dynamic_batching": [False, True]},
+        "p99_ms": 50.0,
+        "time_share": 0.2,
+    },
+}
 DEFAULT_MA = REPO / ".bench" / "model_analyzer" / "bin" / "model-analyzer"
 DEFAULT_PA = REPO / ".bench" / "perf_analyzer" / "bin" / "perf_analyzer"
 DEFAULT_CUDA_LIB = REPO / ".bench" / "perf_analyzer" / "lib"
 #: How much lower than Model Analyzer's winner our winner's capacity may be and still count
-#: as "the same configuration" (two capacities of one configuration differ by this much).
-TOLERANCE = 0.05
-#: Ours may take at most this share of Model Analyzer's wall time.
-TIME_SHARE = 1 / 3
+#: as "the same configuration" (issue 23: 3%).
+TOLERANCE = 0.03
+#: How close the capacity our search reports must be to the fine-grained one.
+REPORTED_WITHIN = 0.05
 #: Model Analyzer's results table (written by ``profile`` under the export path).
 MA_RESULTS = Path("results") / "metrics-model-inference.csv"
 #: Where the server wrapper records the pid of each server it starts.
@@ -115,7 +141,7 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def write_server_wrapper(root: Path) -> Path:
+def write_server_wrapper(root: Path, model_dir: Path) -> Path:
     """A ``tritonserver`` for Model Analyzer's local launch mode: a shell script that execs
     the binary our local launcher finds (the nvidia-pytriton wheel's) with the launcher's
     environment and private backend directory, and records its pid in ``root/PIDS``
@@ -123,7 +149,7 @@ def write_server_wrapper(root: Path) -> Path:
     # The launcher's own preparation, without starting a server: the backend directory with
     # the stub for this interpreter, and the environment that leads the stub to this venv.
     root.mkdir(parents=True, exist_ok=True)
-    launcher = LocalTritonServer([MODEL_DIR.parent])
+    launcher = LocalTritonServer([model_dir.parent])
     launcher.install = find_tritonserver()
     launcher._workdir = root  # where _prepare_backends puts backends/
     backends = launcher._prepare_backends()
@@ -155,13 +181,17 @@ def ma_model_config_parameters(space: Mapping[str, Sequence[Any]]) -> dict[str, 
     }
     if "max_batch_size" in space:
         params["max_batch_size"] = list(space["max_batch_size"])
-    choices = space["dynamic_batching"]
-    params["dynamic_batching"] = [{} for on in choices if on] + [None for on in choices if not on]
+    if "dynamic_batching" in space:
+        choices = space["dynamic_batching"]
+        params["dynamic_batching"] = [{} for on in choices if on] + [
+            None for on in choices if not on
+        ]
     return params
 
 
 def ma_config(
     root: Path,
+    model: str,
     *,
     wrapper: Path,
     perf_analyzer: Path,
@@ -186,7 +216,7 @@ def ma_config(
         "triton_metrics_url": f"http://127.0.0.1:{metrics}/metrics",
         "client_protocol": "grpc",
         "run_config_search_mode": "brute",
-        "profile_models": {MODEL: {"model_config_parameters": ma_model_config_parameters(space)}},
+        "profile_models": {model: {"model_config_parameters": ma_model_config_parameters(space)}},
         "objectives": ["perf_throughput"],
         "constraints": {"perf_latency_p99": {"max": p99_ms}},
     }
@@ -301,10 +331,9 @@ def run_model_analyzer(
 
 def ma_space_keys(config: Mapping[str, Any]) -> list[str]:
     """Our space's keys for what a Model Analyzer configuration sweeps."""
-    params = config["profile_models"][MODEL]["model_config_parameters"]
-    keys = ["instance_count", "dynamic_batching"]
-    if "max_batch_size" in params:
-        keys.append("max_batch_size")
+    (params,) = [m["model_config_parameters"] for m in config["profile_models"].values()]
+    keys = ["instance_count"]
+    keys += [k for k in ("dynamic_batching", "max_batch_size") if k in params]
     return keys
 
 
@@ -313,6 +342,7 @@ def ma_space_keys(config: Mapping[str, Any]) -> list[str]:
 
 def run_ours(
     root: Path,
+    model: str,
     space: Mapping[str, Sequence[Any]],
     *,
     p99_ms: float,
@@ -342,11 +372,11 @@ def run_ours(
         (lambda line: print(f"  ours: {line}", flush=True)) if verbose else (lambda line: None)
     )
     started = time.perf_counter()
-    with LocalTritonServer([root / "repo"], models=[MODEL]) as server:
+    with LocalTritonServer([root / "repo"], models=[model]) as server:
         search_started = time.perf_counter()
         result = run_search(
             server,
-            MODEL,
+            model,
             {k: list(v) for k, v in space.items()},
             objective="capacity",
             sla={"p99_ms": p99_ms},
@@ -368,6 +398,9 @@ def run_ours(
         "capacity": best.capacity if best else None,
         "p99_ms": best.p99_ms if best else None,
         "config_pbtxt": best.config_pbtxt if best else None,
+        "prediction": dict(best.prediction) if best and best.prediction else None,
+        "cost": dict(result.cost),
+        "tie": result.tie,
         "search": result.to_dict(),
     }
 
@@ -377,6 +410,7 @@ def run_ours(
 
 def measure_capacities(
     root: Path,
+    model: str,
     configs: Mapping[str, str],
     *,
     p99_ms: float,
@@ -386,10 +420,10 @@ def measure_capacities(
     """Load each winner's configuration as a copy of the model on a fresh server and find
     its capacity with our engine, alternating A B B A ... over ``repeats``."""
     out: dict[str, list[dict[str, Any]]] = {arm: [] for arm in configs}
-    src = root / "repo" / MODEL
-    with LocalTritonServer([root / "repo"], models=[MODEL]) as server:
+    src = root / "repo" / model
+    with LocalTritonServer([root / "repo"], models=[model]) as server:
         client = tritonclient.http.InferenceServerClient(server.http_url)
-        names = {arm: f"{MODEL}__{arm}" for arm in configs}
+        names = {arm: f"{model}__{arm}" for arm in configs}
         try:
             for arm, text in configs.items():
                 pbtxt = root / f"{arm}.pbtxt"
@@ -449,8 +483,9 @@ def median_capacity(runs: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 def verdict(report: Mapping[str, Any]) -> dict[str, Any]:
-    """Whether the target is met: the same or a better configuration in at most a third of
-    Model Analyzer's time."""
+    """Whether the question's targets are met: Model Analyzer's winner (or one within
+    ``tolerance`` of its capacity), in at most the question's share of its time, with our
+    reported capacity within REPORTED_WITHIN of the fine-grained one."""
     ma, ours = report["model_analyzer"], report["ours"]
     caps = report.get("capacity", {})
     cap_ma, cap_ours = median_capacity(caps.get("ma", [])), median_capacity(caps.get("ours", []))
@@ -471,21 +506,30 @@ def verdict(report: Mapping[str, Any]) -> dict[str, Any]:
             + f" {report['tolerance']:.0%})"
         )
     share = ours["wall_s"] / ma["wall_s"]
-    time_ok = share <= TIME_SHARE
+    limit = report.get("time_share", 1 / 3)
+    time_ok = share <= limit
+    reported = ours.get("capacity")
+    reported_error = reported / cap_ours - 1 if reported is not None and cap_ours else None
+    reported_ok = reported_error is not None and abs(reported_error) <= REPORTED_WITHIN
     return {
-        "met": config_ok and time_ok,
+        "met": config_ok and time_ok and reported_ok,
         "config_ok": config_ok,
         "config": how,
         "time_ok": time_ok,
         "time_share": share,
+        "time_limit": limit,
+        "reported_ok": reported_ok,
+        "reported_error": reported_error,
     }
 
 
 def print_table(report: Mapping[str, Any]) -> None:
-    """The comparison table and the target line."""
+    """The comparison table and the target line of one question."""
     ma, ours = report["model_analyzer"], report["ours"]
     caps = report.get("capacity", {})
     w = ma["winner"] or {}
+    cost = ours.get("cost") or {}
+    prediction = ours.get("prediction") or {}
     rows = [
         ("wall time to the answer", f"{ma['wall_s']:.1f} s", f"{ours['wall_s']:.1f} s"),
         (
@@ -494,11 +538,17 @@ def print_table(report: Mapping[str, Any]) -> None:
             f"{ours['search_s']:.1f} s",
         ),
         (
+            "server-seconds / GPU-seconds",
+            f"<= {ma['wall_s']:.0f} / - (no GPU)",
+            f"{cost.get('server_s', 0):.0f} / "
+            + ("- (no GPU)" if cost.get("gpu_s") is None else f"{cost['gpu_s']:.0f}"),
+        ),
+        (
             "measurements",
             f"{len(ma['measurements'])} ({len(ma['configs_measured'])} configs, "
             f"{ma['server_starts']} server starts)",
-            f"{ours['measurements']} ({len(ours['search']['candidates'])} candidates, "
-            f"{ours['search']['pruned']} pruned)",
+            f"{ours['measurements']} levels ({len(ours['search']['candidates'])} candidates, "
+            f"{ours['search']['pruned']} pruned, {cost.get('loads', '?')} loads)",
         ),
         ("winner", describe(ma["values"]), describe(ours["values"])),
         ("  named", ma["winner"]["config"] if ma["winner"] else "-", ours["winner"] or "-"),
@@ -511,6 +561,20 @@ def print_table(report: Mapping[str, Any]) -> None:
             + " ms",
         ),
     ]
+    if prediction:
+        error = prediction.get("error")
+        rows.append(
+            (
+                "  predicted (ours)",
+                "",
+                f"{fmt_rate(prediction.get('capacity'))} at concurrency "
+                f"{fmt_num(prediction.get('load'))}"
+                + ("" if error is None else f"; measured {error:+.1%} where checked")
+                + ("" if prediction.get("held") else " (fell back to the full search)"),
+            )
+        )
+    if ours.get("tie"):
+        rows.append(("  tie", "", str(ours["tie"])))
     lengths: dict[str, list[float]] = {}
     for m in ours.get("timeline", []):
         lengths.setdefault(m["length"], []).append(m["s"])
@@ -524,18 +588,22 @@ def print_table(report: Mapping[str, Any]) -> None:
                 f"{fmt_rate(r['capacity'])} @{fmt_num(r['load'])} ({r['limited_by']})" for r in runs
             )
             cells.append(f"{fmt_rate(median_capacity(runs))} (median of: {each})")
-        rows.append(("capacity by our engine", cells[0], cells[1]))
+        rows.append(("capacity by our engine, fine-grained", cells[0], cells[1]))
     head = ("", "Model Analyzer 1.58 (brute)", f"ours ({report['strategy']})")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
     print()
-    print(f"sleepy, space {report['space']}, p99 <= {report['p99_ms']:g} ms")
+    print(f"{report['model']}, space {report['space']}, p99 <= {report['p99_ms']:g} ms")
     for r in [head, *rows]:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
     v = verdict(report)
+    err = v["reported_error"]
     print(
-        f"\ntarget: the same or a better configuration in at most 1/3 of Model Analyzer's "
-        f"time: {'met' if v['met'] else 'MISSED'} (ours took {v['time_share']:.2f}x MA's time, "
-        f"{'within' if v['time_ok'] else 'above'} 0.33x; {v['config']})"
+        f"\ntarget: Model Analyzer's winner (or within {report['tolerance']:.0%} of its "
+        f"capacity) in at most {v['time_limit']:.2f}x its time, our reported capacity within "
+        f"{REPORTED_WITHIN:.0%} of the fine-grained one: {'met' if v['met'] else 'MISSED'} "
+        f"(ours took {v['time_share']:.2f}x MA's time; {v['config']}; reported capacity "
+        + ("-" if err is None else f"{err:+.1%}")
+        + " on the fine-grained)"
     )
 
 
@@ -563,13 +631,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="directory holding libcudart.so.12 (default .bench/perf_analyzer/lib)",
     )
-    ap.add_argument("--p99-ms", type=float, default=50.0, help="the p99 bound (50 ms)")
+    ap.add_argument(
+        "--questions",
+        default="wait,sleepy",
+        help="the questions, in this order (wait: 3 configurations; sleepy: 8)",
+    )
+    ap.add_argument(
+        "--p99-ms", type=float, default=None, help="the p99 bound (default: the question's)"
+    )
     ap.add_argument(
         "--max-batch-sizes",
         default="4,8",
-        help="max_batch_size values of the space ('4,8'; '' leaves the key out)",
+        help="max_batch_size values of sleepy's space ('4,8'; '' leaves the key out)",
     )
-    ap.add_argument("--strategy", default="halving", choices=("halving", "grid"))
+    ap.add_argument("--strategy", default="predict", choices=("predict", "halving", "grid"))
     ap.add_argument(
         "--max-concurrency",
         type=int,
@@ -583,12 +658,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--tolerance",
         type=float,
         default=TOLERANCE,
-        help="capacity short of MA's winner's still counted as the same (0.05)",
+        help="capacity short of MA's winner's still counted as the same (0.03)",
     )
-    ap.add_argument("--order", choices=("ours-first", "ma-first"), default="ours-first")
+    ap.add_argument(
+        "--order",
+        choices=("ours-first", "ma-first"),
+        default="ours-first",
+        help="which tool runs first on the first question (then alternated)",
+    )
     ap.add_argument("--ma-timeout-s", type=float, default=3600.0)
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
-    ap.add_argument("--from-json", type=Path, help="print the table of a saved run and exit")
+    ap.add_argument("--from-json", type=Path, help="print the tables of a saved run and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="our search's progress lines")
     return ap.parse_args(argv)
 
@@ -601,55 +681,51 @@ def executable(given: Path | None, env_var: str, default: Path, setup: str) -> P
     sys.exit(f"{default.name} not found: run {setup}, or pass its path (or set ${env_var})")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run both searches and the capacity checks; print the table."""
-    args = parse_args(argv)
-    if args.from_json:
-        print_table(json.loads(args.from_json.read_text()))
-        return
-    ma_bin = executable(
-        args.model_analyzer, "MODEL_ANALYZER", DEFAULT_MA, "benchmarks/setup-model-analyzer.sh"
-    )
-    pa_bin = executable(
-        args.perf_analyzer, "PERF_ANALYZER", DEFAULT_PA, "benchmarks/setup-perf-analyzer.sh"
-    )
-    cuda_lib = args.cuda_lib or (DEFAULT_CUDA_LIB if DEFAULT_CUDA_LIB.is_dir() else None)
-    space: dict[str, list[Any]] = {"instance_count": [1, 2], "dynamic_batching": [False, True]}
-    if args.max_batch_sizes.strip():
+def ask(
+    name: str,
+    position: int,
+    args: argparse.Namespace,
+    tools: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One question to both tools, in the order of ``position``; then both winners'
+    fine-grained capacity."""
+    question = QUESTIONS[name]
+    model_dir: Path = question["dir"]
+    model = model_dir.name
+    space: dict[str, list[Any]] = {k: list(v) for k, v in question["space"].items()}
+    if name == "sleepy" and args.max_batch_sizes.strip():
         space["max_batch_size"] = [int(v) for v in args.max_batch_sizes.split(",")]
+    p99 = args.p99_ms if args.p99_ms is not None else question["p99_ms"]
     report: dict[str, Any] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "model": MODEL,
+        "question": name,
+        "model": model,
         "space": space,
-        "p99_ms": args.p99_ms,
+        "p99_ms": p99,
         "strategy": args.strategy,
         "tolerance": args.tolerance,
+        "time_share": question["time_share"],
         "max_concurrency": args.max_concurrency,
     }
     root = Path(tempfile.mkdtemp(prefix="search-vs-ma-"))
     try:
         shutil.copytree(
-            MODEL_DIR, root / "repo" / MODEL, ignore=shutil.ignore_patterns("__pycache__")
+            model_dir, root / "repo" / model, ignore=shutil.ignore_patterns("__pycache__")
         )
 
         def ma() -> None:
-            print("Model Analyzer: manual brute search ...", flush=True)
-            wrapper = write_server_wrapper(root / "ma_server")
+            print(f"[{name}] Model Analyzer: manual brute search ...", flush=True)
+            wrapper = write_server_wrapper(root / "ma_server", model_dir)
             config = ma_config(
                 root,
+                model,
                 wrapper=wrapper,
-                perf_analyzer=pa_bin,
+                perf_analyzer=tools["pa"],
                 space=space,
-                p99_ms=args.p99_ms,
+                p99_ms=p99,
                 max_concurrency=args.max_concurrency,
             )
             report["model_analyzer"] = run_model_analyzer(
-                ma_bin, root, config, cuda_lib=cuda_lib, timeout_s=args.ma_timeout_s
+                tools["ma"], root, config, cuda_lib=tools["cuda_lib"], timeout_s=args.ma_timeout_s
             )
             r = report["model_analyzer"]
             print(f"  {r['wall_s']:.1f} s, winner {describe(r['values'])}", flush=True)
@@ -657,11 +733,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(f"  killed servers MA left behind: {r['leftover_servers']}", flush=True)
 
         def ours() -> None:
-            print(f"ours: run_search ({args.strategy}) ...", flush=True)
+            print(f"[{name}] ours: run_search ({args.strategy}) ...", flush=True)
             report["ours"] = run_ours(
                 root,
+                model,
                 space,
-                p99_ms=args.p99_ms,
+                p99_ms=p99,
                 strategy=args.strategy,
                 max_concurrency=args.max_concurrency,
                 verbose=args.verbose,
@@ -669,7 +746,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             r = report["ours"]
             print(f"  {r['wall_s']:.1f} s, winner {describe(r['values'])}", flush=True)
 
-        for step in (ours, ma) if args.order == "ours-first" else (ma, ours):
+        first_ours = (position % 2 == 0) == (args.order == "ours-first")
+        report["order"] = "ours-first" if first_ours else "ma-first"
+        for step in (ours, ma) if first_ours else (ma, ours):
             step()
         configs = {
             arm: report[key]["config_pbtxt"]
@@ -677,20 +756,60 @@ def main(argv: Sequence[str] | None = None) -> None:
             if report[key]["config_pbtxt"]
         }
         if configs:
-            print("capacity of both winners by our engine ...", flush=True)
+            print(f"[{name}] capacity of both winners by our engine ...", flush=True)
             report["capacity"] = measure_capacities(
                 root,
+                model,
                 configs,
-                p99_ms=args.p99_ms,
+                p99_ms=p99,
                 repeats=args.repeats,
                 max_concurrency=args.max_concurrency,
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     report["verdict"] = verdict(report)
-    print_table(report)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Ask every question of both tools, then the capacity checks; print the tables."""
+    args = parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        for report in saved.get("questions", [saved]):
+            print_table(report)
+        return
+    names = [n.strip() for n in args.questions.split(",") if n.strip()]
+    unknown = [n for n in names if n not in QUESTIONS]
+    if unknown:
+        sys.exit(f"--questions: unknown {', '.join(unknown)}; known: {', '.join(QUESTIONS)}")
+    tools = {
+        "ma": executable(
+            args.model_analyzer, "MODEL_ANALYZER", DEFAULT_MA, "benchmarks/setup-model-analyzer.sh"
+        ),
+        "pa": executable(
+            args.perf_analyzer, "PERF_ANALYZER", DEFAULT_PA, "benchmarks/setup-perf-analyzer.sh"
+        ),
+        "cuda_lib": args.cuda_lib or (DEFAULT_CUDA_LIB if DEFAULT_CUDA_LIB.is_dir() else None),
+    }
+    run: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "questions": [],
+    }
+    for position, name in enumerate(names):
+        run["questions"].append(ask(name, position, args, tools))
+        if args.json:  # kept as it goes: a long run that fails later keeps what it had
+            args.json.write_text(json.dumps(run, indent=1, default=str))
+    for report in run["questions"]:
+        print_table(report)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=str))
+        args.json.write_text(json.dumps(run, indent=1, default=str))
         print(f"\nsaved to {args.json}")
 
 

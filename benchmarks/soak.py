@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             tally.measurements += 1
             result = measured[0].result
-            tally.requests += result.requests + result.drained
+            tally.requests += result.requests + result.drained + result.ramp
             tally.failed_requests += result.errors
             verdict = evaluate_test("soak", spec, measured, ctx)
             if verdict.failure is None:

@@ -124,8 +124,9 @@ SLEEPY_SPACE = {"instance_count": [1, 2], "dynamic_batching": [False, True]}
 @pytest.mark.sla(p99_ms=100)
 def test_sleepy_best_configuration(triton_perf):
     """Model Analyzer's question as a test: which configuration sustains the most load
-    within the SLA? Short measurements first (successive halving), the finalists at full
-    length; every candidate is a copy `sleepy__cfg<N>` with an edited config.pbtxt."""
+    within the SLA? A short probe of each candidate, a queueing model's prediction, then one
+    level at full length where it predicts the answer; every candidate is a copy
+    `sleepy__cfg<N>` with an edited config.pbtxt."""
     found = triton_perf.search(
         "sleepy", SLEEPY_SPACE, objective="capacity", limit=4, windows=2, window_s=0.5
     )

@@ -14,6 +14,17 @@
 (inferences/s) measured there; the knee is the lowest level whose throughput is within
 ``min_gain`` of the best measured within the bounds (beyond it, more load only queues).
 
+**Capacity by goodput** (DistServe's definition, ``capacity(..., attainment=0.9,
+slo={...})``): the bound ``min_slo_attainment`` limits the search like a latency bound, so
+the answer is the highest load at which at least that share of requests meets every
+per-request SLO (TTFT, TPOT, end-to-end; failed requests miss them). A level holds when the
+**point estimate** of its attainment reaches the target, as every SLA bound and every
+latency bound of the search is decided; its 95% Wilson interval is shown beside it, and a
+capacity level whose interval straddles the target is noted as marginal. The interval's
+lower bound would make the answer depend on how many requests a level happened to hold
+(short levels, lower capacity) rather than on the server, and would not match the
+``min_slo_attainment`` check that the same record then meets.
+
 Over ``request_rate`` each level is an open loop whose latency counts from the *scheduled*
 send time (see ``load/open_loop.py``): when the server falls behind, its queue shows in the
 latency of the very level that caused it, so the capacity cannot be inflated by a client
@@ -50,7 +61,12 @@ AXES = ("concurrency", "request_rate")
 #: and memory bounds are not properties of a load level's latency (memory is checked on the
 #: result at capacity like any measurement).
 LATENCY_KEYS = tuple(k for k, m in metrics.BY_SLA_KEY.items() if m.unit == "ms")
-LIMITING_KEYS = (*LATENCY_KEYS, "max_error_rate")
+#: The bound of a capacity by goodput (``attainment=``): the share of requests that meet
+#: every per-request SLO of ``slo=``.
+ATTAINMENT_KEY = "min_slo_attainment"
+#: The bounds a search can be searched under (at least one of them is needed).
+SEARCH_KEYS = (*LATENCY_KEYS, ATTAINMENT_KEY)
+LIMITING_KEYS = (*SEARCH_KEYS, "max_error_rate")
 #: Default highest load tried.
 DEFAULT_LIMIT = {"concurrency": 1024.0, "request_rate": 1_000_000.0}
 #: Growth factor per step, and the stop rule on throughput gains.
@@ -75,21 +91,83 @@ def level_settings(settings: MeasureSettings, index: int) -> MeasureSettings:
 
 
 def latency_bounds(bounds: Mapping[str, float]) -> dict[str, float]:
-    """The bounds that limit a capacity: latency keys, and ``max_error_rate`` (0 unless given)."""
-    out = {k: float(v) for k, v in bounds.items() if k in LATENCY_KEYS}
+    """The bounds that limit a capacity: latency keys, the SLO attainment of a capacity by
+    goodput, and ``max_error_rate`` (0 unless given)."""
+    out = {k: float(v) for k, v in bounds.items() if k in SEARCH_KEYS}
     out["max_error_rate"] = float(bounds.get("max_error_rate", 0.0))
     return out
 
 
+def bound_metric(key: str) -> str:
+    """The figure a limiting bound bounds: ``p99_ms`` -> ``p99_ms``, ``max_error_rate`` ->
+    ``error_rate``, ``min_slo_attainment`` -> ``slo_attainment``."""
+    return sla.BOUNDS[key].metric
+
+
 def breaches(result: PerfResult, bounds: Mapping[str, float]) -> tuple[str, ...]:
-    """The limiting bounds ``result`` breaks, as text (``"p99_ms 43.1 > 30"``); empty: it
-    holds. TTFT and ITL bound streaming models only."""
+    """The limiting bounds ``result`` breaks, as text starting with the bound's key
+    (``"p99_ms 43.1 > 30"``, ``"min_slo_attainment 0.84 < 0.9 (95% interval 0.77-0.89;
+    e2e_ms <= 60 missed by 16.0% of 120 requests)"``); empty: it holds. TTFT and ITL bound
+    streaming models only."""
     figures = result.summary()
     limits = sla.applicable(latency_bounds(bounds), result, figures)
-    return tuple(
-        f"{b} (no request succeeded)" if b.value is None else str(b)
-        for b in sla.breaches(figures, limits)
-    )
+    return tuple(_breach_text(b, result) for b in sla.breaches(figures, limits))
+
+
+def _breach_text(breach: sla.Breach, result: PerfResult) -> str:
+    if breach.key == ATTAINMENT_KEY:
+        slo = result.slo
+        if slo is None:
+            return f"{breach} (no per-request SLOs: give slo=...)"
+        if breach.value is None:
+            return f"{breach.key} unavailable (no request completed)"
+        most = slo.most_missed().split(", ")[0]
+        return f"{breach} ({attainment_text(result)}; {most})"
+    return f"{breach} (no request succeeded)" if breach.value is None else str(breach)
+
+
+def attainment_text(result: PerfResult) -> str:
+    """``95% interval 0.77-0.89`` of a result's SLO attainment (``-`` without one)."""
+    ci = result.slo_attainment_interval
+    return f"95% interval {ci[0]:.2f}-{ci[1]:.2f}" if ci else "-"
+
+
+def goodput_bounds(
+    bounds: Mapping[str, float],
+    *,
+    attainment: Any = None,
+    slo: Mapping[str, Any] | None = None,
+    model: str = "",
+) -> dict[str, float]:
+    """``bounds`` with ``attainment`` (a capacity by goodput) as ``min_slo_attainment``, which
+    it overrides; ArgumentError for an attainment outside (0, 1], or for an attainment (given
+    here or by the marker's ``min_slo_attainment``) without per-request SLOs to attain.
+
+    Both load axes are accepted: over ``request_rate`` this is DistServe's capacity (the
+    highest rate at which the share holds, open loop); over ``concurrency`` the highest
+    number of requests in flight at which it holds, as a closed-loop sweep of GenAI-Perf or
+    AIPerf would find it."""
+    out = dict(bounds)
+    source = "the sla marker's min_slo_attainment"
+    if attainment is not None:
+        ok = isinstance(attainment, (int, float)) and not isinstance(attainment, bool)
+        if not ok or not 0 < float(attainment) <= 1:
+            raise ArgumentError(
+                f"capacity(attainment={attainment!r}): a share of requests in (0, 1] is "
+                f"accepted, e.g. attainment=0.9: at least 90% of requests meet every SLO"
+            )
+        out[ATTAINMENT_KEY] = float(attainment)
+        source = f"attainment={attainment!r}"
+    if ATTAINMENT_KEY in out and not slo:
+        if attainment is None:
+            source += f"={out[ATTAINMENT_KEY]:g}"
+        who = f"capacity of model '{model}'" if model else "capacity"
+        raise ArgumentError(
+            f"{who}: {source} is the share of requests that meet the "
+            f"per-request SLOs, but no SLOs were given: add slo={{'ttft_ms': 200, 'tpot_ms': "
+            f"50, 'e2e_ms': 2000}} (any of ttft_ms, tpot_ms, e2e_ms; a streaming model)"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,6 +200,19 @@ class CapacityStep:
             "error_rate": self.result.error_rate,
             "passed": self.passed,
             "breached": list(self.breached),
+            **self._slo(),
+        }
+
+    def _slo(self) -> dict[str, Any]:
+        """The level's SLO attainment, its 95% interval and goodput (with ``slo=`` only)."""
+        r = self.result
+        if r.slo is None:
+            return {}
+        ci = r.slo_attainment_interval
+        return {
+            "slo_attainment": r.slo_attainment,
+            "slo_attainment_interval": list(ci) if ci else None,
+            "goodput": r.goodput,
         }
 
 
@@ -158,17 +249,25 @@ class CapacityResult:
                 f"{_load_text(first.load if first else 0, self.over)}) already breaks {why}"
             )
         if self.limited_by in self.bounds:
-            why = f"limited by {self.limited_by} <= {fmt(self.bounds[self.limited_by])}"
+            op = "<=" if sla.BOUNDS[self.limited_by].upper else ">="
+            why = f"limited by {self.limited_by} {op} {fmt(self.bounds[self.limited_by])}"
         elif self.limited_by == "plateau":
             why = "throughput stopped growing"
         else:
             why = f"the search's limit {_load_text(self.load or 0, self.over)} was reached"
         knee = f"; knee at {_load_text(self.knee, self.over)}" if self.knee is not None else ""
         assert self.load is not None
+        good = ""
+        if self.result is not None and self.result.slo is not None:
+            good = (
+                f", SLO attainment {fmt(self.result.slo_attainment)} "
+                f"({attainment_text(self.result)}), goodput {fmt(self.result.goodput)} "
+                f"requests/s"
+            )
         return (
             f"capacity {fmt(self.capacity)} infer/s at {self.over} "
-            f"{_load_text(self.load, self.over)} ({why}{knee}; {len(self.steps)} levels in "
-            f"{self.duration_s:.1f} s)"
+            f"{_load_text(self.load, self.over)}{good} ({why}{knee}; {len(self.steps)} "
+            f"levels in {self.duration_s:.1f} s)"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,8 +289,10 @@ class CapacityResult:
 
     def step_table(self) -> str:
         """The steps as a plain text table."""
-        keys = [k for k in LATENCY_KEYS if k in self.bounds]
+        keys = [k for k in SEARCH_KEYS if k in self.bounds]
         head = f"{self.over:>14} {'phase':>6} {'infer/s':>9} " + " ".join(f"{k:>9}" for k in keys)
+        if ATTAINMENT_KEY in self.bounds:
+            head = head.replace(f"{ATTAINMENT_KEY:>9}", f"{'attained':>9}")
         lines = [head]
         for s in self.steps:
             figures = s.result.summary()
@@ -248,11 +349,12 @@ def find_capacity(
             f"loop) is accepted"
         )
     limits = latency_bounds(bounds)
-    if not any(k in LATENCY_KEYS for k in limits):
+    if not any(k in SEARCH_KEYS for k in limits):
         raise ArgumentError(
             f"capacity of model '{model}': no latency bound to search under; give one in the "
             f"test's sla marker (e.g. @pytest.mark.sla(p99_ms=30)) or as bounds={{'p99_ms': 30}} "
-            f"(latency keys: {', '.join(LATENCY_KEYS)})"
+            f"(latency keys: {', '.join(LATENCY_KEYS)}), or search by goodput with "
+            f"attainment=0.9 and slo={{...}}"
         )
     integer = over == "concurrency"
     first = _number("start", start, integer=integer, minimum=1 if integer else 1e-3)
@@ -359,6 +461,14 @@ def find_capacity(
         notes.append(
             f"the load generator was saturated at {over} {_load_text(best.load, over)}: the "
             f"capacity may be the client's limit, not the model's (raise workers=)"
+        )
+    target = limits.get(ATTAINMENT_KEY)
+    ci = best.result.slo_attainment_interval
+    if target is not None and ci is not None and ci[0] < target <= ci[1]:
+        notes.append(
+            f"marginal: at the capacity level the SLO attainment "
+            f"{fmt(best.result.slo_attainment)} has a 95% interval {ci[0]:.2f}-{ci[1]:.2f} "
+            f"that straddles {target:g} (the point estimate decides; longer windows narrow it)"
         )
     above = [s.load for s in steps if not s.passed and s.load > best.load]
     next_load = float(

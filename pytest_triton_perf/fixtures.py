@@ -114,8 +114,12 @@ class TritonPerf:
         gRPC, every response timed (``ttft_ms``, ``itl_ms``, ... on the result; engine
         options ``token_output``, ``stream_timeout_s``; ``slo={"ttft_ms": 200, "tpot_ms":
         50}`` gives ``slo_attainment`` and ``goodput``); ``prompt_length`` sets the length
-        of prompt inputs in tokens. When comparing or saving, at least
-        ``--triton-perf-compare-windows`` windows are measured (per arm in A/B mode).
+        of prompt inputs in tokens. A text model (BYTES ``text_input``, the vLLM and
+        TensorRT-LLM backends' names) takes ``prompts="prompts.jsonl"``, ``output_length``
+        and ``tokenizer="tokenizer.json"`` (input and output tokens counted by it), over
+        gRPC or ``protocol="generate"`` (Triton's HTTP generate extension). When comparing
+        or saving, at least ``--triton-perf-compare-windows`` windows are measured (per arm
+        in A/B mode).
 
         Raises the package's errors, for ``pytest.raises`` to catch: InputSpecError (also a
         ValueError) for arguments the model or the engine does not accept, ArgumentError for
@@ -154,6 +158,7 @@ class TritonPerf:
         limit: float | None = None,
         resolution: float | None = None,
         bounds: Mapping[str, float] | None = None,
+        attainment: float | None = None,
         **load: Unpack[CallOptions],
     ) -> CapacityResult:
         """The highest load ``model`` sustains while every latency bound of the test's
@@ -168,13 +173,21 @@ class TritonPerf:
         overrides the marker's, e.g. ``bounds={"p99_ms": 30}`` (Model Analyzer's names
         accepted). The result is recorded: ``min_capacity`` is checked against it, and it
         is compared with its baseline in history and A/B modes.
+
+        Capacity by goodput (DistServe's): ``attainment=0.9`` with per-request SLOs
+        (``slo={"ttft_ms": 200, "tpot_ms": 50, "e2e_ms": 2000}``, a streaming model) finds
+        the highest load at which at least 90% of requests meet every SLO; the level holds
+        on the point estimate of its ``slo_attainment`` (the marker's
+        ``min_slo_attainment`` does the same; ``attainment`` overrides it).
         """
+        from pytest_triton_perf.capacity import goodput_bounds
         from pytest_triton_perf.measure.engine import measure as measure_engine
 
         spec = self._item.stash.get(SPEC_KEY, None)
         limits = spec.bounds_for(model) if spec else {}
         if bounds:
             limits.update(parse_marker(f"capacity({model!r}, bounds=...)", (), dict(bounds)))
+        limits = goodput_bounds(limits, attainment=attainment, slo=load.get("slo"), model=model)
         windows, options = split_windows(load)
         settings = measure_settings(self.settings, **windows)
         self.server.check_alive()
@@ -203,7 +216,7 @@ class TritonPerf:
         *,
         objective: str = "capacity",
         sla: Mapping[str, Any] | None = None,
-        strategy: str = "halving",
+        strategy: str = "predict",
         over: str | None = None,
         start: float | None = None,
         limit: float | None = None,

@@ -285,6 +285,27 @@ CATALOGUE: tuple[Metric, ...] = (
         "100",
     ),
     Metric(
+        name="tokens_per_joule",
+        unit="tokens/J",
+        higher_is_worse=False,
+        source=("tokens_per_joule",),
+        short="tokens/J",
+        help="output tokens of a streaming model per joule of GPU energy over the windows "
+        "(NVML's energy counter of the server's GPUs; unavailable without an NVIDIA GPU)",
+        sla_key="min_tokens_per_joule",
+        example="20",
+        streaming_only=True,
+    ),
+    Metric(
+        name="inferences_per_joule",
+        unit="infer/J",
+        higher_is_worse=False,
+        source=("inferences_per_joule",),
+        short="infer/J",
+        help="inferences per joule of GPU energy over the windows (NVML's energy counter of "
+        "the server's GPUs; unavailable without an NVIDIA GPU)",
+    ),
+    Metric(
         name="colocation_p99",
         unit="x",
         higher_is_worse=True,
@@ -350,6 +371,7 @@ _UNIT_WORDS = {
     "responses/s": "responses/s",
     "requests/s": "requests/s",
     "tokens/s": "tokens/s",
+    "tokens/J": "tokens per joule",
     "MB": "MB = 10^6 bytes",
     "": "a 0-1 rate",
 }

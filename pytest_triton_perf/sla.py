@@ -219,12 +219,15 @@ def merge_markers(
         return None
     for bounds in (merged, *({**merged, **b} for b in per_model.values())):
         needs_latency = [k for k in bounds if metrics.BY_SLA_KEY[k].search_only]
-        if needs_latency and not any(BOUNDS[k].unit == "ms" for k in bounds):
+        # A capacity by goodput is searched under min_slo_attainment instead.
+        searched_under = [k for k in bounds if BOUNDS[k].unit == "ms" or k == "min_slo_attainment"]
+        if needs_latency and not searched_under:
             key = needs_latency[0]
             raise ConfigError(
                 f"{test}: sla({key}={bounds[key]:g}) without a latency bound: a capacity is "
                 f"the load sustained while latency bounds hold, so give one too, e.g. "
-                f"sla({key}={bounds[key]:g}, p99_ms=30)."
+                f"sla({key}={bounds[key]:g}, p99_ms=30) (or, by goodput, "
+                f"min_slo_attainment=0.9 with capacity(..., slo={{...}}))."
             )
     return SlaSpec(
         bounds=tuple(sorted(merged.items())),

@@ -141,6 +141,8 @@ def _check_value(opt: Option, value: Any) -> None:
             assert value.count is None or value.count == -1 or value.count >= 1
     elif name in ("parse_pull", "parse_network"):
         assert isinstance(value, str) and value == value.strip().lower()
+    elif name == "parse_ipc":
+        assert value in ("private", "host")
     elif name == "parse_image":
         assert value and not any(c.isspace() for c in value)
     elif name == "parse_shm_size":
@@ -279,8 +281,10 @@ def test_parse_marker_rejects_positional_arguments(args: list[Any]) -> None:
 )
 def test_merge_markers_closest_marker_wins_per_key(markers: list[dict[str, float]]) -> None:
     merged = {k for kw in markers for k in kw}
-    if "min_capacity" in merged and not any(sla.BOUNDS[k].unit == "ms" for k in merged):
-        # A capacity bound needs a latency bound to search under: a usage error.
+    searched_under = [k for k in merged if sla.BOUNDS[k].unit == "ms" or k == "min_slo_attainment"]
+    if "min_capacity" in merged and not searched_under:
+        # A capacity bound needs a latency bound (or, by goodput, an attainment) to search
+        # under: a usage error.
         with pytest.raises(ConfigError, match="without a latency bound"):
             sla.merge_markers("t", [((), kw) for kw in markers])
         return

@@ -28,7 +28,7 @@ import numpy as np
 
 from pytest_triton_perf import options
 from pytest_triton_perf.baseline.reference import base_name
-from pytest_triton_perf.measure import streaming
+from pytest_triton_perf.measure import energy, streaming
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, WindowResult
 from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
 
@@ -82,6 +82,7 @@ def merge_blocks(blocks: list[PerfResult]) -> PerfResult:
         first_error=errors[0] if errors else None,
         latencies_ms=latencies,
         stream=streaming.merge([b.stream for b in blocks], duration),
+        energy=energy.merge([b.energy for b in blocks]),
     )
 
 

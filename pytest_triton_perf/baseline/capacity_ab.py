@@ -30,9 +30,10 @@ from typing import Any
 
 from pytest_triton_perf.baseline.ab import ABOutcome, ABPlan, run_ab
 from pytest_triton_perf.baseline.compare import GateSettings, compare_results
-from pytest_triton_perf.capacity import CapacityResult, breaches
+from pytest_triton_perf.capacity import CapacityResult, bound_metric, breaches
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.numbers import fmt
+from pytest_triton_perf.sla import BOUNDS
 from pytest_triton_perf.verdicts import (
     IMPROVEMENT,
     INCONCLUSIVE,
@@ -120,7 +121,8 @@ def same_capacity(axis: str, comps: Mapping[str, Comparison], limiting: str) -> 
     completes fewer requests. Over a request rate (an open loop) both arms deliver the
     offered rate, so throughput cannot tell them apart: the **limiting latency** at L
     decides, the figure of the bound the reference breaks at the next level (``limiting``,
-    a bound key such as ``p99_ms``; ``max_error_rate`` is the error rate). Where that one
+    a bound key such as ``p99_ms``; ``max_error_rate`` is the error rate,
+    ``min_slo_attainment`` the SLO attainment of a capacity by goodput). Where that one
     was not decided, p95 and then p50 (:data:`LATENCY_FALLBACK`) may show a regression or
     an improvement (the paired analysis decides those under Holm's adjustment across the
     measurement's metrics), but only the limiting latency itself passes: a pass of
@@ -129,7 +131,7 @@ def same_capacity(axis: str, comps: Mapping[str, Comparison], limiting: str) -> 
     most alpha (the limiting metric's own), a false alarm at most alpha over the metrics
     together (Holm).
     """
-    metric = "error_rate" if limiting == "max_error_rate" else limiting
+    metric = bound_metric(limiting) if limiting in BOUNDS else limiting
     if axis == "request_rate":
         chain = tuple(dict.fromkeys((metric, *LATENCY_FALLBACK)))
         what = "an open loop delivers the offered rate in both arms, so latency decides"
@@ -214,7 +216,7 @@ def compare_capacity(
     where = f"{axis} {fmt(_level(low.candidate))}"
     if cand_low and not ref_low:
         key = cand_low[0].split(" ", 1)[0]
-        metric = key if key != "max_error_rate" else "error_rate"
+        metric = bound_metric(key)
         # The limiting figure itself, or (a p99 needs many requests to be decided) the
         # median or the throughput: significantly worse at L means the candidate is slower.
         worse = _decided(low_comps, metric, REGRESSION)
@@ -236,7 +238,7 @@ def compare_capacity(
         assert high is not None
         high_comps = _compared(high, gate)
         key = breaches(high.reference, bounds)[0].split(" ", 1)[0]
-        metric = key if key != "max_error_rate" else "error_rate"
+        metric = bound_metric(key)
         cap_cand = high.candidate.throughput
         change = (cap_cand / cap_ref - 1) * 100 if cap_ref else None
         up = f"{axis} {fmt(_level(high.candidate))}"

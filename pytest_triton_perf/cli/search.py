@@ -225,8 +225,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--strategy",
         choices=STRATEGIES,
-        default="halving",
-        help="halving: short measurements first, finalists at full length; grid: every "
+        default="predict",
+        help="predict: a short probe of each candidate, a queueing model's capacity, one "
+        "level at full length where it is predicted (a capacity over concurrency; else as "
+        "halving); halving: short measurements first, finalists at full length; grid: every "
         "candidate at full length (default: %(default)s)",
     )
     p.add_argument(

@@ -306,7 +306,7 @@ def smoke_failure(test: str, measured: Sequence[Measured]) -> str | None:
         if r.errors:
             first = f": {r.first_error}" if r.first_error else ""
             problems.append(f"  {name}: {r.errors} of {r.requests} request(s) failed{first}")
-        elif r.requests + r.drained == 0:
+        elif r.requests + r.drained + r.ramp == 0:
             problems.append(f"  {name}: no request completed")
     if not problems:
         return None

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
 
-from pytest_triton_perf.load import grpc_client, h2_client, http_client, stream
+from pytest_triton_perf.load import generate, grpc_client, h2_client, http_client, stream
 from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor, cancel_and_wait
 from pytest_triton_perf.load.open_loop import OpenLoop
 from pytest_triton_perf.load.recorder import Recorder, Records
@@ -39,7 +39,7 @@ OPEN_LOOP_PRECONNECT = 8
 class LoadSpec:
     """Everything one process needs to generate its share of the load (picklable)."""
 
-    protocol: str  # "grpc" or "http"
+    protocol: str  # "grpc", "http" or "generate"
     http_url: str
     grpc_url: str
     payloads: tuple[bytes, ...]  # pre-encoded requests, rotated
@@ -136,6 +136,10 @@ class LocalDriver:
         client: (
             http_client.HttpInferClient | h2_client.H2GrpcInferClient | grpc_client.GrpcInferClient
         )
+        if load.protocol == "generate":
+            assert load.stream is not None
+            host, port = parse_url(load.http_url, option="server address")
+            return generate.GenerateClient(host, port, load.payloads, load.stream)
         if load.protocol == "http":
             host, port = parse_url(load.http_url, option="server address")
             client = http_client.HttpInferClient(host, port, load.payloads)
@@ -183,7 +187,8 @@ class LocalDriver:
                         c,
                         http_client.HttpInferClient
                         | h2_client.H2GrpcInferClient
-                        | stream.H2StreamInferClient,
+                        | stream.H2StreamInferClient
+                        | generate.GenerateClient,
                     )
                 )
             )
@@ -194,7 +199,11 @@ class LocalDriver:
     async def start(self, t0_ns: int) -> None:
         """Start a phase with a fresh recorder."""
         load = self._load
-        self._recorder = Recorder(responses=ResponseRecorder() if load.stream else None)
+        responses = None
+        if load.stream is not None:
+            keep = load.stream.text_output is not None
+            responses = ResponseRecorder(texts=[] if keep else None)
+        self._recorder = Recorder(responses=responses)
         if self._sequencer is not None:
             self._sequencer.recorder = self._recorder
         self._marks = (time.perf_counter(), time.thread_time(), _cpu())

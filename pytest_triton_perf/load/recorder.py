@@ -203,6 +203,12 @@ class Records:
             responses=self.responses.select(mask) if self.responses is not None else None,
         )
 
+    def started_ns(self) -> np.ndarray:
+        """Each request's start: its send in a closed loop, its scheduled time in an open
+        loop (the time its latency counts from)."""
+        started: np.ndarray = self.end_ns - self.latency_ns
+        return started
+
     @property
     def scheduled(self) -> bool:
         """True for open-loop records (each has a send delay)."""

@@ -3,7 +3,9 @@
 For each completed request (same order as its record): the time from its start to its first
 and second response and to its last one, the number of responses, the tokens counted in them
 (-1: not counted), and the gaps between consecutive responses, flat, request after request
-(a request of ``n`` responses has ``n - 1``). "Start" is the request's send time in a closed
+(a request of ``n`` responses has ``n - 1``), the index of the request sent (its prompt,
+for input tokens), and where the text of a text output is kept (``tokenizer=``), the text
+of each request, counted after the windows. "Start" is the request's send time in a closed
 loop and its scheduled time in an open loop, as for its latency. Times are nanoseconds; -1
 where a request had no such response.
 """
@@ -29,6 +31,9 @@ class ResponseRecorder:
     count: array = field(default_factory=lambda: array("q"))
     tokens: array = field(default_factory=lambda: array("q"))
     gaps_ns: array = field(default_factory=lambda: array("q"))
+    prompt: array = field(default_factory=lambda: array("q"))
+    #: Each request's text output (None: texts are not kept).
+    texts: list[bytes] | None = None
 
     def add(self, start_ns: int, client: object) -> None:
         """The responses of the request ``client`` has just completed (a StreamingClient)."""
@@ -37,6 +42,9 @@ class ResponseRecorder:
         n = len(times)
         self.count.append(n)
         self.tokens.append(done.tokens)
+        self.prompt.append(getattr(done, "index", -1))
+        if self.texts is not None:
+            self.texts.append(getattr(done, "text", None) or b"")
         if not n:
             self.first_ns.append(-1)
             self.second_ns.append(-1)
@@ -64,6 +72,8 @@ class ResponseRecorder:
             count=count,
             tokens=np.frombuffer(self.tokens, dtype=np.int64, count=n).copy(),
             gaps_ns=np.frombuffer(self.gaps_ns, dtype=np.int64, count=gaps).copy(),
+            prompt=np.frombuffer(self.prompt, dtype=np.int64, count=n).copy(),
+            texts=tuple(self.texts[:n]) if self.texts is not None else None,
         )
 
 
@@ -77,6 +87,12 @@ class ResponseRecords:
     count: np.ndarray
     tokens: np.ndarray
     gaps_ns: np.ndarray
+    #: The index of each request's payload (its prompt); -1 where unknown.
+    prompt: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    #: Each request's text output (``tokenizer=``; None: not kept).
+    texts: tuple[bytes, ...] | None = None
+    #: Each request's input tokens (None: not known; see ``text.count_tokens``).
+    input_tokens: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.count)
@@ -85,7 +101,7 @@ class ResponseRecords:
     def empty(cls) -> ResponseRecords:
         """No requests."""
         e = np.empty(0, np.int64)
-        return cls(e, e, e, e, e, e)
+        return cls(e, e, e, e, e, e, e)
 
     def _gap_owner(self) -> np.ndarray:
         """The request index of each gap."""
@@ -100,6 +116,13 @@ class ResponseRecords:
             count=self.count[mask],
             tokens=self.tokens[mask],
             gaps_ns=self.gaps_ns[mask[self._gap_owner()]],
+            prompt=self.prompt[mask] if len(self.prompt) == len(mask) else self.prompt,
+            texts=(
+                tuple(t for t, keep in zip(self.texts, mask, strict=True) if keep)
+                if self.texts is not None
+                else None
+            ),
+            input_tokens=self.input_tokens[mask] if self.input_tokens is not None else None,
         )
 
     @classmethod
@@ -109,6 +132,16 @@ class ResponseRecords:
         if not parts:
             return cls.empty()
         whole = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+        prompt = np.concatenate(
+            [p.prompt if len(p.prompt) == len(p) else np.full(len(p), -1) for p in parts]
+        )
+        texts = None
+        if all(p.texts is not None for p in parts):
+            joined = [t for p in parts for t in (p.texts or ())]
+            texts = tuple(joined[k] for k in order)
+        inputs = None
+        if all(p.input_tokens is not None for p in parts):
+            inputs = np.concatenate([cast(np.ndarray, p.input_tokens) for p in parts])[order]
         position = np.empty(len(order), np.int64)
         position[order] = np.arange(len(order))
         gap_order = np.argsort(position[whole._gap_owner()], kind="stable")
@@ -119,6 +152,9 @@ class ResponseRecords:
             count=whole.count[order],
             tokens=whole.tokens[order],
             gaps_ns=whole.gaps_ns[gap_order],
+            prompt=prompt[order],
+            texts=texts,
+            input_tokens=inputs,
         )
 
 

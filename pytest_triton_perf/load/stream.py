@@ -47,6 +47,12 @@ class StreamSpec:
     token_output: str | None = None
     #: Longest wait for a request's next response (or its first), in seconds.
     timeout_s: float = DEFAULT_TIMEOUT_S
+    #: BYTES output whose text is kept per request, for a tokenizer to count after the
+    #: windows (None: not kept).
+    text_output: str | None = None
+    #: ``protocol="generate"``: server-sent events of generate_stream (True) or the one JSON
+    #: document of generate (False). Not read by the gRPC clients.
+    events: bool = True
 
 
 def stream_request(serialized: bytes) -> bytes:
@@ -67,9 +73,12 @@ class Response:
     outputs: int  # outputs it carries (0: the empty final-flag message)
     tokens: int  # elements of the token output (0 when absent or not counted)
     error: str | None
+    text: bytes = b""  # the elements of the text output, concatenated (b"": not kept)
 
 
-def parse_response(message: bytes, token_output: str | None) -> Response:
+def parse_response(
+    message: bytes, token_output: str | None, text_output: str | None = None
+) -> Response:
     """Decode one serialised ``ModelStreamInferResponse`` (upb: about 2 us)."""
     from tritonclient.grpc import service_pb2
 
@@ -84,12 +93,32 @@ def parse_response(message: bytes, token_output: str | None) -> Response:
                 for d in out.shape:
                     n *= d
                 tokens += n
+    text = b""
+    if text_output is not None:
+        for k, out in enumerate(infer.outputs):
+            if out.name == text_output:
+                if k < len(infer.raw_output_contents):
+                    text += bytes_elements(infer.raw_output_contents[k])
+                else:
+                    text += b"".join(out.contents.bytes_contents)
     return Response(
         final=flag.bool_param if flag is not None else None,
         outputs=len(infer.outputs),
         tokens=tokens,
         error=decoded.error_message or None,
+        text=text,
     )
+
+
+def bytes_elements(raw: bytes) -> bytes:
+    """The elements of a BYTES tensor in Triton's wire format (each a 4-byte little-endian
+    length and its bytes), concatenated."""
+    parts, pos = [], 0
+    while pos + 4 <= len(raw):
+        n = int.from_bytes(raw[pos : pos + 4], "little")
+        parts.append(raw[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    return b"".join(parts)
 
 
 class _Request:
@@ -100,6 +129,7 @@ class _Request:
         self.done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.times: list[int] = []
         self.tokens = 0
+        self.texts: list[bytes] = []
         self.error: str | None = None
         self.timed_out = False
         self._last_ns = perf_counter_ns()
@@ -111,13 +141,15 @@ class _Request:
             return  # given up on (timed out): its stream is being reset
         self._last_ns = now
         try:
-            r = parse_response(message, self._spec.token_output)
+            r = parse_response(message, self._spec.token_output, self._spec.text_output)
         except Exception as e:  # a message that does not decode fails its request
             self.done.set_result(f"unreadable ModelStreamInferResponse: {e}")
             return
         if r.outputs:
             self.times.append(now)
             self.tokens += r.tokens
+            if r.text:
+                self.texts.append(r.text)
         if r.error is not None and self.error is None:
             self.error = r.error
         if r.final or (r.final is None and r.error is not None):
@@ -187,6 +219,10 @@ class H2StreamInferClient:
         self.response_ns: list[int] = []
         #: Tokens in the last request's responses (-1: not counted).
         self.tokens = -1
+        #: The last request's text output, concatenated (None: not kept).
+        self.text: bytes | None = None
+        #: The index of the last request sent.
+        self.index = -1
 
     async def connect(self) -> None:
         """Open the channel's connection now, off the clock."""
@@ -215,7 +251,8 @@ class H2StreamInferClient:
 
     async def infer(self, i: int) -> str | None:
         """Send request ``i`` on the stream and wait for its final response."""
-        self.response_ns, self.tokens = [], -1  # a failure to connect had no responses
+        # A failure to connect had no responses.
+        self.response_ns, self.tokens, self.text, self.index = [], -1, None, i
         conn, stream_id = await self._stream()
         request = _Request(self._spec)
         self._request = request
@@ -228,6 +265,8 @@ class H2StreamInferClient:
             raise
         finally:
             self.tokens = request.tokens if self._spec.token_output is not None else -1
+            if self._spec.text_output is not None:
+                self.text = b"".join(request.texts)
         if request.timed_out:
             self._reset()  # late responses of the abandoned request must not count
         return error
@@ -255,6 +294,8 @@ class GrpcStreamInferClient:
         self._request: _Request | None = None
         self.response_ns: list[int] = []
         self.tokens = -1
+        self.text: bytes | None = None
+        self.index = -1
 
     def _open(self) -> Any:
         try:
@@ -286,7 +327,7 @@ class GrpcStreamInferClient:
 
     async def infer(self, i: int) -> str | None:
         """Send request ``i`` on the call and wait for its final response."""
-        self.response_ns, self.tokens = [], -1
+        self.response_ns, self.tokens, self.text, self.index = [], -1, None, i
         if self._call is None or self._reader is None or self._reader.done():
             self._call = self._open()
             self._reader = asyncio.create_task(self._read(self._call))
@@ -307,6 +348,8 @@ class GrpcStreamInferClient:
             raise
         finally:
             self.tokens = request.tokens if self._spec.token_output is not None else -1
+            if self._spec.text_output is not None:
+                self.text = b"".join(request.texts)
         if request.timed_out:
             await self._reset()
         return error

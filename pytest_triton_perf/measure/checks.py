@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import get_args
 
 from pytest_triton_perf.errors import InputSpecError
 from pytest_triton_perf.load.driver import GRPC_CLIENTS
@@ -22,6 +23,10 @@ from pytest_triton_perf.load.sequences import (
 from pytest_triton_perf.load.stream import StreamSpec
 from pytest_triton_perf.measure.figures import SLO_KEYS
 from pytest_triton_perf.measure.options import EngineOptions
+from pytest_triton_perf.measure.result import Protocol
+
+#: What ``protocol`` accepts.
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 
 def is_number(value: object) -> bool:
@@ -48,8 +53,11 @@ def check_args(model: str, options: EngineOptions) -> None:
 
     if not (is_count(concurrency) and concurrency >= 1):
         raise bad(f"concurrency must be an integer >= 1, got {concurrency!r}")
-    if protocol not in ("grpc", "http"):
-        raise bad(f"protocol must be 'grpc' or 'http', got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise bad(
+            f"protocol must be one of {', '.join(map(repr, PROTOCOLS))} (generate: Triton's"
+            f" HTTP generate extension), got {protocol!r}"
+        )
     if request_rate is not None:
         if not (is_number(request_rate) and request_rate > 0):
             raise bad(f"request_rate must be a number > 0 (requests/s), got {request_rate!r}")
@@ -150,16 +158,36 @@ def sequence_plan(
 
 
 def stream_spec(
-    spec: ModelSpec, protocol: str, token_output: str | None, timeout_s: float
+    spec: ModelSpec,
+    protocol: str,
+    token_output: str | None,
+    timeout_s: float,
+    text_output: str | None = None,
 ) -> StreamSpec | None:
-    """How a decoupled model is streamed (None for a request/response model); InputSpecError
-    for options it cannot take."""
+    """How a decoupled model is streamed, or any model driven over ``protocol="generate"``
+    (None for a request/response model over the inference protocols); InputSpecError for
+    options it cannot take. ``text_output``: the output whose text is kept per request
+    (a tokenizer counts it)."""
 
     def bad(what: str) -> InputSpecError:
         return InputSpecError(f"model '{spec.name}': {what}")
 
     if not (is_number(timeout_s) and timeout_s > 0):
         raise bad(f"stream_timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+    if protocol == "generate":
+        if spec.sequence is not None:
+            raise bad(
+                "protocol='generate' does not carry sequence IDs (the generate extension"
+                " takes inputs only); measure a sequence model over 'grpc' or 'http'"
+            )
+        if token_output is not None and token_output not in {o.name for o in spec.outputs}:
+            raise bad(
+                f"token_output={token_output!r} is not an output; its outputs are "
+                + (", ".join(repr(o.name) for o in spec.outputs) or "(none)")
+            )
+        return StreamSpec(
+            spec.name, token_output, float(timeout_s), text_output, events=spec.decoupled
+        )
     if not spec.decoupled:
         if token_output is not None:
             raise bad(
@@ -177,17 +205,20 @@ def stream_spec(
             f"protocol={protocol!r}: the model is decoupled (model_transaction_policy {{"
             " decoupled: true }) and Triton's HTTP /infer endpoint does not return its"
             " streamed responses; measure it over gRPC (protocol='grpc', the default), which"
-            " drives the ModelStreamInfer stream"
+            " drives the ModelStreamInfer stream, or over the generate extension's"
+            " generate_stream (protocol='generate')"
         )
     if token_output is not None and token_output not in {o.name for o in spec.outputs}:
         raise bad(
             f"token_output={token_output!r} is not an output; its outputs are "
             + (", ".join(repr(o.name) for o in spec.outputs) or "(none)")
         )
-    return StreamSpec(spec.name, token_output, float(timeout_s))
+    return StreamSpec(spec.name, token_output, float(timeout_s), text_output)
 
 
-def check_slo(spec: ModelSpec, slo: object) -> tuple[tuple[str, float], ...]:
+def check_slo(
+    spec: ModelSpec, slo: object, streamed: bool | None = None
+) -> tuple[tuple[str, float], ...]:
     """The per-request SLOs of ``slo=`` (None: none) as (key, bound in ms) pairs;
     InputSpecError for a value that is not a non-empty mapping of :data:`SLO_KEYS` to
     milliseconds > 0, or for a model that does not stream (the SLOs bound its responses)."""
@@ -211,7 +242,7 @@ def check_slo(spec: ModelSpec, slo: object) -> tuple[tuple[str, float], ...]:
         if not (is_number(value) and 0 < value < math.inf):
             raise bad(f"slo {key}={value!r} is not a number of milliseconds > 0 (e.g. {example})")
         out.append((str(key), float(value)))
-    if not spec.decoupled:
+    if not (spec.decoupled if streamed is None else streamed):
         raise bad(
             "slo bounds the TTFT, time per output token and end-to-end latency of a streaming"
             " model's requests; this model is not decoupled (one response per request): bound"

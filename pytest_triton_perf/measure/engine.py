@@ -2,13 +2,25 @@
 
 Sequence of one measurement::
 
-    warm-up (warmup_s) -> drain -> statistics snapshot S0 -> memory sampler on
+    warm-up (warmup_s) -> stop, drain -> statistics snapshot S0 -> memory sampler on
+    -> restart the load at t_load -> ramp (ramp_s) -> first window opens at t0
     -> windows (at least `windows`, extended up to `max_windows` until stable)
     -> stop sending, drain (requests completing now are not counted) -> snapshot S1
 
 The load pauses between warm-up and the first window so that S0 sees no request in flight,
 and S1 is taken once the drain has finished: the server's request count over S0..S1 then
-equals the client's count over the same span exactly (``requests + drained``).
+equals the client's count over the same span exactly (``requests + drained + ramp``).
+
+The ramp: a request belongs to the window in which it completes, and after the restart
+nothing completes before one latency, so a window opened at t_load would start cold and
+read the throughput low, by about rate x mean latency requests (10% for a 200 ms
+streaming model in 2 windows of 1 s). The first window opens once the load has run for
+the warm-up's p99 latency (``measure.windows.ramp_s``: at most 2 s or one window, for a
+group the longest of its models'), when requests complete at the steady rate. Requests
+completing in the ramp are outside the windows, like the drained ones: the server counts
+them (``ramp``, and so do its queue and compute statistics over S0..S1), the figures do
+not. Without a warm-up (``warmup_s=0``, as the smoke check of ``--triton-perf-disable``)
+there is nothing to size the ramp from: the first window opens at t_load, cold.
 
 Closed loop (``concurrency``) or open loop (``request_rate``, constant or Poisson arrivals,
 latency counted from the scheduled send time). The load runs in this process, or in several
@@ -23,11 +35,11 @@ cross-thread barrier, and an interrupt stops every driver through the one loop.
 
 Each step lives where its concern does: request encoding in ``load.inputs``, the event loop
 and the load drivers in ``load``, Triton's statistics (and other models' traffic) in
-``measure.server_stats``, memory in ``measure.memory``, windows and pooling in
-``measure.windows``. The arguments are checked and the requests encoded before anything is
-sent (:func:`prepare`, in ``measure.plan`` and ``measure.checks``; the keywords are
-``measure.options.EngineOptions``); this module runs the plan in order, and
-``measure.summary`` makes what it saw into a result.
+``measure.server_stats``, memory in ``measure.memory``, GPU energy in ``measure.energy``,
+windows and pooling in ``measure.windows``. The arguments are checked and the requests
+encoded before anything is sent (:func:`prepare`, in ``measure.plan`` and
+``measure.checks``; the keywords are ``measure.options.EngineOptions``); this module runs
+the plan in order, and ``measure.summary`` makes what it saw into a result.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from typing_extensions import Unpack
@@ -48,6 +60,7 @@ from pytest_triton_perf.load.driver import Driver, LocalDriver, PhaseStats
 from pytest_triton_perf.load.loop import in_thread, run_coroutine
 from pytest_triton_perf.load.shared_memory import SharedMemory
 from pytest_triton_perf.load.workers import open_driver
+from pytest_triton_perf.measure.energy import EnergyMeter, meter_for
 from pytest_triton_perf.measure.memory import MemorySampler
 from pytest_triton_perf.measure.options import EngineOptions
 from pytest_triton_perf.measure.pipeline import assess
@@ -60,7 +73,7 @@ from pytest_triton_perf.measure.summary import (
     shared_memory_outcome,
     summarise,
 )
-from pytest_triton_perf.measure.windows import is_stable, window_results
+from pytest_triton_perf.measure.windows import is_stable, ramp_s, window_results
 from pytest_triton_perf.server.protocol import STATISTICS
 
 #: How often the server handle is asked whether the server is still alive.
@@ -100,8 +113,9 @@ def measure_group(
     ``settings`` (warm-up, windows, stability) is the group's.
 
     One event loop drives one load driver per model (each in this process or in worker
-    processes of its own); the warm-up, the statistics snapshots and every window
-    boundary are shared, so window ``k`` of each model covers the same span of time. The
+    processes of its own); the warm-up, the statistics snapshots, the ramp (the longest
+    that any model's warm-up calls for) and every window boundary are shared, so window
+    ``k`` of each model covers the same span of time. The
     stability rule holds when every model's windows are stable. Each model's result is
     cut from its own records, as :func:`measure` does, names the others in
     ``together_with``, and does not count their requests as other traffic.
@@ -153,6 +167,7 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
     watchdog = asyncio.create_task(supervisor.watch(ALIVE_INTERVAL_S))
     drivers: list[Driver | None] = [None] * len(plans)
     sampler: MemorySampler | None = None
+    meter: EnergyMeter | None = None
     try:
         workers = [1 if plan.workers == "auto" else plan.workers for plan in plans]
         for plan in plans:
@@ -161,8 +176,10 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
         for i, plan in enumerate(plans):
             drivers[i] = await open_driver(plan.load, workers[i], supervisor)
         notes: list[list[str]] = [[] for _ in plans]
+        # No warm-up, nothing to size the ramp from: the first window opens at the start.
+        ramp = 0.0
         if settings.warmup_s > 0:
-            stats = await _warm_up(_opened(drivers), supervisor, settings)
+            stats, ramps = await _warm_up(_opened(drivers), supervisor, settings)
             cores = os.cpu_count() or 1
             saturated = False
             for i, plan in enumerate(plans):
@@ -185,7 +202,8 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
                     f"load generator saturated in warm-up: using {workers[i]} processes"
                 )
             if saturated:
-                await _warm_up(_opened(drivers), supervisor, settings)
+                stats, ramps = await _warm_up(_opened(drivers), supervisor, settings)
+            ramp = max(ramps)
 
         readers = [
             StatsReader(
@@ -204,9 +222,15 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
             endpoints.metrics_url, gpu_devices=getattr(endpoints, "gpu_devices", None)
         )
         await in_thread(sampler.start)
+        meter = meter_for(endpoints, len(plans))
+        await in_thread(meter.open)
 
         batches = [p.workload.batch_size for p in plans]
-        boundaries = await _windows(_opened(drivers), supervisor, settings, batches)
+        # The energy counter is read in the loop, next to the window edges (a fast call).
+        t_load, boundaries = await _windows(
+            _opened(drivers), supervisor, settings, batches, ramp, meter.start
+        )
+        meter.stop()
         peaks = asyncio.get_running_loop().run_in_executor(None, sampler.stop)
         stopped = await asyncio.gather(
             *(d.stop(settings.drain_timeout_s) for d in _opened(drivers))
@@ -239,10 +263,14 @@ async def _measure_async(plans: Sequence[Plan]) -> list[PerfResult]:
                 other_traffic=tuple((n, c) for n, c in seen.other_traffic if n not in group),
                 notes=(*notes[i], *seen.notes),
                 pipeline=seen.pipeline,
+                energy=meter,
+                load_start=t_load,
             )
             results.append(summarise(plan, observed))
         return results
     finally:
+        if meter is not None:
+            meter.close()
         if sampler is not None:
             with contextlib.suppress(Exception):
                 await in_thread(sampler.stop)
@@ -263,16 +291,21 @@ def _opened(drivers: Sequence[Driver | None]) -> list[Driver]:
 
 async def _warm_up(
     drivers: Sequence[Driver], supervisor: Supervisor, settings: MeasureSettings
-) -> list[PhaseStats]:
-    """Send for ``warmup_s`` (every driver from the same instant), then stop and drain: the
-    first window starts with nothing in flight, and statistics snapshot S0 sees no request
-    in progress."""
+) -> tuple[list[PhaseStats], list[float]]:
+    """Send for ``warmup_s`` (every driver from the same instant), then stop and drain:
+    statistics snapshot S0 sees no request in progress. Returns each driver's costs and
+    the ramp its latencies call for (:func:`~pytest_triton_perf.measure.windows.ramp_s`,
+    from the requests completed in the second half of the warm-up and its drain)."""
     t0 = time.perf_counter_ns()
     for driver in drivers:
         await driver.start(t0)
     await supervisor.sleep(settings.warmup_s)
     stopped = await asyncio.gather(*(d.stop(settings.drain_timeout_s) for d in drivers))
-    return [stats for _, _, stats in stopped]
+    steady_from = t0 + int(settings.warmup_s * 1e9) // 2
+    return (
+        [stats for _, _, stats in stopped],
+        [ramp_s(records, steady_from, settings.window_s) for _, records, _ in stopped],
+    )
 
 
 async def _windows(
@@ -280,14 +313,22 @@ async def _windows(
     supervisor: Supervisor,
     settings: MeasureSettings,
     batch_sizes: Sequence[int],
-) -> list[int]:
-    """Start the load and cut windows until the stability rule holds for every driver (at
-    least ``windows``, at most ``max_windows``); returns the boundaries, t0 first, shared by
-    all the drivers. The load is still running."""
-    t0 = time.perf_counter_ns()
-    boundaries = [t0]
+    ramp: float,
+    opened: Callable[[], object],
+) -> tuple[int, list[int]]:
+    """Start the load at t_load, let it run ``ramp`` seconds, call ``opened`` as the first
+    window opens (at t0), and cut windows until the stability rule holds for every driver
+    (at least ``windows``, at most ``max_windows``). Returns t_load and the boundaries, t0
+    first, shared by all the drivers. The load is still running."""
+    t_load = time.perf_counter_ns()
     for driver in drivers:
-        await driver.start(t0)
+        await driver.start(t_load)
+    t0 = t_load
+    if ramp > 0:
+        await supervisor.sleep((t_load + int(ramp * 1e9) - time.perf_counter_ns()) / 1e9)
+        t0 = time.perf_counter_ns()
+    opened()
+    boundaries = [t0]
     window_ns = int(settings.window_s * 1e9)
     while True:
         target = t0 + len(boundaries) * window_ns
@@ -297,13 +338,13 @@ async def _windows(
         if measured < settings.windows:
             continue
         if measured >= settings.max_windows:
-            return boundaries
+            return t_load, boundaries
         stable = True
         for driver, batch in zip(drivers, batch_sizes, strict=True):
             wins = window_results(await driver.snapshot(), boundaries, batch)
             stable = stable and is_stable(wins, settings.stability_pct)
         if stable:
-            return boundaries
+            return t_load, boundaries
 
 
 async def _probe_sequences(plan: Plan, supervisor: Supervisor) -> None:

@@ -50,6 +50,22 @@ class LatencyStats:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class TokenStats(LatencyStats):
+    """Tokens per request (input or output): :class:`LatencyStats`' percentiles (by nearest
+    rank), mean, extremes and the requests counted, in tokens, and their ``total``."""
+
+    total: int
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> TokenStats | None:
+        """Summarise per-request token counts; None when there are none."""
+        summary = LatencyStats.from_samples(counts)
+        if summary is None:
+            return None
+        return cls(**dataclasses.asdict(summary), total=int(np.sum(counts)))
+
+
 #: The per-request SLOs ``measure(slo=...)`` takes, each an upper bound in milliseconds.
 SLO_KEYS = ("ttft_ms", "tpot_ms", "e2e_ms")
 
@@ -62,9 +78,11 @@ class SloFigures:
     TTFT, TPOT and end-to-end latency as :class:`StreamFigures` defines them; a request
     with fewer than two output tokens has no time per output token and meets a TPOT bound,
     as in vLLM's benchmark. A failed request, or one without a response, meets none.
-    ``requests`` counts every completed request, failed ones included; ``attainment`` is
-    the share that met every SLO (its 95% interval: Wilson's score interval) and
-    ``goodput`` such requests per second of the windows (DistServe's goodput).
+    ``requests`` counts every request started in the windows, failed ones included, each
+    followed to its end; ``attainment`` is the share that met every SLO (its 95% interval:
+    Wilson's score interval) and ``goodput`` such requests per second of the windows
+    (DistServe's goodput): the attainment times the requests completed per second, failed
+    ones included, so that goodput never exceeds the throughput it is a share of.
     """
 
     slo: tuple[tuple[str, float], ...]
@@ -73,10 +91,12 @@ class SloFigures:
     #: Requests that missed each SLO (failed ones in each), in the order of ``slo``.
     missed: tuple[tuple[str, int], ...]
     duration_s: float
+    #: Requests completed in the windows, failed ones included (None: ``requests``).
+    completed: int | None = None
 
     @property
     def attainment(self) -> float | None:
-        """Share of completed requests that met every SLO (None: no request completed)."""
+        """Share of the requests that met every SLO (None: no request)."""
         return self.met / self.requests if self.requests else None
 
     @property
@@ -86,8 +106,12 @@ class SloFigures:
 
     @property
     def goodput(self) -> float:
-        """Requests per second that met every SLO."""
-        return self.met / self.duration_s if self.duration_s > 0 else 0.0
+        """Requests per second that met every SLO: the attainment times the requests
+        completed per second."""
+        if self.duration_s <= 0 or not self.requests:
+            return 0.0
+        completed = self.requests if self.completed is None else self.completed
+        return self.met / self.requests * completed / self.duration_s
 
     def most_missed(self) -> str:
         """The SLOs by the share of requests that missed each, most missed first:
@@ -108,6 +132,7 @@ class SloFigures:
             "slo": dict(self.slo),
             "requests": self.requests,
             "met": self.met,
+            "completed": self.requests if self.completed is None else self.completed,
             "missed": dict(self.missed),
             "attainment": self.attainment,
             "interval": list(self.interval) if self.interval else None,
@@ -185,7 +210,12 @@ class StreamFigures:
     - ``responses_per_request``: mean responses per request (the empty message that carries
       only the final flag is not a response);
     - ``responses_per_s`` and ``output_tokens_per_s``: per second of the windows; tokens are
-      the elements of ``token_output`` in the responses (None: not counted).
+      the elements of ``token_output`` in the responses, or the tokenizer's count of a text
+      model's output (None: not counted);
+    - ``token_counting``: how output tokens are counted, ``tokenizer:<file>``,
+      ``token_output:<OUTPUT>`` or ``responses``;
+    - ``input_tokens_per_request`` / ``output_tokens_per_request``: tokens per request (input
+      tokens: a text model's prompt, by the tokenizer or in words without one).
     """
 
     ttft_ms: LatencyStats | None
@@ -202,6 +232,9 @@ class StreamFigures:
     tpot_ms: LatencyStats | None = None
     e2e_ms: LatencyStats | None = None
     slo: SloFigures | None = None
+    token_counting: str = "responses"
+    input_tokens_per_request: TokenStats | None = None
+    output_tokens_per_request: TokenStats | None = None
     # The pooled raw values (ms), for A/B merging and intervals; never compared.
     ttft_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
     itl_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
@@ -209,6 +242,8 @@ class StreamFigures:
     second_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
     tpot_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
     e2e_samples_ms: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
+    input_token_samples: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
+    output_token_samples: np.ndarray = field(default_factory=_empty, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (flat: the keys are the result's own)."""
@@ -229,6 +264,13 @@ class StreamFigures:
             "output_tokens": self.output_tokens,
             "output_tokens_per_s": self.output_tokens_per_s,
             "token_output": self.token_output,
+            "token_counting": self.token_counting,
+            "input_tokens_per_request": (
+                self.input_tokens_per_request.to_dict() if self.input_tokens_per_request else None
+            ),
+            "output_tokens_per_request": (
+                self.output_tokens_per_request.to_dict() if self.output_tokens_per_request else None
+            ),
             "slo": self.slo.to_dict() if self.slo else None,
             "slo_attainment": self.slo.attainment if self.slo else None,
             "goodput": self.slo.goodput if self.slo else None,

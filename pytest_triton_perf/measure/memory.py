@@ -78,6 +78,12 @@ class NvmlSource:
             for name, h in zip(self.devices, self._handles, strict=True)
         }
 
+    def energy_mj(self) -> dict[str, int]:
+        """Energy each GPU consumed since the driver was loaded, in millijoules, named as
+        ``devices`` names them (NVML's total-energy counter: Volta or newer)."""
+        get = self._nvml.nvmlDeviceGetTotalEnergyConsumption
+        return {name: int(get(h)) for name, h in zip(self.devices, self._handles, strict=True)}
+
     def close(self) -> None:
         """Shut NVML down."""
         with contextlib.suppress(Exception):

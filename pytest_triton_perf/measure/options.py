@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, TypedDict, cast
@@ -41,7 +42,8 @@ class WorkloadOptions(TypedDict, total=False):
     version: str | None
     #: Inferences per request.
     batch_size: int
-    #: ``"grpc"`` or ``"http"``.
+    #: ``"grpc"``, ``"http"`` or ``"generate"`` (Triton's HTTP generate extension:
+    #: generate_stream's server-sent events for a decoupled model, generate otherwise).
     protocol: Protocol
     #: ``"random"``, ``"zero"``, the path of a perf_analyzer JSON input-data file, arrays by
     #: input name, or a list of these (sent in turn).
@@ -69,6 +71,15 @@ class WorkloadOptions(TypedDict, total=False):
     #: Length of prompt inputs in tokens: 128, (64, 512), {"mean": 256, "stddev": 64}, or
     #: a dict of these by input name.
     prompt_length: PromptLength | None
+    #: Text models (a BYTES ``text_input``): a JSONL file of prompts, one object per line,
+    #: {"text": "...", "output_length": 128} ("prompt" for "text"; output_length optional).
+    prompts: str | os.PathLike[str] | None
+    #: Text models: tokens to generate (sent as max_tokens): 128, (64, 512) or
+    #: {"mean": 256, "stddev": 64}; a prompts file's output_length takes precedence.
+    output_length: PromptLength | None
+    #: Text models: a local tokenizer.json (the tokenizers library's) counting input and
+    #: output tokens; without it output tokens are responses.
+    tokenizer: str | os.PathLike[str] | None
     #: Streaming models: the longest wait for a request's next response, in seconds.
     stream_timeout_s: float
     #: Streaming models: per-request SLOs, upper bounds in ms on ttft_ms, tpot_ms and
@@ -134,6 +145,9 @@ LOAD_DEFAULTS: Final[LoadOptions] = {
     "sequence_id_type": "auto",
     "token_output": None,
     "prompt_length": None,
+    "prompts": None,
+    "output_length": None,
+    "tokenizer": None,
     "stream_timeout_s": DEFAULT_TIMEOUT_S,
     "slo": None,
     "shared_memory": "none",

@@ -6,6 +6,7 @@ how carefully) and :class:`Endpoints` (what the engine needs of a server)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -14,8 +15,9 @@ from typing_extensions import Unpack
 
 from pytest_triton_perf import options as option_table
 from pytest_triton_perf.errors import ArgumentError, InputSpecError, MeasurementError
+from pytest_triton_perf.load import generate, text
 from pytest_triton_perf.load.driver import LoadSpec
-from pytest_triton_perf.load.inputs import encode_payloads, tensor_sets
+from pytest_triton_perf.load.inputs import build_inputs, encode_payloads, tensor_sets
 from pytest_triton_perf.load.model_info import fetch_model_spec
 from pytest_triton_perf.load.model_spec import ModelSpec
 from pytest_triton_perf.load.prompts import prompt_tensor_sets
@@ -48,7 +50,7 @@ from pytest_triton_perf.server.protocol import (
     ServerInfo,
     read_server_info,
 )
-from pytest_triton_perf.urls import base_url
+from pytest_triton_perf.urls import base_url, host_port, parse_url
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,17 @@ class Plan:
     server: ServerInfo = dataclasses.field(default_factory=ServerInfo)
     #: Streaming models: the per-request SLOs (key -> bound in ms) of ``slo=``; empty: none.
     slo: tuple[tuple[str, float], ...] = ()
+    #: Text models: each payload's input tokens, and how tokens are counted.
+    text: TextPlan | None = None
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """What a text model's measurement counts: each payload's prompt tokens (the
+    tokenizer's count, or words without one) and the tokenizer file (None: none)."""
+
+    prompt_tokens: tuple[int, ...]
+    tokenizer: str | None = None
 
 
 def prepare(
@@ -187,6 +200,16 @@ def prepare(
     ``slo_attainment`` is the share of requests that met them all and ``goodput`` such
     requests per second (:class:`~pytest_triton_perf.measure.figures.SloFigures`).
 
+    Text models (a BYTES ``text_input``, as Triton's vLLM and TensorRT-LLM backends name
+    it) get their prompts from ``prompts`` (a JSONL file) or ``prompt_length``, the
+    backends' ``stream``, ``exclude_input_in_output`` and ``sampling_parameters`` /
+    ``max_tokens`` inputs filled by their conventions (``output_length`` sets max_tokens),
+    and with ``tokenizer`` (a local tokenizer.json) their input and output tokens counted
+    by it (:mod:`pytest_triton_perf.load.text`). ``protocol="generate"`` drives Triton's
+    HTTP generate extension instead: generate_stream's server-sent events for a decoupled
+    model, generate for any other, with the same streaming figures
+    (:mod:`pytest_triton_perf.load.generate`).
+
     Pipelines: an ensemble's steps come from its configuration; a BLS model (a Python model
     that calls others) names the models it calls with ``composing_models``. Either way the
     result's ``pipeline`` breaks the server time down per composing model. See
@@ -224,9 +247,32 @@ def prepare(
         concurrency=o["concurrency"],
         seed=o["seed"],
     )
-    stream = stream_spec(spec, o["protocol"], o["token_output"], o["stream_timeout_s"])
-    slo = check_slo(spec, o["slo"])
-    payloads, label, shm = _encode(endpoints, spec, kind, o, sequence, server)
+    texts = _text_requests(spec, o)
+    tokenizer = _tokenizer(spec, o)
+    stream = stream_spec(
+        spec,
+        o["protocol"],
+        o["token_output"],
+        o["stream_timeout_s"],
+        text.text_output(spec) if tokenizer is not None else None,
+    )
+    slo = check_slo(spec, o["slo"], streamed=stream is not None)
+    if kind != "none" and o["protocol"] == "generate":
+        raise InputSpecError(
+            f"model '{model}': shared_memory={kind!r} needs the inference protocols;"
+            " protocol='generate' sends its inputs as JSON"
+        )
+    payloads, label, shm = _encode(endpoints, spec, kind, o, sequence, server, texts)
+    text_plan = None
+    if texts is not None:
+        counts = (
+            text.count_tokens(text.load_tokenizer(tokenizer), texts.prompts)
+            if tokenizer is not None
+            else text.count_words(texts.prompts)
+        )
+        text_plan = TextPlan(tuple(int(n) for n in counts), tokenizer)
+    elif tokenizer is not None:
+        text_plan = TextPlan((), tokenizer)
     if stream is not None:
         # The drain at the end of a phase outlasts the response timeout: a request that
         # never ends is counted as failed, not cancelled unseen.
@@ -237,7 +283,7 @@ def prepare(
     workload = Workload(
         model=model,
         version=version,
-        protocol="grpc" if o["protocol"] == "grpc" else "http",
+        protocol=o["protocol"],
         batch_size=o["batch_size"],
         concurrency=concurrency,
         request_rate=float(request_rate) if request_rate is not None else None,
@@ -251,6 +297,8 @@ def prepare(
     uses_seed = (
         "random" in label
         or o["prompt_length"] is not None
+        or o["output_length"] is not None
+        or (texts is not None and o["prompts"] is None)
         or (open_loop and arrival == "poisson")
         or (sequence is not None and sequence.variation > 0)
     )
@@ -281,7 +329,56 @@ def prepare(
         shm=shm,
         server=server,
         slo=slo,
+        text=text_plan,
     )
+
+
+def _text_requests(spec: ModelSpec, o: EngineOptions) -> text.TextRequests | None:
+    """A text model's requests (:mod:`pytest_triton_perf.load.text`), when the model follows
+    the conventions and ``inputs`` leaves its inputs to them; InputSpecError for a text
+    option (``prompts``, ``output_length``) on a model that does not."""
+    inputs = o["inputs"]
+    given = [k for k in ("prompts", "output_length") if o[k] is not None]
+    if not text.is_text_model(spec) or not (
+        isinstance(inputs, str) and inputs in ("random", "zero")
+    ):
+        if given:
+            why = (
+                f"inputs={inputs!r} gives the inputs"
+                if text.is_text_model(spec)
+                else f"the model has no BYTES input '{text.TEXT_INPUT}' (the vLLM and"
+                " TensorRT-LLM backends' prompt); its inputs are "
+                + ", ".join(f"'{t.name}' {t.datatype}" for t in spec.inputs)
+            )
+            raise InputSpecError(
+                f"model '{spec.name}': {', '.join(given)} is for text models: {why}"
+            )
+        return None
+    return text.text_requests(
+        spec,
+        prompts=o["prompts"],
+        prompt_length=o["prompt_length"],
+        output_length=o["output_length"],
+        streaming=spec.decoupled,
+        seed=o["seed"],
+    )
+
+
+def _tokenizer(spec: ModelSpec, o: EngineOptions) -> str | None:
+    """The tokenizer file (checked and loaded once), None without one; InputSpecError for
+    a model without the text output it counts."""
+    given = o["tokenizer"]
+    if given is None:
+        return None
+    path = os.fspath(given)
+    if text.text_output(spec) is None:
+        raise InputSpecError(
+            f"model '{spec.name}': tokenizer={path!r} counts the tokens of a BYTES output"
+            f" '{text.TEXT_OUTPUT}' (the vLLM and TensorRT-LLM backends' output); its outputs"
+            " are " + (", ".join(f"'{t.name}' {t.datatype}" for t in spec.outputs) or "(none)")
+        )
+    text.load_tokenizer(path)
+    return path
 
 
 def _encode(
@@ -291,6 +388,7 @@ def _encode(
     options: EngineOptions,
     sequence: SequencePlan | None,
     server: ServerInfo,
+    texts: text.TextRequests | None = None,
 ) -> tuple[tuple[bytes, ...], str, tuple[SharedMemory, list[dict[str, bytes]] | None] | None]:
     """The request bodies and the inputs' label (see :func:`encode_requests`); with shared
     memory, also the regions' layout (nothing created yet) and the server's answer over the
@@ -299,12 +397,26 @@ def _encode(
     inputs, shapes, seed = options["inputs"], options["shapes"], options["seed"]
     batch_size, version = options["batch_size"], options["version"]
     prompt_length = options["prompt_length"]
-    if prompt_length is not None:
+    if texts is not None:
+        tensors, label = _text_tensors(spec, texts, options), texts.label
+    elif prompt_length is not None:
         tensors, label = prompt_tensor_sets(
             spec, inputs, prompt_length, batch_size=batch_size, shapes=shapes, seed=seed
         )
     else:
         tensors, label = tensor_sets(spec, inputs, batch_size=batch_size, shapes=shapes, seed=seed)
+    if options["protocol"] == "generate":
+        host, port = parse_url(endpoints.http_url, option="server address")
+        return (
+            tuple(
+                generate.encode_request(
+                    host_port(host, port), spec.name, version, t, spec.decoupled
+                )
+                for t in tensors
+            ),
+            label,
+            None,
+        )
     shm = None
     expected: list[dict[str, bytes]] | None = None
     if kind != "none":
@@ -324,6 +436,37 @@ def _encode(
         json_data=not server.has(BINARY_TENSOR_DATA),
     )
     return payloads, label, (shm, expected) if shm else None
+
+
+def _text_tensors(
+    spec: ModelSpec, texts: text.TextRequests, options: EngineOptions
+) -> list[tuple[InputTensor, ...]]:
+    """The input tensors of a text model's requests: the conventions' inputs as
+    ``texts`` sets them, any other input as ``inputs`` says (``"random"`` or ``"zero"``)."""
+    batch_size, shapes, seed = options["batch_size"], options["shapes"], options["seed"]
+    others = tuple(
+        t for t in spec.inputs if t.name not in text.CONVENTION_INPUTS and not t.optional
+    )
+    names = {t.name for t in others}
+    rest_shapes = {k: v for k, v in (shapes or {}).items() if k in names}
+    out = []
+    for k, arrays in enumerate(texts.arrays):
+        conventions = dataclasses.replace(
+            spec, inputs=tuple(t for t in spec.inputs if t.name in arrays)
+        )
+        mine = build_inputs(conventions, arrays, batch_size=batch_size, seed=seed)
+        rest: tuple[InputTensor, ...] = ()
+        if others:
+            rest = build_inputs(
+                dataclasses.replace(spec, inputs=others),
+                str(options["inputs"]),
+                batch_size=batch_size,
+                shapes=rest_shapes,
+                seed=seed + k,
+            )
+        by_name = {t.name: t for t in (*mine, *rest)}
+        out.append(tuple(by_name[t.name] for t in spec.inputs if t.name in by_name))
+    return out
 
 
 def _reference(

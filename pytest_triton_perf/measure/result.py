@@ -16,14 +16,16 @@ from typing import Any, Literal
 import numpy as np
 
 from pytest_triton_perf import metrics
+from pytest_triton_perf.measure.energy import Energy
 from pytest_triton_perf.measure.figures import (
     LatencyStats,
     SloFigures,
     StreamFigures,
     StreamWindow,
+    TokenStats,
 )
 
-Protocol = Literal["grpc", "http"]
+Protocol = Literal["grpc", "http", "generate"]
 Arrival = Literal["closed", "constant", "poisson"]
 
 
@@ -148,7 +150,9 @@ class WindowResult:
 
 @dataclass(frozen=True)
 class ServerBreakdown:
-    """Server-side figures from Triton's statistics, as deltas over the measured windows.
+    """Server-side figures from Triton's statistics, as deltas over the measured windows
+    (from the snapshot before the load restarts to the one after the drain: the requests of
+    the ramp and of the drain are in them, ``PerfResult.ramp`` and ``drained`` count them).
 
     Times are averages per request in milliseconds, as perf_analyzer reports them.
     """
@@ -304,11 +308,19 @@ class PerfResult:
     latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0), compare=False, repr=False)
     # Requests answered after the last window closed: sent during it, not counted in it.
     drained: int = 0
-    # Share of one CPU core used by the load generator's event loop over the windows.
+    # Requests answered in the ramp (the load runs ``ramp_s`` seconds before the first
+    # window opens, so that it opens on the steady state, not on a cold start): counted by
+    # the server (its statistics ``server`` include them), not in the figures. The server's
+    # request count is ``requests + drained + ramp``.
+    ramp: int = 0
+    ramp_s: float = 0.0
+    # Share of one CPU core used by the load generator's event loop over the windows (and
+    # the ramp before them).
     client_cpu: float | None = None
     # Warnings about the measurement itself (cancelled requests, late sends, ...).
     notes: tuple[str, ...] = ()
-    # CPU seconds (all threads, all worker processes) the load generator spent in the windows.
+    # CPU seconds (all threads, all worker processes) the load generator spent in the windows
+    # and the ramp before them.
     client_cpu_s: float | None = None
     # Open loop: share of requests sent more than 1 ms after their scheduled time.
     late_share: float | None = None
@@ -349,6 +361,9 @@ class PerfResult:
     # The record of a memory footprint (``triton_perf.footprint``): ``gpu_memory_mb`` and
     # ``cpu_memory_mb`` are the model's own deltas, not the server's totals.
     footprint: bool = False
+    # Energy of the server's GPUs over the windows (NVML's counter); None: see
+    # ``unavailable["energy_j"]`` for why.
+    energy: Energy | None = None
 
     def renamed(
         self,
@@ -451,6 +466,48 @@ class PerfResult:
         return self.stream.output_tokens_per_s if self.stream else None
 
     @property
+    def token_counting(self) -> str | None:
+        """How output tokens were counted: ``tokenizer:<file>`` (``tokenizer=``),
+        ``token_output:<OUTPUT>`` (its elements) or ``responses`` (streaming models; None
+        otherwise)."""
+        return self.stream.token_counting if self.stream else None
+
+    @property
+    def input_tokens(self) -> TokenStats | None:
+        """Input tokens per request: a text model's prompt, counted by the tokenizer, or in
+        whitespace-separated words without one (None: not a text model)."""
+        return self.stream.input_tokens_per_request if self.stream else None
+
+    @property
+    def output_tokens(self) -> TokenStats | None:
+        """Output tokens per request, counted as :attr:`token_counting` says (streaming
+        models; None otherwise)."""
+        return self.stream.output_tokens_per_request if self.stream else None
+
+    @property
+    def energy_j(self) -> float | None:
+        """Joules the server's GPUs consumed over the windows (None: no NVIDIA GPU to read,
+        or another reason that ``unavailable_reason("energy_j")`` gives)."""
+        return self.energy.joules if self.energy else None
+
+    @property
+    def inferences_per_joule(self) -> float | None:
+        """Inferences completed in the windows per joule of GPU energy (None: no energy)."""
+        if not self.energy or self.energy.joules <= 0:
+            return None
+        return sum(w.inferences for w in self.windows) / self.energy.joules
+
+    @property
+    def tokens_per_joule(self) -> float | None:
+        """Output tokens of a streaming model per joule of GPU energy over the windows:
+        the counted tokens (``token_output``), else the responses, as TPOT counts them
+        (None: not streaming, or no energy)."""
+        if not self.energy or self.energy.joules <= 0 or self.stream is None:
+            return None
+        tokens = self.stream.output_tokens
+        return (tokens if tokens is not None else self.stream.responses) / self.energy.joules
+
+    @property
     def error_rate(self) -> float:
         """Failed requests over all completed requests (0 when nothing completed)."""
         return self.errors / self.requests if self.requests else 0.0
@@ -489,6 +546,8 @@ class PerfResult:
             "client_bound": self.client_bound,
             "seed": self.seed,
             "drained": self.drained,
+            "ramp": self.ramp,
+            "ramp_s": self.ramp_s,
             "client_cpu": self.client_cpu,
             "notes": list(self.notes),
             "client_cpu_s": self.client_cpu_s,
@@ -511,4 +570,8 @@ class PerfResult:
             "together_with": list(self.together_with),
             "interference": self.interference.to_dict() if self.interference else None,
             "footprint": self.footprint,
+            "energy": self.energy.to_dict() if self.energy else None,
+            "energy_j": self.energy_j,
+            "inferences_per_joule": self.inferences_per_joule,
+            "tokens_per_joule": self.tokens_per_joule,
         }

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pytest_triton_perf.load import text
 from pytest_triton_perf.load.driver import PhaseStats
 from pytest_triton_perf.load.recorder import Records
 from pytest_triton_perf.load.shared_memory import SharedMemory
 from pytest_triton_perf.measure import streaming
+from pytest_triton_perf.measure.energy import EnergyMeter
 from pytest_triton_perf.measure.memory import MemoryPeaks
 from pytest_triton_perf.measure.plan import MeasureSettings, Plan, configuration_unavailable
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, Pipeline, ServerBreakdown
@@ -32,9 +34,9 @@ LATE_SHARE_LIMIT = 0.01
 class Observed:
     """Everything one measurement saw, before it is summarised into a PerfResult."""
 
-    records: Records  # every request of the windows and of the final drain
+    records: Records  # every request of the ramp, the windows and the final drain
     boundaries: list[int]  # window boundaries (perf_counter ns); the first is t0
-    stats: PhaseStats  # the load generator's own cost over the windows
+    stats: PhaseStats  # the load generator's own cost over the ramp and the windows
     cancelled: int  # requests still in flight when the drain timed out
     workers: int
     server: ServerBreakdown | None
@@ -43,6 +45,8 @@ class Observed:
     other_traffic: tuple[tuple[str, int], ...]
     notes: tuple[str, ...]  # said while measuring (e.g. more worker processes)
     pipeline: Pipeline | None = None  # per composing model, for ensembles and BLS models
+    energy: EnergyMeter | None = None  # the GPUs' energy over the windows, or why none
+    load_start: int | None = None  # when the load restarted (ns), the ramp before t0; None: t0
 
 
 def generator_saturated(records: Records, stats: PhaseStats) -> bool:
@@ -58,6 +62,7 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
     """The figures of the windows (latencies pooled over them), and what qualifies them."""
     batch = plan.workload.batch_size
     t0, t_end = seen.boundaries[0], seen.boundaries[-1]
+    t_load = t0 if seen.load_start is None else min(seen.load_start, t0)
     span = seen.records.between(t0, t_end)
     late = span.late_share(LATE_NS)
     client_bound = generator_saturated(span, seen.stats)
@@ -65,18 +70,26 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
     wins = window_results(seen.records, seen.boundaries, batch)
     pooled = pool(seen.records, seen.boundaries, batch)
     unavailable = {**seen.unavailable, **seen.memory.unavailable}
+    if seen.energy is not None:
+        unavailable.update(seen.energy.unavailable(plan.load.stream is not None))
     no_config = configuration_unavailable(plan)
     if no_config is not None:
         unavailable["model_configuration"] = no_config
     sequences = span.sequences if plan.spec.sequence is not None else None
     tokens = plan.load.stream.token_output if plan.load.stream else None
+    tokenizer = plan.text.tokenizer if plan.text is not None else None
+    counting = text.counting_label(tokenizer, tokens)
+    records = seen.records
+    if plan.text is not None:
+        records = streaming.counted(records, plan.text.prompt_tokens, tokenizer)
     slo = dict(plan.slo)
     if plan.load.stream is not None:
-        wins = streaming.with_windows(wins, seen.records, seen.boundaries, tokens, slo)
-        if tokens is None:
+        wins = streaming.with_windows(wins, records, seen.boundaries, tokens, slo, counting)
+        if counting == "responses":
             unavailable["output_tokens_per_s"] = (
                 "tokens are not counted: name the output that carries them, e.g."
-                " measure(..., token_output='OUTPUT0')"
+                " measure(..., token_output='OUTPUT0'), or for a text model give its"
+                " tokenizer, measure(..., tokenizer='tokenizer.json')"
             )
         if not slo:
             for figure in ("slo_attainment", "goodput"):
@@ -105,6 +118,9 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
         latencies_ms=pooled.latencies_ms,
         # Answered after the last window closed: counted by the server, not in the figures.
         drained=len(seen.records.between(t_end, np.iinfo(np.int64).max)),
+        # Answered in the ramp, before the first window opened: the same.
+        ramp=len(seen.records.between(np.iinfo(np.int64).min, t0)),
+        ramp_s=(t0 - t_load) / 1e9,
         client_cpu=seen.stats.loop_share,
         notes=tuple(
             _notes(plan.settings, seen, late, client_bound, plan.notes)
@@ -124,8 +140,11 @@ def summarise(plan: Plan, seen: Observed) -> PerfResult:
             else None
         ),
         sequence_slots=plan.spec.sequence.slots if plan.spec.sequence is not None else None,
-        stream=streaming.figures(seen.records, seen.boundaries, pooled.duration_s, tokens, slo),
+        stream=streaming.figures(
+            records, seen.boundaries, pooled.duration_s, tokens, slo, counting
+        ),
         pipeline=seen.pipeline,
+        energy=seen.energy.energy if seen.energy is not None else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""Windows: assignment of completed requests, per-window and pooled figures, stability.
+"""Windows: assignment of completed requests, per-window and pooled figures, stability,
+and the ramp before the first window.
 
 A request belongs to the window in which it completed (perf_analyzer's rule). Window
 durations are the measured boundary-to-boundary times, not the nominal length.
@@ -13,6 +14,7 @@ import numpy as np
 
 from pytest_triton_perf.load.recorder import Records
 from pytest_triton_perf.measure.result import LatencyStats, WindowResult
+from pytest_triton_perf.measure.stats import nearest_rank
 
 #: Windows looked at by the stability rule (hard-coded in perf_analyzer as well).
 STABILITY_WINDOWS = 3
@@ -135,3 +137,34 @@ def is_stable(
     return max_over_min_within([w.throughput for w in last], stability_pct) and (
         max_over_min_within(averages, stability_pct)
     )
+
+
+#: Percentile of the warm-up's request latencies that sizes the ramp (:func:`ramp_s`).
+RAMP_PERCENTILE = 99.0
+#: Longest ramp (s), whatever the warm-up saw. The ramp waits out a latency (2 s covers the
+#: end-to-end latency of the streaming text models this plugin measures in short windows);
+#: a longer warm-up latency is an overloaded server (an open loop above its capacity, whose
+#: queue grows through the warm-up) or a cold start, which waiting longer would not settle.
+#: Never longer than one window either: the ramp then costs at most one window's time.
+RAMP_MAX_S = 2.0
+
+
+def ramp_s(warm_up: Records, steady_from_ns: int, window_s: float) -> float:
+    """How long (s) the load runs after its restart before the first window opens: the
+    :data:`RAMP_PERCENTILE` latency of the warm-up's successful requests that completed
+    from ``steady_from_ns`` on (the drain included; the first part of a warm-up has its
+    cold start: lazy initialisation, connections), capped at :data:`RAMP_MAX_S` and
+    ``window_s``. For end-to-end latency of streaming requests that is the request latency.
+
+    Why: a request belongs to the window in which it completes, and after the restart
+    nothing completes before one latency, so a first window opened at once reads low, by
+    about rate x mean latency requests; opened after the ramp, only requests slower than it
+    are missing from the first window. 0 when the warm-up answered nothing (nothing to size
+    it from; failed requests only say how fast the server refuses)."""
+    steady = warm_up.between(steady_from_ns, np.iinfo(np.int64).max)
+    lat = latencies_ms(steady)
+    if len(lat) == 0:
+        lat = latencies_ms(warm_up)
+    if len(lat) == 0:
+        return 0.0
+    return max(0.0, min(nearest_rank(np.sort(lat), RAMP_PERCENTILE) / 1e3, RAMP_MAX_S, window_s))

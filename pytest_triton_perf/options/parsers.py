@@ -165,6 +165,8 @@ COLUMNS = (
     "error_rate",
     "gpu_memory",
     "cpu_memory",
+    "energy",
+    "tokens_per_joule",
     "queue",
     "compute",
     "sla",

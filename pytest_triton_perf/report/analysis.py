@@ -152,14 +152,19 @@ def capacity_title(cap: Mapping[str, Any]) -> str:
 
 def capacity_table(cap: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the step table, steps in the order measured: load, phase,
-    throughput, each bounded latency, the error rate when any request failed, and the
-    step's result (``pass``, ``FAIL: p99_ms 43.1 > 30``; the capacity and knee steps say so)."""
+    throughput, each bounded latency, the SLO attainment of a capacity by goodput, the
+    error rate when any request failed, and the step's result (``pass``, ``FAIL: p99_ms
+    43.1 > 30``; the capacity and knee steps say so)."""
     over = cap.get("over", "concurrency")
     steps = _steps(cap)
     latencies = bounded_latencies(cap)
     errors = any((num(s.get("error_rate")) or 0) > 0 for s in steps)
     header = ["rate /s" if over == "request_rate" else "concurrency", "phase", "infer/s"]
     header += [f"{metrics.BY_NAME[k].short} ms" for k in latencies]
+    # A capacity by goodput: each level's SLO attainment (the point estimate decides).
+    attained = "min_slo_attainment" in (cap.get("bounds") or {})
+    if attained:
+        header.append("SLO attained")
     if errors:
         header.append("errors")
     header.append("result")
@@ -172,6 +177,8 @@ def capacity_table(cap: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         row = [f"{load:g}" if load is not None else "-", str(s.get("phase") or "-")]
         row.append(fmt(s.get("throughput"), 1))
         row += [fmt(s.get(k)) for k in latencies]
+        if attained:
+            row.append(fmt(s.get("slo_attainment")))
         if errors:
             rate = num(s.get("error_rate"))
             row.append("-" if rate is None else f"{100 * rate:.3g}%")
@@ -267,6 +274,9 @@ def search_table(search: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     objective = search.get("objective")
     best = search.get("best")
     committed = committed_candidate(search)
+    predicted = any(isinstance(c.get("prediction"), Mapping) for c in _candidates(search))
+    if predicted:
+        header.insert(header.index("capacity") + 1, "predicted")
     rows = []
     for c in _candidates(search):
         rank = c.get("rank")
@@ -280,13 +290,18 @@ def search_table(search: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
             status += f" ({', '.join(marks)})"
         if c.get("note"):
             status += f": {c['note']}"
+        cells = [
+            str(rank) if rank is not None else "-",
+            str(c.get("name") or "?"),
+            values_text(c.get("values")),
+            objective_text(objective, c.get("objective")),
+            fmt(c.get("capacity"), 1),
+        ]
+        if predicted:
+            cells.append(prediction_text(c.get("prediction")))
         rows.append(
             [
-                str(rank) if rank is not None else "-",
-                str(c.get("name") or "?"),
-                values_text(c.get("values")),
-                objective_text(objective, c.get("objective")),
-                fmt(c.get("capacity"), 1),
+                *cells,
                 fmt(c.get("p99_ms")),
                 fmt(c.get("throughput"), 1),
                 fmt_mb(c.get("gpu_memory_mb")),
@@ -296,6 +311,34 @@ def search_table(search: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
             ]
         )
     return header, rows
+
+
+def prediction_text(prediction: Any) -> str:
+    """A candidate's predicted capacity beside its measurement: ``283.0 (+1%)``, with the
+    measurement's error on the prediction where it was checked (``!`` beyond the
+    tolerance: the capacity was then searched at full length); ``-`` for none."""
+    if not isinstance(prediction, Mapping):
+        return "-"
+    text = fmt(prediction.get("capacity"), 1)
+    error = num(prediction.get("error"))
+    if error is not None:
+        text += f" ({error:+.0%}{'' if prediction.get('held') else '!'})"
+    return text
+
+
+def cost_text(cost: Any) -> str:
+    """``wall 11.5 s, 11.5 server-s, no GPU: 4 levels (9.2 s under load), 3 model loads
+    (2.3 s)``; '' for none."""
+    if not isinstance(cost, Mapping) or num(cost.get("wall_s")) is None:
+        return ""
+    gpu = num(cost.get("gpu_s"))
+    gpu_text = f"{gpu:.1f} GPU-s" if gpu is not None else "no GPU"
+    return (
+        f"cost: wall {duration_text(cost.get('wall_s'))}, {num(cost.get('server_s')) or 0:.1f} "
+        f"server-s, {gpu_text}: {cost.get('levels', 0)} levels "
+        f"({num(cost.get('measured_s')) or 0:.1f} s under load), {cost.get('loads', 0)} model "
+        f"loads ({num(cost.get('load_s')) or 0:.1f} s)"
+    )
 
 
 def search_title(search: Mapping[str, Any]) -> str:
@@ -348,6 +391,12 @@ def search_lines(search: Mapping[str, Any]) -> list[str]:
     if sla:
         effort += f"; SLA {sla}"
     lines.append(effort)
+    if search.get("tie"):
+        lines.append(str(search["tie"]))
+    cost = cost_text(search.get("cost"))
+    if cost:
+        lines.append(cost)
+    lines += [str(n) for n in search.get("notes") or []]
     return lines
 
 

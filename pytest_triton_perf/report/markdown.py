@@ -70,6 +70,7 @@ from pytest_triton_perf.report.text import (
     host_load,
     missing_baseline,
     model_name,
+    num,
     pipeline_of,
     pipeline_rows,
     pipeline_title,
@@ -117,6 +118,11 @@ def _memory(record: MeasurementRecord) -> str:
         parts.append(f"GPU {fmt_mb(f['gpu_memory_mb'])} MB")
     if f["cpu_memory_mb"] is not None:
         parts.append(f"CPU {fmt_mb(f['cpu_memory_mb'])} MB")
+    joules = num(record.result.get("energy_j"))
+    if joules is not None:  # GPU energy over the windows, and what it bought
+        per = f["tokens_per_joule"] or f["inferences_per_joule"]
+        unit = "tokens/J" if f["tokens_per_joule"] is not None else "infer/J"
+        parts.append(f"GPU {fmt(joules)} J" + (f" ({fmt(per)} {unit})" if per else ""))
     return ", ".join(parts) or "-"
 
 

@@ -98,13 +98,27 @@ def stream_line(record: MeasurementRecord) -> str:
         f"2nd response p50 {fmt(_q(r, 'second_response_ms', 'p50'))} ms; "
         f"{fmt(r.get('responses_per_request'), 1)} responses/request, "
         f"{fmt(r.get('responses_per_s'), 1)} responses/s"
-        + (f", {fmt(tokens, 1)} tokens/s" if tokens is not None else "")
+        + (f", {fmt(tokens, 1)} tokens/s{_counting(r)}" if tokens is not None else "")
         + (
             f"; SLO attainment {_attainment(r)}, goodput {fmt(goodput, 1)} requests/s"
             if goodput is not None
             else ""
         )
     )
+
+
+def _counting(result: Mapping[str, Any]) -> str:
+    """`` (tokenizer:tokenizer.json; 128.0 in, 16.0 out per request)``: how tokens were
+    counted, where not by ``token_output`` (whose name the workload does not show)."""
+    counting = result.get("token_counting")
+    if not isinstance(counting, str) or not counting.startswith("tokenizer:"):
+        return ""
+    per = [
+        f"{fmt(_q(result, key, 'avg'), 1)} {side}"
+        for key, side in (("input_tokens_per_request", "in"), ("output_tokens_per_request", "out"))
+        if _q(result, key, "avg") is not None
+    ]
+    return f" ({counting}" + (f"; {', '.join(per)} per request" if per else "") + ")"
 
 
 def stream_lines(records: Sequence[MeasurementRecord], verbose: bool) -> list[str]:

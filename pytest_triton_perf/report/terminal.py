@@ -171,6 +171,8 @@ COLUMNS: dict[str, Column] = {
     ),
     "gpu_memory": _figure("gpu_memory_mb", "GPU MB"),
     "cpu_memory": _figure("cpu_memory_mb", "CPU MB"),
+    "energy": _number("GPU J", _field("energy_j")),
+    "tokens_per_joule": _figure("tokens_per_joule", "tokens/J"),
     "queue": _number("queue ms", _field("server", "queue_ms")),
     "compute": _number("compute ms", _field("server", "compute_infer_ms")),
     "sla": _text("SLA", lambda r: r.sla_verdict),
@@ -190,15 +192,20 @@ DEFAULT_COLUMNS = (
     "baseline",
 )
 MEMORY_COLUMNS = ("gpu_memory", "cpu_memory")
+#: ``-v`` adds these after the memory columns where some record has GPU energy.
+ENERGY_COLUMNS = ("energy", "tokens_per_joule")
 
 
-def _columns(columns: Sequence[str] | None, verbose: bool) -> list[str]:
+def _columns(
+    columns: Sequence[str] | None, verbose: bool, records: Sequence[MeasurementRecord] = ()
+) -> list[str]:
     if columns:
         return list(columns)
     names = list(DEFAULT_COLUMNS)
     if verbose:
         at = names.index("errors")
-        names[at:at] = MEMORY_COLUMNS
+        energy = any(_field("energy_j")(r) is not None for r in records)
+        names[at:at] = (*MEMORY_COLUMNS, *(ENERGY_COLUMNS if energy else ()))
     return names
 
 
@@ -468,7 +475,7 @@ def render_terminal(
     if verbosity <= -2:
         return [count_line]
     verbose = verbosity > 0
-    names = _columns(columns, verbose)
+    names = _columns(columns, verbose, records)
     rows = _sorted(records, sort)
     if verbosity < 0:
         shown = [r for r in rows if needs_attention(r)]

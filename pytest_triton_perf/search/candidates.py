@@ -18,6 +18,7 @@ from pytest_triton_perf.search.config import (
     same_config,
     values_of,
 )
+from pytest_triton_perf.search.objective import breaches
 from pytest_triton_perf.server.variants import config_name
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ class Arm:
     measurements: list[Measurement] = field(default_factory=list)
     status: str = "pending"  # then finalist, pruned, infeasible or failed
     note: str = ""
+    #: The predictive strategy's: the queueing model's Prediction, and how the measurement
+    #: compared with it (measured / predicted - 1; None: not verified).
+    prediction: Any = None
+    prediction_error: float | None = None
+    prediction_held: bool | None = None
+    checked_at: int | None = None  # the concurrency the prediction was checked at
 
     @property
     def last(self) -> Measurement | None:
@@ -119,3 +126,31 @@ def plan(model: str, space: Mapping[str, tuple[Any, ...]], committed: Any) -> Pl
             )
         )
     return Plan(tuple(arms), tuple(skipped), merged)
+
+
+def figures_of(result: PerfResult | None, capacity: float | None = None) -> dict[str, Any]:
+    """A measurement's figures as ``PerfResult.summary()`` names them, with ``capacity``."""
+    figures: dict[str, Any] = dict(result.summary()) if result is not None else {}
+    figures["capacity"] = capacity
+    return figures
+
+
+def capacity_measurement(
+    cap: CapacityResult, bounds: Mapping[str, float], rung: int, final: bool, tolerance: float
+) -> Measurement:
+    """A capacity as a measurement: the latency and error bounds hold at its load by
+    construction; the other constraints of ``bounds`` are checked on the result there."""
+    others = {k: v for k, v in bounds.items() if k not in cap.bounds}
+    if cap.capacity is not None and cap.result is not None:
+        figures = figures_of(cap.result, cap.capacity)
+        found = breaches(figures, others, tolerance)
+        return Measurement(rung, final, cap.capacity, figures, found, cap.result, cap)
+    first = cap.steps[0].result if cap.steps else None
+    figures = figures_of(first)
+    # Not even the first level held the bounds: at full length that is a breach; a
+    # short measurement prunes only when it clearly is one.
+    if final:
+        found = cap.steps[0].breached if cap.steps else ("no level measured",)
+    else:
+        found = breaches(figures, cap.bounds, tolerance)
+    return Measurement(rung, final, None, figures, tuple(found), first, cap)

@@ -145,3 +145,20 @@ def values_of(config: Any, keys: Any) -> dict[str, Any]:
 def same_config(a: Any, b: Any) -> bool:
     """Whether two messages are the same configuration."""
     return bool(a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True))
+
+
+def instance_count(config: Any) -> int:
+    """The instances ``config`` runs: the sum of its instance groups' counts (a group with
+    a GPU list runs its count on each listed GPU); 1 where none is given."""
+    groups = list(config.instance_group)
+    if not groups:
+        return 1
+    return sum(max(1, g.count or 1) * max(1, len(g.gpus)) for g in groups)
+
+
+def batch_limit(config: Any, batch_size: int = 1) -> int:
+    """Requests of ``batch_size`` one execution of ``config`` serves at most: what fits in
+    ``max_batch_size`` with dynamic batching, else 1."""
+    if not config.HasField("dynamic_batching") or config.max_batch_size <= 0:
+        return 1
+    return max(1, config.max_batch_size // max(1, batch_size))

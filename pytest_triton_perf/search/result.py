@@ -43,6 +43,10 @@ class Candidate:
     sla_ok: bool
     note: str
     rung: int
+    #: The predictive strategy's queueing model for this candidate: ``capacity``,
+    #: ``load``, ``knee``, ``limited_by``, ``latency_ms``, ``error`` (measured / predicted
+    #: - 1; None: not verified), ``held``, ``tolerance``, ``model``; None otherwise.
+    prediction: Mapping[str, Any] | None = None
     result: PerfResult | None = field(default=None, compare=False, repr=False)
     capacity_result: CapacityResult | None = field(default=None, compare=False, repr=False)
 
@@ -68,6 +72,7 @@ class Candidate:
             "note": self.note,
             "rung": self.rung,
             "committed": self.committed,
+            "prediction": dict(self.prediction) if self.prediction is not None else None,
         }
 
 
@@ -75,8 +80,9 @@ class Candidate:
 class SearchResult:
     """A configuration search: ``candidates`` ranked (best first, failed last), ``best``
     (None when no candidate held the SLA at full length), the time spent, how many
-    candidates short measurements pruned (``pruned``) and how many combinations of the
-    space could not be valid configurations (``skipped``)."""
+    candidates short measurements or predictions pruned (``pruned``), how many
+    combinations of the space could not be valid configurations (``skipped``), a tie of
+    the best two said out loud (``tie``) and what the search cost (``cost``)."""
 
     model: str
     objective: str
@@ -89,6 +95,12 @@ class SearchResult:
     skipped: int = 0
     max_config_gap: float | None = None
     notes: tuple[str, ...] = ()
+    #: When the best two were within the measurement's noise: which, and how they were
+    #: ranked (``strategy.tie_break``); None otherwise.
+    tie: str | None = None
+    #: What the search cost: ``wall_s``, ``server_s``, ``gpu_s`` (None without a GPU),
+    #: ``gpus``, ``levels`` measured, ``measured_s`` under load, ``loads``, ``load_s``.
+    cost: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> Candidate | None:
@@ -137,5 +149,8 @@ class SearchResult:
             "committed": committed.name if committed else None,
             "gap": self.gap,
             "max_config_gap": self.max_config_gap,
+            "tie": self.tie,
+            "cost": dict(self.cost),
+            "notes": list(self.notes),
             "candidates": [c.to_dict() for c in self.candidates],
         }

@@ -15,20 +15,27 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_triton_perf import metrics
+from pytest_triton_perf.baseline.key import gpu_facts
 from pytest_triton_perf.capacity import AXES, find_capacity, level_settings
 from pytest_triton_perf.errors import ArgumentError, ServerDiedError, TritonPerfError
 from pytest_triton_perf.measure.engine import MeasureSettings
 from pytest_triton_perf.measure.engine import measure as engine_measure
 from pytest_triton_perf.numbers import fmt
 from pytest_triton_perf.search import strategy as strategies
-from pytest_triton_perf.search.candidates import Arm, Measurement, plan
+from pytest_triton_perf.search.candidates import (
+    Arm,
+    Measurement,
+    capacity_measurement,
+    figures_of,
+    plan,
+)
 from pytest_triton_perf.search.config import parse_config
+from pytest_triton_perf.search.loader import Loader
 from pytest_triton_perf.search.objective import (
     SHORT_TOLERANCE,
     breaches,
@@ -38,9 +45,11 @@ from pytest_triton_perf.search.objective import (
     parse_objective,
     parse_sla,
 )
+from pytest_triton_perf.search.predictive import TOLERANCE, run_predictive
+from pytest_triton_perf.search.probe import Prober, unpredictable
 from pytest_triton_perf.search.result import Candidate, SearchResult
 from pytest_triton_perf.search.space import parse_space
-from pytest_triton_perf.server.variants import Variants, load_error, model_directory
+from pytest_triton_perf.server.variants import model_directory
 
 if TYPE_CHECKING:
     from pytest_triton_perf.capacity import CapacityResult
@@ -92,47 +101,6 @@ def rung_settings(short: MeasureSettings, full: MeasureSettings, rung: int) -> M
     )
 
 
-class _Loader:
-    """Loads candidates as model variants and unloads them again."""
-
-    def __init__(self, server: Any, src: Path):
-        self.src = src
-        self.variants = Variants(server)
-
-    def load(self, arm: Arm) -> str | None:
-        """Load ``arm``; None when it loaded, else Triton's message."""
-        from tritonclient.utils import InferenceServerException
-
-        try:
-            self.variants.load(self.src, arm.name, arm.config)
-        except InferenceServerException as e:
-            return load_error(str(e.message() or e))
-        except OSError as e:
-            return load_error(str(e))
-        return None
-
-    def unload(self, names: set[str]) -> None:
-        """Unload ``names`` and wait until they are gone; raise when one stays loaded."""
-        if not names:
-            return
-        left = self.variants.unload(sorted(names))
-        if left:
-            raise TritonPerfError(
-                f"candidate(s) {', '.join(sorted(left))} still loaded "
-                f"{self.variants.timeout_s:g} s after the unload request; unload them by hand."
-            )
-
-    def close(self) -> None:
-        """Unload whatever is still loaded (errors, interrupts) and close the client."""
-        self.variants.close()
-
-
-def _figures(result: PerfResult | None, capacity: float | None = None) -> dict[str, Any]:
-    figures: dict[str, Any] = dict(result.summary()) if result is not None else {}
-    figures["capacity"] = capacity
-    return figures
-
-
 @dataclass
 class _Search:
     """One search's arguments, validated, and the evaluation of one arm at one rung."""
@@ -147,7 +115,7 @@ class _Search:
     over: str
     start: float | None
     limit: float | None
-    loader: _Loader
+    loader: Loader
     notify: Callable[[str], None]
     checked: bool = False  # whether the figures the search needs proved measurable
 
@@ -165,9 +133,7 @@ class _Search:
         if measurement is None:
             return
         arm.measurements.append(measurement)
-        if not self.checked:
-            self._check_measurable(measurement)
-            self.checked = True
+        self.check_once(measurement)
         verdict = "ok" if not measurement.breaches else "breaks " + ", ".join(measurement.breaches)
         self.notify(
             f"  {arm.name} rung {rung}{' (full length)' if final else ''}: {self.objective} "
@@ -208,7 +174,7 @@ class _Search:
         tolerance = 0.0 if final else SHORT_TOLERANCE
         if self.objective != "capacity":
             result = self.measure(arm.name, settings=settings, **self.kwargs)
-            figures = _figures(result)
+            figures = figures_of(result)
             return Measurement(
                 rung,
                 final,
@@ -255,22 +221,13 @@ class _Search:
     def _capacity_measurement(
         self, cap: CapacityResult, rung: int, final: bool, tolerance: float
     ) -> Measurement:
-        """The capacity as a measurement: the latency and error bounds hold at its load by
-        construction; the other constraints are checked on the result there."""
-        others = {k: v for k, v in self.bounds.items() if k not in cap.bounds}
-        if cap.capacity is not None and cap.result is not None:
-            figures = _figures(cap.result, cap.capacity)
-            found = breaches(figures, others, tolerance)
-            return Measurement(rung, final, cap.capacity, figures, found, cap.result, cap)
-        first = cap.steps[0].result if cap.steps else None
-        figures = _figures(first)
-        # Not even the first level held the bounds: at full length that is a breach; a
-        # short measurement prunes only when it clearly is one.
-        if final:
-            found = cap.steps[0].breached if cap.steps else ("no level measured",)
-        else:
-            found = breaches(figures, cap.bounds, tolerance)
-        return Measurement(rung, final, None, figures, tuple(found), first, cap)
+        return capacity_measurement(cap, self.bounds, rung, final, tolerance)
+
+    def check_once(self, measurement: Measurement) -> None:
+        """:meth:`_check_measurable` on the search's first measurement only."""
+        if not self.checked:
+            self._check_measurable(measurement)
+            self.checked = True
 
     def _check_measurable(self, measurement: Measurement) -> None:
         """Raise ArgumentError when the objective or a constraint names a figure this
@@ -314,9 +271,56 @@ def _candidate(arm: Arm, rank: int | None) -> Candidate:
         sla_ok=sla_ok,
         note=note,
         rung=last.rung if last is not None else -1,
+        prediction=_prediction(arm),
         result=last.result if last is not None else None,
         capacity_result=cap,
     )
+
+
+def _prediction(arm: Arm) -> dict[str, Any] | None:
+    """The queueing model's prediction for ``arm`` beside what was measured, or None."""
+    p = arm.prediction
+    if p is None:
+        return None
+    return {
+        "capacity": p.capacity,
+        "load": p.load,
+        "knee": p.knee,
+        "limited_by": p.limited_by,
+        "latency_ms": {k: p.latency(k) for k in ("avg_ms", "p99_ms")},
+        "error": arm.prediction_error,
+        "held": arm.prediction_held,
+        "tolerance": TOLERANCE,
+        "model": p.profile.describe(),
+    }
+
+
+def _cost(
+    server: Any,
+    wall_s: float,
+    spent: Mapping[str, float],
+    loader: Loader,
+    candidates: Sequence[Candidate],
+) -> dict[str, Any]:
+    """What the search cost: its wall time; the server-seconds it held a server (one server
+    for the whole search); GPU-seconds where the server uses GPUs (server-seconds times
+    the GPUs it was given, or the host's), None where it has none; load levels measured,
+    seconds under load, model loads and seconds loading."""
+    gpus = 0
+    if any(c.gpu_memory_mb is not None for c in candidates):
+        devices = getattr(server, "gpu_devices", None)
+        found = gpu_facts(tuple(devices) if devices else None).get("gpu_count")
+        gpus = int(found or 1)
+    return {
+        "wall_s": wall_s,
+        "server_s": wall_s,
+        "gpu_s": wall_s * gpus if gpus else None,
+        "gpus": gpus,
+        "levels": int(spent["levels"]),
+        "measured_s": spent["measured_s"],
+        "loads": loader.loads,
+        "load_s": loader.load_s,
+    }
 
 
 def _number_or_none(name: str, value: Any) -> float | None:
@@ -367,7 +371,7 @@ def run_search(
     *,
     objective: str = "capacity",
     sla: Mapping[str, Any] | None = None,
-    strategy: str = "halving",
+    strategy: str = "predict",
     settings: MeasureSettings | None = None,
     short_settings: MeasureSettings | None = None,
     model_repository: str | os.PathLike[str] | None = None,
@@ -389,9 +393,12 @@ def run_search(
     ``request_rate``, ``batch_size``, ``protocol``, ``inputs``, ``shapes``, ... as the
     engine's ``measure`` takes them). Model Analyzer's names (``perf_throughput``,
     ``perf_latency_p99``, ``gpu_used_memory``) are accepted. ``sla``: SLA keys (Model
-    Analyzer's names accepted) checked on every measurement. ``strategy``: ``"halving"``
-    (successive halving, see ``search.strategy``) or ``"grid"``. ``settings``: the full
-    length of one measurement (``short_settings``: rung 0's, derived from it by default).
+    Analyzer's names accepted) checked on every measurement. ``strategy``: ``"predict"``
+    (probe, predict with a queueing model, verify at the predicted level: see
+    ``search.predictive``; a capacity over concurrency only, else it runs as halving),
+    ``"halving"`` (successive halving, see ``search.strategy``) or ``"grid"``.
+    ``settings``: the full length of one measurement (``short_settings``: rung 0's,
+    derived from it by default).
     ``model_repository``: where the model's files are, when the server's own model
     repositories are not at hand (a remote server). ``measure``: how one level is measured
     (default: the measurement engine). ``notify``: receives a progress line per step.
@@ -408,7 +415,8 @@ def run_search(
     if strategy not in strategies.STRATEGIES:
         raise ArgumentError(
             f"search strategy={strategy!r}: one of {', '.join(strategies.STRATEGIES)} is "
-            f"accepted (halving: short measurements first, grid: every candidate at full "
+            f"accepted (predict: a short probe and a queueing model, then one level at full "
+            f"length; halving: short measurements first; grid: every candidate at full "
             f"length)."
         )
     gap_limit = _number_or_none("max_config_gap", max_config_gap)
@@ -442,6 +450,12 @@ def run_search(
     committed = parse_config(src / "config.pbtxt")
     candidates = plan(model, parsed_space, committed)
     arms = candidates.arms
+    notes = []
+    if strategy == "predict":
+        why_not = unpredictable(goal, axis, constraints)
+        if why_not is not None:
+            notes.append(f"predict: {why_not}; searched by successive halving")
+            strategy = "halving"
     say(
         f"search of '{model}' ({goal}, {strategy}): {len(arms)} candidates "
         f"({len(arms) - 1} from the space, the committed configuration as {arms[0].name})"
@@ -450,17 +464,27 @@ def run_search(
     for values, why in candidates.skipped:
         say(f"  skipped {', '.join(f'{k}={v}' for k, v in values.items())}: {why}")
 
-    def engine(model: str, *, settings: MeasureSettings, **kwargs: Any) -> PerfResult:
-        return engine_measure(server, model, settings=settings, **kwargs)
+    spent = {"levels": 0.0, "measured_s": 0.0}
+    measure_fn = measure
 
-    loader = _Loader(server, src)
+    def engine(model: str, *, settings: MeasureSettings, **kwargs: Any) -> PerfResult:
+        began = time.perf_counter()
+        try:
+            if measure_fn is not None:
+                return measure_fn(model, settings=settings, **kwargs)
+            return engine_measure(server, model, settings=settings, **kwargs)
+        finally:
+            spent["levels"] += 1
+            spent["measured_s"] += time.perf_counter() - began
+
+    loader = Loader(server, src)
     search = _Search(
         model=model,
         objective=goal,
         bounds=constraints,
         full=full,
         short=short,
-        measure=measure or engine,
+        measure=engine,
         kwargs=dict(measure_kwargs),
         over=axis,
         start=first,
@@ -469,16 +493,39 @@ def run_search(
         notify=say,
     )
     try:
-        pruned = strategies.run_strategy(strategy, arms, search.evaluate, goal, say)
+        if strategy == "predict":
+            prober = Prober(
+                bounds=constraints,
+                full=full,
+                short=short,
+                measure=engine,
+                kwargs=dict(measure_kwargs),
+                limit=limit,
+                loader=loader,
+                notify=say,
+                alone=any(metrics.BY_SLA_KEY[k].name.endswith("_memory_mb") for k in bounds),
+                arms=arms,
+                first_check=search.check_once,
+            )
+            pruned = run_predictive(
+                arms, prober.steps(), verify_committed=gap_limit is not None, notify=say
+            )
+        else:
+            pruned = strategies.run_strategy(strategy, arms, search.evaluate, goal, say)
+        loader.settle()
     finally:
         loader.close()
     ranked = [_candidate(arm, r) for arm, r in strategies.rank(arms, goal)]
-    notes = []
+    finalists = [a for a, _ in strategies.rank(arms, goal) if a.status == "finalist"]
+    tie = strategies.tie_break(finalists, goal)
+    if tie is not None:
+        say(f"  {tie.describe()}")
     if candidates.skipped:
         notes.append(
             f"{len(candidates.skipped)} combination(s) of the space cannot be valid "
             f"configurations and were skipped"
         )
+    elapsed = time.perf_counter() - started
     result = SearchResult(
         model=model,
         objective=goal,
@@ -486,11 +533,13 @@ def run_search(
         space=parsed_space,
         sla=bounds,
         candidates=tuple(ranked),
-        duration_s=time.perf_counter() - started,
+        duration_s=elapsed,
         pruned=pruned,
         skipped=len(candidates.skipped),
         max_config_gap=gap_limit,
         notes=tuple(notes),
+        tie=tie.describe() if tie is not None else None,
+        cost=_cost(server, elapsed, spent, loader, ranked),
     )
     best = result.best
     say(

@@ -11,22 +11,37 @@ configuration is never pruned: it is measured at every rung up to full length, s
 gap between the best and the committed configuration compares two full-length figures.
 
 **Grid**: every candidate at full length (brute force, Model Analyzer's way).
+
+**Predict** (the default for a capacity over concurrency): see ``search.predictive``.
+
+**Ties**: when the best two finalists are within the measurement's noise on the objective
+(:func:`tie_break`), the search says so and ranks them by a secondary objective: less GPU
+memory (where both are measured and differ by more than :data:`MEMORY_MARGIN`), then
+fewer instances, then the committed configuration, then the space's order.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pytest_triton_perf.numbers import fmt
 from pytest_triton_perf.search.candidates import Arm
+from pytest_triton_perf.search.config import instance_count
 from pytest_triton_perf.search.objective import MAXIMISE
 
 #: Growth of the measurement per rung, and the share kept (1 / ETA).
 ETA = 3
 #: Challengers always kept after a rung (with the committed configuration).
 MIN_KEEP = 2
-STRATEGIES = ("halving", "grid")
+STRATEGIES = ("predict", "halving", "grid")
+#: The smallest difference between two objectives that is not called a tie, whatever the
+#: windows say (two copies of one configuration differ by this much on these machines).
+TIE_FLOOR = 0.03
+#: GPU memory figures closer than this (relative) do not rank a tie.
+MEMORY_MARGIN = 0.05
 
 #: Measures ``arm`` at ``rung`` (``final``: at full length), appending to its measurements,
 #: or marks it failed.
@@ -105,16 +120,86 @@ def _prune(arms: list[Arm], rung: int, objective: str, notify: Callable[[str], N
     return max(0, len(feasible) - keep)
 
 
+def noise(arm: Arm) -> float:
+    """The relative standard error of an arm's last objective, from the throughput of its
+    windows (for a capacity or throughput; 0 where there is nothing to tell)."""
+    last = arm.last
+    if last is None or last.result is None or not last.objective:
+        return 0.0
+    rates = [w.throughput for w in last.result.windows if w.throughput > 0]
+    if len(rates) < 2:
+        return 0.0
+    mean = statistics.fmean(rates)
+    return statistics.stdev(rates) / mean / math.sqrt(len(rates)) if mean > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Tie:
+    """The best two finalists within noise of each other, and how they were ranked."""
+
+    first: Arm
+    second: Arm
+    difference: float  # relative, on the objective
+    margin: float  # what the noise allows
+    by: str  # the secondary objective that decided
+
+    def describe(self) -> str:
+        """One line for the reports."""
+        return (
+            f"tie: {self.first.name} and {self.second.name} are {self.difference:.1%} apart "
+            f"on the objective, within the measurement's noise ({self.margin:.1%}); "
+            f"ranked by {self.by}"
+        )
+
+
+def _secondary(a: Arm, b: Arm) -> tuple[Arm, Arm, str]:
+    """(first, second, by what) of two tied arms."""
+    ma, mb = (x.last.figures.get("gpu_memory_mb") if x.last else None for x in (a, b))
+    if ma is not None and mb is not None and abs(ma - mb) > MEMORY_MARGIN * max(ma, mb):
+        return (a, b, "less GPU memory") if ma < mb else (b, a, "less GPU memory")
+    ia, ib = instance_count(a.config), instance_count(b.config)
+    if ia != ib:
+        return (a, b, "fewer instances") if ia < ib else (b, a, "fewer instances")
+    if a.committed != b.committed:
+        by = "the committed configuration"
+        return (a, b, by) if a.committed else (b, a, by)
+    return (a, b, "the space's order") if a.index < b.index else (b, a, "the space's order")
+
+
+def tie_break(finalists: Sequence[Arm], objective: str) -> Tie | None:
+    """The tie of the best two of ``finalists`` (sorted best first), or None: the two
+    differ by more than :data:`TIE_FLOOR` and by more than twice the combined standard
+    error of their measurements."""
+    if len(finalists) < 2:
+        return None
+    a, b = finalists[0], finalists[1]
+    va = a.last.objective if a.last is not None else None
+    vb = b.last.objective if b.last is not None else None
+    if va is None or vb is None or max(abs(va), abs(vb)) == 0:
+        return None
+    difference = abs(va - vb) / max(abs(va), abs(vb))
+    margin = max(TIE_FLOOR, 2 * math.hypot(noise(a), noise(b)))
+    if difference > margin:
+        return None
+    first, second, by = _secondary(a, b)
+    return Tie(first, second, difference, margin, by)
+
+
 def rank(arms: Sequence[Arm], objective: str) -> list[tuple[Arm, int | None]]:
-    """Arms best first: finalists by objective, then the pruned (latest rung first), the
-    infeasible, the failed; with a rank for the finalists and the pruned."""
+    """Arms best first: finalists by objective (a tie of the best two broken by
+    :func:`tie_break`), then the pruned (latest rung first), the infeasible, the failed;
+    with a rank for the finalists and the pruned."""
     key = _sort_key(objective)
 
     def rung(arm: Arm) -> int:
         return arm.last.rung if arm.last is not None else -1
 
+    finalists = sorted((a for a in arms if a.status == "finalist"), key=key)
+    tie = tie_break(finalists, objective)
+    if tie is not None:
+        finalists[:2] = [tie.first, tie.second]
     groups = [
-        sorted((a for a in arms if a.status == "finalist"), key=key),
+        finalists,
         sorted((a for a in arms if a.status == "pruned"), key=lambda a: (-rung(a), key(a))),
         sorted((a for a in arms if a.status == "infeasible"), key=lambda a: (-rung(a), key(a))),
         [a for a in arms if a.status == "failed"],

@@ -18,7 +18,8 @@ from typing import Any, Literal
 import yaml
 
 from pytest_triton_perf import metrics, sla
-from pytest_triton_perf.errors import ConfigError, SuiteError
+from pytest_triton_perf.capacity import SEARCH_KEYS, goodput_bounds
+from pytest_triton_perf.errors import ArgumentError, ConfigError, SuiteError
 from pytest_triton_perf.suite.kinds import Context, Fields, Record, hint, pairs
 from pytest_triton_perf.suite.schema import (
     LOAD_KEYWORDS,
@@ -104,6 +105,10 @@ def load_suite(path: Path, *, shown_as: str | None = None, text: str | None = No
     if ctx.errors:
         raise SuiteError("\n".join(ctx.errors))
     return Suite(path, tuple(tests))
+
+
+#: What the file keys of a test name.
+_FILES = {"prompts": "JSONL file of prompts", "tokenizer": "tokenizer.json"}
 
 
 class _Checker:
@@ -210,6 +215,16 @@ class _Checker:
         load_nodes = getattr(merged.get("load"), "value_nodes", {})
         call = self._check_load(load, load_nodes, nodes.get("load", entry), slas, merged, nodes)
         inputs, inline = self._inputs(merged.get("inputs"), nodes.get("inputs"))
+        for key in ("prompts", "tokenizer"):  # files, relative to the suite
+            if isinstance(merged.get(key), str):
+                path = self.base / merged[key]
+                if not path.is_file():
+                    ctx.report(
+                        nodes[key],
+                        f"{key}: {merged[key]!r} is not accepted: no such file in {self.base} "
+                        f"(accepted: the path of a {_FILES[key]} relative to this suite).",
+                    )
+                merged[key] = str(path)
         if len(ctx.errors) > before or "name" not in own or "model" not in merged:
             return None
         arguments = {
@@ -348,14 +363,25 @@ class _Checker:
                     bounds.setdefault(metrics.MARKER_KEYS[key], s[key])
         latency = {k for k, b in sla.BOUNDS.items() if b.unit == "ms"}
         if call == "capacity":
-            extra = {metrics.MARKER_KEYS.get(k, k) for k in over.get("bounds") or {}}
-            if not (latency & (set(bounds) | extra)):
-                ctx.report(
-                    at("capacity"),
-                    "load: capacity is the load sustained while latency "
-                    "bounds hold: give one in sla: (e.g. sla: {p99_ms: 100}) or "
-                    "capacity: {bounds: {p99_ms: 100}}.",
+            extra = {
+                metrics.MARKER_KEYS.get(k, k): v for k, v in (over.get("bounds") or {}).items()
+            }
+            limits = {**bounds, **extra}
+            try:
+                limits = goodput_bounds(
+                    limits, attainment=over.get("attainment"), slo=merged.get("slo")
                 )
+            except ArgumentError as e:  # an attainment without SLOs to attain
+                ctx.report(at("capacity"), f"load: {e}.")
+            else:
+                if not (set(SEARCH_KEYS) & set(limits)):
+                    ctx.report(
+                        at("capacity"),
+                        "load: capacity is the load sustained while latency "
+                        "bounds hold: give one in sla: (e.g. sla: {p99_ms: 100}) or "
+                        "capacity: {bounds: {p99_ms: 100}} (or, by goodput, capacity: "
+                        "{attainment: 0.9} with slo:).",
+                    )
         elif "min_capacity" in bounds:
             ctx.report(
                 load_node,

@@ -137,6 +137,15 @@ def parse_prompt_length(value: Any, path: str) -> Any:
     return value
 
 
+def parse_output_length(value: Any, path: str) -> Any:
+    """``output_length``: one length rule, checked by the prompts' own parser."""
+    try:
+        parse_rule("", value, path)
+    except ValueError as e:
+        raise ValueError(str(e).partition(": ")[2]) from None
+    return value
+
+
 _PROMPT_RULE: dict[str, Any] = {
     "anyOf": [
         {"type": "integer", "minimum": 1},
@@ -270,6 +279,14 @@ PROMPT_LENGTH = Ref(
         "one of these",
     ),
 )
+OUTPUT_LENGTH = Ref(
+    "output_length",
+    Checked(
+        parse_output_length,
+        _PROMPT_RULE,
+        "a number of tokens >= 1, [low, high] or {mean, stddev}",
+    ),
+)
 SPACE = Checked(
     parse_search_space,
     SPACE_SCHEMA,
@@ -310,6 +327,8 @@ CAPACITY = Record(
               "rate)", "2"),
         Field("bounds", BOUNDS, "bounds added to or overriding the test's sla for the search",
               "{p99_ms: 30}"),
+        Field("attainment", Number(0.0, maximum=1.0), "capacity by goodput: the share of "
+              "requests that must meet every SLO of slo: (DistServe's capacity)", "0.9"),
     ),
 )  # fmt: skip
 
@@ -320,8 +339,9 @@ SEARCH = Record(
               "[1, 2], dynamic_batching: [false, true]}", required=True),
         Field("objective", Choice(tuple(MAXIMISE), tuple(OBJECTIVE_ALIASES)),
               "what is best (default capacity, which needs a latency bound)", "throughput"),
-        Field("strategy", Choice(STRATEGIES), "halving (short measurements first, default) or "
-              "grid", "grid"),
+        Field("strategy", Choice(STRATEGIES), "predict (a short probe, a queueing model, one "
+              "level at full length; default), halving (short measurements first) or grid",
+              "grid"),
         Field("over", Choice(AXES), "the capacity objective's load axis", "concurrency"),
         Field("start", POSITIVE, "the capacity objective's first level", "1"),
         Field("limit", POSITIVE, "the capacity objective's highest level", "8"),
@@ -412,7 +432,8 @@ TEST_FIELDS: tuple[Field, ...] = (
     Field("shapes", MapOf(ListOf(Whole(1)), what="input name"), "fills dynamic (-1) "
           "dimensions", "{INPUT0: [16]}"),
     Field("batch_size", COUNT, "inferences per request (default 1)", "8"),
-    Field("protocol", Choice(PROTOCOLS), "grpc (default) or http", "http"),
+    Field("protocol", Choice(PROTOCOLS), "grpc (default), http or generate (Triton's HTTP "
+          "generate extension)", "http"),
     Field("warmup_s", Number(0.0, exclusive=False, unit=SECONDS), "warm-up before the "
           "windows (default: --triton-perf-warmup-s)", "1"),
     Field("windows", COUNT, "measurement windows (default: --triton-perf-windows)", "3"),
@@ -435,6 +456,12 @@ TEST_FIELDS: tuple[Field, ...] = (
           "or {mean, stddev}, or by input name", "[64, 512]"),
     Field("slo", SLO, "streaming models: per-request SLOs (ms), for goodput and "
           "slo_attainment", "{ttft_ms: 200, tpot_ms: 50}"),
+    Field("prompts", Text(), "text models: a JSONL file of prompts (relative to this file), "
+          "one {text, output_length} object per line", "prompts.jsonl"),
+    Field("output_length", OUTPUT_LENGTH, "text models: tokens to generate (max_tokens): "
+          "fixed, [low, high] or {mean, stddev}", "128"),
+    Field("tokenizer", Text(), "text models: a local tokenizer.json (relative to this file) "
+          "counting input and output tokens", "tokenizer.json"),
     Field("sla", SLA, "the sla marker's keys: bounds checked on every measurement",
           "{p99_ms: 30, min_throughput: 50}"),
     Field("regression", REGRESSION, "minimum effects of baseline comparisons (the marker's "

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pytest_triton_perf.errors import ArgumentError, InputSpecError, ModelNotReadyError
-from pytest_triton_perf.measure.engine import Endpoints, MeasureSettings, measure
+from pytest_triton_perf.measure.engine import Endpoints, MeasureSettings, measure, measure_group
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.server.local import LocalTritonServer
 
@@ -19,6 +19,9 @@ SLEEPY_MS = 20.0
 # Python backend round trip plus a shared 2-core machine: generous, but far below a second
 # execution (which would double the latency).
 SLEEPY_BOUND_MS = 10.0
+# textstream (tests/models) streams 10 tokens, every second request slow: 102 ms end to end,
+# or 306 ms for a slow one (about 200 ms on average).
+TEXTSTREAM_SLOW_S = 0.306
 
 
 def check_consistent(r: PerfResult, batch_size: int = 1) -> None:
@@ -46,7 +49,7 @@ def test_closed_loop_measures_simple(
     check_consistent(r)
     assert r.server is not None
     # Exact: S0 is taken with nothing in flight, S1 after the drain.
-    assert r.server.requests == r.requests + r.drained
+    assert r.server.requests == r.requests + r.drained + r.ramp
     assert r.server.failures == 0
     assert 0 <= r.drained <= concurrency
     assert r.server.inferences == r.server.requests
@@ -79,7 +82,7 @@ def test_failed_requests_are_counted_with_the_first_message(server: LocalTritonS
     assert r.errors == pytest.approx(r.requests / 4, abs=2)
     assert r.first_error is not None and "deliberate failure" in r.first_error
     assert r.server is not None
-    assert r.server.requests + r.server.failures == r.requests + r.drained
+    assert r.server.requests + r.server.failures == r.requests + r.drained + r.ramp
     check_consistent(r)
 
 
@@ -107,6 +110,8 @@ def test_bytes_dynamic_and_non_batching_models(server: LocalTritonServer, protoc
         r = measure(server, protocol=protocol, settings=settings, **kwargs)
         assert r.errors == 0, (kwargs, r.first_error)
         assert r.requests > 0
+        # No warm-up, nothing to size a ramp from: the first window opens at the start.
+        assert r.ramp == 0 and r.ramp_s == 0.0
 
 
 def test_memory_fields_are_none_with_a_reason_without_gpu(server: LocalTritonServer) -> None:
@@ -162,7 +167,11 @@ def test_cpu_memory_is_none_with_a_reason_without_metrics(server: LocalTritonSer
         ({"inputs": {"INPUT9": np.zeros(16, np.float32)}}, "model 'simple' has no input 'INPUT9'"),
         ({"batch_size": 65}, "accepts batch_size 1..64 (max_batch_size); got batch_size=65"),
         ({"concurrency": 0}, "concurrency must be an integer >= 1, got 0"),
-        ({"protocol": "rest"}, "protocol must be 'grpc' or 'http', got 'rest'"),
+        (
+            {"protocol": "rest"},
+            "protocol must be one of 'grpc', 'http', 'generate' (generate: Triton's HTTP"
+            " generate extension), got 'rest'",
+        ),
     ],
 )
 def test_invalid_arguments_raise_input_spec_error(
@@ -246,7 +255,7 @@ def test_grpcio_client_gives_the_same_accounting(server: LocalTritonServer, mode
     r = measure(server, model, concurrency=2, grpc_client="grpcio", settings=FAST)
     assert r.requests > 0
     assert r.server is not None
-    assert r.server.requests + r.server.failures == r.requests + r.drained
+    assert r.server.requests + r.server.failures == r.requests + r.drained + r.ramp
     if model == "flaky":
         assert r.first_error is not None and r.first_error.startswith("INTERNAL: flaky")
     else:
@@ -262,3 +271,39 @@ def test_lean_grpc_client_reports_the_server_error_text(server: LocalTritonServe
 def test_unknown_grpc_client_is_refused(server: LocalTritonServer) -> None:
     with pytest.raises(InputSpecError, match="grpc_client must be one of 'lean', 'grpcio'"):
         measure(server, "simple", grpc_client="h3", settings=FAST)
+
+
+def test_a_long_latency_model_reads_its_offered_rate_in_short_windows(
+    server: LocalTritonServer,
+) -> None:
+    """The first window opens after the ramp (the warm-up's p99 latency), on the steady
+    state. Opened as the load restarts, it would start cold: nothing completes in its first
+    end-to-end latency, and 2 windows of 1 s read about rate x 200 ms requests (10%) low."""
+    rate = 40.0
+    settings = MeasureSettings(warmup_s=0.5, windows=2, window_s=1.0, max_windows=2)
+    r = measure(server, "textstream", request_rate=rate, settings=settings)
+    assert r.errors == 0, r.first_error
+    check_consistent(r)
+    assert TEXTSTREAM_SLOW_S <= r.ramp_s <= TEXTSTREAM_SLOW_S + 0.15
+    assert r.throughput == pytest.approx(rate, rel=0.03)
+    # The ramp's requests are outside the windows, counted by the server: still exact.
+    assert 0 < r.ramp < rate * r.ramp_s
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
+
+
+def test_a_group_opens_its_windows_after_the_longest_ramp_of_its_models(
+    server: LocalTritonServer,
+) -> None:
+    settings = MeasureSettings(warmup_s=0.5, windows=1, window_s=0.5, max_windows=1)
+    results = measure_group(
+        server,
+        {"textstream": {"request_rate": 20.0}, "simple": {"request_rate": 100.0}},
+        settings=settings,
+    )
+    text, simple = results["textstream"], results["simple"]
+    # simple's own p99 is a few ms: the group waits for textstream's slow requests.
+    assert text.ramp_s == simple.ramp_s >= TEXTSTREAM_SLOW_S
+    assert simple.ramp > 10
+    for r in (text, simple):
+        assert r.errors == 0, r.first_error
+        assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp

@@ -45,7 +45,7 @@ def test_open_loop_sends_the_requested_rate(
     if arrival == "constant":
         assert r.late_share < 0.25
     assert r.seed == 0  # inputs are random, Poisson arrivals too: both seeded
-    assert r.server is not None and r.server.requests == r.requests + r.drained
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
     check_consistent(r)
 
 
@@ -126,7 +126,7 @@ def test_worker_processes_merge_exactly(server: LocalTritonServer, protocol: str
     assert r.errors == 0 and r.requests > 0
     check_consistent(r)
     # Pooled over both processes, and the server saw exactly those requests.
-    assert r.server is not None and r.server.requests == r.requests + r.drained
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
     # Workers hear "stop" a moment after the last window closed: what they sent meanwhile is
     # drained, not counted, and still part of the server's count above.
     assert r.drained >= 0
@@ -138,7 +138,7 @@ def test_open_loop_over_worker_processes(server: LocalTritonServer) -> None:
     r = measure(server, "simple", request_rate=600, workers=2, protocol="http", settings=FAST)
     assert r.workers == 2
     assert r.request_rate_achieved == pytest.approx(600, rel=0.03)
-    assert r.server is not None and r.server.requests == r.requests + r.drained
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
 
 
 @pytest.mark.parametrize("workers", [1, 2])

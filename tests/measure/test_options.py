@@ -46,7 +46,7 @@ def test_the_parts_add_up_to_every_option() -> None:
         ("grpc_client", GRPC_CLIENTS),
         ("sequence_id_type", ID_TYPES),
         ("shared_memory", KINDS),
-        ("protocol", ("grpc", "http")),
+        ("protocol", ("grpc", "http", "generate")),
     ],
 )
 def test_a_choice_is_its_literal_type(key: str, choices: tuple[str, ...]) -> None:

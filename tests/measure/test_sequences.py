@@ -91,7 +91,7 @@ def check_sequences(r: PerfResult, ledger: dict[str, Any], *, length: int, slots
     # A sequence is its requests one after the other.
     assert seq.min >= length * req.min
     assert seq.avg == pytest.approx(length * req.avg, rel=0.35)
-    assert r.server is not None and r.server.requests == r.requests + r.drained
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
 
 
 @pytest.mark.parametrize(

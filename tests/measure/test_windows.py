@@ -11,10 +11,12 @@ from pytest_triton_perf.load.recorder import Records
 from pytest_triton_perf.measure.result import LatencyStats, WindowResult
 from pytest_triton_perf.measure.stats import nearest_rank
 from pytest_triton_perf.measure.windows import (
+    RAMP_MAX_S,
     assign_windows,
     is_stable,
     max_over_min_within,
     pool,
+    ramp_s,
     window_results,
 )
 
@@ -155,3 +157,29 @@ def test_stability_without_successful_request_is_false() -> None:
     empty = WindowResult(0, 1.0, 3, 3, 0, 0.0, None)
     assert is_stable([empty], 10.0) is False
     assert is_stable([win(1000, 5.0), win(1000, 5.0), empty], 10.0) is False
+
+
+def test_ramp_is_the_p99_latency_of_the_warm_ups_second_half_and_drain() -> None:
+    # A warm-up of 1 s, its second half from 500 ms: a cold first request (400 ms) ended in
+    # the first half and is left out; 100 requests of 1..100 ms ended after 500 ms, the last
+    # ones in the drain (after 1 s); a failed request of 5 s sizes nothing.
+    ends = [400.0] + [500.0 + 6 * k for k in range(1, 101)] + [5200.0]
+    lats = [400.0] + [float(k) for k in range(1, 101)] + [5000.0]
+    r = records(ends, lats, [True] * 101 + [False])
+    assert ramp_s(r, 500 * MS, window_s=1.0) == pytest.approx(0.099)
+
+
+def test_ramp_falls_back_to_the_whole_warm_up_when_its_second_half_answered_nothing() -> None:
+    r = records([300.0, 400.0], [300.0, 250.0])
+    assert ramp_s(r, 500 * MS, window_s=1.0) == pytest.approx(0.300)
+
+
+def test_ramp_is_capped_at_two_seconds_and_one_window() -> None:
+    slow = records([3000.0, 3100.0], [2900.0, 3000.0])
+    assert ramp_s(slow, 0, window_s=10.0) == RAMP_MAX_S == 2.0
+    assert ramp_s(slow, 0, window_s=0.5) == 0.5
+
+
+def test_ramp_is_zero_when_the_warm_up_answered_nothing() -> None:
+    assert ramp_s(Records.empty(), 0, window_s=1.0) == 0.0
+    assert ramp_s(records([10.0, 20.0], [5.0, 5.0], [False, False]), 0, window_s=1.0) == 0.0

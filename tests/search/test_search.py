@@ -22,11 +22,13 @@ SHORT = MeasureSettings(warmup_s=0.1, windows=2, window_s=0.15, max_windows=2)
 #: The keys of SearchResult.to_dict() and of each candidate's row (the issue's contract).
 RESULT_KEYS = {
     "kind", "model", "objective", "strategy", "space", "sla", "duration_s", "pruned", "best",
-    "best_config_pbtxt", "committed", "gap", "max_config_gap", "candidates",
+    "best_config_pbtxt", "committed", "gap", "max_config_gap", "candidates", "tie", "cost",
+    "notes",
 }  # fmt: skip
 CANDIDATE_KEYS = {
     "name", "rank", "values", "config_diff", "objective", "capacity", "p99_ms", "throughput",
     "gpu_memory_mb", "cpu_memory_mb", "sla_ok", "status", "note", "rung", "committed",
+    "prediction",
 }  # fmt: skip
 
 
@@ -74,14 +76,30 @@ def test_batching_wins_the_capacity_search_and_every_candidate_is_unloaded(
     assert "+dynamic_batching {" in best.config_diff
     assert result.gap is not None and result.gap > 2 and result.drifted
 
-    # Halving: all four briefly; two instances without batching (about 100/s) is pruned.
-    assert result.pruned == 1
-    (pruned,) = [c for c in result.candidates if c.status == "pruned"]
-    assert pruned.values == {"instance_count": 2, "dynamic_batching": False}
-    assert pruned.rung == 0 and pruned.note.startswith("pruned at rung 0: capacity")
-    assert {c.rung for c in result.candidates if c.status == "finalist"} == {1}
+    # Predict, then verify (the default): all four probed, the best predicted verified at
+    # full length, and the committed one too (max_config_gap needs its figure); two
+    # instances without batching (about 100/s) cannot beat the best even 15% up: pruned.
+    assert result.strategy == "predict"
+    assert all(c.prediction is not None for c in result.candidates)
+    (slow,) = [
+        c for c in result.candidates if c.values == {"instance_count": 2, "dynamic_batching": False}
+    ]
+    assert slow.status == "pruned" and slow.rung == 0 and result.pruned >= 1
+    assert slow.note.startswith("pruned on its prediction: capacity")
+    assert slow.prediction is not None and slow.prediction["error"] is None
+    assert any("pruned on its prediction" in line for line in lines)
+    prediction = best.prediction
+    assert prediction is not None and prediction["tolerance"] == 0.15
+    assert prediction["capacity"] == pytest.approx(best.capacity, rel=0.5)
+    if prediction["held"]:  # else it fell back to the full search (rung 2), and says so
+        assert best.rung == 1 and abs(prediction["error"]) <= 0.15
+    else:
+        assert best.rung == 2 and "capacity searched at full length" in best.note
     assert [c.rank for c in result.candidates] == [1, 2, 3, 4]
-    assert any("sleepy__cfg2: pruned at rung 0" in line for line in lines)
+    cost = result.cost
+    assert cost["wall_s"] == cost["server_s"] and 0 < cost["wall_s"] <= result.duration_s
+    assert cost["gpu_s"] is None or cost["gpu_s"] > 0
+    assert cost["levels"] >= 4 + 2 and cost["loads"] >= 4
 
     document = json.loads(json.dumps(result.to_dict()))
     assert set(document) == RESULT_KEYS

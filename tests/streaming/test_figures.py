@@ -160,3 +160,34 @@ def test_slos_count_failed_and_unanswered_requests_as_missing(
     assert f.slo.attainment == met / 4
     assert f.slo.goodput == pytest.approx(met / 0.1)
     assert f.to_dict()["slo_attainment"] == met / 4
+
+
+def test_slos_count_the_requests_started_in_the_windows_through_the_drain() -> None:
+    """A cold start, as the engine's first window has without a warm-up (no ramp): one
+    request every 10 ms over 1 s, every second one slow (300 ms end to end against 50 ms).
+    Counted by completion the first 300 ms would hold only fast requests and the slow ones
+    started last would complete after the windows; counted by start (the drained ones
+    followed to their end) the attainment is the constructed half, and goodput is that
+    share of the requests completed per second, never more than the throughput."""
+    rec = Recorder(responses=ResponseRecorder())
+    for k in range(100):
+        start = k * 10 * MS
+        e2e = (300 if k % 2 else 50) * MS
+        record(rec, start, [start + e2e // 2, start + e2e], start + e2e)
+    records = rec.snapshot()
+    f = streaming.figures(records, [0, 1000 * MS], 1.0, "TOKEN", {"e2e_ms": 100.0})
+    assert f is not None and f.slo is not None
+    assert f.slo.requests == 100 and f.slo.attainment == 0.5
+    completed = len(records.between(0, 1000 * MS))
+    # The fast ones started before 950 ms, the slow ones before 700 ms.
+    assert completed == 48 + 35
+    assert f.slo.goodput == pytest.approx(0.5 * completed)
+    # Per window too: each window's requests are those started in it.
+    windows = streaming.with_windows(
+        window_results(records, [0, 500 * MS, 1000 * MS], 1),
+        records,
+        [0, 500 * MS, 1000 * MS],
+        "TOKEN",
+        {"e2e_ms": 100.0},
+    )
+    assert [w.stream.slo_attainment for w in windows if w.stream] == [0.5, 0.5]

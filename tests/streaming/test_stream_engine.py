@@ -45,7 +45,7 @@ def check_stream(r: PerfResult, ttft_ms: float = FIRST_TOKEN_MS) -> None:
     assert r.latency_ms is not None and r.latency_ms.p50 >= r.ttft_ms.p50 + 14 * TOKEN_MS
     for w in r.windows:
         assert w.stream is not None and w.stream.responses == TOKENS * (w.requests - w.errors)
-    assert r.server is not None and r.server.requests == r.requests + r.drained
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
 
 
 @pytest.mark.parametrize("grpc_client", ["lean", "grpcio"])
@@ -106,7 +106,7 @@ def test_an_error_in_the_middle_of_a_stream_fails_its_request(
     assert r.requests > 20 and r.errors == pytest.approx(r.requests / 2, abs=3)
     assert r.first_error is not None and r.first_error.startswith("stream_errors: request ")
     assert r.responses_per_request == 4  # of the successful requests
-    assert r.server is not None and r.server.requests == r.requests + r.drained
+    assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
 
 
 @pytest.mark.parametrize("grpc_client", ["lean", "grpcio"])

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from pytest_triton_perf.server.local import LocalTritonServer
+from tests.conftest import EXAMPLE_MODELS
 from tests.docs_pages import hooks
 from tests.test_plugin import remote_args
 
@@ -53,6 +54,13 @@ tests:
     prompt_length: [8, 16]
     slo: {ttft_ms: 5000, tpot_ms: 1000, e2e_ms: 10000}
     sla: {min_goodput: 1, min_slo_attainment: 0.9, tpot_p99_ms: 1000}
+  - name: text_generate
+    model: textstream
+    load: {concurrency: 2}
+    protocol: generate
+    prompts: prompts.jsonl
+    output_length: 4
+    tokenizer: tokenizer.json
   - name: bls
     model: bls_caller
     composing_models: [scale]
@@ -64,6 +72,7 @@ tests:
     load: {capacity: {over: concurrency, start: 1, limit: 2, resolution: 1, bounds: {p95_ms: 5000}}}
     sla: {min_capacity: 1, p99_ms: 5000}
 """
+TOKENIZER = EXAMPLE_MODELS / "textgen" / "tokenizer.json"
 INI = "[pytest]\nmarkers =\n    documented: a test of every documented key\n"
 #: Load keys left out here: a configuration search loads model copies (tests/search).
 NOT_HERE = {"search"}
@@ -101,6 +110,8 @@ def test_a_suite_with_every_documented_key_runs_and_passes(
 ) -> None:
     pytester.makeini(INI)
     (pytester.path / "triton-perf-suite.yaml").write_text(SUITE, encoding="utf-8")
+    (pytester.path / "prompts.jsonl").write_text('{"text": "a b c"}\n', encoding="utf-8")
+    (pytester.path / "tokenizer.json").write_bytes(TOKENIZER.read_bytes())
     results = pytester.path / "results.json"
     run = pytester.runpytest_inprocess(
         *remote_args(server),
@@ -109,7 +120,7 @@ def test_a_suite_with_every_documented_key_runs_and_passes(
         "documented",
         f"--triton-perf-json={results}",
     )
-    run.assert_outcomes(passed=7)
+    run.assert_outcomes(passed=8)
     records = json.loads(results.read_text())["measurements"]
     assert {(m["sla_verdict"], m["result"]["errors"]) for m in records} == {("pass", 0)}
     measured = {m["test"].partition("::")[2]: m["result"] for m in records}
@@ -139,6 +150,13 @@ def test_a_suite_with_every_documented_key_runs_and_passes(
     assert llm["slo"]["slo"] == {"ttft_ms": 5000, "tpot_ms": 1000, "e2e_ms": 10000}
     assert llm["slo_attainment"] == 1.0 and llm["goodput"] == pytest.approx(llm["throughput"])
     assert 8 < llm["tpot_ms"]["p50"] < 15
+    # A text model over the generate endpoint, its prompts from a file, tokens counted.
+    text = measured["text_generate"]
+    assert text["workload"]["protocol"] == "generate"
+    assert text["workload"]["inputs"] == "prompts=prompts.jsonl,output=4"
+    assert text["token_counting"] == "tokenizer:tokenizer.json"
+    assert text["output_tokens_per_request"]["avg"] == 4
+    assert text["input_tokens_per_request"]["avg"] == 3
     pipeline = measured["bls"]["pipeline"]
     assert (pipeline["kind"], pipeline["source"]) == ("bls", "declared")
     assert [s["model"] for s in pipeline["steps"]] == ["scale"]

@@ -174,6 +174,9 @@ def test_every_measure_keyword_is_reachable(tmp_path: Path) -> None:
             stream_timeout_s: 30
             prompt_length: {PROMPT: [64, 512], ids: {mean: 256, stddev: 64}}
             slo: {ttft_ms: 200, tpot_ms: 50.5}
+            prompts: data.json
+            output_length: [16, 64]
+            tokenizer: data.json
             shared_memory: system
             composing_models: [simple, sleepy]
             load: {request_rate: 50, seed: 1, arrival: poisson, max_in_flight: 8}
@@ -184,6 +187,7 @@ def test_every_measure_keyword_is_reachable(tmp_path: Path) -> None:
     assert test.arguments["inputs"][2] == str(tmp_path / "data.json")
     assert test.arguments["prompt_length"]["PROMPT"] == [64, 512]
     assert test.arguments["slo"] == {"ttft_ms": 200, "tpot_ms": 50.5}
+    assert test.arguments["prompts"] == test.arguments["tokenizer"] == str(tmp_path / "data.json")
     # Every load option but concurrency (the closed loop) reaches the call.
     assert set(test.arguments) == set(keys(LoadOptions)) - {"concurrency"}
 
@@ -296,9 +300,15 @@ def test_the_example_suite_is_valid() -> None:
             id="number-as-text",
         ),
         pytest.param(
+            "tests:\n  - {name: a, model: textgen, prompts: p.jsonl}\n",
+            "triton-perf-x.yaml:2:40: a: prompts: 'p.jsonl' is not accepted: no such file in * "
+            "(accepted: the path of a JSONL file of prompts relative to this suite).",
+            id="prompts-file",
+        ),
+        pytest.param(
             "tests:\n  - name: a\n    model: simple\n    protocol: htpp\n",
             "triton-perf-x.yaml:4:15: a: protocol: 'htpp' is not accepted. Did you mean "
-            "'http'? Accepted: one of 'grpc', 'http'.",
+            "'http'? Accepted: one of 'grpc', 'http', 'generate'.",
             id="bad-choice",
         ),
         pytest.param(
