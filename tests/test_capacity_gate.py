@@ -147,7 +147,7 @@ def test_ab_mode_searches_once_and_compares_two_levels(tmp_path: Path) -> None:
     set_service_time(project, 40)  # the candidate: half the reference's capacity
     out = project / "results.json"
     run = pytest_in(
-        project, f"--triton-perf-baseline-repo={reference}", f"--triton-perf-json={out}", FIXED
+        project, f"--triton-perf-baseline-repo={reference}", f"--triton-perf-json={out}", *FIXED
     )
     assert run.returncode == 1, run.stdout[-3000:]
     record = json.loads(out.read_text())["measurements"][0]

@@ -119,7 +119,7 @@ def test_an_ab_comparison_of_a_pipeline_sees_a_change_in_one_step(tmp_path: Path
     set_parameter(project, "scale", 8)
     out = project / "out" / "results.json"
     result = pytest_in(
-        project, "--triton-perf-baseline-ref=HEAD", f"--triton-perf-json={out}", FIXED
+        project, "--triton-perf-baseline-ref=HEAD", f"--triton-perf-json={out}", *FIXED
     )
     assert result.returncode == 1, result.stdout[-3000:]
     assert "Performance regression in" in result.stdout, result.stdout[-4000:]

@@ -68,18 +68,19 @@ def test_half_slow_requests_show_in_ttft_tpot_attainment_and_goodput(
     assert r.input_tokens is not None and r.input_tokens.avg == 128  # synthetic prompts' words
     assert r.output_tokens_per_s == pytest.approx(TOKENS * r.throughput)
     assert r.ttft_ms is not None and r.tpot_ms is not None and r.e2e_ms is not None
-    # Half fast, half slow: the mean between the two, and each half's median its own.
-    assert r.ttft_ms.avg == pytest.approx((FAST_TTFT + SLOW_TTFT) / 2, rel=0.10)
-    assert r.tpot_ms.avg == pytest.approx((FAST_TPOT + SLOW_TPOT) / 2, rel=0.10)
+    # Half fast, half slow: each half's median its own (medians: a stall of the machine
+    # that runs the suite beside this test moves a mean or a maximum, not the halves).
     assert r.stream is not None
+    fast_e2e = FAST_TTFT + (TOKENS - 1) * FAST_TPOT
+    slow_e2e = SLOW_TTFT + (TOKENS - 1) * SLOW_TPOT
     for samples, bound, fast, slow in (
         (r.stream.ttft_samples_ms, SLO["ttft_ms"], FAST_TTFT, SLOW_TTFT),
         (r.stream.tpot_samples_ms, SLO["tpot_ms"], FAST_TPOT, SLOW_TPOT),
+        (r.stream.e2e_samples_ms, (fast_e2e + slow_e2e) / 2, fast_e2e, slow_e2e),
     ):
         assert np.median(samples[samples <= bound]) == pytest.approx(fast, rel=0.10)
         assert np.median(samples[samples > bound]) == pytest.approx(slow, rel=0.10)
-    slow_e2e = SLOW_TTFT + (TOKENS - 1) * SLOW_TPOT
-    assert r.e2e_ms.max == pytest.approx(slow_e2e, rel=0.10)
+        assert (samples <= bound).mean() == pytest.approx(0.5, abs=0.1)
     assert r.slo_attainment is not None and r.slo_attainment == pytest.approx(0.5, abs=0.1)
     assert r.goodput is not None and r.goodput == pytest.approx(0.5 * r.throughput, rel=0.10)
     assert r.slo is not None and dict(r.slo.missed)["tpot_ms"] == pytest.approx(
