@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ class Loader:
     """Loads candidates as model variants and unloads them again; counts the loads and
     the seconds spent loading (a search's cost)."""
 
-    def __init__(self, server: Any, src: Path):
-        self.src = src
+    def __init__(self, server: Any, src: Path, model: str):
+        self.src, self.model = src, model
         self.variants = Variants(server)
         self.server = server
         #: Names asked to unload without waiting: a later load of one waits for it first.
@@ -46,6 +46,20 @@ class Loader:
             self.loads += 1
             self.load_s += time.perf_counter() - began
         return None
+
+    def failed(self, arm: Arm, why: str, notify: Callable[[str], None]) -> None:
+        """``arm`` did not load (``why``: Triton's message). For the committed configuration
+        that is an error: what fails for it (the server's model control, the load) fails
+        for every candidate. Any other candidate is marked failed, and the search says so."""
+        if arm.committed:
+            raise TritonPerfError(
+                f"search of model '{self.model}': loading a copy of it as '{arm.name}' "
+                f"failed: {why}. The server must allow model control "
+                f"(--model-control-mode=explicit)."
+            )
+        arm.status = "failed"
+        arm.note = f"did not load: {why}"
+        notify(f"  {arm.name}: failed to load ({arm.describe()}): {why}")
 
     def load_all(self, arms: Sequence[Arm]) -> dict[str, str | None]:
         """Load every arm at the same time, each from a thread with a client of its own

@@ -78,7 +78,7 @@ class Prober:
             self.loaded_all = True
             for a, why in self.loader.load_all(self.arms).items():
                 if why is not None:
-                    self._failed(next(x for x in self.arms if x.name == a), why)
+                    self.loader.failed(next(x for x in self.arms if x.name == a), why, self.notify)
         if arm.status == "failed":
             return False
         if self.alone:
@@ -87,19 +87,9 @@ class Prober:
         if not self.loader.loaded(arm.name):
             why = self.loader.load(arm)
             if why is not None:
-                self._failed(arm, why)
+                self.loader.failed(arm, why, self.notify)
                 return False
         return True
-
-    def _failed(self, arm: Arm, why: str) -> None:
-        if arm.committed:
-            raise TritonPerfError(
-                f"search: loading a copy of the model as '{arm.name}' failed: {why}. The "
-                f"server must allow model control (--model-control-mode=explicit)."
-            )
-        arm.status = "failed"
-        arm.note = f"did not load: {why}"
-        self.notify(f"  {arm.name}: failed to load ({arm.describe()}): {why}")
 
     def release(self, arms: Sequence[Arm]) -> None:
         """Unload ``arms`` in the background."""

@@ -145,16 +145,8 @@ class _Search:
         or its measurement fails. The committed configuration failing is an error: what
         fails for it fails for every candidate (the server's model control, the load)."""
         why = self.loader.load(arm)
-        if why is not None and arm.committed:
-            raise TritonPerfError(
-                f"search of model '{self.model}': loading a copy of it as '{arm.name}' "
-                f"failed: {why}. The server must allow model control "
-                f"(--model-control-mode=explicit)."
-            )
         if why is not None:
-            arm.status = "failed"
-            arm.note = f"did not load: {why}"
-            self.notify(f"  {arm.name}: failed to load ({arm.describe()}): {why}")
+            self.loader.failed(arm, why, self.notify)
             return None
         settings = self.full if final else rung_settings(self.short, self.full, rung)
         try:
@@ -477,7 +469,7 @@ def run_search(
             spent["levels"] += 1
             spent["measured_s"] += time.perf_counter() - began
 
-    loader = Loader(server, src)
+    loader = Loader(server, src, model)
     search = _Search(
         model=model,
         objective=goal,
