@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 from pytest_triton_perf.errors import InputSpecError
 from pytest_triton_perf.measure.engine import MeasureSettings, measure
 from pytest_triton_perf.server.local import LocalTritonServer
+from tests.conftest import EXAMPLE_MODELS
 from tests.measure.test_engine import FAST, SLEEPY_MS, check_consistent
 
 
@@ -141,10 +143,22 @@ def test_open_loop_over_worker_processes(server: LocalTritonServer) -> None:
     assert r.server is not None and r.server.requests == r.requests + r.drained + r.ramp
 
 
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServer]:
+    """A server of the interrupt test's own: closing connections with requests in flight
+    once crashed Triton 2.51 (signal 11), and on the session's server that crash failed
+    every later test of the worker."""
+    with LocalTritonServer(
+        [EXAMPLE_MODELS], models=["simple"], log_dir=tmp_path_factory.mktemp("interrupt-log")
+    ) as s:
+        yield s
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_interrupt_cancels_cleanly(server: LocalTritonServer, workers: int) -> None:
+def test_interrupt_cancels_cleanly(own_server: LocalTritonServer, workers: int) -> None:
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals reach the main thread only")
+    server = own_server
     long = MeasureSettings(warmup_s=0.2, windows=3, window_s=10.0, max_windows=3)
     timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
