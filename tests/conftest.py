@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
+from pytest_triton_perf.errors import ServerDiedError
 from pytest_triton_perf.server.docker_engine import (
     LABEL_OWNER_HOST,
     LABEL_OWNER_PARENT_PID,
@@ -42,13 +43,45 @@ CONTAINER_TEMPDIR_PREFIX = "triton-perf-container-"
 PRIVATE_DOCKER_SOCKET = Path("/tmp/triton-perf-docker/docker.sock")
 
 
+_SUITE_SERVER = pytest.StashKey[LocalTritonServer]()
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTritonServer]:
+def server(
+    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalTritonServer]:
     """The suite's embedded server: the example models plus the test-only models."""
     with LocalTritonServer(
         [EXAMPLE_MODELS, TEST_MODELS], log_dir=tmp_path_factory.mktemp("server-log")
     ) as s:
-        yield s
+        pytestconfig.stash[_SUITE_SERVER] = s
+        try:
+            yield s
+        finally:
+            del pytestconfig.stash[_SUITE_SERVER]
+
+
+@pytest.fixture(autouse=True)
+def _server_survives(pytestconfig: pytest.Config) -> Iterator[None]:
+    """After every test, a check that the shared server still runs. A crash (Triton once
+    died of signal 11 when a test closed connections with requests in flight) fails the
+    test it happened in, with the exit status and the log's tail, and the server is started
+    again in place (new ports, the same object), so the worker's later tests do not fail
+    with it."""
+    yield
+    s = pytestconfig.stash.get(_SUITE_SERVER, None)
+    if s is None:
+        return
+    try:
+        s.check_alive()
+    except ServerDiedError as e:
+        s.stop()
+        s.start()
+        pytest.fail(
+            f"the suite's shared Triton server died during this test; it was started again "
+            f"for the tests after it. {e}",
+            pytrace=False,
+        )
 
 
 def running_servers(temp_root: Path | None = None) -> list[str]:
