@@ -47,13 +47,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import gate_quality as gq  # noqa: E402
 
+from pytest_triton_perf.baseline.epochs import (  # noqa: E402
+    EpochEstimate,
+    offset_variance,
+)
 from pytest_triton_perf.baseline.reference import (  # noqa: E402
     ReferenceModels,
     backend_processes,
-)
-from pytest_triton_perf.baseline.sequential import (  # noqa: E402
-    EpochEstimate,
-    offset_variance,
 )
 from pytest_triton_perf.measure.engine import MeasureSettings, measure, measure_group  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402

@@ -33,7 +33,7 @@ from pytest_triton_perf.settings import Settings
 from pytest_triton_perf.sla import parse_marker
 
 if TYPE_CHECKING:
-    from pytest_triton_perf.capacity import CapacityResult
+    from pytest_triton_perf.capacity import CapacityMethod, CapacityResult
     from pytest_triton_perf.footprint import Footprint
     from pytest_triton_perf.gate.strategies import Subject
     from pytest_triton_perf.measure.engine import MeasureSettings
@@ -159,6 +159,7 @@ class TritonPerf:
         resolution: float | None = None,
         bounds: Mapping[str, float] | None = None,
         attainment: float | None = None,
+        method: CapacityMethod | None = None,
         **load: Unpack[CallOptions],
     ) -> CapacityResult:
         """The highest load ``model`` sustains while every latency bound of the test's
@@ -179,9 +180,15 @@ class TritonPerf:
         the highest load at which at least 90% of requests meet every SLO; the level holds
         on the point estimate of its ``slo_attainment`` (the marker's
         ``min_slo_attainment`` does the same; ``attainment`` overrides it).
+
+        ``method``: ``"ramp"`` (over ``request_rate``, the default there: one open-loop pass
+        of a rising rate finds the knee of latency against rate, then one steady level
+        below it confirms it; should that level break a bound, bisection finishes) or
+        ``"search"`` (doubling, then bisection; the default over concurrency).
         """
         from pytest_triton_perf.capacity import goodput_bounds
         from pytest_triton_perf.measure.engine import measure as measure_engine
+        from pytest_triton_perf.measure.engine import measure_ramp
 
         spec = self._item.stash.get(SPEC_KEY, None)
         limits = spec.bounds_for(model) if spec else {}
@@ -200,10 +207,12 @@ class TritonPerf:
             limits,
             settings,
             full_windows=self.settings.compare_windows if comparing else None,
+            ramp_engine=functools.partial(measure_ramp, self.server, **options),
             over=over,
             start=start,
             limit=limit,
             resolution=resolution,
+            method=method,
         )
         self._run(subject, settings)
         assert subject.found is not None
@@ -220,6 +229,7 @@ class TritonPerf:
         over: str | None = None,
         start: float | None = None,
         limit: float | None = None,
+        method: CapacityMethod | None = None,
         model_repository: str | Path | None = None,
         warmup_s: float | None = None,
         windows: int | None = None,
@@ -229,7 +239,9 @@ class TritonPerf:
         """The record of a search: the level it settled on. When comparing or saving,
         that level is measured again with the comparison's windows (the search's own
         levels are short); should it break a bound now, the next passing level below
-        is taken. With no capacity at all, the first level, whose breach fails the test."""
+        is taken. With no capacity at all, the first level, whose breach fails the test.
+        ``over``, ``start``, ``limit`` and ``method`` shape each candidate's capacity
+        search, as :meth:`capacity`'s do (over a rate the ramp is the default)."""
         from pytest_triton_perf.search import run_search
 
         spec = self._item.stash.get(SPEC_KEY, None)
@@ -257,6 +269,7 @@ class TritonPerf:
             over=over,
             start=start,
             limit=limit,
+            method=method,
             **measure_kwargs,
         )
         # The record: the best candidate's measurement (or, with none within the SLA, the

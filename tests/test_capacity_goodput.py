@@ -315,7 +315,7 @@ import pytest
 def test_goodput_capacity(triton_perf):
     found = triton_perf.capacity(
         "serial_stream", over="request_rate", attainment=0.9, slo={"e2e_ms": 200},
-        start=10, limit=20, windows=2, window_s=0.4, warmup_s=0.3,
+        start=10, limit=20, windows=2, window_s=0.4, warmup_s=0.3, method="search",
     )
     assert found.bounds["min_slo_attainment"] == 0.9 and found.limited_by == "limit"
 

@@ -34,8 +34,8 @@ from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
 
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.compare import GateSettings
+    from pytest_triton_perf.baseline.epochs import Offset
     from pytest_triton_perf.baseline.paired import PairedAnalysis
-    from pytest_triton_perf.baseline.sequential import Offset
     from pytest_triton_perf.verdicts import Comparison
 
 #: Warm-up before every block after an arm's first: connections are new for each block.

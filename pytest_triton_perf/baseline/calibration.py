@@ -7,7 +7,7 @@ backend processes live (:mod:`pytest_triton_perf.baseline.sequential`). A/B mode
 load epochs and estimates the offset's variance from the spread between them; with the
 default three epochs that estimate has two degrees of freedom, which makes every interval
 wide. An A/A run of many epochs on the same machine measures that variance once
-(DerSimonian and Laird's moment estimate, ``sequential.offset_variance``), and A/B mode uses
+(DerSimonian and Laird's moment estimate, ``epochs.offset_variance``), and A/B mode uses
 it pooled with the spread of its own epochs (with Satterthwaite's degrees of freedom).
 
 Stored per baseline key (the hardware and software key of the baselines, so a calibration
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pytest_triton_perf.baseline.sequential import Offset
+from pytest_triton_perf.baseline.epochs import Offset
 from pytest_triton_perf.baseline.store import key_directory, locked, read_json
 from pytest_triton_perf.errors import BaselineError
 from pytest_triton_perf.files import atomic_write_text

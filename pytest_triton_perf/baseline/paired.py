@@ -20,20 +20,22 @@ from pytest_triton_perf.baseline.compare import (
     compare_errors_paired,
     smallest_change,
 )
+from pytest_triton_perf.baseline.epochs import (
+    EpochEstimate,
+    Offset,
+    block_epochs,
+    combine,
+    pooled_epoch,
+)
 from pytest_triton_perf.baseline.sequential import (
     MIN_UNITS,
     MIN_UNITS_TO_PASS,
-    EpochEstimate,
-    Offset,
     PairedDecision,
     _decide,
-    block_epochs,
-    combine,
     conditional_power,
     min_pooled_requests,
     nominal_t,
     pocock_constant,
-    pooled_epoch,
     pooled_quantile,
 )
 from pytest_triton_perf.measure.result import PerfResult

@@ -15,8 +15,8 @@ from pytest_triton_perf.cli.common import EXIT_ERROR, EXIT_OK, add_command
 from pytest_triton_perf.errors import CliError
 
 if TYPE_CHECKING:
+    from pytest_triton_perf.baseline.epochs import Offset
     from pytest_triton_perf.baseline.reference import ReferenceModels
-    from pytest_triton_perf.baseline.sequential import Offset
     from pytest_triton_perf.server.base import TritonServer
 
 #: Fewest epochs a calibration rests on (its variance then has that many minus one df).
@@ -36,12 +36,12 @@ def measure_offsets(
     """An A/A comparison of the two copies of ``model`` that ``refs`` loads, in ``epochs``
     load epochs of ``pairs`` pairs (the fixed design, both copies reloaded in a random
     order for each epoch), and each gated metric's offset variance from its epochs
-    (``sequential.offset_variance``); returns it with the pairs of each epoch. ``out``
+    (``epochs.offset_variance``); returns it with the pairs of each epoch. ``out``
     gets a line per metric."""
     from pytest_triton_perf.baseline.ab import ABPlan, run_ab
     from pytest_triton_perf.baseline.compare import GateSettings
+    from pytest_triton_perf.baseline.epochs import Offset, offset_variance
     from pytest_triton_perf.baseline.paired import PairedAnalysis
-    from pytest_triton_perf.baseline.sequential import Offset, offset_variance
     from pytest_triton_perf.measure.engine import measure
 
     arms = refs.arms(model)

@@ -105,6 +105,8 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
         kwargs["request_rate"] = args.request_rate
     if args.limit is not None:
         kwargs["limit"] = args.limit
+    if args.method is not None:
+        kwargs["method"] = args.method
 
     def progress(line: str) -> None:
         if not args.quiet:
@@ -166,6 +168,7 @@ def cmd_search(args: argparse.Namespace, out: TextIO) -> int:
 
 def add_parser(sub: Any) -> None:
     """The ``search`` subcommand."""
+    from pytest_triton_perf.capacity import METHODS
     from pytest_triton_perf.options import default
     from pytest_triton_perf.search import KEYS, OBJECTIVES, STRATEGIES
 
@@ -244,6 +247,13 @@ def add_parser(sub: Any) -> None:
         help="open-loop load in requests/s (capacity: searched over the rate from R)",
     )
     p.add_argument("--limit", type=float, metavar="N", help="capacity: highest load tried")
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        help="capacity: ramp (one pass of a rising rate, then one steady level; the default "
+        "over --request-rate) or search (doubling, then bisection; the default over "
+        "concurrency)",
+    )
     p.add_argument("--batch-size", type=int, metavar="N", help="batch size (default: 1)")
     p.add_argument(
         "--protocol", choices=("grpc", "http"), default="grpc", help="(default: %(default)s)"

@@ -24,8 +24,8 @@ from pytest_triton_perf.verdicts import (
 
 if TYPE_CHECKING:
     from pytest_triton_perf.baseline.ab import ABPlan
+    from pytest_triton_perf.baseline.epochs import Offset
     from pytest_triton_perf.baseline.reference import ReferenceModels
-    from pytest_triton_perf.baseline.sequential import Offset
 
 Judgement = tuple[list[Comparison], dict[str, Any]]
 

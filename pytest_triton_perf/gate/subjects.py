@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pytest_triton_perf.colocation import GroupOutcome
     from pytest_triton_perf.gate.strategies import Arms
     from pytest_triton_perf.measure.engine import MeasureSettings
+    from pytest_triton_perf.measure.ramp import RampPlan, RampRun
 
 #: The engine bound to a server and a workload: ``run(name, settings=...)``.
 Runner = Callable[..., PerfResult]
@@ -243,31 +244,36 @@ def capacity_subject(
     settings: MeasureSettings,
     *,
     full_windows: int | None,
+    ramp_engine: Callable[..., RampRun] | None = None,
     **search: Any,
 ) -> Capacity:
     """The capacity search of ``model`` as a subject: ``engine(name, settings=..., **level)``
-    measures one served name at one level (the workload bound in), ``limits`` the bounds,
-    ``search`` :func:`find_capacity`'s ``over``, ``start``, ``limit``, ``resolution``.
-    With ``full_windows`` (comparing or saving) the record is measured again with that many
-    windows at least."""
+    measures one served name at one level (the workload bound in), ``ramp_engine(name,
+    plan, breaks, settings=...)`` runs a rate ramp on it (the ramp method; None: levels
+    only), ``limits`` the bounds, ``search`` :func:`find_capacity`'s ``over``, ``start``,
+    ``limit``, ``resolution``, ``method``. With ``full_windows`` (comparing or saving) the
+    record is measured again with that many windows at least."""
     from pytest_triton_perf.capacity import find_capacity, level_settings
 
     # The server is warm after the first level: later levels only let the queue settle.
     later = level_settings(settings, 1)
     full = later.with_windows_at_least(full_windows) if full_windows is not None else None
 
-    def level_runner(name: str) -> Callable[[Mapping[str, Any]], PerfResult]:
+    def searched(name: str) -> CapacityResult:
         calls = [0]
 
-        def run(level: Mapping[str, Any]) -> PerfResult:
-            use = level_settings(settings, calls[0])
+        def next_settings() -> MeasureSettings:
             calls[0] += 1
-            return engine(name, settings=use, **level)
+            return level_settings(settings, calls[0] - 1)
 
-        return run
+        def run(level: Mapping[str, Any]) -> PerfResult:
+            return engine(name, settings=next_settings(), **level)
 
-    def searched(name: str) -> CapacityResult:
-        return find_capacity(level_runner(name), limits, model=model, **search)
+        def ramp(plan: RampPlan, breaks: Callable[[PerfResult], bool]) -> RampRun:
+            assert ramp_engine is not None
+            return ramp_engine(name, plan, breaks, settings=next_settings())
+
+        return find_capacity(run, limits, model=model, ramp=ramp if ramp_engine else None, **search)
 
     def measure_level(name: str, level: Mapping[str, Any], **kwargs: Any) -> PerfResult:
         return engine(name, **level, **kwargs)
@@ -291,13 +297,13 @@ def settle_capacity(
     or saving), that level is measured again with the comparison's windows (the search's
     own levels are short); should it break a bound now, the next passing level below is
     taken. With no capacity at all, the first level, whose breach fails the test."""
-    from pytest_triton_perf.capacity import breaches
+    from pytest_triton_perf.capacity import FULL_PHASES, breaches
 
     if found.result is None or found.capacity is None:
-        return found.steps[-1].result.as_capacity(0.0)
+        return found.levels[-1].result.as_capacity(0.0)
     if full is None:
         return found.result.as_capacity(found.capacity)
-    passing = sorted({s.load for s in found.steps if s.passed and s.phase != "probe"})
+    passing = sorted({s.load for s in found.steps if s.passed and s.phase in FULL_PHASES})
     candidates = [x for x in reversed(passing) if x <= (found.load or 0)][:2]
     result = found.result
     for load in candidates:

@@ -19,7 +19,7 @@ from pytest_triton_perf.load.closed_loop import ClosedLoop, Supervisor, cancel_a
 from pytest_triton_perf.load.open_loop import OpenLoop
 from pytest_triton_perf.load.recorder import Recorder, Records
 from pytest_triton_perf.load.responses import ResponseRecorder
-from pytest_triton_perf.load.schedule import offsets_ns
+from pytest_triton_perf.load.schedule import RateRamp, offsets_ns, ramp_offsets_ns
 from pytest_triton_perf.load.sequences import SequenceClient, SequencePlan, Sequencer
 from pytest_triton_perf.load.transport import InferClient, TransportError
 from pytest_triton_perf.urls import parse_url
@@ -53,6 +53,7 @@ class LoadSpec:
     grpc_client: str = "lean"  # "lean" (h2_client) or "grpcio" (grpc.aio)
     sequence: SequencePlan | None = None  # a sequence model: how its sequences run
     stream: stream.StreamSpec | None = None  # a decoupled model: ModelStreamInfer, gRPC only
+    ramp: RateRamp | None = None  # open loop: a rising rate instead of request_rate's
 
     @property
     def open_loop(self) -> bool:
@@ -212,13 +213,10 @@ class LocalDriver:
             rate, arrival, seed = load.request_rate, load.arrival, load.seed
 
             def schedule() -> Any:
-                return offsets_ns(
-                    rate,
-                    arrival,
-                    seed=seed,
-                    worker=load.worker,
-                    workers=load.workers,
-                )
+                share = {"seed": seed, "worker": load.worker, "workers": load.workers}
+                if load.ramp is not None:
+                    return ramp_offsets_ns(load.ramp, arrival, **share)
+                return offsets_ns(rate, arrival, **share)
 
             if self._open is None:
                 self._open = OpenLoop(

@@ -193,13 +193,35 @@ class Records:
     def between(self, start_ns: int, end_ns: int) -> Records:
         """Records that completed in ``[start_ns, end_ns)``."""
         mask = (self.end_ns >= start_ns) & (self.end_ns < end_ns)
+        return self._select(
+            mask,
+            tuple(m for m in self.error_messages if start_ns <= m[0] < end_ns),
+            self.sequences.between(start_ns, end_ns),
+        )
+
+    def started_between(self, start_ns: int, end_ns: int) -> Records:
+        """Records that *started* in ``[start_ns, end_ns)`` (see :meth:`started_ns`),
+        followed to their end: the requests an open loop offered at a time, however late
+        they were answered. Sequences are those that ended in the span."""
+        started = self.started_ns()
+        mask = (started >= start_ns) & (started < end_ns)
+        ends = set(self.end_ns[mask & ~self.ok].tolist())
+        messages = tuple(m for m in self.error_messages if m[0] in ends)
+        return self._select(mask, messages, self.sequences.between(start_ns, end_ns))
+
+    def _select(
+        self,
+        mask: np.ndarray,
+        messages: tuple[tuple[int, str], ...],
+        sequences: SequenceRecords,
+    ) -> Records:
         return Records(
             end_ns=self.end_ns[mask],
             latency_ns=self.latency_ns[mask],
             ok=self.ok[mask],
-            error_messages=tuple(m for m in self.error_messages if start_ns <= m[0] < end_ns),
+            error_messages=messages,
             send_delay_ns=self.send_delay_ns[mask] if self.scheduled else self.send_delay_ns,
-            sequences=self.sequences.between(start_ns, end_ns),
+            sequences=sequences,
             responses=self.responses.select(mask) if self.responses is not None else None,
         )
 

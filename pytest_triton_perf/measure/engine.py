@@ -27,6 +27,11 @@ latency counted from the scheduled send time). The load runs in this process, or
 worker processes when one cannot keep up (``workers``); either way windows are cut from the
 raw records, so merged figures are exact.
 
+A rate ramp (:func:`measure_ramp`, a capacity search's one pass; not the ramp above) is an
+open loop whose rate rises through the run: no windows, but buckets of its scheduled send
+times, judged as they fall due so that the ramp stops soon past the knee
+(``measure.ramp``).
+
 Several models at once (:func:`measure_group`, co-location): one driver per model in the same
 event loop, warmed up, snapshotted and started together, so every model's windows share the
 same boundaries (one window clock) and ``k``-th windows of two models cover the same time.
@@ -47,10 +52,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from typing_extensions import Unpack
 
@@ -58,6 +64,7 @@ from pytest_triton_perf.errors import ArgumentError, InputSpecError
 from pytest_triton_perf.load.closed_loop import Supervisor
 from pytest_triton_perf.load.driver import Driver, LocalDriver, PhaseStats
 from pytest_triton_perf.load.loop import in_thread, run_coroutine
+from pytest_triton_perf.load.recorder import Records
 from pytest_triton_perf.load.shared_memory import SharedMemory
 from pytest_triton_perf.load.workers import open_driver
 from pytest_triton_perf.measure.energy import EnergyMeter, meter_for
@@ -65,13 +72,16 @@ from pytest_triton_perf.measure.memory import MemorySampler
 from pytest_triton_perf.measure.options import EngineOptions
 from pytest_triton_perf.measure.pipeline import assess
 from pytest_triton_perf.measure.plan import Endpoints, MeasureSettings, Plan, prepare
+from pytest_triton_perf.measure.ramp import RampBucket, RampPlan, RampRun
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.measure.server_stats import StatsReader, breakdown
 from pytest_triton_perf.measure.summary import (
     CLIENT_BOUND_CPU,
     Observed,
+    generator_saturated,
     shared_memory_outcome,
     summarise,
+    summarise_started,
 )
 from pytest_triton_perf.measure.windows import is_stable, ramp_s, window_results
 from pytest_triton_perf.server.protocol import STATISTICS
@@ -143,6 +153,39 @@ def measure_group(
     }
 
 
+def measure_ramp(
+    endpoints: Endpoints,
+    model: str,
+    plan: RampPlan,
+    breaks: Callable[[PerfResult], bool],
+    *,
+    settings: MeasureSettings = MeasureSettings(),
+    **options: Unpack[EngineOptions],
+) -> RampRun:
+    """Drive ``model`` with ``plan``'s rate ramp (an open loop; ``options`` as for
+    :func:`measure`, without a load level) and cut what it saw into buckets by scheduled
+    time (``measure.ramp``). ``breaks(bucket)`` judges a bucket as it becomes due:
+    ``plan.stop_after`` breaking buckets in a row stop the ramp. The hold at the start rate
+    (``settings.warmup_s``) is the warm-up; ``settings`` bounds the drain too. Raises what
+    :func:`measure` raises."""
+    level = dict(options)
+    for key in ("concurrency", "request_rate"):
+        if level.pop(key, None) is not None:
+            raise ArgumentError(f"measure_ramp: the ramp sets the load; remove {key}=")
+    plan = plan.held(settings.warmup_s)
+    level["request_rate"] = plan.ramp.start
+    ready = prepare(endpoints, model, settings=settings, **cast(EngineOptions, level))
+    ramped = dataclasses.replace(ready, load=dataclasses.replace(ready.load, ramp=plan.ramp))
+    if ramped.shm is None:
+        return run_coroutine(lambda: _ramp_async(ramped, plan, breaks))
+    shm = ramped.shm[0]
+    try:
+        shm.open()
+        return run_coroutine(lambda: _ramp_async(ramped, plan, breaks))
+    finally:
+        shm.close()
+
+
 def _through_shared_memory(
     plan: Plan, shm: SharedMemory, expected: Sequence[Mapping[str, bytes]] | None
 ) -> PerfResult:
@@ -154,6 +197,96 @@ def _through_shared_memory(
         return shared_memory_outcome(result, shm, expected)
     finally:
         shm.close()
+
+
+async def _ramp_async(plan: Plan, ramp: RampPlan, breaks: Callable[[PerfResult], bool]) -> RampRun:
+    """Start the ramp, judge its buckets as they fall due, stop and drain; the buckets cut
+    again from every record once drained (the judged ones only)."""
+    supervisor = Supervisor(lambda: in_thread(plan.endpoints.check_alive))
+    watchdog = asyncio.create_task(supervisor.watch(ALIVE_INTERVAL_S))
+    workers = 1 if plan.workers == "auto" else plan.workers
+    driver: Driver | None = None
+    try:
+        driver = await open_driver(plan.load, workers, supervisor)
+        t0 = time.perf_counter_ns()
+        await driver.start(t0)
+        judged, stopped = await _judge_ramp(driver, supervisor, plan, ramp, breaks, t0)
+        _, records, stats = await driver.stop(plan.settings.drain_timeout_s)
+        wall_s = (time.perf_counter_ns() - t0) / 1e9
+        rise = t0 + int(ramp.ramp.hold_s * 1e9)
+        buckets = tuple(_bucket(plan, ramp, records, rise, k, workers) for k in range(judged))
+        end = rise + int(ramp.edges_s[judged] * 1e9)
+        bound = generator_saturated(records.between(t0, end), stats)
+        notes = (
+            ("the load generator fell behind the ramp's schedule: its knee may be the "
+             "client's limit, not the model's",)
+            if bound else ()
+        )  # fmt: skip
+        return RampRun(ramp, buckets, stopped, wall_s, bound, notes)
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(BaseException):
+            await watchdog
+        if driver is not None:
+            await driver.close()
+        supervisor.close()
+
+
+async def _judge_ramp(
+    driver: Driver,
+    supervisor: Supervisor,
+    plan: Plan,
+    ramp: RampPlan,
+    breaks: Callable[[PerfResult], bool],
+    t0: int,
+) -> tuple[int, bool]:
+    """Judge each bucket ``grace_s`` after it ends, on the requests answered by then.
+    Returns how many were judged, and whether breaking buckets stopped the ramp."""
+    rise = t0 + int(ramp.ramp.hold_s * 1e9)
+    edges = [rise + int(e * 1e9) for e in ramp.edges_s]
+    grace = int(ramp.grace_s * 1e9)
+    judged, breaking = 0, 0
+    while judged < len(edges) - 1:
+        await supervisor.sleep((edges[judged + 1] + grace - time.perf_counter_ns()) / 1e9)
+        records = await driver.snapshot()
+        now = time.perf_counter_ns()
+        while judged < len(edges) - 1 and edges[judged + 1] + grace <= now:
+            # Off the loop that keeps the schedule: a bucket's figures take milliseconds.
+            judge = functools.partial(
+                _breaks, breaks, plan, records, edges[judged], edges[judged + 1]
+            )
+            broke = await in_thread(judge)
+            judged += 1
+            breaking = breaking + 1 if broke else 0
+            if breaking >= ramp.stop_after:
+                return judged, True
+    return judged, False
+
+
+def _breaks(
+    breaks: Callable[[PerfResult], bool], plan: Plan, records: Records, start: int, end: int
+) -> bool:
+    """Whether the requests scheduled in ``[start, end)`` and answered so far break a bound."""
+    return breaks(summarise_started(plan, records, start, end))
+
+
+def _bucket(
+    plan: Plan, ramp: RampPlan, records: Records, rise: int, index: int, workers: int
+) -> RampBucket:
+    """Bucket ``index`` of a drained ramp whose rate started to rise at ``rise`` (ns)."""
+    a, b = ramp.edges_s[index], ramp.edges_s[index + 1]
+    start, end = rise + int(a * 1e9), rise + int(b * 1e9)
+    rate = ramp.rate(index)
+    ready = dataclasses.replace(
+        plan, workload=dataclasses.replace(plan.workload, request_rate=rate)
+    )
+    answered = records.between(start, end)
+    served = float(answered.ok.sum()) / (b - a)
+    result = summarise_started(ready, records, start, end, workers=workers)
+    # Its throughput, as a level's: what the server answered while it ran (the plateau
+    # past the knee shows in it), its latencies those of the requests it offered.
+    inferences = served * plan.workload.batch_size
+    return RampBucket(a, b, rate, served, dataclasses.replace(result, throughput=inferences))
 
 
 # --- the measurement ----------------------------------------------------------------------
@@ -378,4 +511,4 @@ async def _probe_sequences(plan: Plan, supervisor: Supervisor) -> None:
         )
 
 
-__all__ = ["Endpoints", "MeasureSettings", "measure", "measure_group", "prepare"]
+__all__ = ["Endpoints", "MeasureSettings", "measure", "measure_group", "measure_ramp", "prepare"]

@@ -233,3 +233,37 @@ def shared_memory_outcome(
             " written to the region",
         )
     return dataclasses.replace(result, outputs_verified=not differ, notes=notes)
+
+
+def summarise_started(
+    plan: Plan, records: Records, start_ns: int, end_ns: int, *, workers: int = 1
+) -> PerfResult:
+    """The figures of the requests an open loop *scheduled* in ``[start_ns, end_ns)``,
+    each followed to its end however late (a rate ramp's bucket: latency against the rate
+    offered then). Throughput is their answered inferences per second of the span; the
+    server's statistics and memory are not sampled per span."""
+    offered = records.started_between(start_ns, end_ns)
+    last = int(offered.end_ns.max()) + 1 if len(offered) else end_ns
+    # One window from the span's start to its last answer holds every request of the span,
+    # whether counted by completion (the latencies) or by start (the SLO attainment).
+    seen = Observed(
+        records=offered,
+        boundaries=[start_ns, max(last, end_ns)],
+        stats=PhaseStats(),
+        cancelled=0,
+        workers=workers,
+        server=None,
+        memory=MemoryPeaks(),
+        unavailable={},
+        other_traffic=(),
+        notes=(),
+    )
+    result = summarise(plan, seen)
+    duration_s = (end_ns - start_ns) / 1e9
+    inferences = (len(offered) - result.errors) * plan.workload.batch_size
+    return dataclasses.replace(
+        result,
+        duration_s=duration_s,
+        throughput=inferences / duration_s if duration_s > 0 else 0.0,
+        request_rate_achieved=len(offered) / duration_s if duration_s > 0 else 0.0,
+    )

@@ -20,6 +20,9 @@ from pytest_triton_perf.verdicts import MeasurementRecord
 
 #: Latency figures a capacity step carries, in catalogue order (p50 ... p99, avg).
 LATENCY_KEYS = tuple(m.name for m in metrics.CATALOGUE if m.unit == "ms")
+#: The phases of a capacity search's steps that are not levels of it: a rate search's
+#: closed-loop probe, and a rate ramp's buckets.
+NOT_LEVELS = ("probe", "ramp")
 
 
 def capacity_of(record: MeasurementRecord) -> Mapping[str, Any] | None:
@@ -77,11 +80,17 @@ def _steps(cap: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [s for s in cap.get("steps") or [] if isinstance(s, Mapping)]
 
 
+def _levels(cap: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The steps measured as levels of the search: neither the closed-loop probe of a rate
+    search nor a rate ramp's buckets."""
+    return [s for s in _steps(cap) if s.get("phase") not in NOT_LEVELS]
+
+
 def _step_at(cap: Mapping[str, Any], load: Any) -> Mapping[str, Any] | None:
-    """The last step measured at ``load`` (a level may be measured again when bisecting)."""
+    """The last level measured at ``load`` (a level may be measured again when bisecting)."""
     v = num(load)
     found = None
-    for s in _steps(cap):
+    for s in _levels(cap):
         if v is not None and num(s.get("load")) == v:
             found = s
     return found
@@ -103,7 +112,7 @@ def capacity_headline(cap: Mapping[str, Any]) -> str:
     bounds = cap.get("bounds") or {}
     capacity = num(cap.get("capacity"))
     if capacity is None:
-        steps = _steps(cap)
+        steps = _levels(cap) or _steps(cap)
         text = f"capacity: none within {bounds_text(bounds) or 'the bounds'}"
         if steps:
             first = steps[0]
@@ -119,7 +128,7 @@ def capacity_headline(cap: Mapping[str, Any]) -> str:
     elif limited_by == "plateau":
         limit = "a plateau: throughput stopped growing"
     elif limited_by == "limit":
-        top = max((num(s.get("load")) or 0.0 for s in _steps(cap)), default=None)
+        top = max((num(s.get("load")) or 0.0 for s in _levels(cap)), default=None)
         limit = "the search limit" + (f" ({load_text(over, top)})" if top else "")
     else:
         limit = limited_by or "-"
@@ -132,9 +141,11 @@ def capacity_headline(cap: Mapping[str, Any]) -> str:
 
 
 def capacity_effort(cap: Mapping[str, Any]) -> str:
-    """``7 steps in 41 s``."""
-    n = len(_steps(cap))
-    return f"{n} step{'s' if n != 1 else ''} in {duration_text(cap.get('duration_s'))}"
+    """``7 steps in 41 s``; after a rate ramp, ``2 steps and a ramp of 21 buckets in 14 s``."""
+    buckets = sum(1 for s in _steps(cap) if s.get("phase") == "ramp")
+    n = len(_steps(cap)) - buckets
+    ramp = f" and a ramp of {buckets} buckets" if buckets else ""
+    return f"{n} step{'s' if n != 1 else ''}{ramp} in {duration_text(cap.get('duration_s'))}"
 
 
 def capacity_notes(cap: Mapping[str, Any]) -> list[str]:
@@ -333,9 +344,11 @@ def cost_text(cost: Any) -> str:
         return ""
     gpu = num(cost.get("gpu_s"))
     gpu_text = f"{gpu:.1f} GPU-s" if gpu is not None else "no GPU"
+    n = int(num(cost.get("ramps")) or 0)
+    ramps = f" and {n} rate ramp{'s' if n != 1 else ''}" if n else ""
     return (
         f"cost: wall {duration_text(cost.get('wall_s'))}, {num(cost.get('server_s')) or 0:.1f} "
-        f"server-s, {gpu_text}: {cost.get('levels', 0)} levels "
+        f"server-s, {gpu_text}: {cost.get('levels', 0)} levels{ramps} "
         f"({num(cost.get('measured_s')) or 0:.1f} s under load), {cost.get('loads', 0)} model "
         f"loads ({num(cost.get('load_s')) or 0:.1f} s)"
     )

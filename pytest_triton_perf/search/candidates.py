@@ -145,12 +145,14 @@ def capacity_measurement(
         figures = figures_of(cap.result, cap.capacity)
         found = breaches(figures, others, tolerance)
         return Measurement(rung, final, cap.capacity, figures, found, cap.result, cap)
-    first = cap.steps[0].result if cap.steps else None
+    # A rate ramp's buckets are not levels: the first level measured says what broke.
+    level = next((s for s in cap.steps if s.phase != "ramp"), None)
+    first = level.result if level is not None else None
     figures = figures_of(first)
     # Not even the first level held the bounds: at full length that is a breach; a
     # short measurement prunes only when it clearly is one.
     if final:
-        found = cap.steps[0].breached if cap.steps else ("no level measured",)
+        found = level.breached if level is not None else ("no level measured",)
     else:
         found = breaches(figures, cap.bounds, tolerance)
     return Measurement(rung, final, None, figures, tuple(found), first, cap)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_triton_perf import metrics
 from pytest_triton_perf.baseline.key import gpu_facts
-from pytest_triton_perf.capacity import AXES, find_capacity, level_settings
+from pytest_triton_perf.capacity import AXES, check_method, find_capacity, level_settings
 from pytest_triton_perf.errors import ArgumentError, ServerDiedError, TritonPerfError
-from pytest_triton_perf.measure.engine import MeasureSettings
+from pytest_triton_perf.measure.engine import MeasureSettings, measure_ramp
 from pytest_triton_perf.measure.engine import measure as engine_measure
 from pytest_triton_perf.numbers import fmt
 from pytest_triton_perf.search import strategy as strategies
@@ -54,6 +54,7 @@ from pytest_triton_perf.server.variants import model_directory
 if TYPE_CHECKING:
     from pytest_triton_perf.capacity import CapacityResult
     from pytest_triton_perf.measure.engine import Endpoints
+    from pytest_triton_perf.measure.ramp import RampPlan, RampRun
     from pytest_triton_perf.measure.result import PerfResult
 
 #: A rung-0 measurement: warm-up, windows and window length at most these.
@@ -72,6 +73,11 @@ class MeasureFn(Protocol):
     def __call__(self, model: str, *, settings: MeasureSettings, **kwargs: Any) -> PerfResult:
         """Measure the model (candidate) ``model``."""
         ...
+
+
+#: How a search runs a rate ramp on one candidate: ``ramp(name, plan, breaks,
+#: settings=...)`` (the engine's ``measure_ramp`` on the search's server and workload).
+RampFn = Callable[..., "RampRun"]
 
 
 def rung0_settings(full: MeasureSettings) -> MeasureSettings:
@@ -117,6 +123,8 @@ class _Search:
     limit: float | None
     loader: Loader
     notify: Callable[[str], None]
+    method: str | None = None  # the capacity's method (None: its axis' default)
+    ramp: RampFn | None = None  # runs a rate ramp (None: levels only)
     checked: bool = False  # whether the figures the search needs proved measurable
 
     def evaluate(self, arm: Arm, rung: int, final: bool) -> None:
@@ -188,9 +196,16 @@ class _Search:
             levels[0] += 1
             return self.measure(arm.name, settings=use, **self.kwargs, **axis)
 
+        def ramp(plan: RampPlan, breaks: Callable[[PerfResult], bool]) -> RampRun:
+            assert self.ramp is not None
+            use = level_settings(settings, levels[0])
+            levels[0] += 1
+            return self.ramp(arm.name, plan, breaks, settings=use)
+
         resolution = None if final or self.over != "concurrency" else COARSE_CONCURRENCY
         # A longer rung starts from the bracket the shorter one found (its capacity's load
-        # and the first level above that broke a bound) instead of growing from 1 again.
+        # and the first level above that broke a bound) instead of growing from 1 again;
+        # without one, a capacity over a rate is found by the ramp (its method's default).
         start, then = self.start, None
         before = arm.last.capacity if arm.last is not None else None
         if before is not None and before.load is not None:
@@ -207,6 +222,8 @@ class _Search:
             resolution=resolution,
             model=arm.name,
             then=then,
+            method=self.method if then is None else None,
+            ramp=ramp if self.ramp is not None else None,
         )
         return self._capacity_measurement(cap, rung, final, tolerance)
 
@@ -297,7 +314,7 @@ def _cost(
     """What the search cost: its wall time; the server-seconds it held a server (one server
     for the whole search); GPU-seconds where the server uses GPUs (server-seconds times
     the GPUs it was given, or the host's), None where it has none; load levels measured,
-    seconds under load, model loads and seconds loading."""
+    rate ramps run, seconds under load, model loads and seconds loading."""
     gpus = 0
     if any(c.gpu_memory_mb is not None for c in candidates):
         devices = getattr(server, "gpu_devices", None)
@@ -309,6 +326,7 @@ def _cost(
         "gpu_s": wall_s * gpus if gpus else None,
         "gpus": gpus,
         "levels": int(spent["levels"]),
+        "ramps": int(spent["ramps"]),
         "measured_s": spent["measured_s"],
         "loads": loader.loads,
         "load_s": loader.load_s,
@@ -371,6 +389,7 @@ def run_search(
     over: str | None = None,
     start: float | None = None,
     limit: float | None = None,
+    method: str | None = None,
     measure: MeasureFn | None = None,
     notify: Callable[[str], None] | None = None,
     **measure_kwargs: Any,
@@ -380,7 +399,10 @@ def run_search(
 
     ``objective``: ``"capacity"`` (inferences/s within the SLA's latency bounds, searched
     over ``over``: concurrency, or request_rate when ``request_rate`` is given;
-    ``start``/``limit`` bound that search), ``"throughput"``, ``"p99_ms"`` or
+    ``start``/``limit`` bound that search, ``method`` is its method: ``"ramp"``, the
+    default over a rate, finds each candidate's first capacity in one pass of a rising rate
+    and one steady level, ``"search"`` by growth and bisection; a candidate measured again
+    at a longer rung starts from the bracket it found), ``"throughput"``, ``"p99_ms"`` or
     ``"gpu_memory_mb"`` at the load ``measure_kwargs`` give (``concurrency``,
     ``request_rate``, ``batch_size``, ``protocol``, ``inputs``, ``shapes``, ... as the
     engine's ``measure`` takes them). Model Analyzer's names (``perf_throughput``,
@@ -414,6 +436,7 @@ def run_search(
     gap_limit = _number_or_none("max_config_gap", max_config_gap)
     if goal == "capacity":
         axis, first = _capacity_axis(model, bounds, over, start, measure_kwargs)
+        check_method(method, axis)
     else:
         needs_capacity = [k for k in bounds if k in capacity_keys()]
         if needs_capacity:
@@ -421,10 +444,11 @@ def run_search(
                 f"search sla: {', '.join(needs_capacity)} bounds a capacity, which only the "
                 f"'capacity' objective measures (objective is {goal!r})."
             )
-        if over is not None or start is not None or limit is not None:
+        if over is not None or start is not None or limit is not None or method is not None:
             raise ArgumentError(
-                f"search: over, start and limit bound a capacity search; objective {goal!r} "
-                f"measures at the load given (concurrency=..., request_rate=...)."
+                f"search: over, start and limit bound a capacity search (method chooses how); "
+                f"objective {goal!r} measures at the load given (concurrency=..., "
+                f"request_rate=...)."
             )
         axis, first = "concurrency", None
     full = settings or MeasureSettings()
@@ -456,7 +480,7 @@ def run_search(
     for values, why in candidates.skipped:
         say(f"  skipped {', '.join(f'{k}={v}' for k, v in values.items())}: {why}")
 
-    spent = {"levels": 0.0, "measured_s": 0.0}
+    spent = {"levels": 0.0, "ramps": 0.0, "measured_s": 0.0}
     measure_fn = measure
 
     def engine(model: str, *, settings: MeasureSettings, **kwargs: Any) -> PerfResult:
@@ -467,6 +491,14 @@ def run_search(
             return engine_measure(server, model, settings=settings, **kwargs)
         finally:
             spent["levels"] += 1
+            spent["measured_s"] += time.perf_counter() - began
+
+    def ramp(model: str, plan: RampPlan, breaks: Any, *, settings: MeasureSettings) -> RampRun:
+        began = time.perf_counter()
+        try:
+            return measure_ramp(server, model, plan, breaks, settings=settings, **measure_kwargs)
+        finally:
+            spent["ramps"] += 1
             spent["measured_s"] += time.perf_counter() - began
 
     loader = Loader(server, src, model)
@@ -483,6 +515,9 @@ def run_search(
         limit=limit,
         loader=loader,
         notify=say,
+        method=method,
+        # A measuring function of the caller's has no ramp to go with it: levels only.
+        ramp=ramp if measure_fn is None else None,
     )
     try:
         if strategy == "predict":

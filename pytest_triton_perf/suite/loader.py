@@ -349,6 +349,14 @@ class _Checker:
             or over.get("over") == "request_rate"
             or search.get("over") == "request_rate"
         )
+        for key, given in (("capacity", over), ("search", search)):
+            axis = given.get("over") or ("request_rate" if open_loop else "concurrency")
+            if given.get("method") == "ramp" and axis != "request_rate":
+                ctx.report(
+                    at(key),
+                    f"load: {key}: method ramp raises an open loop's rate: give "
+                    f"over: request_rate (over concurrency, method: search).",
+                )
         for key in ("arrival", "max_in_flight"):
             if key in load and not open_loop:
                 ctx.report(

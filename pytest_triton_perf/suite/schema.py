@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pytest_triton_perf import metrics, sla
-from pytest_triton_perf.capacity import AXES
+from pytest_triton_perf.capacity import AXES, METHODS
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.load.driver import GRPC_CLIENTS
 from pytest_triton_perf.load.prompts import parse_rule
@@ -329,6 +329,9 @@ CAPACITY = Record(
               "{p99_ms: 30}"),
         Field("attainment", Number(0.0, maximum=1.0), "capacity by goodput: the share of "
               "requests that must meet every SLO of slo: (DistServe's capacity)", "0.9"),
+        Field("method", Choice(METHODS), "ramp (one pass of a rising rate, then one steady "
+              "level; the default over request_rate) or search (doubling, then bisection; "
+              "the default over concurrency)", "search"),
     ),
 )  # fmt: skip
 
@@ -345,6 +348,8 @@ SEARCH = Record(
         Field("over", Choice(AXES), "the capacity objective's load axis", "concurrency"),
         Field("start", POSITIVE, "the capacity objective's first level", "1"),
         Field("limit", POSITIVE, "the capacity objective's highest level", "8"),
+        Field("method", Choice(METHODS), "the capacity objective's method: ramp (the default "
+              "over request_rate) or search", "search"),
         Field("model_repository", Text(), "where the model's files are, relative to this file "
               "(a remote server)", "models"),
         Field("sla", BOUNDS, "the constraints (default: the test's sla bounds)", "{p99_ms: 50}"),

@@ -14,8 +14,8 @@ import pytest
 
 from pytest_triton_perf.baseline import calibration
 from pytest_triton_perf.baseline.compare import GateSettings
+from pytest_triton_perf.baseline.epochs import Offset
 from pytest_triton_perf.baseline.paired import PairedAnalysis
-from pytest_triton_perf.baseline.sequential import Offset
 from pytest_triton_perf.errors import BaselineError
 from tests.report.factory import make_result
 

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from pytest_triton_perf.baseline.sequential import (
+from pytest_triton_perf.baseline.epochs import (
     EpochEstimate,
     Offset,
-    _decide,
     block_epochs,
     combine,
     offset_variance,
     pooled_epoch,
 )
+from pytest_triton_perf.baseline.sequential import _decide
 from pytest_triton_perf.verdicts import IMPROVEMENT, PASS, REGRESSION
 
 ALPHA = 0.05

@@ -126,6 +126,16 @@ def test_usage_errors_exit_2_with_a_message_and_start_nothing(
     assert re.search(message, err), err
 
 
+def test_a_capacity_method_is_one_of_the_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["search", "sleepy", "--space", '{"instance_count": [1]}', "--method", "fast"]
+    with pytest.raises(SystemExit) as info:
+        main(args, io.StringIO())
+    assert info.value.code == 2
+    assert "argument --method: invalid choice: 'fast' (choose from 'ramp', 'search')" in (
+        capsys.readouterr().err
+    )
+
+
 def test_search_starts_its_own_local_server_on_a_model_repository(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("instance_count: [2]\n")

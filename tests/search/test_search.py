@@ -109,6 +109,38 @@ def test_batching_wins_the_capacity_search_and_every_candidate_is_unloaded(
     assert document["sla"] == {"p99_ms": 60.0}
 
 
+def test_over_a_request_rate_each_candidate_is_ramped_then_confirmed(
+    server: LocalTritonServer,
+) -> None:
+    """A capacity over a rate: each candidate's by one ramp and one steady level (the
+    method's default), not growth and bisection. The committed configuration (20 ms per
+    execution) serves 50/s, the candidate (15 ms) 67/s; with one challenger both are
+    measured at full length at once."""
+    result = run_search(
+        server,
+        "sleepy",
+        {"parameters.service_time_ms": [15]},
+        sla={"p99_ms": 60},
+        settings=FULL,
+        short_settings=SHORT,
+        request_rate=45,  # the rate the ramps start from, close below both knees
+        limit=400,
+    )
+    assert result.strategy == "halving" and any("predict: " in n for n in result.notes)
+    assert _left_loaded(server) == []
+    best, committed = result.best, result.committed
+    assert best is not None and best.values == {"parameters.service_time_ms": 15}
+    assert committed is not None and committed.capacity is not None
+    assert best.capacity is not None and best.capacity > 1.15 * committed.capacity
+    for candidate in (best, committed):
+        found = candidate.capacity_result
+        assert found is not None and found.steps[0].phase == "ramp", found
+        assert found.levels[0].phase == "confirm", found.step_table()
+        assert "after a ramp of" in candidate.note
+    assert result.cost["ramps"] == 2 and result.cost["levels"] >= 2
+    assert abs(committed.capacity - 45) / 45 < 0.2, committed.capacity_result
+
+
 def test_a_candidate_that_fails_to_load_or_to_measure_is_reported_and_the_search_goes_on(
     server: LocalTritonServer,
 ) -> None:
@@ -198,6 +230,10 @@ def test_arguments_are_checked_before_anything_is_loaded(server: LocalTritonServ
         run_search(server, "sleepy", {"instance": [1]}, sla={"p99_ms": 30})
     with pytest.raises(ArgumentError, match="over, start and limit bound a capacity search"):
         run_search(server, "sleepy", space, objective="throughput", limit=8)
+    with pytest.raises(ArgumentError, match=r"^capacity\(method='ramp', over='concurrency'\)"):
+        run_search(server, "sleepy", space, sla={"p99_ms": 30}, method="ramp")
+    with pytest.raises(ArgumentError, match=r"^capacity\(method='fast'\): 'ramp' "):
+        run_search(server, "sleepy", space, sla={"p99_ms": 30}, request_rate=10, method="fast")
     # A remote server: the model's files are not at hand without model_repository.
     remote = RemoteTritonServer(server.http_url, grpc_url=server.grpc_url).start()
     with pytest.raises(ArgumentError, match=r"its files are not at hand.*model_repository=DIR"):

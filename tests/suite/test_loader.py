@@ -108,7 +108,7 @@ def test_capacity_and_search_become_their_calls(tmp_path: Path) -> None:
           - name: cap
             model: sleepy
             load: {capacity: {over: request_rate, start: 10, limit: 80, resolution: 5,
-                              bounds: {p99_ms: 50}}, arrival: poisson}
+                              bounds: {p99_ms: 50}, method: search}, arrival: poisson}
           - name: best
             model: sleepy
             load:
@@ -133,6 +133,7 @@ def test_capacity_and_search_become_their_calls(tmp_path: Path) -> None:
         "limit": 80,
         "resolution": 5,
         "bounds": {"p99_ms": 50},
+        "method": "search",
     }
     assert search.call == "search"
     assert search.arguments["space"] == {
@@ -467,6 +468,17 @@ def test_the_example_suite_is_valid() -> None:
             "triton-perf-x.yaml:4:20: a: load: search with objective capacity (the default) "
             "needs a latency bound*",
             id="search-capacity-without-bound",
+        ),
+        pytest.param(
+            "tests:\n  - {name: a, model: s, sla: {p99_ms: 9}, load: {capacity: {method: fast}}}\n",
+            "triton-perf-x.yaml:2:*: a: load.capacity.method: 'fast' is not accepted*'ramp'*",
+            id="capacity-method",
+        ),
+        pytest.param(
+            "tests:\n  - {name: a, model: s, sla: {p99_ms: 9}, load: {capacity: {method: ramp}}}\n",
+            "triton-perf-x.yaml:2:*: a: load: capacity: method ramp raises an open loop's rate: "
+            "give over: request_rate (over concurrency, method: search).",
+            id="capacity-ramp-over-concurrency",
         ),
         pytest.param(
             "tests:\n  - {name: a, model: s, inputs: [zero, data.json]}\n",

@@ -81,17 +81,23 @@ def capacity_figure(test: str, cap: Mapping[str, Any]) -> Figure | None:
     """The latency-vs-throughput curve of a capacity search (None: no step has figures)."""
     over = cap.get("over", "concurrency")
     bounds = cap.get("bounds") or {}
-    steps = [
+    drawn = [
         s
         for s in cap.get("steps") or []
         if isinstance(s, Mapping) and num(s.get("throughput")) is not None
     ]
-    steps.sort(key=lambda s: num(s.get("load")) or 0.0)
-    keys = [k for k in bounded_latencies(cap) if any(num(s.get(k)) is not None for s in steps)]
+    drawn.sort(key=lambda s: num(s.get("load")) or 0.0)
+    # A rate ramp's buckets are a faint curve of their own, under the levels, unlabelled.
+    ramp = [s for s in drawn if s.get("phase") == "ramp"]
+    steps = [s for s in drawn if s.get("phase") != "ramp"]
+    keys = [k for k in bounded_latencies(cap) if any(num(s.get(k)) is not None for s in drawn)]
     if not keys:
         return None
     fig = new_figure(8, 5)
     ax = fig.subplots()
+    if ramp:
+        top_key = next((k for k in reversed(keys) if k != "avg_ms"), keys[-1])
+        ax.plot(*_xy(ramp, "throughput", top_key), ".-", color="#bbbbbb", label="ramp")
     breached = [s for s in steps if s.get("breached") or s.get("passed") is False]
     for key in keys:
         color = LATENCY_COLORS.get(key, P99_COLOR)
