@@ -166,7 +166,12 @@ def test_two_instances_sustain_twice_as_much(server: LocalTritonServer, sleepy_x
     found = _search(server, sleepy_x2)
     assert found.capacity is not None
     assert found.capacity == pytest.approx(100, rel=0.15), found.step_table()
-    assert found.knee in (2, 4), found.step_table()
+    # The knee is the lowest level within 5% of the best throughput: from 2 on here, but a
+    # loaded machine can read one level 5.1% short (92.5/s at 2, 94.9/s at 4, 99.9/s at 8 in
+    # a container) and move it up the plateau.
+    assert found.knee in (2, 4, 8), found.step_table()
+    plateau = [s.throughput for s in found.steps if s.passed and s.load >= 2]
+    assert min(plateau) >= 0.85 * max(plateau), found.step_table()
 
 
 def test_a_tight_bound_limits_the_capacity_by_bisection(

@@ -102,9 +102,16 @@ def test_without_a_tokenizer_tokens_are_responses(server: LocalTritonServer) -> 
     assert r.token_counting == "responses"
     assert r.output_tokens is not None and r.output_tokens.avg == PIECES
     assert r.output_tokens_per_s is None
-    assert r.tpot_ms is not None and r.tpot_ms.min == pytest.approx(
-        (TOKENS - 1) * FAST_TPOT / (PIECES - 1), rel=0.10
-    )
+    # By responses: the fast half's TPOT is two gaps of 2.5 tokens' time. Its median, not
+    # the minimum: a request whose first response a stall of the machine delayed has its
+    # later gaps shortened, and reads low (17.2 ms for 20 in a loaded container).
+    assert r.tpot_ms is not None and r.stream is not None
+    samples = np.asarray(r.stream.tpot_samples_ms)
+    fast = (TOKENS - 1) * FAST_TPOT / (PIECES - 1)
+    slow = (TOKENS - 1) * SLOW_TPOT / (PIECES - 1)
+    lower = samples[samples <= (fast + slow) / 2]
+    assert len(lower) >= len(samples) / 4, samples
+    assert np.median(lower) == pytest.approx(fast, rel=0.10)
 
 
 def test_a_model_that_is_not_decoupled_is_measured_over_generate(
