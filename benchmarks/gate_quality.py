@@ -145,7 +145,10 @@ METRICS = ("p50_ms", "p99_ms", "throughput")
 #: The metrics whose inconclusive verdicts are counted on their own.
 CORE = ("p50_ms", "throughput")
 #: The issue's targets hold for the CPU-bound model.
-TARGET_MODEL = "busy"
+#: The CPU-bound models issue 19's targets are stated for (``sleepy`` is shown for reference).
+TARGET_MODELS = ("busy", "dicty")
+#: Issue 19's median time to a verdict, A/A and +10% together (issue 10 had 20 s).
+VERDICT_TARGET_S = 25.0
 
 #: Defaults of the full run and of ``--quick`` (an explicit option wins over both).
 DEFAULTS: dict[str, Any] = {
@@ -737,8 +740,8 @@ def targets(trials: Sequence[Trial]) -> list[str]:
         aa = [t for t in mine if t.effect == 0]
         p10 = [t for t in mine if t.effect == 10]
         where = f"{model} {mode}" + (f" {method}" if mode == "ab" else "")
-        if model != TARGET_MODEL:
-            where += " (the issue's targets are for the CPU-bound model; shown for reference)"
+        if model not in TARGET_MODELS:
+            where += " (the issue's targets are for the CPU-bound models; shown for reference)"
         lines.append(f"targets, {where}:")
         if aa:
             lines.append(_count("false alarms <= 1 in 30 A/A trials", aa, "alarm", 1 / 30))
@@ -757,8 +760,8 @@ def targets(trials: Sequence[Trial]) -> list[str]:
             times = [t.verdict_s for t in mine]
             med = statistics.median(times)
             lines.append(
-                f"  median time to verdict <= 20 s (all {len(times)} trials): {med:.1f} s "
-                f"{_check(med <= 20.0)}"
+                f"  median time to verdict <= {VERDICT_TARGET_S:g} s (all {len(times)} trials): "
+                f"{med:.1f} s {_check(med <= VERDICT_TARGET_S)}"
             )
         elif p10:
             lines.append(
