@@ -29,6 +29,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+#: Picks of a port that came out equal to one picked before, at most.
+PICK_TRIES = 10
+
+
 @dataclass(frozen=True)
 class Ports:
     """The HTTP, gRPC and metrics ports Triton listens on (inside its network namespace)."""
@@ -39,8 +43,20 @@ class Ports:
 
     @classmethod
     def free(cls, host: str = "127.0.0.1") -> Ports:
-        """Three ports free on ``host`` now."""
-        return cls(free_port(host), free_port(host), free_port(host))
+        """Three distinct ports free on ``host`` now. Each is picked by :func:`free_port`,
+        whose socket is closed before the next pick, so the kernel may hand out the same
+        port twice (seen once in CI: Triton exited, "cannot listen to GRPC requests and
+        metrics requests at the same address and port"); a port already picked is picked
+        again."""
+        picked: list[int] = []
+        for _ in range(3):
+            port = free_port(host)
+            for _ in range(PICK_TRIES):
+                if port not in picked:
+                    break
+                port = free_port(host)
+            picked.append(port)
+        return cls(*picked)
 
 
 def triton_args(

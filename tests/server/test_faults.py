@@ -253,3 +253,14 @@ def test_metrics_disabled_gives_no_metrics_url_and_measure_says_why(
     spec = sla.merge_markers("t", [((), {"max_cpu_memory_mb": 1000})])
     (check,) = [c for c in sla.evaluate(spec, [result]) if c.key == "max_cpu_memory_mb"]
     assert not check.passed and "metrics disabled" in check.note
+
+
+def test_the_three_ports_picked_for_a_server_are_distinct() -> None:
+    """Picked one after the other, each socket closed before the next, two of the three
+    ports could coincide (a CI run saw Triton exit: gRPC and metrics on one port); a port
+    already picked is picked again. 500 picks, and the last one's gRPC port is free."""
+    for _ in range(500):
+        ports = command.Ports.free()
+        assert len({ports.http, ports.grpc, ports.metrics}) == 3, ports
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", ports.grpc))
