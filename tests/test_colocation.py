@@ -239,10 +239,14 @@ def test_two_models_together_give_per_model_results_and_the_cost_of_co_location(
     assert "group" not in records[1]["analysis"]  # one record for the group
     cost = group["interference"]["simple"]
     assert cost["together_with"] == ["busy"] and len(cost["throughput_rounds"]) == 4
-    # busy's pure-Python loop takes a core: beside it simple completes fewer requests.
-    assert cost["throughput_ratio"] < 0.95, cost
+    # busy's pure-Python loop takes a core: beside it simple's tail lengthens. The tail is
+    # asserted, not the throughput: the suite's other worker loads the "alone" rounds too,
+    # and a CI run saw simple's throughput 1.06x alone beside busy while its p99 rose 1.6x+
+    # (here, with a core loaded: 4.1x and 6.6x).
+    p_lo, p_hi = cost["p99_interval"]
+    assert cost["p99_ratio"] > 1.5 and p_lo < cost["p99_ratio"] < p_hi, cost
     lo, hi = cost["throughput_interval"]
-    assert lo < cost["throughput_ratio"] < hi
+    assert lo < cost["throughput_ratio"] < hi and cost["throughput_ratio"] < 1.25, cost
     assert records[0]["result"]["interference"] == cost
     # The per-model bound fails simple only, naming it.
     assert "FAILED test_group.py::test_together" in stdout
