@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_triton_perf import options
-from pytest_triton_perf.baseline.reference import base_name
+from pytest_triton_perf.baseline.reference import Reloaded, base_name
 from pytest_triton_perf.measure import energy, streaming
 from pytest_triton_perf.measure.result import LatencyStats, PerfResult, WindowResult
 from pytest_triton_perf.options.parsers import AB_METHODS as AB_METHODS
@@ -156,6 +156,8 @@ class ABOutcome:
     alpha: float | None = None
     #: paired: each arm's blocks, in order (``epochs`` cuts them into load epochs)
     blocks: tuple[list[PerfResult], list[PerfResult]] = ([], [])
+    #: paired: the names both arms are served under at the end (a refresh may rename them)
+    served: tuple[str, str] | None = None
 
     def info(self) -> dict[str, Any]:
         """What the reports say about the design (JSON-ready)."""
@@ -174,8 +176,9 @@ class ABOutcome:
 
 
 #: ``refresh(candidate_first)``: unload both arms and load them again (the candidate first
-#: or not, where they are loaded one after the other); returns how they were loaded.
-Refresh = Callable[[bool], str | None]
+#: or not, where they are loaded one after the other); returns how they were loaded (and
+#: the arms' new names, where they changed).
+Refresh = Callable[[bool], Reloaded | str | None]
 
 
 def run_ab(
@@ -259,6 +262,9 @@ class _Blocks:
         if self.sizes and self.refresh is not None:
             first = self.rng.random() < 0.5
             how = self.refresh(first)
+            if isinstance(how, Reloaded):
+                self.names = how.names or self.names
+                how = how.how
             loaded = how or ("candidate loaded first" if first else "reference loaded first")
         start = self.rng.randrange(2)
         self.orders.append(f"{loaded}, {'AB'[start]} first")
@@ -358,6 +364,7 @@ def _run_paired(
         offset=dict(analysis.offset_how),
         alpha=gate.alpha,
         blocks=b.arms,
+        served=b.names,
     )
 
 

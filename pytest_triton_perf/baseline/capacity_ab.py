@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pytest_triton_perf.baseline.ab import ABOutcome, ABPlan, run_ab
+from pytest_triton_perf.baseline.ab import ABOutcome, ABPlan, Refresh, run_ab
 from pytest_triton_perf.baseline.compare import GateSettings, compare_results
 from pytest_triton_perf.capacity import CapacityResult, bound_metric, breaches
 from pytest_triton_perf.measure.result import PerfResult
@@ -170,7 +170,7 @@ def compare_capacity(
     model: str,
     plan: ABPlan,
     gate: GateSettings,
-    refresh: Callable[[bool], str | None] | None = None,
+    refresh: Refresh | None = None,
 ) -> CapacityAB | None:
     """Search the reference's capacity, then compare both arms at its load and one level up.
     ``measure(name, level, settings=...)`` measures one arm at one level (:func:`run_ab`
@@ -180,22 +180,26 @@ def compare_capacity(
     if found.load is None or found.capacity is None:
         return None
     axis = found.over
+    names = (reference, candidate)  # a refresh may serve the arms under new names
 
     def at(level: float) -> ABOutcome:
+        nonlocal names
         value: float = int(level) if axis == "concurrency" else level
 
         def run(name: str, **kwargs: Any) -> PerfResult:
             return measure(name, {axis: value}, **kwargs)
 
-        return run_ab(
+        outcome = run_ab(
             run,
-            reference=reference,
-            candidate=candidate,
+            reference=names[0],
+            candidate=names[1],
             plan=plan,
             gate=gate,
             model=model,
             refresh=refresh,
         )
+        names = outcome.served or names
+        return outcome
 
     low = at(found.load)
     high = at(found.next_load) if found.next_load is not None else None

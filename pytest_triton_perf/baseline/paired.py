@@ -32,19 +32,13 @@ from pytest_triton_perf.baseline.sequential import (
     MIN_UNITS_TO_PASS,
     PairedDecision,
     _decide,
-    conditional_power,
+    futility,
     min_pooled_requests,
-    nominal_t,
-    pocock_constant,
     pooled_quantile,
 )
 from pytest_triton_perf.measure.result import PerfResult
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.verdicts import IMPROVEMENT, INCONCLUSIVE, REGRESSION, Comparison
-
-#: A metric is given up only when a regression of its minimum effect has less conditional
-#: power than this (and no pass can be reached).
-FUTILITY_POWER = 0.10
 
 #: The method's name in notes and reports.
 METHOD = (
@@ -290,25 +284,25 @@ class PairedAnalysis:
         effect is under :data:`FUTILITY_POWER`). Stopping toward "inconclusive" never adds a
         false alarm or a false pass; it only spares the budget that could not have bought
         an answer, and a regression that could still be caught is measured on."""
-        last = self.looks[-1]
-        if d.decided or units >= last or units < 2 or not math.isfinite(d.se):
+        if d.decided or not math.isfinite(d.se):
             return
         sign = 1.0 if metrics.BY_NAME[metric].higher_is_worse else -1.0
-        worse = sign * math.log1p(d.change)
-        se_last = d.se * math.sqrt(units / last)
-        c_pass = nominal_t(pocock_constant(self.looks, self.gate.alpha), d.df)
-        c_reject = nominal_t(pocock_constant(self.looks, self.gate.alpha / holm), d.df)
-        margin = math.log1p(target)
-        pass_reachable = abs(worse) + c_pass * se_last < margin or (
-            metric in ONE_SIDED and worse + c_pass * se_last < margin
+        reach = futility(
+            sign * math.log1p(d.change),
+            d.se,
+            d.df,
+            d.c,
+            units=units,
+            looks=self.looks,
+            alpha=self.gate.alpha,
+            holm=holm,
+            effect=math.log1p(effect),
+            margin=math.log1p(target),
+            one_sided=metric in ONE_SIDED,
         )
-        if pass_reachable:
-            return
-        worse_hi = worse + d.c * d.se
-        reach = conditional_power(worse, d.se, se_last, c_reject, math.log1p(effect))
-        if worse_hi < math.log1p(effect) or reach < FUTILITY_POWER:
+        if reach is not None:
             self.futile[metric] = (
-                f"given up after {units} of {last} {self.unit}: no pass could be "
+                f"given up after {units} of {self.looks[-1]} {self.unit}: no pass could be "
                 f"reached by the last look and a regression of "
                 f"{_pct(effect).lstrip('+')} had {100 * reach:.0f}% conditional power"
             )

@@ -100,6 +100,15 @@ def _parse_config(config_path: Path) -> model_config_pb2.ModelConfig:
 
 
 @dataclass(frozen=True)
+class Reloaded:
+    """What a refresh of A/B arms did: how both arms were loaded, and the names they are
+    served under now (None: the same as before)."""
+
+    how: str
+    names: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class _Side:
     """One arm's side of an ensemble's steps: a step's key in ReferenceModels.loaded (its
     derived name on the candidate's side) and the directory of its files (None: not there)."""
@@ -149,6 +158,8 @@ class ReferenceModels:
         self.pin_arms = pin
         #: Why the arms could not be pinned (None: pinned, or not asked for).
         self.pin_note: str | None = None
+        #: How many times both arms of a model were loaded together (their names' number).
+        self._loads: dict[str, int] = {}
 
     def arms(self, model: str, candidate_first: bool | None = None) -> tuple[str, str, str] | None:
         """Load the reference of ``model`` and a copy of the candidate, one after the other
@@ -216,20 +227,29 @@ class ReferenceModels:
         tied to one incarnation of a copy (measured: up to several percent between two
         identical CPU-bound Python-backend copies on a 2-core machine) is drawn anew. A/B
         mode does this before every load epoch after the first. (Loading an unchanged
-        model again is a no-op in Triton, hence the unload.) Returns how they were loaded."""
+        model again is a no-op in Triton, hence the unload.) Two plain copies come back under
+        new names (``<model>__ref2``, ``<model>__cand2``, ...; :meth:`served`), loaded while
+        the old ones unload. Returns how they were loaded."""
         keys = self._with_steps([k for k in (model, candidate_name(model)) if k in self.loaded])
         # A composing-model copy another loaded ensemble copy runs stays.
         others = self._with_steps([k for k in self._steps if k not in keys and k in self.loaded])
         keys = [k for k in keys if k not in others]
         names = [self.loaded[k] for k in keys if k in self.loaded]
-        self._variants.unload(names)
+        pair = self._plain_pair(model) if model in self._arms else None
+        # Two plain copies load anew under new names while the old ones unload: the old
+        # processes exit in the time the new ones start (a Python stub's exit took about
+        # as long as its start here), and none is left when the blocks begin.
+        self._variants.unload(names, wait=pair is None)
         for key in keys:
             self.loaded.pop(key, None)
             self._steps.pop(key, None)
             self.step_notes.pop(key, None)
         if model not in self._arms:
             return "unloaded"
-        if self._load_both(model):
+        if pair is not None:
+            self._loads[model] = self._loads.get(model, 1) + 1
+            self._load_both(model, pair)
+            self._variants.wait_unloaded(names)
             if self.pin_arms:
                 self.pin(model)
             return "loaded together"
@@ -265,28 +285,47 @@ class ReferenceModels:
         self.pin_note = None
         return f"both arms' {found} backend processes pinned to CPU {target[0]}"
 
-    def _load_both(self, model: str) -> bool:
-        """Load both arms of ``model`` at the same time (a symmetric start, and half the
-        time of one after the other); False where an arm is an ensemble (its steps are
-        loaded first, one by one) or the candidate's files are not at hand."""
-        from tritonclient.utils import InferenceServerException
+    def refresher(self, model: str) -> Callable[[bool], Reloaded]:
+        """A/B mode's ``refresh`` for ``model``: :meth:`reload` (``candidate_first``), with
+        the names the arms are served under afterwards."""
 
+        def again(candidate_first: bool) -> Reloaded:
+            how = self.reload(model, candidate_first)
+            return Reloaded(how, self.served(model))
+
+        return again
+
+    def served(self, model: str) -> tuple[str, str] | None:
+        """The names both arms of ``model`` are served under now (None: not loaded)."""
+        ref, cand = self.loaded.get(model), self.loaded.get(candidate_name(model))
+        return None if ref is None or cand is None else (ref, cand)
+
+    def _plain_pair(self, model: str) -> list[tuple[Path, model_config_pb2.ModelConfig]] | None:
+        """Both arms' (directory, configuration) where neither is an ensemble (its steps
+        are loaded first, one by one) and the candidate's files are at hand; else None."""
         ref_src, cand_src = self._reference_dir(model), self._candidate_dir(model)
         if ref_src is None or cand_src is None:
-            return False
+            return None
         configs = [_parse_config(d / "config.pbtxt") for d in (ref_src, cand_src)]
         if any(c.platform == "ensemble" for c in configs):
-            return False
-        names = (reference_name(model), candidate_name(model))
-        items = list(zip((ref_src, cand_src), names, configs, strict=True))
+            return None
+        return list(zip((ref_src, cand_src), configs, strict=True))
+
+    def _load_both(self, model: str, pair: list[tuple[Path, model_config_pb2.ModelConfig]]) -> None:
+        """Load both arms of ``model`` (:meth:`_plain_pair`) at the same time (a symmetric
+        start, and half the time of one after the other), under this load's names."""
+        from tritonclient.utils import InferenceServerException
+
+        load = self._loads.get(model, 1)
+        names = (reference_name(model, load), candidate_name(model, load))
+        items = [(src, name, config) for (src, config), name in zip(pair, names, strict=True)]
         try:
             self._variants.load_together(items)
         except (InferenceServerException, OSError) as e:
             raise TritonPerfError(
                 f"A/B mode: loading both arms of model '{model}' ({self.origin}) failed: {e}"
             ) from None
-        self.loaded[model], self.loaded[names[1]] = names
-        return True
+        self.loaded[model], self.loaded[candidate_name(model)] = names
 
     def _with_steps(self, keys: Sequence[str]) -> list[str]:
         """``keys`` and the keys of the composing-model copies they run, recursively."""

@@ -389,3 +389,68 @@ def conditional_power(
     mu = (i_now * mean + (i_last - i_now) * effect) / i_last
     sd = math.sqrt(i_last - i_now) / i_last
     return float(norm.sf((c_last * se_last - mu) / sd))
+
+
+#: A metric is given up only when a regression of its minimum effect has less conditional
+#: power than this (and no pass can be reached).
+FUTILITY_POWER = 0.10
+
+
+def futility(
+    worse: float,
+    se: float,
+    df: float,
+    c_now: float,
+    *,
+    units: int,
+    looks: tuple[int, ...],
+    alpha: float,
+    holm: int,
+    effect: float,
+    margin: float,
+    one_sided: bool = False,
+) -> float | None:
+    """The futility rule of the sequential paired design: the conditional power of a
+    regression of ``effect`` when neither answer can be reached by the last look, else
+    None (measure on).
+
+    ``worse`` is today's estimate (log scale, toward worse), ``se`` and ``df`` its standard
+    error and degrees of freedom at look ``units`` of ``looks``, ``c_now`` today's critical
+    value. Neither answer can be reached when (a) no pass can: at this spread, the last
+    look's interval would not fit inside ``margin``; and (b) no regression of ``effect``
+    can: the interval's bound toward worse is already below ``effect``, or the conditional
+    power (Lan, Simon and Halperin 1982) of a regression of ``effect`` is under
+    :data:`FUTILITY_POWER`. Where today's estimate is worse than ``effect``, the power is
+    taken at the estimate (the current trend): a regression the data already suggest is
+    not given up because a smaller one could not be caught. Conditional power grows with
+    the effect, so this gives up only where the power at ``effect`` is under the limit too.
+    Seeded, at A/B mode's noise on 2 cores (per-pair sd 12%, 4 pairs per epoch, looks after
+    epochs 3-7): +15% caught 0.95 without futility, 0.64 with the rule at today's degrees
+    of freedom and the minimum effect, 0.83 at the last look's, 0.93 at the trend; A/A
+    given up after 3.2 epochs on average, against 7 without
+    (``tests/baseline/test_epochs_simulated.py::test_futility_spares_the_budget_not_the_regressions``).
+
+    The last look's critical values are taken at the degrees of freedom it will have:
+    they grow with the units (within-epoch ones in proportion, the calibrated offset's by
+    one per epoch; proportional growth is assumed, which errs toward measuring on).
+    Today's degrees of freedom would overstate them (t at 11 against about 20 at the
+    budget's last epoch) and give up changes well within reach: the rule cost A/B mode
+    most of its +10% detections on 2 cores (5 of 8 trials given up at the first look with
+    estimates of +14-15%). Stopping toward "inconclusive" never adds a false alarm or a
+    false pass."""
+    last = looks[-1]
+    if units >= last or units < 2 or not math.isfinite(se):
+        return None
+    se_last = se * math.sqrt(units / last)
+    df_last = df * last / units
+    c_pass = nominal_t(pocock_constant(looks, alpha), df_last)
+    c_reject = nominal_t(pocock_constant(looks, alpha / holm), df_last)
+    pass_reachable = abs(worse) + c_pass * se_last < margin or (
+        one_sided and worse + c_pass * se_last < margin
+    )
+    if pass_reachable:
+        return None
+    reach = conditional_power(worse, se, se_last, c_reject, max(effect, worse))
+    if worse + c_now * se < effect or reach < FUTILITY_POWER:
+        return reach
+    return None

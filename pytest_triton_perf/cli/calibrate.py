@@ -61,7 +61,7 @@ def measure_offsets(
         plan=plan,
         gate=gate,
         model=model,
-        refresh=lambda first: refs.reload(model, candidate_first=first),
+        refresh=refs.refresher(model),
     )
     ref_blocks, cand_blocks = outcome.blocks
     analysis = PairedAnalysis(gate, (epochs,))

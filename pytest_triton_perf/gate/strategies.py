@@ -23,7 +23,7 @@ from pytest_triton_perf.verdicts import (
 )
 
 if TYPE_CHECKING:
-    from pytest_triton_perf.baseline.ab import ABPlan
+    from pytest_triton_perf.baseline.ab import ABPlan, Refresh
     from pytest_triton_perf.baseline.epochs import Offset
     from pytest_triton_perf.baseline.reference import ReferenceModels
 
@@ -47,13 +47,14 @@ class Arms:
         reference, _, setup = self.names[model]
         return f"'{reference}' = '{model}' from {self.references.origin}; {setup}"
 
-    def refresh(self, model: str) -> Callable[[bool], str | None] | None:
-        """Loads both arms anew (fresh instances; ``refresh(candidate_first)``): only where
-        both arms are copies."""
+    def refresh(self, model: str) -> Refresh | None:
+        """Loads both arms anew (fresh instances; ``refresh(candidate_first)``, which
+        returns how and the names they are served under now): only where both arms are
+        copies."""
         _, candidate, _ = self.names[model]
         if candidate == model:
             return None
-        return functools.partial(self.references.reload, model)
+        return self.references.refresher(model)
 
 
 class Subject(Protocol):

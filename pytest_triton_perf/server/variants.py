@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -38,14 +39,17 @@ CONFIG_SUFFIX = "__cfg"
 FOOTPRINT_SUFFIX = "__fp"
 
 
-def reference_name(model: str) -> str:
-    """The derived name the reference copy of ``model`` is served under."""
-    return f"{model}{REFERENCE_SUFFIX}"
+def reference_name(model: str, load: int = 1) -> str:
+    """The derived name the reference copy of ``model`` is served under: ``<model>__ref``,
+    and ``<model>__ref<load>`` from its second load on (A/B mode's load epochs load fresh
+    copies under new names while the old ones unload)."""
+    return f"{model}{REFERENCE_SUFFIX}{load if load > 1 else ''}"
 
 
-def candidate_name(model: str) -> str:
-    """The derived name the candidate's copy of ``model`` is served under in A/B mode."""
-    return f"{model}{CANDIDATE_SUFFIX}"
+def candidate_name(model: str, load: int = 1) -> str:
+    """The derived name the candidate's copy of ``model`` is served under in A/B mode
+    (``<model>__cand``, then ``<model>__cand<load>``)."""
+    return f"{model}{CANDIDATE_SUFFIX}{load if load > 1 else ''}"
 
 
 def config_name(model: str, index: int) -> str:
@@ -58,12 +62,14 @@ def footprint_name(model: str) -> str:
     return f"{model}{FOOTPRINT_SUFFIX}"
 
 
+_ARM = re.compile(rf"(.+)(?:{REFERENCE_SUFFIX}|{CANDIDATE_SUFFIX})(?:[2-9]|[1-9][0-9]+)?")
+
+
 def base_name(name: str) -> str:
-    """``name`` without the suffix of an A/B arm (``scale__ref`` -> ``scale``)."""
-    for suffix in (REFERENCE_SUFFIX, CANDIDATE_SUFFIX):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    """``name`` without the suffix of an A/B arm (``scale__ref`` and ``scale__cand3`` ->
+    ``scale``)."""
+    found = _ARM.fullmatch(name)
+    return found.group(1) if found else name
 
 
 def model_directory(
@@ -147,6 +153,14 @@ def unload_models(
     for name in names:
         with contextlib.suppress(Exception):
             client.unload_model(name)
+    return wait_unloaded(client, names, timeout_s)
+
+
+def wait_unloaded(
+    client: tritonclient.http.InferenceServerClient, names: Sequence[str], timeout_s: float
+) -> set[str]:
+    """Wait until the index no longer shows ``names`` (asked to unload before); returns
+    those still there after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = loaded_models(client) & set(names)
@@ -280,6 +294,11 @@ class Variants:
             self._written.discard(name)
         self.loaded -= set(names)
         return left
+
+    def wait_unloaded(self, names: Sequence[str]) -> set[str]:
+        """Wait until ``names`` (unloaded before without waiting) are gone from the index;
+        returns those still there after :attr:`timeout_s`."""
+        return wait_unloaded(self.client(), names, self.timeout_s)
 
     def close(self) -> None:
         """Unload what is still loaded (errors, interrupts; best effort) and close the

@@ -57,14 +57,19 @@ def test_both_arms_are_copies_reloaded_with_fresh_processes_and_unloaded(
         assert _ready(server, "sleepy__ref") and _ready(server, "sleepy__cand")
         loaded = _stubs(server) - before
         assert len(loaded) == 2  # one backend process per copy
-        refs.reload("sleepy")
-        assert _ready(server, "sleepy__ref") and _ready(server, "sleepy__cand")
+        # Loaded anew under new names while the old copies unload, which are gone by then.
+        assert refs.reload("sleepy") == "loaded together"
+        assert refs.served("sleepy") == ("sleepy__ref2", "sleepy__cand2")
+        assert _ready(server, "sleepy__ref2") and _ready(server, "sleepy__cand2")
+        assert not _ready(server, "sleepy__ref") and not _ready(server, "sleepy__cand")
         fresh = _stubs(server) - before
         assert len(fresh) == 2 and not fresh & loaded  # new processes, the old ones gone
+        again = refs.refresher("sleepy")(True)
+        assert again.names == ("sleepy__ref3", "sleepy__cand3") and _ready(server, "sleepy__ref3")
         assert refs.arms("nothing_like_it") is None
     finally:
         refs.unload_all()
-    assert not _ready(server, "sleepy__ref") and not _ready(server, "sleepy__cand")
+    assert not _ready(server, "sleepy__ref3") and not _ready(server, "sleepy__cand3")
     assert server.variant_repository is not None
     assert list(server.variant_repository.iterdir()) == []
 

@@ -219,3 +219,48 @@ def test_a_noisy_epoch_weighs_less_than_a_quiet_one() -> None:
     assert est[1].var > 3 * est[0].var
     comb = combine(est, Offset(0.0, 8))
     assert abs(comb.mean - float(np.mean(quiet))) < abs(comb.mean - float(np.mean(noisy)))
+
+
+def test_futility_spares_the_budget_not_the_regressions() -> None:
+    """The futility rule at A/B mode's noise on 2 cores (per-pair sd 12%, 4 pairs per epoch,
+    looks after epochs 3-7, alpha 1%, Holm over 5 metrics): a +15% regression is caught
+    almost as often as without the rule, and an A/A comparison that can reach neither
+    answer is given up well before the last look."""
+    from pytest_triton_perf.baseline.sequential import futility
+
+    looks, sigma, alpha, holm = (3, 4, 5, 6, 7), 0.12, 0.01, 5
+    effect, margin = math.log1p(0.05), math.log1p(0.05)
+
+    def series(rng: np.random.Generator, delta: float) -> list[np.ndarray]:
+        return [delta + rng.normal(0, TAU) + rng.normal(0, sigma, 4) for _ in range(looks[-1])]
+
+    def verdict(runs: list[np.ndarray], offset: Offset, rule: bool) -> tuple[str | None, int]:
+        for k in looks:
+            comb = combine(block_epochs(runs[:k]), offset)
+            d = _decide(
+                comb.mean, comb.se, k, sd=comb.se, bootstrap=None, higher_is_worse=True,
+                looks=looks, alpha=alpha, effect=effect, target=0.05, big_enough=True,
+                df=comb.df, reject_alpha=alpha / holm, one_sided=False, look=k, min_units=2,
+            )  # fmt: skip
+            if d.verdict is not None:
+                return d.verdict, k
+            if rule and futility(
+                math.log1p(d.change), d.se, d.df, d.c, units=k, looks=looks, alpha=alpha,
+                holm=holm, effect=effect, margin=margin,
+            ) is not None:  # fmt: skip
+                return "given up", k
+        return None, looks[-1]
+
+    rng = np.random.default_rng(5)
+    n = 200
+    caught = {True: 0, False: 0}
+    for _ in range(n):
+        runs, offset = series(rng, math.log1p(0.15)), calibrated(rng)
+        for rule in (True, False):
+            caught[rule] += verdict(runs, offset, rule)[0] == REGRESSION
+    assert caught[False] / n >= 0.9  # the design itself detects +15% here
+    assert caught[True] >= caught[False] - 0.05 * n  # the rule costs at most 5 points
+    aa = [verdict(series(rng, 0.0), calibrated(rng), True) for _ in range(100)]
+    assert sum(v == "given up" for v, _ in aa) >= 80
+    assert np.mean([k for _, k in aa]) <= 4.0  # of 7 epochs
+    assert sum(v in (REGRESSION, IMPROVEMENT) for v, _ in aa) <= 3

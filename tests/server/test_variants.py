@@ -48,6 +48,10 @@ def test_derived_names_and_their_base() -> None:
     assert reference_name("m") == "m__ref" and candidate_name("m") == "m__cand"
     assert config_name("m", 3) == "m__cfg3" and footprint_name("m") == "m__fp"
     assert base_name("m__ref") == base_name("m__cand") == "m"
+    # A/B mode's later loads: numbered from 2.
+    assert reference_name("m", 2) == "m__ref2" and candidate_name("m", 12) == "m__cand12"
+    assert base_name("m__ref2") == base_name("m__cand12") == "m"
+    assert base_name("m__ref1") == "m__ref1" and base_name("m__cand02") == "m__cand02"
     assert base_name("__ref") == "__ref" and base_name("m__cfg1") == "m__cfg1"
 
 
