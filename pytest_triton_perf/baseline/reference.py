@@ -223,10 +223,11 @@ class ReferenceModels:
     def reload(self, model: str, candidate_first: bool = False) -> str:
         """Unload both arms of ``model`` and load them again: both at the same time where
         neither is an ensemble, else one after the other (``candidate_first``: the
-        candidate's copy first). Fresh instances (new backend processes), so that an offset
-        tied to one incarnation of a copy (measured: up to several percent between two
-        identical CPU-bound Python-backend copies on a 2-core machine) is drawn anew. A/B
-        mode does this before every load epoch after the first. (Loading an unchanged
+        candidate's copy first, or its load request first when they load together). Fresh
+        instances (new backend processes), so that an offset tied to one incarnation of a
+        copy (measured: up to several percent between two identical CPU-bound
+        Python-backend copies on a 2-core machine) is drawn anew. A/B mode does this before
+        every load epoch after the first. (Loading an unchanged
         model again is a no-op in Triton, hence the unload.) Two plain copies come back under
         new names (``<model>__ref2``, ``<model>__cand2``, ...; :meth:`served`), loaded while
         the old ones unload. Returns how they were loaded."""
@@ -248,7 +249,7 @@ class ReferenceModels:
             return "unloaded"
         if pair is not None:
             self._loads[model] = self._loads.get(model, 1) + 1
-            self._load_both(model, pair)
+            self._load_both(model, pair, candidate_first)
             self._variants.wait_unloaded(names)
             if self.pin_arms:
                 self.pin(model)
@@ -311,14 +312,23 @@ class ReferenceModels:
             return None
         return list(zip((ref_src, cand_src), configs, strict=True))
 
-    def _load_both(self, model: str, pair: list[tuple[Path, model_config_pb2.ModelConfig]]) -> None:
+    def _load_both(
+        self,
+        model: str,
+        pair: list[tuple[Path, model_config_pb2.ModelConfig]],
+        candidate_first: bool,
+    ) -> None:
         """Load both arms of ``model`` (:meth:`_plain_pair`) at the same time (a symmetric
-        start, and half the time of one after the other), under this load's names."""
+        start, and half the time of one after the other), under this load's names. Their
+        requests start ``candidate_first`` or not: the first backend process to start is
+        placed by the scheduler before the other, so that order is drawn too."""
         from tritonclient.utils import InferenceServerException
 
         load = self._loads.get(model, 1)
         names = (reference_name(model, load), candidate_name(model, load))
         items = [(src, name, config) for (src, config), name in zip(pair, names, strict=True)]
+        if candidate_first:
+            items.reverse()
         try:
             self._variants.load_together(items)
         except (InferenceServerException, OSError) as e:
