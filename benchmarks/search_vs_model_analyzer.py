@@ -89,7 +89,7 @@ from pytest_triton_perf.capacity import CapacityResult, find_capacity  # noqa: E
 from pytest_triton_perf.measure.engine import MeasureSettings  # noqa: E402
 from pytest_triton_perf.measure.engine import measure as engine_measure  # noqa: E402
 from pytest_triton_perf.measure.result import PerfResult  # noqa: E402
-from pytest_triton_perf.search import run_search  # noqa: E402
+from pytest_triton_perf.search import STRATEGIES, run_search  # noqa: E402
 from pytest_triton_perf.search.config import parse_config, values_of  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer, find_tritonserver  # noqa: E402
 
@@ -644,7 +644,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="4,8",
         help="max_batch_size values of sleepy's space ('4,8'; '' leaves the key out)",
     )
-    ap.add_argument("--strategy", default="predict", choices=("predict", "halving", "grid"))
+    ap.add_argument("--strategy", default="predict", choices=STRATEGIES)
     ap.add_argument(
         "--max-concurrency",
         type=int,

@@ -231,7 +231,10 @@ def add_parser(sub: Any) -> None:
         default="predict",
         help="predict: a short probe of each candidate, a queueing model's capacity, one "
         "level at full length where it is predicted (a capacity over concurrency; else as "
-        "halving); halving: short measurements first, finalists at full length; grid: every "
+        "race, or halving where racing does not apply); race: every candidate loaded, "
+        "measured in interleaved rounds, the dominated dropped, the survivors at full "
+        "length (an objective at a given load); "
+        "halving: short measurements first, finalists at full length; grid: every "
         "candidate at full length (default: %(default)s)",
     )
     p.add_argument(

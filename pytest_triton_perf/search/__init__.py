@@ -3,7 +3,7 @@
 ``run_search(server, model, space, objective=..., sla=...)`` loads every candidate
 configuration of ``space`` beside the model, measures it (by default a short probe, a
 queueing model's prediction and one level at full length where it predicts the answer;
-successive halving or a grid on request) and returns a :class:`SearchResult`: the
+racing, successive halving or a grid on request) and returns a :class:`SearchResult`: the
 candidates ranked, the best one with its ``config.pbtxt`` ready to commit, and how far it
 is ahead of the committed configuration.
 """

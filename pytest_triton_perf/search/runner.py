@@ -3,10 +3,12 @@
 Each candidate is the model's own files with an edited configuration, loaded through
 Triton's repository API as ``<model>__cfg<N>`` (a model variant, as the A/B references:
 :class:`pytest_triton_perf.server.variants.Variants`), so a search runs the same on the
-local, container and remote launchers. One candidate is loaded at a time, measured and
-unloaded again before the next: candidates do not share the machine's memory or cores, and
-memory figures are each candidate's own. The committed configuration is loaded as a copy
-too (``<model>__cfg0``), so that every arm is set up alike.
+local, container and remote launchers. Halving and the grid load one candidate at a time,
+measured and unloaded again before the next: candidates do not share the machine's memory
+or cores, and memory figures are each candidate's own; racing (``search.race``) loads them
+together and interleaves their measurements; predict loads them together for its probes.
+The committed configuration is loaded as a copy too (``<model>__cfg0``), so that every arm
+is set up alike.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,8 +50,10 @@ from pytest_triton_perf.search.objective import (
 )
 from pytest_triton_perf.search.predictive import TOLERANCE, run_predictive
 from pytest_triton_perf.search.probe import Prober, unpredictable
+from pytest_triton_perf.search.race import Racer, run_race, unraceable
 from pytest_triton_perf.search.result import Candidate, SearchResult
 from pytest_triton_perf.search.space import parse_space
+from pytest_triton_perf.search.strategy import rung0_settings, rung_settings
 from pytest_triton_perf.server.variants import model_directory
 
 if TYPE_CHECKING:
@@ -57,10 +62,9 @@ if TYPE_CHECKING:
     from pytest_triton_perf.measure.ramp import RampPlan, RampRun
     from pytest_triton_perf.measure.result import PerfResult
 
-#: A rung-0 measurement: warm-up, windows and window length at most these.
-SHORT_WARMUP_S = 0.2
-SHORT_WINDOWS = 2
-SHORT_WINDOW_S = 0.3
+#: What answers a search that the queueing model cannot (and racing can).
+FALLBACK = "race"
+_NAMES = {"race": "racing", "halving": "successive halving"}
 #: Bisection resolution of a capacity over concurrency at a short rung (full length: 1).
 COARSE_CONCURRENCY = 2.0
 
@@ -78,33 +82,6 @@ class MeasureFn(Protocol):
 #: How a search runs a rate ramp on one candidate: ``ramp(name, plan, breaks,
 #: settings=...)`` (the engine's ``measure_ramp`` on the search's server and workload).
 RampFn = Callable[..., "RampRun"]
-
-
-def rung0_settings(full: MeasureSettings) -> MeasureSettings:
-    """Rung 0's settings: at most 2 windows of 0.3 s after 0.2 s of warm-up, never
-    extended for stability, and never longer than ``full``."""
-    windows = min(full.windows, SHORT_WINDOWS)
-    return MeasureSettings(
-        warmup_s=min(full.warmup_s, SHORT_WARMUP_S),
-        windows=windows,
-        window_s=min(full.window_s, SHORT_WINDOW_S),
-        max_windows=windows,
-        stability_pct=full.stability_pct,
-        drain_timeout_s=full.drain_timeout_s,
-    )
-
-
-def rung_settings(short: MeasureSettings, full: MeasureSettings, rung: int) -> MeasureSettings:
-    """A short rung's settings: rung 0's windows, ``ETA`` times longer per rung, at most
-    ``full``'s."""
-    return MeasureSettings(
-        warmup_s=short.warmup_s,
-        windows=short.windows,
-        window_s=min(full.window_s, short.window_s * strategies.ETA**rung),
-        max_windows=short.max_windows,
-        stability_pct=short.stability_pct,
-        drain_timeout_s=short.drain_timeout_s,
-    )
 
 
 @dataclass
@@ -131,7 +108,10 @@ class _Search:
         """Load ``arm``, measure it at ``rung``, unload it; a candidate that fails to load
         or to measure is marked failed and the search goes on."""
         try:
-            measurement = self._loaded_and_measured(arm, rung, final)
+            why = self.loader.load(arm)
+            if why is not None:
+                self.loader.failed(arm, why, self.notify)
+            measurement = self.measured(arm, rung, final) if why is None else None
         except BaseException:
             # Unload, but let nothing hide the error (or the interrupt) that got here.
             with contextlib.suppress(Exception):
@@ -140,25 +120,23 @@ class _Search:
         self.loader.unload({arm.name})
         if measurement is None:
             return
-        arm.measurements.append(measurement)
-        self.check_once(measurement)
         verdict = "ok" if not measurement.breaches else "breaks " + ", ".join(measurement.breaches)
         self.notify(
             f"  {arm.name} rung {rung}{' (full length)' if final else ''}: {self.objective} "
             f"{fmt(measurement.objective)}, {verdict} [{arm.describe()}]"
         )
 
-    def _loaded_and_measured(self, arm: Arm, rung: int, final: bool) -> Measurement | None:
-        """``arm`` loaded and measured; None (the arm marked failed) when it does not load
-        or its measurement fails. The committed configuration failing is an error: what
-        fails for it fails for every candidate (the server's model control, the load)."""
-        why = self.loader.load(arm)
-        if why is not None:
-            self.loader.failed(arm, why, self.notify)
-            return None
-        settings = self.full if final else rung_settings(self.short, self.full, rung)
+    def measured(
+        self, arm: Arm, rung: int, final: bool, settings: MeasureSettings | None = None
+    ) -> Measurement | None:
+        """``arm`` (loaded) measured at ``rung`` (with ``settings``: the rung's by default),
+        appended to its measurements; None (the arm marked failed) when the measurement
+        fails. The committed configuration failing is an error: what fails for it fails
+        for every candidate (the server's model control, the load)."""
+        if settings is None:
+            settings = self.full if final else rung_settings(self.short, self.full, rung)
         try:
-            return self._measure(arm, rung, final, settings)
+            measurement = self._measure(arm, rung, final, settings)
         except ServerDiedError:
             raise
         except TritonPerfError as e:
@@ -169,6 +147,9 @@ class _Search:
             arm.note = f"measurement failed at rung {rung}: {e}"
             self.notify(f"  {arm.name}: {arm.note}")
             return None
+        arm.measurements.append(measurement)
+        self.check_once(measurement)
+        return measurement
 
     def _measure(self, arm: Arm, rung: int, final: bool, settings: MeasureSettings) -> Measurement:
         tolerance = 0.0 if final else SHORT_TOLERANCE
@@ -409,8 +390,11 @@ def run_search(
     ``perf_latency_p99``, ``gpu_used_memory``) are accepted. ``sla``: SLA keys (Model
     Analyzer's names accepted) checked on every measurement. ``strategy``: ``"predict"``
     (probe, predict with a queueing model, verify at the predicted level: see
-    ``search.predictive``; a capacity over concurrency only, else it runs as halving),
-    ``"halving"`` (successive halving, see ``search.strategy``) or ``"grid"``.
+    ``search.predictive``; a capacity over concurrency only, else it runs as
+    :data:`FALLBACK`), ``"race"`` (every candidate loaded, measured in interleaved
+    rounds until the dominated are dropped, see ``search.race``; an objective at a given
+    load without memory figures, else it runs as halving), ``"halving"`` (successive
+    halving, see ``search.strategy``) or ``"grid"``.
     ``settings``: the full length of one measurement (``short_settings``: rung 0's,
     derived from it by default).
     ``model_repository``: where the model's files are, when the server's own model
@@ -430,8 +414,9 @@ def run_search(
         raise ArgumentError(
             f"search strategy={strategy!r}: one of {', '.join(strategies.STRATEGIES)} is "
             f"accepted (predict: a short probe and a queueing model, then one level at full "
-            f"length; halving: short measurements first; grid: every candidate at full "
-            f"length)."
+            f"length; race: every candidate loaded, measured in interleaved rounds until the "
+            f"dominated are dropped; halving: short measurements first; grid: every "
+            f"candidate at full length)."
         )
     gap_limit = _number_or_none("max_config_gap", max_config_gap)
     if goal == "capacity":
@@ -470,8 +455,11 @@ def run_search(
     if strategy == "predict":
         why_not = unpredictable(goal, axis, constraints)
         if why_not is not None:
-            notes.append(f"predict: {why_not}; searched by successive halving")
-            strategy = "halving"
+            strategy = FALLBACK if unraceable(goal, constraints) is None else "halving"
+            notes.append(f"predict: {why_not}; searched by {_NAMES[strategy]}")
+    if strategy == "race" and unraceable(goal, constraints) is not None:
+        notes.append(f"race: {unraceable(goal, constraints)}; searched by successive halving")
+        strategy = "halving"
     say(
         f"search of '{model}' ({goal}, {strategy}): {len(arms)} candidates "
         f"({len(arms) - 1} from the space, the committed configuration as {arms[0].name})"
@@ -537,7 +525,20 @@ def run_search(
             pruned = run_predictive(
                 arms, prober.steps(), verify_committed=gap_limit is not None, notify=say
             )
-        else:
+        elif strategy == "race":
+            racer = Racer(loader, search.measured, goal, short, full, say)
+            why_not = racer.load_together(arms)
+            if why_not is None:
+                seed = random.SystemRandom().randrange(2**31)
+                outcome = run_race(
+                    arms, racer.steps(), goal, racer.budget(arms), seed=seed, notify=say
+                )
+                notes.append(outcome.describe())
+                pruned = outcome.pruned
+            else:
+                notes.append(f"race: {why_not}; searched by successive halving instead")
+                strategy = "halving"
+        if strategy in ("halving", "grid"):
             pruned = strategies.run_strategy(strategy, arms, search.evaluate, goal, say)
         loader.settle()
     finally:

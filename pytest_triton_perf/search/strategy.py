@@ -13,6 +13,7 @@ gap between the best and the committed configuration compares two full-length fi
 **Grid**: every candidate at full length (brute force, Model Analyzer's way).
 
 **Predict** (the default for a capacity over concurrency): see ``search.predictive``.
+**Race** (candidates loaded together, measured in interleaved rounds): see ``search.race``.
 
 **Ties**: when the best two finalists are within the measurement's noise on the objective
 (:func:`tie_break`), the search says so and ranks them by a secondary objective: less GPU
@@ -27,6 +28,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pytest_triton_perf.measure.engine import MeasureSettings
 from pytest_triton_perf.numbers import fmt
 from pytest_triton_perf.search.candidates import Arm
 from pytest_triton_perf.search.config import instance_count
@@ -36,16 +38,67 @@ from pytest_triton_perf.search.objective import MAXIMISE
 ETA = 3
 #: Challengers always kept after a rung (with the committed configuration).
 MIN_KEEP = 2
-STRATEGIES = ("predict", "halving", "grid")
+STRATEGIES = ("predict", "race", "halving", "grid")
 #: The smallest difference between two objectives that is not called a tie, whatever the
 #: windows say (two copies of one configuration differ by this much on these machines).
 TIE_FLOOR = 0.03
 #: GPU memory figures closer than this (relative) do not rank a tie.
 MEMORY_MARGIN = 0.05
+#: A rung-0 measurement: warm-up, windows and window length at most these.
+SHORT_WARMUP_S = 0.2
+SHORT_WINDOWS = 2
+SHORT_WINDOW_S = 0.3
 
 #: Measures ``arm`` at ``rung`` (``final``: at full length), appending to its measurements,
 #: or marks it failed.
 Evaluate = Callable[[Arm, int, bool], None]
+
+
+def rung0_settings(full: MeasureSettings) -> MeasureSettings:
+    """Rung 0's settings: at most 2 windows of 0.3 s after 0.2 s of warm-up, never
+    extended for stability, and never longer than ``full``."""
+    windows = min(full.windows, SHORT_WINDOWS)
+    return MeasureSettings(
+        warmup_s=min(full.warmup_s, SHORT_WARMUP_S),
+        windows=windows,
+        window_s=min(full.window_s, SHORT_WINDOW_S),
+        max_windows=windows,
+        stability_pct=full.stability_pct,
+        drain_timeout_s=full.drain_timeout_s,
+    )
+
+
+def rung_settings(short: MeasureSettings, full: MeasureSettings, rung: int) -> MeasureSettings:
+    """A short rung's settings: rung 0's windows, ``ETA`` times longer per rung, at most
+    ``full``'s."""
+    return MeasureSettings(
+        warmup_s=short.warmup_s,
+        windows=short.windows,
+        window_s=min(full.window_s, short.window_s * ETA**rung),
+        max_windows=short.max_windows,
+        stability_pct=short.stability_pct,
+        drain_timeout_s=short.drain_timeout_s,
+    )
+
+
+def nominal_s(settings: MeasureSettings) -> float:
+    """The seconds one measurement with ``settings`` takes at least (warm-up and windows)."""
+    return settings.warmup_s + settings.windows * settings.window_s
+
+
+def halving_s(challengers: int, short: MeasureSettings, full: MeasureSettings) -> float:
+    """The seconds successive halving measures for (nominal, when nothing breaks the SLA):
+    every rung's arms, the committed configuration among them, the last at full length."""
+    counts = []
+    while challengers > MIN_KEEP:
+        counts.append(challengers + 1)
+        challengers = max(MIN_KEEP, math.ceil(challengers / ETA))
+    counts.append(challengers + 1)
+    last = len(counts) - 1
+    return sum(
+        n * nominal_s(full if rung == last else rung_settings(short, full, rung))
+        for rung, n in enumerate(counts)
+    )
 
 
 def _sort_key(objective: str) -> Callable[[Arm], tuple[bool, float, bool, int]]:
@@ -80,14 +133,14 @@ def run_strategy(
         active = [a for a in active if a.status != "failed"]
         if final:
             for arm in active:
-                _settle(arm, rung)
+                settle(arm)
             return pruned
         pruned += _prune(active, rung, objective, notify)
         active = [a for a in active if a.committed or a.status == "pending"]
         rung += 1
 
 
-def _settle(arm: Arm, rung: int) -> None:
+def settle(arm: Arm) -> None:
     """After the final rung: within the SLA (finalist) or not (infeasible)."""
     last = arm.last
     assert last is not None

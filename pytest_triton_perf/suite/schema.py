@@ -343,8 +343,8 @@ SEARCH = Record(
         Field("objective", Choice(tuple(MAXIMISE), tuple(OBJECTIVE_ALIASES)),
               "what is best (default capacity, which needs a latency bound)", "throughput"),
         Field("strategy", Choice(STRATEGIES), "predict (a short probe, a queueing model, one "
-              "level at full length; default), halving (short measurements first) or grid",
-              "grid"),
+              "level at full length; default), race (candidates loaded together, measured in "
+              "interleaved rounds), halving (short measurements first) or grid", "grid"),
         Field("over", Choice(AXES), "the capacity objective's load axis", "concurrency"),
         Field("start", POSITIVE, "the capacity objective's first level", "1"),
         Field("limit", POSITIVE, "the capacity objective's highest level", "8"),
