@@ -18,6 +18,12 @@ from pytest_triton_perf.load.transport import InferClient, TransportError
 #: Pause after a failed connection before the slot retries, so that a flapping server yields
 #: a handful of counted errors rather than a storm.
 RECONNECT_BACKOFF_S = 0.05
+#: On an interrupt or a failure, requests in flight get this long to complete before they
+#: are cancelled. Cancelling a gRPC call (RST_STREAM, or the connection closed under it)
+#: races in Triton's gRPC front end up to 24.11 (2.52) and can crash the server with signal
+#: 11 (triton-inference-server/server#7368, fixed by #7840): seen twice in this project's
+#: CI on Ctrl-C of a measurement. Answered requests are never cancelled.
+CANCEL_GRACE_S = 1.0
 
 
 class Supervisor:
@@ -79,6 +85,15 @@ class Supervisor:
         """Retrieve an unobserved failure so asyncio does not log it."""
         if self._failed.done() and not self._failed.cancelled():
             self._failed.exception()
+
+
+async def finish_or_cancel(tasks: Sequence[asyncio.Future[None]]) -> None:
+    """Let ``tasks`` (requests in flight; nothing new is sent) finish for up to
+    :data:`CANCEL_GRACE_S`, then cancel what still runs and wait for it."""
+    if tasks:
+        with contextlib.suppress(Exception):
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
+    await cancel_and_wait(tasks)
 
 
 async def cancel_and_wait(tasks: Sequence[asyncio.Future[None]]) -> None:
@@ -154,7 +169,8 @@ class ClosedLoop:
         return len(pending)
 
     async def cancel(self) -> None:
-        """Cancel every slot at once (interrupt or failure path)."""
+        """Stop every slot (interrupt or failure path): nothing new is sent, the requests in
+        flight get :data:`CANCEL_GRACE_S` to complete, the rest are cancelled."""
         self._running = False
         tasks, self._tasks = self._tasks, []
-        await cancel_and_wait(tasks)
+        await finish_or_cancel(tasks)

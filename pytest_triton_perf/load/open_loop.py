@@ -14,7 +14,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from time import perf_counter_ns
 
-from pytest_triton_perf.load.closed_loop import RECONNECT_BACKOFF_S, Supervisor, cancel_and_wait
+from pytest_triton_perf.load.closed_loop import (
+    RECONNECT_BACKOFF_S,
+    Supervisor,
+    cancel_and_wait,
+    finish_or_cancel,
+)
 from pytest_triton_perf.load.recorder import Recorder
 from pytest_triton_perf.load.timer import PreciseTimer
 from pytest_triton_perf.load.transport import InferClient, TransportError
@@ -148,10 +153,10 @@ class OpenLoop:
         return len(pending)
 
     async def cancel(self) -> None:
-        """Cancel everything at once (interrupt or failure path)."""
+        """Stop (interrupt or failure path): the dispatcher at once, the requests in flight
+        after :data:`~pytest_triton_perf.load.closed_loop.CANCEL_GRACE_S` to complete."""
         self._running = False
-        tasks = list(self._in_flight)
         if self._dispatcher is not None:
-            tasks.append(self._dispatcher)
+            await cancel_and_wait([self._dispatcher])
             self._dispatcher = None
-        await cancel_and_wait(tasks)
+        await finish_or_cancel(list(self._in_flight))
