@@ -176,9 +176,9 @@ class ABOutcome:
 
 
 #: ``refresh(candidate_first)``: unload both arms and load them again (the candidate first
-#: or not, where they are loaded one after the other); returns how they were loaded (and
-#: the arms' new names, where they changed).
-Refresh = Callable[[bool], Reloaded | str | None]
+#: or not); returns how they were loaded and the names they are served under now
+#: (:meth:`ReferenceModels.refresher`).
+Refresh = Callable[[bool], Reloaded]
 
 
 def run_ab(
@@ -261,11 +261,9 @@ class _Blocks:
         loaded = "as loaded"
         if self.sizes and self.refresh is not None:
             first = self.rng.random() < 0.5
-            how = self.refresh(first)
-            if isinstance(how, Reloaded):
-                self.names = how.names or self.names
-                how = how.how
-            loaded = how or ("candidate loaded first" if first else "reference loaded first")
+            reloaded = self.refresh(first)
+            self.names = reloaded.names or self.names
+            loaded = reloaded.how
         start = self.rng.randrange(2)
         self.orders.append(f"{loaded}, {'AB'[start]} first")
         self._quad = (start, 1 - start, 1 - start, start)

@@ -227,10 +227,10 @@ class ReferenceModels:
         instances (new backend processes), so that an offset tied to one incarnation of a
         copy (measured: up to several percent between two identical CPU-bound
         Python-backend copies on a 2-core machine) is drawn anew. A/B mode does this before
-        every load epoch after the first. (Loading an unchanged
-        model again is a no-op in Triton, hence the unload.) Two plain copies come back under
-        new names (``<model>__ref2``, ``<model>__cand2``, ...; :meth:`served`), loaded while
-        the old ones unload. Returns how they were loaded."""
+        every load epoch after the first. (Loading an unchanged model again is a no-op in
+        Triton, hence the unload.) Two plain copies come back under new names
+        (``<model>__ref2``, ``<model>__cand2``, ...; :meth:`served`), loaded while the old
+        ones unload. Returns how they were loaded."""
         keys = self._with_steps([k for k in (model, candidate_name(model)) if k in self.loaded])
         # A composing-model copy another loaded ensemble copy runs stays.
         others = self._with_steps([k for k in self._steps if k not in keys and k in self.loaded])
