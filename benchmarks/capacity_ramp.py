@@ -33,6 +33,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import add_session_settings, session_settings  # noqa: E402
 
 from pytest_triton_perf.capacity import (  # noqa: E402
     CapacityResult,
@@ -118,13 +121,10 @@ def main() -> int:
     ap.add_argument("--instances", default="1,3", help="instance counts, comma-separated (1,3)")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each method per count (1)")
     ap.add_argument("--p99-ms", type=float, default=60.0, help="the latency bound (60)")
-    ap.add_argument("--warmup-s", type=float, help="warm-up of a level (the session's default)")
-    ap.add_argument("--windows", type=int, help="windows of a level (the session's default)")
-    ap.add_argument("--window-s", type=float, help="window length (the session's default)")
+    add_session_settings(ap, "a level's")
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = ap.parse_args()
-    given = {"warmup_s": args.warmup_s, "windows": args.windows, "window_s": args.window_s}
-    settings = MeasureSettings(**{k: v for k, v in given.items() if v is not None})
+    settings = session_settings(args)
     bounds = {"p99_ms": args.p99_ms}
     counts = [int(x) for x in args.instances.split(",") if x]
     report: dict[str, Any] = {

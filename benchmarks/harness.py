@@ -299,6 +299,20 @@ def parser(doc: str, *, repeats: int, window_s: float, per: str) -> argparse.Arg
     return ap
 
 
+def add_session_settings(ap: argparse.ArgumentParser, what: str) -> None:
+    """``--warmup-s``, ``--windows``, ``--window-s``: ``what``'s measurement settings, the
+    session's defaults (``MeasureSettings()``) where not given (:func:`session_settings`)."""
+    ap.add_argument("--warmup-s", type=float, help=f"{what} warm-up (the session's default)")
+    ap.add_argument("--windows", type=int, help=f"{what} windows (the session's default)")
+    ap.add_argument("--window-s", type=float, help="window length (the session's default)")
+
+
+def session_settings(args: argparse.Namespace) -> MeasureSettings:
+    """The settings :func:`add_session_settings`'s options give."""
+    given = {"warmup_s": args.warmup_s, "windows": args.windows, "window_s": args.window_s}
+    return MeasureSettings(**{k: v for k, v in given.items() if v is not None})
+
+
 @dataclass
 class Harness:
     """One comparison run: perf_analyzer found and set up, our engine's settings (a warm-up

@@ -32,8 +32,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pytest_triton_perf.measure.engine import MeasureSettings  # noqa: E402
+from harness import add_session_settings, session_settings  # noqa: E402
+
 from pytest_triton_perf.search import run_search  # noqa: E402
 from pytest_triton_perf.server.local import LocalTritonServer  # noqa: E402
 
@@ -75,16 +77,13 @@ def main() -> int:
     doc = __doc__ or ""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2, help="runs of each strategy (2)")
-    ap.add_argument("--warmup-s", type=float, help="full-length warm-up (the session's default)")
-    ap.add_argument("--windows", type=int, help="full-length windows (the session's default)")
-    ap.add_argument("--window-s", type=float, help="window length (the session's default)")
+    add_session_settings(ap, "full-length")
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = ap.parse_args()
-    given = {"warmup_s": args.warmup_s, "windows": args.windows, "window_s": args.window_s}
-    settings = MeasureSettings(**{k: v for k, v in given.items() if v is not None})
+    settings = session_settings(args)
     report: dict[str, Any] = {
         "command": " ".join([sys.executable, *sys.argv]),
-        "settings": {k: getattr(settings, k) for k in given},
+        "settings": {k: getattr(settings, k) for k in ("warmup_s", "windows", "window_s")},
         "runs": [],
     }
     print(f"{'question':>13} {'strategy':>8} {'wall s':>7} {'winner':>6} {'/s':>6} "
