@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_triton_perf.numbers import fmt
 from pytest_triton_perf.search.config import (
     apply_values,
     config_diff,
@@ -37,6 +38,14 @@ class Measurement:
     breaches: tuple[str, ...]  # constraints broken (strictly at full length)
     result: PerfResult | None
     capacity: CapacityResult | None = None
+
+    def line(self, arm: Arm, objective: str) -> str:
+        """The progress line of ``arm`` measured here (a search's ``notify``)."""
+        verdict = "ok" if not self.breaches else "breaks " + ", ".join(self.breaches)
+        return (
+            f"  {arm.name} rung {self.rung}{' (full length)' if self.final else ''}: "
+            f"{objective} {fmt(self.objective)}, {verdict} [{arm.describe()}]"
+        )
 
 
 @dataclass

@@ -379,11 +379,7 @@ class Racer:
         """Measure ``arm`` at full length, as the last rung of halving does."""
         found = self.measured(arm, rung, True, self.full)
         if found is not None:
-            verdict = "ok" if not found.breaches else "breaks " + ", ".join(found.breaches)
-            self.notify(
-                f"  {arm.name} rung {rung} (full length): {self.objective} {fmt(found.objective)}, "
-                f"{verdict} [{arm.describe()}]"
-            )
+            self.notify(found.line(arm, self.objective))
 
     def release(self, arms: Sequence[Arm]) -> None:
         """Unload ``arms`` in the background (the search waits for them at its end)."""

@@ -118,13 +118,8 @@ class _Search:
                 self.loader.unload({arm.name})
             raise
         self.loader.unload({arm.name})
-        if measurement is None:
-            return
-        verdict = "ok" if not measurement.breaches else "breaks " + ", ".join(measurement.breaches)
-        self.notify(
-            f"  {arm.name} rung {rung}{' (full length)' if final else ''}: {self.objective} "
-            f"{fmt(measurement.objective)}, {verdict} [{arm.describe()}]"
-        )
+        if measurement is not None:
+            self.notify(measurement.line(arm, self.objective))
 
     def measured(
         self, arm: Arm, rung: int, final: bool, settings: MeasureSettings | None = None
