@@ -485,6 +485,7 @@ def cost_comparisons(
                 _latencies(model, candidate),
                 99.0,
                 alpha=gate.alpha,
+                pass_alpha=gate.pass_alpha,
                 effect=effect,
                 target=smallest_change(gate, meta.name, base),
             )
@@ -500,6 +501,7 @@ def cost_comparisons(
                     higher_is_worse=meta.higher_is_worse,
                     looks=(pairs,),
                     alpha=gate.alpha,
+                    pass_alpha=gate.pass_alpha,
                     effect=effect,
                     target=smallest_change(gate, meta.name, base),
                 )

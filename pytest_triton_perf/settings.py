@@ -62,6 +62,7 @@ class Settings:
     ab_confirm: bool = default("ab_confirm")
     block_s: float = default("block_s")
     alpha: float = default("alpha")
+    pass_alpha: float = default("pass_alpha")
     min_effect: dict[str, float | None] | None = default("min_effect")
     floor: dict[str, float | None] | None = default("floor")
     sla_mode: str = default("sla_mode")

@@ -154,6 +154,8 @@ class ABOutcome:
     offset: dict[str, str] = dataclasses.field(default_factory=dict)
     #: paired: the level of the tests (Holm shares it across the gated metrics)
     alpha: float | None = None
+    #: paired: the level of the pass decisions (a change at the margin passes at most so)
+    pass_alpha: float | None = None
     #: paired: each arm's blocks, in order (``epochs`` cuts them into load epochs)
     blocks: tuple[list[PerfResult], list[PerfResult]] = ([], [])
     #: paired: the names both arms are served under at the end (a refresh may rename them)
@@ -172,6 +174,7 @@ class ABOutcome:
             "seed": self.seed,
             "offset": dict(self.offset),
             "alpha": self.alpha,
+            "pass_alpha": self.pass_alpha,
         }
 
 
@@ -361,6 +364,7 @@ def _run_paired(
         seed=seed,
         offset=dict(analysis.offset_how),
         alpha=gate.alpha,
+        pass_alpha=gate.pass_alpha,
         blocks=b.arms,
         served=b.names,
     )

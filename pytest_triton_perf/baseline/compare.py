@@ -19,7 +19,9 @@ of the change toward worse lies inside the smallest change that counts
 interval's (runs are the units); otherwise the Hodges-Lehmann shift of the windows with
 Moses' bound, widened by the run-to-run spread that one run or one load per side cannot
 show (:data:`~pytest_triton_perf.baseline.power.RUN_SD_FLOOR`). At a true change equal to
-that margin a pass comes with probability at most alpha; "not significant" alone (which
+that margin a pass comes with probability at most the pass alpha
+(``GateSettings.pass_alpha``, 0.05 by default: a 90% two-sided interval, the equivalence
+convention of bioequivalence trials); "not significant" alone (which
 passes such a change about half the time) is never a pass. An undecided comparison is
 ``inconclusive``, with its minimum detectable effect
 (:mod:`~pytest_triton_perf.baseline.power`) and the measurement that would have been enough.
@@ -27,6 +29,7 @@ passes such a change about half the time) is never a pass. An undecided comparis
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +75,9 @@ class GateSettings:
     #: Robust window-to-window variation (MAD / median) above which a metric decides
     #: nothing: it is reported inconclusive instead of passing on too little evidence.
     max_noise: float = 0.15
+    #: Level of the pass (equivalence, non-inferiority) decisions: a change of the smallest
+    #: size that counts passes with probability at most this (--triton-perf-pass-alpha).
+    pass_alpha: float = options.default("pass_alpha")
 
     def with_overrides(self, overrides: Mapping[str, float | None]) -> GateSettings:
         """A copy with per-metric minimum effects replaced; None switches a metric off."""
@@ -82,8 +88,8 @@ class GateSettings:
                 disabled.add(metric)
             else:
                 effects[metric] = value
-        return GateSettings(
-            self.alpha, effects, dict(self.floor), frozenset(disabled), self.max_noise
+        return dataclasses.replace(
+            self, min_effect=effects, floor=dict(self.floor), disabled=frozenset(disabled)
         )
 
 
@@ -264,12 +270,12 @@ def compare_runs(
     assert power is not None
     worse_change = change if worse_up else -change
     if use_runs:
-        worse_hi = _prediction_bound(run_levels, cur, worse_up, gate.alpha)
+        worse_hi = _prediction_bound(run_levels, cur, worse_up, gate.pass_alpha)
     else:
         # Each side is one load (A/B) or one run against r stored runs: each carries an
         # offset of its own that no window of it can show.
         between = 2.0 if mode == "ab" else 1 + 1 / len(runs)
-        worse_hi = _shift_bound(current, pooled, base, worse_up, gate.alpha, between)
+        worse_hi = _shift_bound(current, pooled, base, worse_up, gate.pass_alpha, between)
     big_enough = diff >= floor
     spread = max(noise(current), noise(pooled) if mode == "ab" else 0.0)
     if spread > gate.max_noise:
@@ -283,7 +289,7 @@ def compare_runs(
     elif p_better < gate.alpha and -worse_change >= effect and big_enough:
         verdict, p = IMPROVEMENT, p_better
     elif worse_hi < target:
-        # Non-inferiority: the one-sided (1 - alpha) upper bound of the change toward worse
+        # Non-inferiority: the one-sided (1 - pass alpha) upper bound of the change toward worse
         # lies inside the smallest change that counts.
         verdict, p = PASS, min(p_worse, p_better)
     else:
@@ -291,7 +297,7 @@ def compare_runs(
         short = metrics.BY_NAME[metric].short
         bound = (
             f"the change on {short} may be as bad as {pct(worse_hi)} (one-sided "
-            f"{1 - gate.alpha:.0%} bound; the smallest change that counts: {pct(target)})"
+            f"{1 - gate.pass_alpha:.0%} bound; the smallest change that counts: {pct(target)})"
         )
         if target > 0 and power.mde > target:
             seen = (
@@ -409,6 +415,7 @@ def compare_errors_paired(
 
     pairs = [(r, c) for r, c in zip(reference, candidate, strict=False) if r[1] and c[1]]
     alpha = gate.alpha / max(1, looks)
+    pass_alpha = gate.pass_alpha / max(1, looks)
     effect = gate.min_effect.get(metric, 0.0)
     b_err, b_req = sum(r[0] for r, _ in pairs), sum(r[1] for r, _ in pairs)
     c_err, c_req = sum(c[0] for _, c in pairs), sum(c[1] for _, c in pairs)
@@ -426,15 +433,15 @@ def compare_errors_paired(
         # No failure on either side: nothing changed that these requests could show. A
         # pass, with the zero-event bound stated (it may exceed the minimum effect when the
         # arms ran few requests).
-        bound = -math.log(alpha) / c_req
+        bound = -math.log(pass_alpha) / c_req
         upper = 0.0
         how = (
             f"no errors in either arm ({c_req} vs {b_req} requests; the candidate's rate "
-            f"is below {bound:.2%} at 1 - alpha); {how}"
+            f"is below {bound:.2%} at 1 - pass alpha); {how}"
         )
     elif n >= 2:
         se = float(d.std(ddof=1)) / math.sqrt(n)
-        upper = mean + float(student_t.ppf(1 - alpha, n - 1)) * se
+        upper = mean + float(student_t.ppf(1 - pass_alpha, n - 1)) * se
     else:
         upper = math.inf
     if p_worse < alpha and mean >= effect:

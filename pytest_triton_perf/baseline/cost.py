@@ -55,6 +55,7 @@ def pooled_cost_change(
     alpha: float,
     effect: float,
     target: float,
+    pass_alpha: float | None = None,
 ) -> PairedDecision | None:
     """Decide the change of the co-location cost on percentile ``q`` (module docstring):
     candidate's pooled cost against the reference's, rounds paired by index. None when a
@@ -82,6 +83,8 @@ def pooled_cost_change(
     se = float(np.std(logs, ddof=1)) * math.sqrt(n / (n - 1))
     c = float(student_t.ppf(1 - alpha, n - 1))
     lo, hi = est - c * se, est + c * se
+    c_pass = float(student_t.ppf(1 - (alpha if pass_alpha is None else pass_alpha), n - 1))
+    change_lo, change_hi = est - c_pass * se, est + c_pass * se
     margin = math.log1p(target)
     change = math.expm1(est)
     verdict = None
@@ -89,7 +92,7 @@ def pooled_cost_change(
         verdict = REGRESSION
     elif hi < 0 and -change >= effect:
         verdict = IMPROVEMENT
-    elif -margin < lo and hi < margin:
+    elif -margin < change_lo and change_hi < margin:
         verdict = PASS
     b_lo, b_hi = np.percentile(logs, [2.5, 97.5])
     return PairedDecision(

@@ -238,13 +238,13 @@ def compare_sessions(
     worse = diff if worse_up else -diff
     scale = spread.sd * math.sqrt(1 + 1 / k)
     t = stats.t(spread.df) if math.isfinite(spread.df) else stats.norm()
-    q = float(t.ppf(1 - gate.alpha))
+    q = float(t.ppf(1 - gate.pass_alpha))  # the pass bound's quantile
     if scale > 0:
         p_worse, p_better = float(t.sf(worse / scale)), float(t.sf(-worse / scale))
     else:
         p_worse = p_better = 1.0 if worse == 0 else (0.0 if worse > 0 else 1.0)
     bound = math.expm1(worse + q * scale)
-    mde = math.expm1((q + float(t.ppf(POWER))) * scale)
+    mde = math.expm1((float(t.ppf(1 - gate.alpha)) + float(t.ppf(POWER))) * scale)
     target = smallest_change(gate, metric, base)
     effect = gate.min_effect.get(metric, 0.0)
     floor = gate.floor.get(metric, 0.0)
@@ -268,7 +268,7 @@ def compare_sessions(
     else:
         verdict, p = INCONCLUSIVE, min(p_worse, p_better)
         how = (
-            f"the change may be as bad as {pct(bound)} (one-sided {1 - gate.alpha:.0%} "
+            f"the change may be as bad as {pct(bound)} (one-sided {1 - gate.pass_alpha:.0%} "
             f"bound; the smallest change that counts: {pct(target)}); {how}"
         )
     return Comparison(

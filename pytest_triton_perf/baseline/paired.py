@@ -266,6 +266,7 @@ class PairedAnalysis:
                 big_enough=base is None or abs(base * change) >= floor,
                 df=comb.df,
                 reject_alpha=self.gate.alpha / holm,
+                pass_alpha=self.gate.pass_alpha,
                 one_sided=metric in ONE_SIDED,
                 look=units,
                 min_units=MIN_UNITS_TO_PASS if several else MIN_UNITS,
@@ -299,6 +300,7 @@ class PairedAnalysis:
             effect=math.log1p(effect),
             margin=math.log1p(target),
             one_sided=metric in ONE_SIDED,
+            pass_alpha=self.gate.pass_alpha,
         )
         if reach is not None:
             self.futile[metric] = (

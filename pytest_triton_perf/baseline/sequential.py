@@ -173,6 +173,7 @@ def decide(
     effect: float,
     target: float,
     big_enough: bool = True,
+    pass_alpha: float | None = None,
 ) -> PairedDecision:
     """Decide one metric from its log-ratios ``log(candidate / reference)`` at one look.
 
@@ -201,6 +202,7 @@ def decide(
         effect=effect,
         target=target,
         big_enough=big_enough,
+        pass_alpha=pass_alpha,
     )
 
 
@@ -214,6 +216,7 @@ def decide_pooled(
     effect: float,
     target: float,
     floor: float = 0.0,
+    pass_alpha: float | None = None,
 ) -> PairedDecision | None:
     """Decide a latency percentile ``q`` (99: p99) over the pooled latencies of each arm's
     blocks (one array per block, block i of each arm forming pair i).
@@ -255,6 +258,7 @@ def decide_pooled(
         effect=effect,
         target=target,
         big_enough=abs(base * math.expm1(est)) >= floor,
+        pass_alpha=pass_alpha,
     )
 
 
@@ -283,6 +287,7 @@ def _decide(
     one_sided: bool = False,
     look: int | None = None,
     min_units: int = MIN_UNITS,
+    pass_alpha: float | None = None,
 ) -> PairedDecision:
     """The decision rule of the module docstring for an estimated log-ratio ``mean`` with
     standard error ``se`` over ``n`` units (pairs, or epochs), ``df`` degrees of freedom
@@ -290,15 +295,16 @@ def _decide(
 
     ``reject_alpha`` is the level of the regression and improvement decisions (Holm's share
     of ``alpha`` across the measurement's gated metrics; default ``alpha``); a pass is an
-    intersection-union decision (every metric must pass), which needs no adjustment, and
-    keeps ``alpha``. ``one_sided``: a non-inferiority metric (a tail) passes when the upper
+    intersection-union decision (every metric must pass), which needs no adjustment, at
+    ``pass_alpha`` (default ``alpha``; the gate's, ``--triton-perf-pass-alpha``, is 0.05).
+    ``one_sided``: a non-inferiority metric (a tail) passes when the upper
     bound of its change toward "worse" is below the target, and is never an improvement."""
     from scipy.stats import t as student_t
 
     dof = max(1.0, float(n - 1 if df is None else df))
     ra = alpha if reject_alpha is None else reject_alpha
     c = nominal_t(pocock_constant(looks, ra), dof)
-    c_pass = nominal_t(pocock_constant(looks, alpha), dof)
+    c_pass = nominal_t(pocock_constant(looks, alpha if pass_alpha is None else pass_alpha), dof)
     lo, hi = mean - c * se, mean + c * se
     mde = math.expm1((c + float(student_t.ppf(POWER, dof))) * se)
     sign = 1.0 if higher_is_worse else -1.0
@@ -409,6 +415,7 @@ def futility(
     effect: float,
     margin: float,
     one_sided: bool = False,
+    pass_alpha: float | None = None,
 ) -> float | None:
     """The futility rule of the sequential paired design: the conditional power of a
     regression of ``effect`` when neither answer can be reached by the last look, else
@@ -443,7 +450,7 @@ def futility(
         return None
     se_last = se * math.sqrt(units / last)
     df_last = df * last / units
-    c_pass = nominal_t(pocock_constant(looks, alpha), df_last)
+    c_pass = nominal_t(pocock_constant(looks, alpha if pass_alpha is None else pass_alpha), df_last)
     c_reject = nominal_t(pocock_constant(looks, alpha / holm), df_last)
     pass_reachable = abs(worse) + c_pass * se_last < margin or (
         one_sided and worse + c_pass * se_last < margin

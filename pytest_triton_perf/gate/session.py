@@ -35,7 +35,9 @@ def gate_settings(settings: Settings) -> GateSettings:
             effects[metric] = value
     floors = dict(base.floor)
     floors.update({k: v or 0.0 for k, v in (settings.floor or {}).items()})
-    return GateSettings(settings.alpha, effects, floors, frozenset(disabled))
+    return GateSettings(
+        settings.alpha, effects, floors, frozenset(disabled), pass_alpha=settings.pass_alpha
+    )
 
 
 def measure_settings(settings: Settings, **overrides: Any) -> MeasureSettings:

@@ -415,7 +415,18 @@ OPTIONS: tuple[Option, ...] = (
         parsers.probability,
         0.01,
         "ALPHA",
-        "Significance level of the one-sided tests.",
+        "Significance level of the one-sided tests that flag a regression or an improvement "
+        "(a false alarm at no change: at most alpha per side).",
+    ),
+    Option(
+        "--triton-perf-pass-alpha",
+        "pass_alpha",
+        parsers.probability,
+        0.05,
+        "ALPHA",
+        "Level of the equivalence (pass) decisions: a change of the smallest size that counts "
+        "passes with probability at most this (0.05: a 90% interval inside the margin, the "
+        "bioequivalence convention).",
     ),
     Option(
         "--triton-perf-min-effect",

@@ -327,21 +327,27 @@ def _missing(records: Sequence[MeasurementRecord], verbose: bool, policy: str) -
 def _error_control(records: Sequence[MeasurementRecord]) -> list[str]:
     """What the paired A/B verdicts of this run allow: with Holm's adjustment across each
     measurement's gated metrics, at most 2 alpha false alarms (a regression or an
-    improvement of an unchanged model) per measurement."""
-    alphas = [
-        a
+    improvement of an unchanged model) per measurement; and the level of its passes."""
+    designs = [
+        d
         for r in records
         if was_compared(r)
-        and isinstance(r.baseline.get("design"), dict)
-        and isinstance(a := r.baseline["design"].get("alpha"), float)
+        and isinstance(d := r.baseline.get("design"), dict)
+        and isinstance(d.get("alpha"), float)
     ]
-    if not alphas:
+    if not designs:
         return []
-    n, alpha = len(alphas), max(alphas)
+    n, alpha = len(designs), max(d["alpha"] for d in designs)
+    passes = [p for d in designs if isinstance(p := d.get("pass_alpha"), float)]
+    at_margin = (
+        f"; a change at a metric's margin passes at most {max(passes):g} of the time"
+        if passes
+        else ""
+    )
     return [
         f"error control: A/B paired, Holm across each measurement's gated metrics at alpha "
         f"{alpha:g}: at most {2 * alpha:g} false alarms expected per measurement, "
-        f"{2 * alpha * n:.2g} over the {n} compared in this run"
+        f"{2 * alpha * n:.2g} over the {n} compared in this run{at_margin}"
     ]
 
 

@@ -44,10 +44,11 @@ def ab(reference: float, candidate: float, spread: float, n: int = 10, **kw: flo
 
 def test_identical_arms_pass_only_where_the_load_offset_fits_inside_the_margin() -> None:
     # Issue 19: a pass needs the one-sided upper bound inside the margin, and each arm's
-    # load carries an offset (2% run-to-run spread) that its windows cannot show: at
-    # alpha 0.01 that alone takes 2.33 * 2% * sqrt(2) = 6.6%, more than p50's 5% (the
-    # old rule, "not significant", passed here and passed a true +5% half the time).
-    same = compare_runs("p50_ms", [windows(20, seed=1)], windows(20, seed=2), GATE, mode="ab")
+    # load carries an offset (2% run-to-run spread) that its windows cannot show: at a
+    # pass alpha of 0.01 that alone takes 2.33 * 2% * sqrt(2) = 6.6%, more than p50's 5%
+    # (the old rule, "not significant", passed here and passed a true +5% half the time).
+    strict = dataclasses.replace(GATE, pass_alpha=0.01)
+    same = compare_runs("p50_ms", [windows(20, seed=1)], windows(20, seed=2), strict, mode="ab")
     assert same.verdict == "inconclusive"
     assert abs(same.change_pct or 0) < 5
     assert "may be as bad as" in same.note
@@ -242,8 +243,15 @@ def test_mde_shrinks_as_windows_grow() -> None:
 
 def test_a_pass_with_small_noise_stays_pass_and_says_what_it_could_see() -> None:
     # Powered (MDE < 5%), yet the 5% margin is inside what the two loads' offsets could
-    # hide (issue 19): inconclusive, saying how bad it may be; a 10% margin passes.
-    c = ab(20, 20, 0.02)
+    # hide at a pass alpha of 0.01 (issue 19): inconclusive, saying how bad it may be; a
+    # 10% margin passes at the default pass alpha.
+    c = compare_runs(
+        "p50_ms",
+        [windows(20, 10, 0.02, seed=1)],
+        windows(20, 10, 0.02, seed=2),
+        dataclasses.replace(GATE, pass_alpha=0.01),
+        mode="ab",
+    )
     assert c.verdict == "inconclusive" and "may be as bad as" in c.note
     assert c.mde_pct is not None and 0 < c.mde_pct < 5
     wide = compare_runs(
@@ -287,7 +295,9 @@ def test_regressions_do_not_depend_on_power() -> None:
 def test_history_says_how_many_runs_would_do_where_more_runs_help() -> None:
     runs = [windows(20 * f, seed=i) for i, f in enumerate([1.0, 1.01, 0.99])]
     # p99 at a 10% minimum effect (the default is 20% since issue 19).
-    gate = dataclasses.replace(GATE, min_effect={**GATE.min_effect, "p99_ms": 0.10})
+    gate = dataclasses.replace(
+        GATE, min_effect={**GATE.min_effect, "p99_ms": 0.10}, pass_alpha=0.01
+    )
     c = compare_runs("p99_ms", runs, windows(20.2, seed=9), gate, window_s=1.0)
     assert c.verdict == "inconclusive"
     assert re.search(r"about \d+ stored runs of about 10 s each would be needed", c.note), c.note
@@ -319,10 +329,11 @@ def test_paired_error_rate_regresses_on_a_burst_only_when_it_repeats() -> None:
 
 
 def test_paired_error_rate_passes_without_errors_over_enough_requests() -> None:
-    # No errors in either arm: a pass, with the zero-event bound -ln(alpha) / n stated.
+    # No errors in either arm: a pass, with the zero-event bound -ln(pass alpha) / n stated
+    # (-ln(0.05) / 4000 = 0.075%).
     assert compare_errors_paired([(0, 500)] * 10, [(0, 500)] * 10, GATE).verdict == "pass"
     few = compare_errors_paired([(0, 400)] * 10, [(0, 400)] * 10, GATE)
-    assert few.verdict == "pass" and "below 0.12% at 1 - alpha" in few.note
+    assert few.verdict == "pass" and "below 0.07% at 1 - pass alpha" in few.note
     # Errors in both arms at the same rate: a pass when the t bound is under 0.1%.
     same = compare_errors_paired([(1, 2000)] * 12, [(1, 2000)] * 12, GATE)
     assert same.verdict == "pass"

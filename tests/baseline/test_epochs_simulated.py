@@ -55,7 +55,13 @@ def epoch_series(rng: np.random.Generator, delta: float, tau: float = TAU) -> li
 
 
 def sequential(
-    series: list[np.ndarray], offset: Offset | None, *, one_sided: bool = False, holm: int = 4
+    series: list[np.ndarray],
+    offset: Offset | None,
+    *,
+    one_sided: bool = False,
+    holm: int = 4,
+    alpha: float = ALPHA,
+    pass_alpha: float | None = None,
 ) -> str | None:
     """The verdict the epoch design reaches over LOOKS (None: inconclusive)."""
     for k in LOOKS:
@@ -68,15 +74,16 @@ def sequential(
             bootstrap=None,
             higher_is_worse=True,
             looks=LOOKS,
-            alpha=ALPHA,
+            alpha=alpha,
             effect=MARGIN,
             target=MARGIN,
             big_enough=True,
             df=comb.df,
-            reject_alpha=ALPHA / holm,
+            reject_alpha=alpha / holm,
             one_sided=one_sided,
             look=k,
             min_units=2,
+            pass_alpha=pass_alpha,
         )
         if d.verdict is not None:
             return d.verdict
@@ -105,6 +112,26 @@ def test_no_change_rarely_alarms_and_a_change_at_the_margin_rarely_passes(
     assert false_passes / TRIALS <= allowance()
     if calibration:  # and the calibrated design does decide: most A/A runs pass
         assert passes / TRIALS >= 0.5
+
+
+def test_the_gates_two_levels_hold_each_bound_and_an_unchanged_model_passes_more() -> None:
+    """The gate's defaults: regressions and improvements at alpha 0.01 (Holm's share), passes
+    at 0.05 (a 90% interval inside the margin, the equivalence convention). False alarms stay
+    at the first level and false passes at the second; an unchanged model passes more often
+    than with passes at 0.01 too."""
+    rng = np.random.default_rng(23)
+    alarms = false_passes = passes = strict_passes = 0
+    for _ in range(TRIALS):
+        offset = calibrated(rng)
+        same, at_margin = epoch_series(rng, 0.0), epoch_series(rng, math.log1p(MARGIN))
+        v0 = sequential(same, offset, alpha=0.01, pass_alpha=0.05)
+        alarms += v0 in (REGRESSION, IMPROVEMENT)
+        passes += v0 == PASS
+        strict_passes += sequential(same, offset, alpha=0.01) == PASS
+        false_passes += sequential(at_margin, offset, alpha=0.01, pass_alpha=0.05) == PASS
+    assert alarms / TRIALS <= allowance(2 * 0.01 / 4)
+    assert false_passes / TRIALS <= allowance(0.05)
+    assert passes > 1.2 * strict_passes, (passes, strict_passes)
 
 
 def test_one_load_ignores_the_offset_and_alarms_too_often() -> None:

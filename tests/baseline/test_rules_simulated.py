@@ -22,7 +22,7 @@ from pytest_triton_perf.verdicts import PASS, REGRESSION, Comparison
 ALPHA = 0.05
 OFFSET_SD = 0.02
 LAG1 = 0.3
-GATE = GateSettings(alpha=ALPHA)
+GATE = GateSettings(alpha=ALPHA, pass_alpha=ALPHA)
 
 
 def allowed(trials: int) -> float:

@@ -338,13 +338,18 @@ def test_the_summary_states_the_expected_false_alarms_of_the_paired_ab_verdicts(
             make_result(),
             test=test,
             comparisons=(comparison("p50_ms", "pass", 20.0, 20.1, 0.5, "", mde=3.0),),
-            baseline={"mode": "ab", "status": "compared", "design": {"alpha": 0.01}},
+            baseline={
+                "mode": "ab",
+                "status": "compared",
+                "design": {"alpha": 0.01, "pass_alpha": 0.05},
+            },
         )
 
     lines = render_terminal([ab("t.py::a"), ab("t.py::b"), ab("t.py::c")], 0)  # type: ignore[list-item]
     line = next(x for x in lines if x.startswith("error control:"))
     assert "Holm" in line and "alpha 0.01" in line
     assert "at most 0.02 false alarms expected per measurement, 0.06 over the 3" in line
+    assert "a change at a metric's margin passes at most 0.05 of the time" in line
     # History mode has no such line.
     plain = make_record(
         make_result(),
