@@ -306,6 +306,7 @@ class Trial:
     arms: str = ""  # how the arms were set up: "loaded" (first) or "reloaded"
     pairs: int | None = None  # A/B: pairs (paired) or windows per arm (mann-whitney)
     stopped: str | None = None  # A/B: decided | regression | budget | fixed
+    pairs_per_epoch: list[int] = field(default_factory=list)  # A/B paired: load epochs
     confirmed: bool | None = None  # re-measured: fresh instances (A/B), second run (history)
     first_verdicts: dict[str, str] | None = None  # history: before the re-measurement
     load_1m: float | None = None  # the machine's 1-minute load average when the trial began
@@ -462,6 +463,7 @@ def ab_trial(
         arms=how,
         pairs=design["pairs"],
         stopped=design["stopped"],
+        pairs_per_epoch=list(design.get("pairs_per_epoch") or []),
         confirmed=design.get("confirmed"),
         load_1m=load,
         windows=_windows(pair),
@@ -818,8 +820,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, help=f"trials per combination ({DEFAULTS['trials']})")
     p.add_argument(
         "--pin",
-        action="store_true",
-        help="A/B: pin both arms' backend processes to the same CPU (--triton-perf-ab-pin=on)",
+        choices=("on", "off"),
+        default="on",
+        help="A/B: pin both arms' backend processes instance by instance to the same CPUs "
+        "(--triton-perf-ab-pin, on as in the plugin; default %(default)s)",
     )
     p.add_argument(
         "--calibrate-epochs",
@@ -976,7 +980,7 @@ class Runner:
         if mode == "ab":
             refs = ReferenceModels(
                 server, self.ref_repo, origin=f"directory {self.ref_repo}",
-                candidates=[self.server_repo], pin=args.pin,
+                candidates=[self.server_repo], pin=args.pin == "on",
             )  # fmt: skip
             stack.callback(refs.unload_all)
             arms = ABArms(refs, self.calibrate(refs, spec) if method == "paired" else None)

@@ -258,12 +258,16 @@ class ReferenceModels:
         return "candidate loaded first" if candidate_first else "reference loaded first"
 
     def pin(self, model: str) -> str:
-        """Pin the backend processes of both arms of ``model`` (a Python model's stubs)
-        to the same CPU, the last one the server may use: where the scheduler puts two
-        processes is part of the offset between two identical copies (measured with a
-        noisy neighbour on 2 cores, ``benchmarks/arm_offset.py --pin``), and on one CPU
-        both arms see the same one. Only for a server the plugin started on this machine
-        (its processes are this machine's); returns what was done, for the notes."""
+        """Pin the backend processes of both arms of ``model`` (a Python model's stubs,
+        one per instance) instance by instance to the same CPUs: each arm's i-th process
+        to the i-th CPU the server may use, counted from the last. Where the scheduler
+        puts two copies' processes is part of the offset between them: beside a noisy
+        neighbour on 2 cores, pinned arms halved the per-pair spread
+        (``benchmarks/gate_quality.py --pin``, ``benchmarks/arm_offset.py --pin``). Only
+        one arm runs at a time (alternating blocks), so the two never compete for a CPU;
+        a model's instances keep a CPU each (up to the CPUs there are). Only for a server
+        the plugin started on this machine (its processes are this machine's); returns
+        what was done, for the notes."""
         import psutil
 
         pid = getattr(self.server, "pid", None)
@@ -271,12 +275,19 @@ class ReferenceModels:
             self.pin_note = "not pinned: the server's processes are not this machine's"
             return self.pin_note
         names = [self.loaded[k] for k in (model, candidate_name(model)) if k in self.loaded]
+        used: set[int] = set()
         try:
-            target = [max(psutil.Process(pid).cpu_affinity() or [0])]
-            stubs = backend_processes(pid, names)
-            for stub in stubs:
-                stub.cpu_affinity(target)
-            found = len(stubs)
+            cpus = sorted(psutil.Process(pid).cpu_affinity() or [0], reverse=True)
+            arms = [
+                sorted(backend_processes(pid, [name]), key=lambda p: p.create_time())
+                for name in names
+            ]
+            for stubs in arms:
+                for i, stub in enumerate(stubs):
+                    cpu = cpus[i % len(cpus)]
+                    stub.cpu_affinity([cpu])
+                    used.add(cpu)
+            found = sum(len(stubs) for stubs in arms)
         except (psutil.Error, OSError) as e:
             self.pin_note = f"not pinned: {e}"
             return self.pin_note
@@ -284,7 +295,11 @@ class ReferenceModels:
             self.pin_note = "not pinned: the arms have no backend process of their own"
             return self.pin_note
         self.pin_note = None
-        return f"both arms' {found} backend processes pinned to CPU {target[0]}"
+        where = ", ".join(str(c) for c in sorted(used, reverse=True))
+        return (
+            f"both arms' {found} backend processes pinned instance by instance to the same "
+            f"CPU{'s' if len(used) > 1 else ''} {where}"
+        )
 
     def refresher(self, model: str) -> Callable[[bool], Reloaded]:
         """A/B mode's ``refresh`` for ``model``: :meth:`reload` (``candidate_first``), with

@@ -119,7 +119,11 @@ def cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
         load["concurrency"] = args.concurrency
     with LocalTritonServer([repository], models=[args.model], notify=progress) as server:
         refs = ReferenceModels(
-            server, repository, origin=f"directory {repository}", candidates=[repository]
+            server,
+            repository,
+            origin=f"directory {repository}",
+            candidates=[repository],
+            pin=args.pin == "on",
         )
         try:
             progress(f"A/A: {args.epochs} load epochs of {args.pairs} pairs ...")
@@ -175,4 +179,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--request-rate", type=float, help="an open loop instead of concurrency")
     p.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--pin",
+        choices=("on", "off"),
+        default="on",
+        help="pin both arms' backend processes instance by instance to the same CPUs, as "
+        "A/B mode does (--triton-perf-ab-pin; default: %(default)s)",
+    )
     p.set_defaults(func=cmd_calibrate)

@@ -385,11 +385,11 @@ OPTIONS: tuple[Option, ...] = (
         "--triton-perf-ab-pin",
         "ab_pin",
         parsers.on_off,
-        False,
+        True,
         "on|off",
-        "A/B mode: pin both arms' backend processes (Python models' stubs) to the same CPU "
-        "after every load, so that where the scheduler puts them is no difference between "
-        "the arms (a server the plugin started on this machine).",
+        "A/B mode: pin both arms' backend processes (Python models' stubs) instance by "
+        "instance to the same CPUs after every load, so that where the scheduler puts them "
+        "is no difference between the arms (a server the plugin started on this machine).",
     ),
     Option(
         "--triton-perf-ab-confirm",

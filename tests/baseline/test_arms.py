@@ -144,7 +144,7 @@ def test_pinned_arms_run_on_one_cpu_after_every_load(
     try:
         before = _stubs(server)
         arms = refs.arms("sleepy")
-        assert arms is not None and f"backend processes pinned to CPU {last}" in arms[2]
+        assert arms is not None and f"pinned instance by instance to the same CPU {last}" in arms[2]
         for _ in range(2):  # the first load, then a reload: fresh processes, pinned again
             mine = _affinities(_stubs(server) - before)
             assert len(mine) >= 2 and all(cpus == [last] for cpus in mine.values())
@@ -152,5 +152,35 @@ def test_pinned_arms_run_on_one_cpu_after_every_load(
         # The server's own model is not the arms': it keeps every CPU.
         others = _affinities(before & _stubs(server))
         assert all(len(cpus) == psutil.cpu_count() for cpus in others.values())
+    finally:
+        refs.unload_all()
+
+
+def test_pinned_arms_with_two_instances_keep_a_cpu_each_and_share_their_placement(
+    server: LocalTritonServer, tmp_path: Path
+) -> None:
+    """Two instances per arm: each arm's two stubs on two CPUs (the instances still run in
+    parallel), the same two for both arms."""
+    for side in ("reference", "candidate"):
+        shutil.copytree(EXAMPLE_MODELS / "sleepy", tmp_path / side / "sleepy2")
+        config = tmp_path / side / "sleepy2" / "config.pbtxt"
+        text = config.read_text().replace('name: "sleepy"', 'name: "sleepy2"')
+        config.write_text(text.replace("count: 1", "count: 2"))
+    refs = ReferenceModels(
+        server, tmp_path / "reference", origin="test", candidates=[tmp_path / "candidate"], pin=True
+    )
+    assert server.pid is not None
+    cpus = sorted(psutil.Process(server.pid).cpu_affinity(), reverse=True)
+    expected = sorted([[cpus[0]], [cpus[1 % len(cpus)]]])
+    try:
+        before = _stubs(server)
+        arms = refs.arms("sleepy2")
+        assert arms is not None and "4 backend processes pinned instance by instance" in arms[2]
+        ref, cand = arms[0], arms[1]
+        for name in (ref, cand):
+            stubs = {p.pid for p in psutil.Process(server.pid).children(recursive=True)
+                     if any(f"/{name}/" in part for part in p.cmdline())}  # fmt: skip
+            assert len(stubs) == 2 and stubs <= _stubs(server) - before, name
+            assert sorted(_affinities(stubs).values()) == expected, name
     finally:
         refs.unload_all()
