@@ -114,11 +114,46 @@ def ar1_factor(rho: float, n: int) -> float:
 
 #: Prior degrees of freedom of the moderated per-epoch variances (see :func:`block_epochs`).
 PRIOR_DF = 4.0
+#: Huber's tuning constant: about 99% of the mean's efficiency where the noise is normal
+#: (1.345, the usual 95% choice, clips more of 4-6 normal pairs than their sandwich
+#: variance allows for: a nominal 5% test read 6.8% in the seeded simulation of
+#: ``tests/baseline/test_epochs_simulated.py``; 2.0 read 5.6%).
+HUBER_K = 2.0
+#: 1 / Phi^-1(3/4): the median absolute deviation's factor to a normal sd.
+MAD_TO_SD = 1.4826
 
 
-def block_epochs(series: Sequence[Sequence[float]]) -> list[EpochEstimate]:
-    """Each epoch's mean log-ratio with the variance of that mean.
+def huber_location(x: np.ndarray, scale: float, k: float = HUBER_K) -> float:
+    """Huber's M-estimate of the location of ``x`` at a fixed ``scale`` (Huber, "Robust
+    estimation of a location parameter", Annals of Mathematical Statistics 35:73-101,
+    1964), by iteratively reweighted means from the median: the mean where no value lies
+    beyond ``k`` scales of it."""
+    if not math.isfinite(k) or scale <= 0 or len(x) < 3:
+        return float(np.mean(x))
+    mu = float(np.median(x))
+    for _ in range(100):
+        r = np.abs(x - mu) / scale
+        w = np.where(r <= k, 1.0, k / np.maximum(r, 1e-300))
+        new = float(np.sum(w * x) / np.sum(w))
+        if abs(new - mu) <= 1e-12 * scale:
+            return new
+        mu = new
+    return mu
 
+
+def block_epochs(series: Sequence[Sequence[float]], k: float = HUBER_K) -> list[EpochEstimate]:
+    """Each epoch's location of its log-ratios with the variance of that estimate.
+
+    - **Robust location:** on a shared virtual machine a few pairs carry most of the
+      noise (a block hit by the host's hiccup: with two plain processes alternating in
+      0.5 s blocks here, a p50 log-ratio's sd was 18-20% where 1.4826 MAD read 7-8%,
+      ``benchmarks/noise_floor.py``). Each epoch's estimate is Huber's M-estimate
+      (:func:`huber_location`) at the epoch's scale (1.4826 times the median absolute
+      deviation of its pairs, moderated toward the epochs' pooled figure:
+      :func:`_scales`), and its variance the
+      M-estimator's sandwich, ``s^2 sum(psi^2) / (n - f) / mean(psi')^2``, with ``psi``
+      and ``psi'`` pooled over epochs. Where no pair lies beyond ``k`` scales, both are
+      the mean and the variance below exactly; ``k = inf`` is the mean always.
     - **Autocorrelation:** neighbouring pairs share a block, so the variance of a mean of
       ``n`` pairs is ``sigma^2 f / n`` with the AR(1) factor ``f`` (:func:`ar1_factor`) at
       the bias-corrected lag-1 correlation (:func:`lag1`); and the sum of squares about an
@@ -134,14 +169,27 @@ def block_epochs(series: Sequence[Sequence[float]]) -> list[EpochEstimate]:
       expression", Statistical Applications in Genetics and Molecular Biology 3:3, 2004,
       with a fixed prior weight: the epochs are too few to estimate it)."""
     rho = lag1(series)
+    arrays = [np.asarray(x, dtype=np.float64) for x in series]
+    scales = _scales(arrays)
+    locs = [
+        huber_location(a, sc, k) if len(a) else 0.0 for a, sc in zip(arrays, scales, strict=True)
+    ]
+    # psi' pooled over epochs: the share of pairs inside k scales (1 for the mean).
+    inside = [
+        np.abs(a - m) <= k * sc
+        for a, m, sc in zip(arrays, locs, scales, strict=True)
+        if len(a) >= 2 and sc > 0 and math.isfinite(k)
+    ]
+    slope = float(np.mean(np.concatenate(inside))) if inside else 1.0
+    slope = max(slope, 0.5)  # at most half the pairs clipped: a scale too small otherwise
     ss = 0.0
     dof = 0.0
     own: list[tuple[float, float] | None] = []
-    for x in series:
-        if len(x) >= 2:
-            a = np.asarray(x, dtype=np.float64)
+    for a, m, sc in zip(arrays, locs, scales, strict=True):
+        if len(a) >= 2:
             f = ar1_factor(rho, len(a))
-            s = float(np.sum((a - a.mean()) ** 2))
+            psi = _psi(a - m, sc, k)
+            s = float(np.sum(psi**2)) / slope**2
             ss += s
             dof += len(a) - f
             own.append((s / (len(a) - f), len(a) - f))
@@ -149,14 +197,43 @@ def block_epochs(series: Sequence[Sequence[float]]) -> list[EpochEstimate]:
             own.append(None)
     s2 = ss / dof if dof > 0 else math.inf
     out = []
-    for x, mine in zip(series, own, strict=True):
-        n = len(x)
+    for a, m, mine in zip(arrays, locs, own, strict=True):
+        n = len(a)
         if n:
             var = s2
             if mine is not None and math.isfinite(s2):
                 var = (PRIOR_DF * s2 + mine[1] * mine[0]) / (PRIOR_DF + mine[1])
-            out.append(EpochEstimate(float(np.mean(x)), var * ar1_factor(rho, n) / n, n))
+            out.append(EpochEstimate(m, var * ar1_factor(rho, n) / n, n))
     return out
+
+
+def _scales(arrays: Sequence[np.ndarray]) -> list[float]:
+    """Each epoch's scale: 1.4826 times the median absolute deviation of its pairs about
+    its median, moderated toward the same figure pooled over epochs (as the variances are,
+    with :data:`PRIOR_DF`): an epoch that spreads more as a whole (a burst of noise) keeps
+    a wider scale, so its pairs are not taken for outliers, while a single wild pair does
+    not widen it much (a median's breakdown point)."""
+    dev = [np.abs(a - np.median(a)) for a in arrays if len(a) >= 2]
+    if not dev:
+        return [0.0] * len(arrays)
+    pooled = (MAD_TO_SD * float(np.median(np.concatenate(dev)))) ** 2
+    out = []
+    for a in arrays:
+        if len(a) < 2:
+            out.append(math.sqrt(pooled))
+            continue
+        mine = (MAD_TO_SD * float(np.median(np.abs(a - np.median(a))))) ** 2
+        out.append(math.sqrt((PRIOR_DF * pooled + (len(a) - 1) * mine) / (PRIOR_DF + len(a) - 1)))
+    return out
+
+
+def _psi(r: np.ndarray, scale: float, k: float) -> np.ndarray:
+    """Huber's psi of residuals ``r`` in their own units (clipped at ``k`` scales)."""
+    if not math.isfinite(k) or scale <= 0:
+        return r
+    limit = k * scale
+    clipped: np.ndarray = np.clip(r, -limit, limit)
+    return clipped
 
 
 def pooled_epoch(
@@ -165,7 +242,7 @@ def pooled_epoch(
     """One epoch's log-ratio of the arms' pooled percentile ``q`` (block i of each arm
     forming pair i), with its variance from a pair bootstrap inside the epoch (both arms'
     blocks of a pair resampled together: it keeps the pairing and the correlation of
-    requests inside a block). None when an arm has no value."""
+    requests inside a block), times ``n / (n - 1)``. None when an arm has no value."""
     n = min(len(reference), len(candidate))
     ref, cand = list(reference[:n]), list(candidate[:n])
     if n < 1 or not sum(len(a) for a in ref) or not sum(len(a) for a in cand):
@@ -185,7 +262,11 @@ def pooled_epoch(
             rq, cq = pooled_quantile(r, q), pooled_quantile(c, q)
             if rq > 0 and cq > 0:
                 draws.append(math.log(cq / rq))
-    var = float(np.var(draws, ddof=1)) if len(draws) > 2 else math.inf
+    # The plug-in bootstrap variance of a statistic of n resampled units is too small by
+    # about (n - 1) / n (Efron and Tibshirani, *An Introduction to the Bootstrap*, 1993,
+    # section 5.2): with an epoch's 4-6 pairs, a quarter to a sixth. Corrected, as the
+    # co-location cost's is (:mod:`pytest_triton_perf.baseline.cost`).
+    var = float(np.var(draws, ddof=1)) * n / (n - 1) if len(draws) > 2 else math.inf
     return EpochEstimate(est, var, n)
 
 

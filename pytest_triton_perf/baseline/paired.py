@@ -42,8 +42,8 @@ from pytest_triton_perf.verdicts import IMPROVEMENT, INCONCLUSIVE, REGRESSION, C
 
 #: The method's name in notes and reports.
 METHOD = (
-    "paired log-ratios of ABBA blocks over load epochs, random-effects mean, "
-    "Pocock repeated intervals, Holm"
+    "paired log-ratios of ABBA blocks over load epochs (Huber's estimate per epoch), "
+    "random-effects mean, Pocock repeated intervals, Holm"
 )
 
 
