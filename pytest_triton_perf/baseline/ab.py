@@ -113,6 +113,14 @@ def measure_ab(
     return ref.renamed(candidate, step_name=base_name), cand
 
 
+#: Warm-up of each arm's first block of a load epoch (the session's warm-up where that is
+#: shorter): the arms were just loaded, so their processes are fresh in every epoch, the
+#: first as much as the later ones. (The first epoch took the session's 2 s until this
+#: stop: its first quad then outlasted the epoch's 6 s, and it ended with 2 pairs where
+#: every later epoch had 4-6.)
+FRESH_WARMUP_S = 0.5
+
+
 @dataclass(frozen=True)
 class ABPlan:
     """How one A/B comparison is measured (the session's ``--triton-perf-*`` options)."""
@@ -123,7 +131,9 @@ class ABPlan:
     #: fixed designs: pairs (paired, over all epochs) or windows per arm (mann-whitney)
     blocks: int = options.default("compare_windows")
     block_s: float = options.default("block_s")  # paired: length of one block's window
-    warmup_s: float = options.default("warmup_s")  # the first block of each arm and epoch
+    #: paired: warm-up of each arm's first block of an epoch where shorter than
+    #: FRESH_WARMUP_S; mann-whitney: of each arm's first window
+    warmup_s: float = options.default("warmup_s")
     window_s: float = options.default("window_s")  # mann-whitney: length of one window
     block_warmup_s: float = 0.1  # paired: every later block (connections are new)
     #: paired: load epochs before the first decision (both arms loaded anew for each)
@@ -281,8 +291,8 @@ class _Blocks:
         for i, arm in enumerate(self._quad):
             long = self.sizes[-1] == 0 and i < 2  # each arm's first block of the epoch
             warm = min(plan.warmup_s, plan.block_warmup_s)
-            if long:  # the call's warm-up in the first epoch, fresh processes' after it
-                warm = plan.warmup_s if len(self.sizes) == 1 else min(plan.warmup_s, 0.5)
+            if long:  # fresh processes (every epoch's arms were just loaded): 0.5 s
+                warm = min(plan.warmup_s, FRESH_WARMUP_S)
             settings = MeasureSettings(
                 warmup_s=warm, windows=1, window_s=plan.block_s, max_windows=1
             )
