@@ -84,7 +84,7 @@ def pooled_cost_change(
     c = float(student_t.ppf(1 - alpha, n - 1))
     lo, hi = est - c * se, est + c * se
     c_pass = float(student_t.ppf(1 - (alpha if pass_alpha is None else pass_alpha), n - 1))
-    change_lo, change_hi = est - c_pass * se, est + c_pass * se
+    pass_lo, pass_hi = est - c_pass * se, est + c_pass * se
     margin = math.log1p(target)
     change = math.expm1(est)
     verdict = None
@@ -92,7 +92,7 @@ def pooled_cost_change(
         verdict = REGRESSION
     elif hi < 0 and -change >= effect:
         verdict = IMPROVEMENT
-    elif -margin < change_lo and change_hi < margin:
+    elif -margin < pass_lo and pass_hi < margin:
         verdict = PASS
     b_lo, b_hi = np.percentile(logs, [2.5, 97.5])
     return PairedDecision(

@@ -262,8 +262,9 @@ class ReferenceModels:
         one per instance) instance by instance to the same CPUs: each arm's i-th process
         to the i-th CPU the server may use, counted from the last. Where the scheduler
         puts two copies' processes is part of the offset between them: beside a noisy
-        neighbour on 2 cores, pinned arms halved the per-pair spread
-        (``benchmarks/gate_quality.py --pin``, ``benchmarks/arm_offset.py --pin``). Only
+        neighbour on 2 cores, pinned arms spread less per pair in three of four
+        measurements and no more in the fourth (``benchmarks/noise_floor.py``,
+        ``benchmarks/arm_offset.py --pin``, ``benchmarks/gate_quality.py --pin``). Only
         one arm runs at a time (alternating blocks), so the two never compete for a CPU;
         a model's instances keep a CPU each (up to the CPUs there are). Only for a server
         the plugin started on this machine (its processes are this machine's); returns
