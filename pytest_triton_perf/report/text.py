@@ -120,16 +120,24 @@ def was_compared(record: MeasurementRecord) -> bool:
 
 def headline(record: MeasurementRecord) -> Comparison | None:
     """The comparison that explains the record's verdict: among the metrics with that
-    verdict, the most significant (smallest p-value), then the largest change."""
+    verdict, the most significant (smallest p-value), then the largest change. Among
+    inconclusive ones, a shift history suspects (seen by this session only) comes first:
+    it says what the next session will confirm, where a metric whose windows were too
+    noisy to decide has a p-value that means nothing."""
     verdict = record.verdict
     same = [c for c in record.comparisons if c.verdict == verdict]
     if not same:
         return None
 
-    def key(c: Comparison) -> tuple[float, float]:
+    def key(c: Comparison) -> tuple[int, float, float]:
         p = num(c.p_value)
         change = num(c.change_pct)
-        return (1.0 if p is None else p, -abs(change) if change is not None else 0.0)
+        suspected = verdict == INCONCLUSIVE and (c.note or "").startswith("suspected ")
+        return (
+            0 if suspected else 1,
+            1.0 if p is None else p,
+            -abs(change) if change is not None else 0.0,
+        )
 
     return min(same, key=key)
 

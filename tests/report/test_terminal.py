@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -225,9 +226,46 @@ def test_an_underpowered_comparison_reads_as_such() -> None:
     assert line.startswith(f"inconclusive: sleepy conc=1 batch=1 grpc: {note}; not gated")
 
 
-def test_a_sequence_model_gets_its_sequences_line_and_notes() -> None:
-    import dataclasses
+def test_a_suspected_shift_heads_an_inconclusive_record_before_a_noisy_metric() -> None:
+    """History's suspected regression (seen by this session only) is what the next session
+    will confirm; a metric whose windows were too noisy decides nothing, however small its
+    p-value (seen in CI: a pipeline's noisy p95 hid the suspected p50 it was tested for)."""
+    from tests.report.factory import comparison
 
+    noisy = comparison(
+        "p95_ms",
+        "inconclusive",
+        10.0,
+        27.0,
+        1e-9,
+        "windows too noisy to decide: 17% window-to-window variation (limit 15%)",
+    )
+    suspected = comparison(
+        "p50_ms",
+        "inconclusive",
+        8.0,
+        13.8,
+        1e-4,
+        "suspected regression (+72.5%), not yet confirmed: seen in this session only",
+    )
+    for order in ((noisy, suspected), (suspected, noisy)):
+        record = make_record(
+            make_result(), comparisons=order, baseline={"mode": "history", "status": "compared"}
+        )
+        lines = render_terminal([record], 0)
+        line = next(x for x in lines if x.startswith("inconclusive:"))
+        assert "suspected regression (+72.5%)" in line and "too noisy" not in line
+        assert any("inconclusive p50 +72.5%" in x for x in lines)
+    # Without a suspicion the smallest p-value heads it, as for every other verdict.
+    record = make_record(
+        make_result(),
+        comparisons=(noisy, dataclasses.replace(suspected, note="undecided")),
+        baseline={"mode": "history", "status": "compared"},
+    )
+    assert any("inconclusive p95 +170.0%" in x for x in render_terminal([record], 0))
+
+
+def test_a_sequence_model_gets_its_sequences_line_and_notes() -> None:
     from pytest_triton_perf.measure.result import LatencyStats, ServerBreakdown
 
     base = make_result(model="accumulator", concurrency=4)
