@@ -115,9 +115,9 @@ def measure_ab(
 
 #: Warm-up of each arm's first block of a load epoch (the session's warm-up where that is
 #: shorter): the arms were just loaded, so their processes are fresh in every epoch, the
-#: first as much as the later ones. (The first epoch took the session's 2 s until this
-#: stop: its first quad then outlasted the epoch's 6 s, and it ended with 2 pairs where
-#: every later epoch had 4-6.)
+#: first as much as the later ones. (With the session's 2 s in the first epoch, its first
+#: quad outlasted the epoch's 6 s, and it ended with 2 pairs where every later epoch had
+#: 4-6.)
 FRESH_WARMUP_S = 0.5
 
 

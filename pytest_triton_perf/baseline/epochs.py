@@ -213,17 +213,18 @@ def _scales(arrays: Sequence[np.ndarray]) -> list[float]:
     with :data:`PRIOR_DF`): an epoch that spreads more as a whole (a burst of noise) keeps
     a wider scale, so its pairs are not taken for outliers, while a single wild pair does
     not widen it much (a median's breakdown point)."""
-    dev = [np.abs(a - np.median(a)) for a in arrays if len(a) >= 2]
-    if not dev:
+    dev = [np.abs(a - np.median(a)) if len(a) >= 2 else None for a in arrays]
+    some = [d for d in dev if d is not None]
+    if not some:
         return [0.0] * len(arrays)
-    pooled = (MAD_TO_SD * float(np.median(np.concatenate(dev)))) ** 2
+    pooled = (MAD_TO_SD * float(np.median(np.concatenate(some)))) ** 2
     out = []
-    for a in arrays:
-        if len(a) < 2:
+    for d in dev:
+        if d is None:
             out.append(math.sqrt(pooled))
             continue
-        mine = (MAD_TO_SD * float(np.median(np.abs(a - np.median(a))))) ** 2
-        out.append(math.sqrt((PRIOR_DF * pooled + (len(a) - 1) * mine) / (PRIOR_DF + len(a) - 1)))
+        mine = (MAD_TO_SD * float(np.median(d))) ** 2
+        out.append(math.sqrt((PRIOR_DF * pooled + (len(d) - 1) * mine) / (PRIOR_DF + len(d) - 1)))
     return out
 
 
