@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,6 +24,26 @@ def remote_args(server: LocalTritonServer) -> list[str]:
         f"--triton-grpc-url={server.grpc_url}",
         *FAST_OPTIONS,
     ]
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+#: What loading the plugin must not import: pytest loads it through its entry point in every
+#: run of a project that has it installed, whether or not the run measures anything. scipy
+#: alone took 0.45 s of the plugin's 1.1 s import here; the statistics import it when they
+#: compare.
+HEAVY_MODULES = ("scipy", "matplotlib", "tritonclient.grpc", "tritonclient.http", "grpc", "docker")
+
+
+def test_loading_the_plugin_leaves_the_heavy_libraries_unimported() -> None:
+    code = (
+        "import sys, pytest_triton_perf.plugin\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
 # -- validation before any server starts ----------------------------------------------------

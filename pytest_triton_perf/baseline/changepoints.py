@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 #: Significance of a change point (permutation test) unless a caller says otherwise.
 ALPHA = 0.05
@@ -104,6 +103,8 @@ def _permutation_p(
 
 
 def _describe(x: np.ndarray, lo: int, tau: int, hi: int, p: float) -> ChangePoint:
+    from scipy import stats
+
     a, b = x[lo:tau], x[tau:hi]
     diff = float(b.mean() - a.mean())
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
@@ -184,6 +185,8 @@ class Creep:
 def creep(levels: Sequence[float], alpha: float = 0.05) -> Creep | None:
     """The drift over ``levels`` (the reference point first, the newest last); None with
     fewer than four points (two residual degrees of freedom at least)."""
+    from scipy import stats
+
     y = np.log(np.asarray(levels, dtype=float))
     n = y.size
     if n < 4 or not np.all(np.isfinite(y)):

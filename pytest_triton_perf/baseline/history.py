@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from pytest_triton_perf.baseline.changepoints import e_divisive
 from pytest_triton_perf.baseline.compare import (
@@ -209,6 +208,8 @@ def compare_sessions(
     """One metric of the current run against the reference sessions (module docstring);
     ``machine()`` gives the machine's spread, asked only where the reference has fewer than
     :data:`MIN_SESSIONS` sessions."""
+    from scipy import stats
+
     mode = "history"
     levels = session_levels(ss, metric)
     start, why = reference_start(ss, levels, accepted)
@@ -292,6 +293,8 @@ def compare_sessions(
 
 def _interval(logs: Sequence[float]) -> tuple[float, float] | None:
     """95% t interval of the reference level (geometric mean of the sessions)."""
+    from scipy import stats
+
     if len(logs) < 2:
         return None
     m, se = float(np.mean(logs)), float(np.std(logs, ddof=1)) / math.sqrt(len(logs))

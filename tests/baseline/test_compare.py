@@ -16,7 +16,7 @@ from pytest_triton_perf.baseline.compare import (
     compare_errors_paired,
     compare_runs,
 )
-from pytest_triton_perf.baseline.power import mwu_mde, prediction_mde
+from pytest_triton_perf.baseline.power import MAX_NEEDED, fewest, mwu_mde, prediction_mde
 from pytest_triton_perf.errors import ConfigError
 from pytest_triton_perf.measure.stats import median_ci
 from pytest_triton_perf.metrics import parse_metric_map
@@ -283,6 +283,18 @@ def test_a_noisy_a_a_comparison_is_inconclusive_not_pass() -> None:
         per_arm == math.ceil(10 * (c.mde_pct / 5) ** 2)
         or per_arm == math.ceil(10 * (c.mde_pct / 5) ** 2) + 1
     )
+
+
+def test_the_count_needed_is_the_least_that_reaches_the_target() -> None:
+    # By bisection over a predicate that turns true once and stays so.
+    for least in (2, 3, 17, 4096, MAX_NEEDED):
+        assert fewest(2, lambda n, least=least: n >= least) == least
+    assert fewest(5, lambda n: True) == 5
+    assert fewest(2, lambda n: False) is None
+    # On an MDE (sd 3%, alpha 0.01): the count found reaches 12%, one fewer does not.
+    n = fewest(2, lambda n: prediction_mde(0.03, n, 0.01) <= 0.12)
+    assert n is not None and n > 2 and prediction_mde(0.03, n, 0.01) <= 0.12
+    assert prediction_mde(0.03, n - 1, 0.01) > 0.12
 
 
 def test_regressions_do_not_depend_on_power() -> None:
