@@ -444,13 +444,14 @@ class ContainerTritonServer(TritonServer):
     # -- stop --------------------------------------------------------------------------------
 
     def _remove(self) -> None:
-        """Stop (SIGTERM, SIGKILL after STOP_TIMEOUT_S) and remove the container; its log
-        stays in ``log_path``."""
+        """Stop (the models unloaded first, then SIGTERM, SIGKILL after STOP_TIMEOUT_S) and
+        remove the container; its log stays in ``log_path``."""
         import docker.errors
 
         container = self._container
         if container is None:
             return
+        self.unload_before_stop()
         with contextlib.suppress(docker.errors.DockerException):
             container.stop(timeout=STOP_TIMEOUT_S)
         self._sync_log()

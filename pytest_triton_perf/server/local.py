@@ -347,6 +347,8 @@ class LocalTritonServer(TritonServer):
     # -- stop ------------------------------------------------------------------------------
 
     def _terminate(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self.unload_before_stop()
         proc, self._proc = self._proc, None
         _running.discard(self)
         if proc is None:

@@ -113,6 +113,18 @@ def test_log_is_copied_to_log_path(container_server: ContainerTritonServer) -> N
     assert "Started GRPCInferenceService" in container_server.log_path.read_text()
 
 
+def test_stop_unloads_the_models_before_the_signal(memlock: str, tmp_path: Path) -> None:
+    """As a local server's stop (tests/server/test_local.py): unloaded first, so that
+    Triton's exit does not wait for its once-a-second check of live models."""
+    with launcher(memlock, [EXAMPLE_MODELS], models=["simple"], log_dir=tmp_path) as s:
+        pass
+    assert s.log_path is not None
+    log = s.log_path.read_text()
+    signal_at = log.index("Signal (15) received")
+    assert -1 < log.find("successfully unloaded 'simple'") < signal_at, log[-3000:]
+    assert "Found 0 live models" in log[signal_at:], log[signal_at:]
+
+
 def test_model_that_failed_to_load_names_the_reason(
     container_server: ContainerTritonServer,
 ) -> None:

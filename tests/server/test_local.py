@@ -42,6 +42,20 @@ def test_stop_ends_the_process_group_and_is_idempotent(tmp_path: Path) -> None:
     assert (tmp_path / f"{srv.server_id}.log").exists(), "the log survives in the caller's dir"
 
 
+def test_stop_unloads_the_models_before_the_signal(tmp_path: Path) -> None:
+    """Triton checks its live models once a second after a SIGTERM: stop() unloads them
+    first (server.base.UNLOAD_BEFORE_STOP_S), so that the exit does not wait for the next check."""
+    srv = LocalTritonServer([EXAMPLE_MODELS], models=["simple", "sleepy"], log_dir=tmp_path)
+    with srv:
+        pass
+    log = (tmp_path / f"{srv.server_id}.log").read_text()
+    signal_at = log.index("Signal (15) received")
+    for model in ("simple", "sleepy"):
+        assert -1 < log.find(f"successfully unloaded '{model}'") < signal_at, log[-3000:]
+    # Nothing was live when the signal came.
+    assert "Found 0 live models" in log[signal_at:], log[signal_at:]
+
+
 def test_model_that_fails_to_load_fails_fast_with_name_reason_and_log() -> None:
     srv = LocalTritonServer([BROKEN_MODELS], models=["init_error"])
     started = time.monotonic()
