@@ -17,9 +17,9 @@ What this machine cannot do as the GPU runner does is substituted, each change n
   of pulling; `--gpus=all` is dropped (no GPU here);
 - `PERF_TESTS`: the example's tests (`example_repo`, whose pytest.ini names its model
   repository), and `PYTEST_ADDOPTS` as the sharded rehearsal's: the least a comparison
-  takes, the fixed A/B design, `--triton-ulimit-memlock=off` where the engine refuses
-  `memlock=-1`, and one test of the example (`-k`): the rehearsal checks the template, not
-  the models;
+  takes, the fixed A/B design, regressions flagged at alpha 1e-6,
+  `--triton-ulimit-memlock=off` where the engine refuses `memlock=-1`, and one test of the
+  example (`-k`): the rehearsal checks the template, not the models;
 - `actions/checkout`: the workspace is a clone of a bare "origin" holding this working tree,
   with the pull request's commit on top; `actions/upload-artifact`: its path is checked and
   copied aside.
@@ -45,6 +45,7 @@ from tests.container.test_workflow_rehearsal import (
     COMPARE_WINDOWS,
     DEFAULT_BRANCH,
     FIXED_DESIGN,
+    RARE_ALARMS,
     _checkout,
     _git,
     origin,  # noqa: F401  (the fixture: a bare repository of this working tree)
@@ -116,7 +117,7 @@ def test_pull_request_gates_ab_against_the_base_branch_and_uploads_the_reports(
             return
         raise AssertionError(f"the rehearsal does not know how to perform {action}")
 
-    options = [COMPARE_WINDOWS, FIXED_DESIGN, "-k", TESTS]
+    options = [COMPARE_WINDOWS, FIXED_DESIGN, RARE_ALARMS, "-k", TESTS]
     if memlock == "off":
         options.append("--triton-ulimit-memlock=off")
     base_env = runner_environment(drop_prefix=sys.prefix)
